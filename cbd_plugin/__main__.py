@@ -1,0 +1,7 @@
+"""``python -m cbd_plugin ...`` is ``diffing-toolkit ...``."""
+
+import sys
+
+from cbd_plugin.cli import run_host
+
+sys.exit(run_host())

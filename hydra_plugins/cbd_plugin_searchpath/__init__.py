@@ -1,0 +1,18 @@
+"""Hydra search-path plugin: adds the config folders of every installed diffing-toolkit plugin.
+
+Hydra imports every module under the ``hydra_plugins`` namespace package when it starts; this one reads the
+``diffing_toolkit.configs`` entry points (metadata only) and appends ``pkg://<package>`` for each, so
+``diffing/method=...``, ``model=...`` and ``organism=...`` files shipped by plugins resolve in the host's
+``main.py`` and through the compose API.
+"""
+
+from hydra.core.config_search_path import ConfigSearchPath
+from hydra.plugins.search_path_plugin import SearchPathPlugin
+
+from cbd_plugin.registry import config_search_paths
+
+
+class DiffingPluginsSearchPathPlugin(SearchPathPlugin):
+    def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        for provider, path in config_search_paths():
+            search_path.append(provider=provider, path=path)

@@ -1,0 +1,52 @@
+"""Config discovery: the Hydra search-path plugin and the YAML shipped as package data."""
+
+import configparser
+from pathlib import Path
+
+import hydra_plugins
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.plugins import Plugins
+from hydra.plugins.search_path_plugin import SearchPathPlugin
+
+from cbd_plugin.cli import register_search_path_plugin
+from hydra_plugins.cbd_plugin_searchpath import DiffingPluginsSearchPathPlugin
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def host_like_config_dir(tmp_path):
+    """A stand-in for the host's configs/: a root config with the host's method group as a default."""
+    (tmp_path / "config.yaml").write_text("defaults:\n  - diffing/method: ???\n  - _self_\nseed: 0\n")
+    return tmp_path
+
+
+def test_hydra_scan_finds_the_search_path_plugin():
+    if any("__editable__" in p for p in hydra_plugins.__path__):
+        pytest.skip("setuptools' default editable install hides namespace packages from Hydra's scan; "
+                    "install with --config-settings editable_mode=strict (README) to test the scan")
+    assert DiffingPluginsSearchPathPlugin in Plugins.instance().discover(SearchPathPlugin)
+
+
+@pytest.mark.parametrize("method", ["cbd_sae_difference", "contrastive_bio_sae"])
+def test_method_config_composes_from_the_installed_search_path(host_like_config_dir, method):
+    register_search_path_plugin()
+    with initialize_config_dir(config_dir=str(host_like_config_dir), version_base=None):
+        cfg = compose("config", overrides=[f"diffing/method={method}"])
+    assert cfg.diffing.method.name == method
+
+
+def test_every_method_yaml_is_named_after_its_file_and_targets_the_method_package():
+    for path in (REPO / "method_configs" / "diffing" / "method").glob("*.yaml"):
+        assert path.read_text().startswith("# @package diffing.method\n"), path
+        assert f"name: {path.stem}\n" in path.read_text(), path
+
+
+def test_setup_cfg_lists_every_package():
+    listed = configparser.ConfigParser()
+    listed.read(REPO / "setup.cfg")
+    packages = set(listed["options"]["packages"].split())
+    on_disk = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "cbd_plugin").rglob("__init__.py")}
+    on_disk |= {"cbd_plugin.method_configs", "hydra_plugins.cbd_plugin_searchpath"}
+    assert packages == on_disk

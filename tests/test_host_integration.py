@@ -1,0 +1,89 @@
+"""Against the real diffing-toolkit host. Skipped, with the reason, where the host is not installed."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cbd_plugin.host import HostNotFoundError, locate_host
+
+try:
+    HOST = locate_host()
+except HostNotFoundError as exc:
+    pytest.skip(f"diffing-toolkit host not available: {exc}", allow_module_level=True)
+
+pytestmark = pytest.mark.host
+PLUGIN_METHODS = ("cbd_sae_difference", "contrastive_bio_sae")
+
+
+@pytest.fixture(scope="module")
+def host_modules():
+    # Bind the host's function early, as its own modules do, before the plugin activates.
+    import diffing.pipeline.diffing_pipeline as diffing_pipeline
+    import diffing.pipeline.evaluation_pipeline as evaluation_pipeline
+
+    from cbd_plugin.host import activate
+
+    activate()
+    spec = importlib.util.spec_from_file_location("host_main", HOST.main_script)
+    host_main = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(host_main)  # main.py binds get_method_class at import, like `python main.py`
+    return [diffing_pipeline, evaluation_pipeline, host_main]
+
+
+@pytest.mark.parametrize("method", PLUGIN_METHODS)
+def test_every_early_bound_lookup_finds_plugin_methods(host_modules, method):
+    from diffing.methods.diffing_method import DiffingMethod
+
+    from cbd_plugin.registry import MethodRegistry
+
+    expected = MethodRegistry().load(method)
+    assert issubclass(expected, DiffingMethod)
+    for module in host_modules:
+        assert module.get_method_class(method) is expected, module.__name__
+
+
+def test_builtin_names_still_resolve_to_host_classes(host_modules):
+    from diffing.methods.sae_difference import SAEDifferenceMethod
+
+    for module in host_modules:
+        assert module.get_method_class("sae_difference") is SAEDifferenceMethod
+        with pytest.raises(ValueError, match="Unknown method: not_a_method"):
+            module.get_method_class("not_a_method")
+
+
+def test_cbd_method_extends_the_host_sae_difference(host_modules):
+    from diffing.methods.sae_difference import SAEDifferenceMethod
+
+    assert issubclass(host_modules[0].get_method_class("cbd_sae_difference"), SAEDifferenceMethod)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TMPDIR": os.environ.get("TMPDIR", "/tmp"), "HYDRA_FULL_ERROR": "1"}
+    return subprocess.run([sys.executable, "-m", "cbd_plugin", *args], capture_output=True, text=True, env=env,
+                          timeout=300, cwd=HOST.root)
+
+
+def test_cli_prints_merged_config_with_plugin_method():
+    result = run_cli("--cfg", "job", "diffing/method=contrastive_bio_sae", "infrastructure=test")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "name: contrastive_bio_sae" in result.stdout
+    assert "chat_dataset:" in result.stdout  # the host's own config.yaml is merged in
+
+
+def test_cli_info_searchpath_lists_plugin_configs():
+    result = run_cli("--info", "searchpath")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "pkg://cbd_plugin.method_configs" in result.stdout
+
+
+def test_dashboard_lists_plugin_methods():
+    pytest.importorskip("streamlit")
+    from cbd_plugin import dashboard_app
+
+    module = dashboard_app._load_host_dashboard(HOST)
+    dashboard_app._extend_discovery(module, HOST)
+    assert set(PLUGIN_METHODS) <= set(module.discover_methods())
+    assert "sae_difference" in module.discover_methods()

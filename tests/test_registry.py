@@ -1,0 +1,79 @@
+"""The entry-point registry, tested against real (throwaway) distributions on sys.path."""
+
+import sys
+
+import pytest
+
+from cbd_plugin.registry import (
+    DuplicateMethodError,
+    MethodRegistry,
+    PluginLoadError,
+    ShadowedMethodError,
+    UnknownMethodError,
+    config_dirs,
+    config_search_paths,
+)
+from plugin_fixtures import activate_path, make_distribution
+
+GOOD_MODULE = {"thirdparty_good": "class GoodMethod:\n    pass\n"}
+
+
+def test_project_methods_listed_without_importing_them():
+    names = MethodRegistry().names()
+    assert {"cbd_sae_difference", "contrastive_bio_sae"} <= set(names)
+    assert not [m for m in sys.modules if m.startswith("cbd_plugin.methods.")]
+
+
+def test_third_party_method_loads_its_class(tmp_path, monkeypatch):
+    make_distribution(tmp_path, "thirdparty-good", {"tp_good": "thirdparty_good:GoodMethod"}, GOOD_MODULE)
+    activate_path(monkeypatch, tmp_path)
+    registry = MethodRegistry()
+    assert "tp_good" in registry.names()
+    assert "thirdparty_good" not in sys.modules  # listing imports nothing
+    cls = registry.load("tp_good")
+    assert cls.__name__ == "GoodMethod" and cls.__module__ == "thirdparty_good"
+
+
+def test_broken_plugin_names_entry_point_target_and_distribution(tmp_path, monkeypatch):
+    broken = {"thirdparty_broken": "raise RuntimeError('boom at import')\n"}
+    make_distribution(tmp_path, "thirdparty-broken", {"tp_broken": "thirdparty_broken:Method"}, broken)
+    activate_path(monkeypatch, tmp_path)
+    with pytest.raises(PluginLoadError) as info:
+        MethodRegistry().load("tp_broken")
+    message = str(info.value)
+    assert "'tp_broken'" in message and "thirdparty_broken:Method" in message and "thirdparty-broken 1.0" in message
+    assert isinstance(info.value.__cause__, RuntimeError) and "boom at import" in str(info.value.__cause__)
+
+
+def test_entry_point_to_non_class_is_an_error(tmp_path, monkeypatch):
+    make_distribution(tmp_path, "thirdparty-func", {"tp_func": "thirdparty_func:make"},
+                      {"thirdparty_func": "def make():\n    pass\n"})
+    activate_path(monkeypatch, tmp_path)
+    with pytest.raises(PluginLoadError, match="not a class"):
+        MethodRegistry().load("tp_func")
+
+
+def test_same_name_from_two_distributions_is_an_error(tmp_path, monkeypatch):
+    make_distribution(tmp_path, "thirdparty-one", {"tp_dup": "thirdparty_good:GoodMethod"}, GOOD_MODULE)
+    make_distribution(tmp_path, "thirdparty-two", {"tp_dup": "thirdparty_good:GoodMethod"})
+    activate_path(monkeypatch, tmp_path)
+    with pytest.raises(DuplicateMethodError, match=r"'tp_dup' is registered twice.*thirdparty-(one|two) 1\.0.*thirdparty-(one|two) 1\.0"):
+        MethodRegistry().names()
+
+
+def test_plugin_shadowing_a_host_builtin_is_an_error(tmp_path, monkeypatch):
+    make_distribution(tmp_path, "thirdparty-shadow", {"sae_difference": "thirdparty_good:GoodMethod"}, GOOD_MODULE)
+    activate_path(monkeypatch, tmp_path)
+    with pytest.raises(ShadowedMethodError, match=r"thirdparty-shadow 1.0'\) shadows the host's built-in method 'sae_difference'"):
+        MethodRegistry().names()
+
+
+def test_unknown_name_lists_installed_methods():
+    with pytest.raises(UnknownMethodError, match="no plugin registers diffing method 'nope'.*contrastive_bio_sae"):
+        MethodRegistry().load("nope")
+
+
+def test_config_package_is_declared_and_ships_the_yaml():
+    assert ("diffing-plugin:cbd_plugin", "pkg://cbd_plugin.method_configs") in config_search_paths()
+    shipped = {p.name for d in config_dirs() for p in (d / "diffing" / "method").glob("*.yaml")}
+    assert {"cbd_sae_difference.yaml", "contrastive_bio_sae.yaml"} <= shipped
