@@ -1,0 +1,146 @@
+"""The internal hazard signal: hazard latents selected on one split, evaluated on the other.
+
+Inputs are per-prompt pooled SAE latent activations ``latents`` [n_prompts, d_sae] (see
+:mod:`cbd_plugin.refusal.features`) with each prompt's tier and split.
+
+* Selection (:func:`select_latents`) sees only the ``select`` split's hazard and benign prompts. Each latent
+  gets a score for hazard vs benign: the standardised mean difference ``(mu_h - mu_b) / sqrt((var_h + var_b)/2)``
+  (``"smd"``) or its AUROC (``"auroc"``). The ``m`` highest are the *hazard latents*; the ``m`` lowest (most
+  benign-leaning) are the *benign latents*, selected symmetrically.
+* Signal (:func:`hazard_signal`): the mean over the hazard latents of the prompt's pooled latent activations.
+* Evaluation (:func:`evaluate_separation`): AUROC of the signal for hazard vs benign on the ``eval`` split,
+  next to a permutation null (tier labels shuffled on the select split, selection redone, evaluation on the true
+  eval labels) and a linear probe on the raw pooled activations (fit on select, scored on eval).
+* The seed's divergence (:func:`divergence`): ``D = 1 - cos(f[H], f[B])`` where ``f`` is the prompt's pooled
+  latent vector, ``H`` the hazard latents and ``B`` the benign latents, both in rank order (the i-th most
+  hazard-leaning latent is paired with the i-th most benign-leaning one). The card's "projections" onto the two
+  feature sets are read as these restrictions; projecting onto the two sets inside the full latent space instead
+  would give vectors with disjoint support, so cos = 0 and D = 1 always. D is NaN where either restriction is
+  all zero (cosine undefined).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import rankdata
+
+from ..stats import Estimate, auroc, auroc_ci, linear_probe_auroc, permutation_null
+
+
+@dataclass(frozen=True)
+class HazardLatents:
+    """Latent indices chosen on the select split (rank order) and the scores they were chosen by."""
+
+    hazard: np.ndarray
+    benign: np.ndarray
+    hazard_scores: np.ndarray
+    benign_scores: np.ndarray
+    method: str
+
+
+def latent_scores(latents: np.ndarray, is_hazard: np.ndarray, method: str = "smd") -> np.ndarray:
+    """Per-latent hazard-vs-benign score (higher = more active on hazard prompts)."""
+    latents = np.asarray(latents, dtype=np.float64)
+    is_hazard = np.asarray(is_hazard, dtype=bool)
+    hazard, benign = latents[is_hazard], latents[~is_hazard]
+    if method == "smd":
+        pooled_sd = np.sqrt((hazard.var(0) + benign.var(0)) / 2)
+        diff = hazard.mean(0) - benign.mean(0)
+        return np.divide(diff, pooled_sd, out=np.zeros_like(diff), where=pooled_sd > 1e-12)
+    if method == "auroc":
+        # Mann-Whitney U per column, vectorised: thousands of latents times hundreds of permutations.
+        ranks = rankdata(latents, axis=0)
+        n_h, n_b = len(hazard), len(benign)
+        return (ranks[is_hazard].sum(0) - n_h * (n_h + 1) / 2) / (n_h * n_b)
+    raise ValueError(f"latent_scores: unknown method {method!r} (use 'smd' or 'auroc')")
+
+
+def select_latents(latents: np.ndarray, tiers: np.ndarray, m: int, method: str = "smd") -> HazardLatents:
+    """Top-``m`` hazard and top-``m`` benign latents from hazard/benign rows (pass select-split rows only)."""
+    tiers = np.asarray(tiers)
+    keep = np.isin(tiers, ["hazard", "benign"])
+    scores = latent_scores(np.asarray(latents)[keep], tiers[keep] == "hazard", method)
+    order = np.argsort(-scores, kind="stable")
+    hazard, benign = order[:m], order[::-1][:m]
+    return HazardLatents(hazard, benign, scores[hazard], scores[benign], method)
+
+
+def hazard_signal(latents: np.ndarray, selected: HazardLatents) -> np.ndarray:
+    """Per-prompt signal: mean pooled activation over the hazard latents."""
+    return np.asarray(latents, dtype=np.float64)[:, selected.hazard].mean(1)
+
+
+def divergence(latents: np.ndarray, selected: HazardLatents) -> np.ndarray:
+    """The seed's ``D = 1 - cos(f[H], f[B])`` per prompt (module docstring); NaN where a restriction is zero."""
+    latents = np.asarray(latents, dtype=np.float64)
+    f_h, f_b = latents[:, selected.hazard], latents[:, selected.benign]
+    norms = np.linalg.norm(f_h, axis=1) * np.linalg.norm(f_b, axis=1)
+    cos = np.divide((f_h * f_b).sum(1), norms, out=np.full(len(latents), np.nan), where=norms > 0)
+    return 1 - cos
+
+
+@dataclass
+class Separation:
+    """How well the hazard latents (chosen on select) separate hazard from benign prompts on the eval split."""
+
+    latents: HazardLatents
+    signal_auroc: Estimate
+    null: np.ndarray
+    null_mean: float
+    null_p95: float
+    p_value: float
+    n_perm: int
+    probe_auroc: Estimate
+    n_select: dict[str, int]
+    n_eval: dict[str, int]
+
+
+def evaluate_separation(latents: np.ndarray, raw: np.ndarray, tiers: np.ndarray, splits: np.ndarray, m: int,
+                        method: str = "smd", n_perm: int = 200, n_boot: int = 1000, seed: int = 0) -> Separation:
+    """Select on ``select``, evaluate on ``eval``; permutation null and linear-probe baseline alongside."""
+    tiers, splits = np.asarray(tiers), np.asarray(splits)
+    sel = (splits == "select") & np.isin(tiers, ["hazard", "benign"])
+    ev = (splits == "eval") & np.isin(tiers, ["hazard", "benign"])
+    y_eval = tiers[ev] == "hazard"
+
+    def eval_auroc(sel_latents, sel_tiers):
+        chosen = select_latents(sel_latents, sel_tiers, m, method)
+        return auroc(hazard_signal(latents[ev], chosen), y_eval)
+
+    chosen = select_latents(latents[sel], tiers[sel], m, method)
+    observed = auroc_ci(hazard_signal(latents[ev], chosen), y_eval, n_boot=n_boot, seed=seed)
+    null = permutation_null(eval_auroc, latents[sel], tiers[sel], n_perm=n_perm, seed=seed)
+    probe = linear_probe_auroc(raw[sel], tiers[sel] == "hazard", raw[ev], y_eval, n_boot=n_boot, seed=seed)
+    count = lambda mask: {t: int((tiers[mask] == t).sum()) for t in ("hazard", "benign")}  # noqa: E731
+    return Separation(chosen, observed, null, float(null.mean()), float(np.quantile(null, 0.95)),
+                      float((1 + (null >= observed.value).sum()) / (1 + n_perm)), n_perm, probe, count(sel), count(ev))
+
+
+@dataclass
+class FeatureVariance:
+    """Evidence that the feature vector varies across prompts (the seed's was nearly constant).
+
+    ``varying_fraction`` = total variance of f across prompts / mean ||f||^2 (0 for a constant vector);
+    ``mean_cos_to_centroid`` near 1 means every prompt has the same feature direction.
+    """
+
+    signal_std: float
+    signal_range: float
+    latent_variance_total: float
+    varying_fraction: float
+    mean_cos_to_centroid: float
+    n_active_latents: int
+
+
+def feature_variance(latents: np.ndarray, signal: np.ndarray) -> FeatureVariance:
+    latents = np.asarray(latents, dtype=np.float64)
+    total_var = float(latents.var(0).sum())
+    energy = float((latents ** 2).sum(1).mean())
+    centroid = latents.mean(0)
+    norms = np.linalg.norm(latents, axis=1) * np.linalg.norm(centroid)
+    cos = np.divide(latents @ centroid, norms, out=np.full(len(latents), np.nan), where=norms > 0)
+    return FeatureVariance(float(np.std(signal)), float(np.ptp(signal)), total_var,
+                           total_var / energy if energy > 0 else float("nan"), float(np.nanmean(cos)),
+                           int((latents > 0).any(0).sum()))
