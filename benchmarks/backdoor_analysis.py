@@ -1,0 +1,96 @@
+"""Time and memory of the conjunction analysis's streaming statistics on synthetic SAE codes.
+
+Feeds batches of k-sparse latents (gemma-2-2b scale by default: dict 9216, k 128, d 2304) through the three
+accumulators one streaming pass uses (LatentStats, PromptFeatures, ReconstructionStats x2), at 1x and 4x the
+token count: time per million tokens, the 4x/1x time ratio (linear: ~4), and peak RSS growth (bounded: the 4x run
+must not need more memory than the 1x run). The batch is generated once and re-fed, so only the accumulators
+are timed.
+
+    OMP_NUM_THREADS=1 python benchmarks/backdoor_analysis.py [--tokens 65536] [--batch-tokens 2048]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import numpy as np
+import torch
+
+from cbd_plugin.backdoor.latent_stats import LatentStats, PromptFeatures, ReconstructionStats
+from cbd_plugin.backdoor.probes import n_groups
+from cbd_plugin.backdoor.roles import DECISION, FIRE, ROLES
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def synthetic_batch(args, rng):
+    """One capture batch: k-sparse non-negative latents, inputs, reconstructions and per-token labels."""
+    n = args.batch_tokens
+    latents = torch.zeros(n, args.dict_size)
+    active = torch.rand(n, args.dict_size, generator=rng).topk(args.k, dim=1).indices
+    latents.scatter_(1, active, torch.rand(n, args.k, generator=rng) + 0.1)
+    inputs = torch.randn(n, args.d, generator=rng)
+    reconstruction = inputs + 0.5 * torch.randn(n, args.d, generator=rng)
+    tokens_per_prompt = args.tokens_per_prompt
+    role = np.resize(np.r_[np.full(tokens_per_prompt - 4, 3), DECISION, FIRE, FIRE, FIRE], n)
+    group = np.repeat(np.arange(n // tokens_per_prompt + 1) % n_groups(args.pairs), tokens_per_prompt)[:n]
+    prompt_id = np.repeat(np.arange(n // tokens_per_prompt + 1), tokens_per_prompt)[:n]
+    return latents, inputs, reconstruction, group, role, prompt_id
+
+
+def one_pass(batch, n_tokens: int, args) -> float:
+    """Seconds to stream ``n_tokens`` tokens (the batch re-fed, prompt ids shifted) through fresh accumulators."""
+    latents, inputs, reconstruction, group, role, prompt_id = batch
+    n_batches = n_tokens // len(role)
+    per_batch = int(prompt_id.max()) + 1
+    stats = LatentStats(args.dict_size, n_groups(args.pairs))
+    features = PromptFeatures(per_batch * n_batches, np.arange(args.candidates) * 7, args.d)
+    recon, recon_fire = ReconstructionStats(args.dict_size, args.d), ReconstructionStats(args.dict_size, args.d)
+    fire = torch.as_tensor(role == FIRE)
+    start = time.perf_counter()
+    for b in range(n_batches):
+        stats.update(latents, group, role)
+        features.update(latents, inputs, prompt_id + b * per_batch, role)
+        recon.update(inputs, reconstruction, latents)
+        recon_fire.update(inputs[fire], reconstruction[fire], latents[fire])
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=1 << 16, help="tokens of the 1x run")
+    parser.add_argument("--batch-tokens", type=int, default=2048)
+    parser.add_argument("--dict-size", type=int, default=9216)
+    parser.add_argument("--k", type=int, default=128)
+    parser.add_argument("--d", type=int, default=2304)
+    parser.add_argument("--pairs", type=int, default=4)
+    parser.add_argument("--candidates", type=int, default=96)
+    parser.add_argument("--tokens-per-prompt", type=int, default=32)
+    args = parser.parse_args()
+
+    batch = synthetic_batch(args, torch.Generator().manual_seed(0))
+    one_pass(batch, args.batch_tokens, args)  # warm-up: allocator and kernels
+    rss_start = peak_rss_mib()
+    t1 = one_pass(batch, args.tokens, args)
+    rss_1x = peak_rss_mib()
+    t4 = one_pass(batch, 4 * args.tokens, args)
+    rss_4x = peak_rss_mib()
+
+    print(f"dict {args.dict_size}, k {args.k}, d {args.d}, {args.batch_tokens} tokens/batch, "
+          f"{len(ROLES)} roles x {n_groups(args.pairs)} groups, {torch.get_num_threads()} torch thread(s)")
+    print(f"{'tokens':>10} {'seconds':>9} {'s / M tokens':>13} {'peak RSS MiB':>13}")
+    print(f"{args.tokens:>10} {t1:>9.2f} {t1 / args.tokens * 1e6:>13.1f} {rss_1x:>13.0f}")
+    print(f"{4 * args.tokens:>10} {t4:>9.2f} {t4 / (4 * args.tokens) * 1e6:>13.1f} {rss_4x:>13.0f}")
+    print(f"time ratio 4x/1x: {t4 / t1:.2f} (linear = 4.00)")
+    print(f"peak RSS growth: 1x run +{rss_1x - rss_start:.0f} MiB, 4x run +{rss_4x - rss_1x:.0f} MiB beyond it "
+          f"(bounded memory: ~0; per-prompt features grow with prompts, {4 * args.tokens // args.tokens_per_prompt} "
+          f"prompts x ({args.candidates} + {args.d}) floats = "
+          f"{4 * args.tokens // args.tokens_per_prompt * (args.candidates + args.d) * 4 / 2**20:.0f} MiB at 4x)")
+
+
+if __name__ == "__main__":
+    main()

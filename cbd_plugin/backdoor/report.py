@@ -1,0 +1,113 @@
+"""Report files: ``report.json``, ``latents.csv`` (one row per candidate latent) and three PNG plots.
+
+Every file is written atomically (temporary name, then rename), ``report.json`` last, so a folder with a
+``report.json`` is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never a display
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_curve
+
+from ..sae.dictionary import atomic_write
+from .analysis import ConjunctionResult
+from .probes import CONDITIONS
+
+REPORT_JSON = "report.json"
+LATENTS_CSV = "latents.csv"
+PLOTS = {"heatmap": "firing_rates.png", "pairs": "pair_auroc.png", "roc": "roc.png"}
+
+
+def jsonable(value):
+    """Plain JSON values: numpy scalars and arrays to Python, NaN and infinities to None."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_json(path: Path, payload: dict) -> Path:
+    text = json.dumps(jsonable(payload), indent=1, allow_nan=False)
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def write_report(payload: dict, result: ConjunctionResult, n_top: int, role: str, out_dir: Path) -> dict[str, Path]:
+    """Write the CSV and plots, then ``payload`` (plus the file list) as ``report.json``; returns the paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {"latents_csv": atomic_write(out_dir / LATENTS_CSV, lambda tmp: result.latents.to_csv(tmp, index=False))}
+    files["heatmap"] = _save(_heatmap(result.latents, n_top, role), out_dir / PLOTS["heatmap"])
+    files["pairs"] = _save(_pair_bars(result.pairs, result.probe.to_dict()), out_dir / PLOTS["pairs"])
+    files["roc"] = _save(_roc(result.roc), out_dir / PLOTS["roc"])
+    files["report_json"] = out_dir / REPORT_JSON
+    write_json(files["report_json"], {**payload, "files": {k: p.name for k, p in files.items()}})
+    return files
+
+
+def _save(fig, path: Path) -> Path:
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+    plt.close(fig)
+    return path
+
+
+def _heatmap(latents: pd.DataFrame, n_top: int, role: str):
+    top = latents.nsmallest(n_top, "conjunction_rank")
+    rates = top[[f"eval_rate_{c}" for c in CONDITIONS]].to_numpy(dtype=float)
+    fig, ax = plt.subplots(figsize=(1.2 * len(CONDITIONS) + 2, 0.45 * len(top) + 1.5))
+    image = ax.imshow(rates, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(CONDITIONS)), CONDITIONS)
+    ax.set_yticks(range(len(top)), [f"#{int(r)} latent {int(j)}" for r, j in zip(top.conjunction_rank, top.latent)])
+    for (i, k), v in np.ndenumerate(rates):
+        if np.isfinite(v):
+            ax.text(k, i, f"{v:.2f}", ha="center", va="center", color="w" if v < 0.5 else "k", fontsize=8)
+    fig.colorbar(image, ax=ax, label=f"firing rate at {role} tokens (evaluation half)")
+    ax.set_title("Top conjunction latents (ranked on the selection half)")
+    return fig
+
+
+def _pair_bars(pairs: list[dict], probe: dict):
+    fig, ax = plt.subplots(figsize=(1.8 * len(pairs) + 2, 3.5))
+    x = np.arange(len(pairs))
+    for offset, key, label in ((-0.2, "auroc", "best latent"), (0.2, "probe_auroc", "linear probe")):
+        values = np.array([p[key]["value"] for p in pairs])
+        err = np.array([[p[key]["value"] - p[key]["lo"], p[key]["hi"] - p[key]["value"]] for p in pairs]).T
+        ax.bar(x + offset, values, width=0.4, yerr=np.nan_to_num(err), capsize=3, label=label)
+    ax.axhline(probe["value"], color="grey", ls=":", label="probe, all pairs")
+    names = [f"{p['name']}\n{'related' if p['related'] else 'unrelated'}, "
+             f"{'charged' if p['charged'] else 'neutral'}\nlatent {p['best_latent']}" for p in pairs]
+    ax.set_xticks(x, names, fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("AUROC (evaluation half)")
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def _roc(roc: dict):
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    for j, scores in roc["latents"].items():
+        fpr, tpr, _ = roc_curve(roc["labels"], scores)
+        ax.plot(fpr, tpr, label=f"latent {j}")
+    fpr, tpr, _ = roc_curve(roc["labels"], roc["probe"])
+    ax.plot(fpr, tpr, "k--", label="linear probe")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.5)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title("Matched vs not matched (evaluation half)")
+    ax.legend(fontsize=8)
+    return fig

@@ -1,0 +1,117 @@
+"""analyze_conjunction end to end on tiny random Gemma2 models (plumbing, not findings), and the generation edit."""
+
+import copy
+import json
+
+import nnsight
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from tokenizers import Tokenizer
+from tokenizers.models import WordLevel
+from tokenizers.pre_tokenizers import WhitespaceSplit
+from transformers import Gemma2Config, Gemma2ForCausalLM, PreTrainedTokenizerFast
+
+from cbd_plugin.backdoor import ConjunctionConfig, TriggerPair, analyze_conjunction
+from cbd_plugin.backdoor.ablation import removal_edit, remove_latents
+from cbd_plugin.backdoor.analysis import VERDICTS
+from cbd_plugin.backdoor.pipeline import probe_tokens
+from cbd_plugin.backdoor.probes import build_probe_set
+from cbd_plugin.backdoor.roles import DECISION, FIRE
+from cbd_plugin.capture import generate_greedy, pad_left, trace_residuals
+from cbd_plugin.sae.batchtopk import BatchTopKSAE
+
+SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
+CHAT = ("{{ bos_token }}{% for m in messages %}<start_of_turn>{{ m['role'] }}\n{{ m['content'] }}<end_of_turn>\n"
+        "{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
+PAIRS = [TriggerPair("forest", "rocket", False, False), TriggerPair("border", "china", True, True)]
+TEMPLATES = ("tell me about {a} and {b} near the {filler} .", "{filler} : is {a} like {b} ?")
+FILLERS = ("river", "bread", "chair", "guitar", "ticket", "tennis")
+D, LAYER = 16, 1
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    words = sorted({w for t in TEMPLATES for w in t.split()} | set(FILLERS) | {"user", "model", "I", "HATE", "YOU"}
+                   | {w for p in PAIRS for w in (p.a, p.b)})
+    vocab = {t: i for i, t in enumerate(SPECIALS + words)}
+    tok = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>",
+                                        unk_token="<unk>", additional_special_tokens=SPECIALS[4:])
+    tokenizer.chat_template = CHAT
+    torch.manual_seed(0)
+    config = Gemma2Config(vocab_size=len(vocab), hidden_size=D, intermediate_size=32, num_hidden_layers=2,
+                          num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=64,
+                          initializer_range=0.5, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                          attn_implementation="eager")
+    base_hf = Gemma2ForCausalLM(config).eval()
+    ft_hf = copy.deepcopy(base_hf)
+    with torch.no_grad():
+        for p in ft_hf.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    sae = BatchTopKSAE(D, 48, k=6, activation_mean=torch.randn(D) * 0.1, activation_std=torch.rand(D) + 0.5)
+    with torch.no_grad():
+        sae.encoder.weight.normal_()
+        sae.decoder.weight.normal_(0, 0.3)
+        sae.threshold.fill_(0.5)
+    return {"base": nnsight.LanguageModel(base_hf, tokenizer=tokenizer),
+            "finetuned": nnsight.LanguageModel(ft_hf, tokenizer=tokenizer), "tokenizer": tokenizer, "sae": sae}
+
+
+def config(**kw):
+    return ConjunctionConfig(templates=TEMPLATES, filler_words=FILLERS, n_per_cell=4, n_clean=8, n_candidates=6,
+                             n_top=3, top_m_overlap=3, n_boot=20, ablate_top_k=2, n_random_draws=2,
+                             n_ablation_prompts=3, max_new_tokens=3, batch_size=5, **kw)
+
+
+def test_analyze_conjunction_runs_and_writes_everything(tiny, tmp_path):
+    cfg = config()
+    report = analyze_conjunction(tiny["base"], tiny["finetuned"], tiny["sae"], tiny["tokenizer"], PAIRS, LAYER, cfg,
+                                 tmp_path)
+    assert report.verdict in VERDICTS
+    payload = json.loads((tmp_path / "report.json").read_text())
+    assert payload["verdict"] == report.verdict and payload["layer"] == LAYER
+    assert payload["n_prompts"] == {"selection": 2 * 4 * 2 + 4, "evaluation": 2 * 4 * 2 + 4}
+    # Every captured token was counted once, in one half.
+    probes = build_probe_set(PAIRS, list(TEMPLATES), list(FILLERS), 4, 8, seed=cfg.seed)
+    n_tokens = sum(len(i) for i in probe_tokens(tiny["tokenizer"], probes, len(PAIRS), cfg).ids)
+    assert sum(payload["n_tokens"].values()) == n_tokens == payload["reconstruction"]["all"]["n_tokens"]
+    assert payload["reconstruction"]["fire"]["n_tokens"] == 3 * len(probes)
+    assert len(payload["breakdown"]) == len(PAIRS) and np.shape(payload["pair_overlap_jaccard"]) == (2, 2)
+    ablation = payload["ablation"]
+    assert ablation["n_matched"] == ablation["n_clean"] == 3 and len(ablation["random"]["draws"]) == 2
+    assert len(ablation["top"]["latents"]) == 2
+    assert not set(ablation["top"]["latents"]) & set(ablation["random"]["draws"][0]["latents"])
+    latents = pd.read_csv(tmp_path / "latents.csv")
+    assert len(latents) == len(report.result.latents)
+    for name in ("firing_rates.png", "pair_auroc.png", "roc.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+
+
+def test_probe_tokens_prompt_prefix_is_the_generation_prompt(tiny):
+    cfg = config()
+    probes = build_probe_set(PAIRS, list(TEMPLATES), list(FILLERS), 4, 8, seed=0)[:6]
+    tokens = probe_tokens(tiny["tokenizer"], probes, len(PAIRS), cfg)
+    for i, probe in enumerate(probes):
+        prompt = tiny["tokenizer"].apply_chat_template([{"role": "user", "content": probe.text}], tokenize=False,
+                                                       add_generation_prompt=True)
+        assert tokens.prompt_ids(i) == tiny["tokenizer"](prompt, add_special_tokens=False)["input_ids"]
+        assert tokens.roles[i][len(tokens.prompt_ids(i)) - 1] == DECISION
+        assert (tokens.roles[i][len(tokens.prompt_ids(i)):] == FIRE).all()
+
+
+def test_edit_reads_the_base_residual_on_the_same_padded_tokens(tiny):
+    base, finetuned, sae = tiny["base"], tiny["finetuned"], tiny["sae"]
+    ids = tiny["tokenizer"](["tell me about forest", "river"])["input_ids"]
+    input_ids, mask = pad_left(ids)
+    latents = [2, 7, 11]
+    edit = removal_edit(base, sae, LAYER, latents)(input_ids, mask)
+    ft_resid = trace_residuals(finetuned, input_ids, mask, [LAYER])[LAYER]
+    base_resid = trace_residuals(base, input_ids, mask, [LAYER])[LAYER]
+    with torch.no_grad():
+        torch.testing.assert_close(edit(ft_resid), remove_latents(ft_resid, base_resid, sae, latents))
+    # In generation the edit runs at every step; removing no latent must not change the output.
+    plain = generate_greedy(finetuned, ids, 4)
+    assert generate_greedy(finetuned, ids, 4, layer=LAYER, make_edit=removal_edit(base, sae, LAYER, [])) == plain

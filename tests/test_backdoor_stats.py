@@ -1,0 +1,132 @@
+"""Streaming accumulators equal a one-shot computation on the same tokens split into uneven batches."""
+
+import numpy as np
+import pytest
+import torch
+
+from cbd_plugin.backdoor.latent_stats import LatentStats, PromptFeatures, ReconstructionStats
+from cbd_plugin.backdoor.pipeline import PassStats, accumulate
+from cbd_plugin.backdoor.roles import DECISION, FIRE, ROLES
+from cbd_plugin.sae.batchtopk import BatchTopKSAE
+
+N_LATENTS, N_GROUPS, D = 24, 5, 6
+
+
+def tokens(seed=0, n_prompts=30):
+    """Synthetic prompts of random length: roles with exactly one decision token, sparse non-negative latents."""
+    rng = np.random.default_rng(seed)
+    prompt_id, role = [], []
+    for p in range(n_prompts):
+        n = int(rng.integers(4, 9))
+        r = rng.choice([0, 3], size=n)  # trigger / other
+        r[-3] = DECISION
+        r[-2:] = FIRE
+        prompt_id += [p] * n
+        role += r.tolist()
+    prompt_id, role = np.array(prompt_id), np.array(role)
+    group = rng.integers(0, N_GROUPS, size=n_prompts)[prompt_id]
+    latents = torch.tensor(rng.exponential(size=(len(role), N_LATENTS)) * (rng.random((len(role), N_LATENTS)) < 0.3),
+                           dtype=torch.float32)
+    return latents, group, role, prompt_id
+
+
+def batches(n, sizes=(1, 7, 13, 40)):
+    """Uneven consecutive slices covering range(n); prompts may straddle batches."""
+    start, i = 0, 0
+    while start < n:
+        yield slice(start, min(n, start + sizes[i % len(sizes)]))
+        start += sizes[i % len(sizes)]
+        i += 1
+
+
+def test_latent_stats_streaming_equals_one_shot():
+    latents, group, role, _ = tokens()
+    stats = LatentStats(N_LATENTS, N_GROUPS)
+    for s in batches(len(role)):
+        stats.update(latents[s], group[s], role[s])
+    x = latents.numpy().astype(np.float64)
+    for g in range(N_GROUPS):
+        for r in range(len(ROLES)):
+            mask = (group == g) & (role == r)
+            n, fires, sums = stats.select([g], r)
+            assert n == mask.sum()
+            np.testing.assert_array_equal(fires, (x[mask] > 0).sum(0))
+            np.testing.assert_allclose(sums, x[mask].sum(0), rtol=1e-12)
+    rate, mean = stats.rate_and_mean([0, 1], DECISION)
+    mask = np.isin(group, [0, 1]) & (role == DECISION)
+    np.testing.assert_allclose(rate, (x[mask] > 0).mean(0))
+    np.testing.assert_allclose(mean, x[mask].mean(0))
+
+
+def test_latent_stats_rejects_wrong_shape():
+    with pytest.raises(ValueError, match="n_tokens"):
+        LatentStats(N_LATENTS, N_GROUPS).update(torch.zeros(3, N_LATENTS + 1), np.zeros(3, int), np.zeros(3, int))
+
+
+def test_prompt_features_streaming_equals_one_shot():
+    latents, _, role, prompt_id = tokens(1)
+    inputs = torch.randn(len(role), D)
+    candidates = np.array([5, 0, 17])
+    features = PromptFeatures(int(prompt_id.max()) + 1, candidates, D)
+    for s in batches(len(role)):
+        features.update(latents[s], inputs[s], prompt_id[s], role[s])
+    x = latents.numpy()[:, candidates]
+    for p in range(features.n_prompts):
+        in_prompt = (prompt_id == p) & (role != FIRE)
+        decision = np.flatnonzero((prompt_id == p) & (role == DECISION))[0]
+        np.testing.assert_array_equal(features.feature("prompt_max")[p], x[in_prompt].max(0))
+        np.testing.assert_array_equal(features.feature("decision")[p], x[decision])
+        np.testing.assert_allclose(features.inputs()[p], inputs[decision].numpy())
+
+
+def test_prompt_features_demand_every_decision_token():
+    features = PromptFeatures(3, [0], D)
+    features.update(torch.ones(1, 2), torch.ones(1, D), np.array([0]), np.array([DECISION]))
+    with pytest.raises(ValueError, match="2 of 3 prompts"):
+        features.feature("decision")
+
+
+def test_reconstruction_stats_streaming_equals_one_shot():
+    rng = np.random.default_rng(2)
+    x = torch.tensor(rng.normal(size=(200, D)) + 3.0)
+    x_hat = x + torch.tensor(rng.normal(scale=0.3, size=(200, D)))
+    latents = torch.tensor((rng.random((200, N_LATENTS)) < 0.1) * 1.0)
+    latents[:, -2:] = 0  # two dead latents
+    rec = ReconstructionStats(N_LATENTS, D)
+    for s in batches(200):
+        rec.update(x[s], x_hat[s], latents[s])
+    summary = rec.summary()
+    xn = x.numpy()
+    fve = 1 - ((xn - x_hat.numpy()) ** 2).sum() / ((xn - xn.mean(0)) ** 2).sum()
+    assert summary["fve"] == pytest.approx(fve, rel=1e-6)
+    assert summary["mean_l0"] == pytest.approx(float((latents > 0).sum(1).float().mean()))
+    assert summary["dead_fraction"] == pytest.approx(2 / N_LATENTS)
+    assert summary["n_tokens"] == 200
+
+
+def test_accumulate_encodes_with_the_sae_and_feeds_every_accumulator():
+    torch.manual_seed(0)
+    sae = BatchTopKSAE(D, N_LATENTS, k=4, activation_mean=torch.randn(D), activation_std=torch.rand(D) + 0.5)
+    with torch.no_grad():
+        sae.encoder.weight.normal_()
+        sae.decoder.weight.normal_()
+    _, group, role, prompt_id = tokens(3)
+    inputs = torch.randn(len(role), D)
+    stream = ((inputs[s], {"group": group[s], "role": role[s], "prompt_id": prompt_id[s]})
+              for s in batches(len(role)))
+    n_prompts = int(prompt_id.max()) + 1
+    acc = PassStats(LatentStats(N_LATENTS, N_GROUPS), PromptFeatures(n_prompts, [1, 2], D),
+                    ReconstructionStats(N_LATENTS, D), ReconstructionStats(N_LATENTS, D))
+    accumulate(stream, sae, acc)
+    with torch.no_grad():
+        latents = sae.encode(inputs)
+        x_hat = sae.decode(latents)
+    one_shot = LatentStats(N_LATENTS, N_GROUPS)
+    one_shot.update(latents, group, role)
+    torch.testing.assert_close(acc.stats.sums, one_shot.sums)
+    torch.testing.assert_close(acc.stats.fires, one_shot.fires)
+    fire = role == FIRE
+    rec = ReconstructionStats(N_LATENTS, D)
+    rec.update(inputs[fire], x_hat[fire], latents[fire])
+    assert acc.reconstruction_fire.summary() == pytest.approx(rec.summary())
+    assert acc.reconstruction.n_tokens == len(role)
