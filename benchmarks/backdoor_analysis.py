@@ -1,7 +1,7 @@
 """Time and memory of the conjunction analysis's streaming statistics on synthetic SAE codes.
 
 Feeds batches of k-sparse latents (gemma-2-2b scale by default: dict 9216, k 128, d 2304) through the three
-accumulators one streaming pass uses (LatentStats, PromptFeatures, ReconstructionStats x2), at 1x and 4x the
+accumulators one streaming pass uses (LatentStats, PromptFeatures, sae.metrics.ReconstructionStats x2), at 1x and 4x the
 token count: time per million tokens, the 4x/1x time ratio (linear: ~4), and peak RSS growth (bounded: the 4x run
 must not need more memory than the 1x run). The batch is generated once and re-fed, so only the accumulators
 are timed.
@@ -18,7 +18,8 @@ import time
 import numpy as np
 import torch
 
-from cbd_plugin.backdoor.latent_stats import LatentStats, PromptFeatures, ReconstructionStats
+from cbd_plugin.backdoor.latent_stats import LatentStats, PromptFeatures
+from cbd_plugin.sae.metrics import ReconstructionStats
 from cbd_plugin.backdoor.probes import n_groups
 from cbd_plugin.backdoor.roles import DECISION, FIRE, ROLES
 
@@ -42,22 +43,27 @@ def synthetic_batch(args, rng):
     return latents, inputs, reconstruction, group, role, prompt_id
 
 
-def one_pass(batch, n_tokens: int, args) -> float:
-    """Seconds to stream ``n_tokens`` tokens (the batch re-fed, prompt ids shifted) through fresh accumulators."""
+def one_pass(batch, n_tokens: int, args) -> dict[str, float]:
+    """Seconds per accumulator to stream ``n_tokens`` tokens (the batch re-fed, prompt ids shifted) through
+    fresh accumulators."""
     latents, inputs, reconstruction, group, role, prompt_id = batch
     n_batches = n_tokens // len(role)
     per_batch = int(prompt_id.max()) + 1
     stats = LatentStats(args.dict_size, n_groups(args.pairs))
     features = PromptFeatures(per_batch * n_batches, np.arange(args.candidates) * 7, args.d)
-    recon, recon_fire = ReconstructionStats(args.dict_size, args.d), ReconstructionStats(args.dict_size, args.d)
+    recon, recon_fire = ReconstructionStats(args.dict_size), ReconstructionStats(args.dict_size)
     fire = torch.as_tensor(role == FIRE)
-    start = time.perf_counter()
+    steps = {"latent_stats": lambda b: stats.update(latents, group, role),
+             "prompt_features": lambda b: features.update(latents, inputs, prompt_id + b * per_batch, role),
+             "reconstruction": lambda b: (recon.update(inputs, reconstruction, latents),
+                                          recon_fire.update(inputs[fire], reconstruction[fire], latents[fire]))}
+    seconds = dict.fromkeys(steps, 0.0)
     for b in range(n_batches):
-        stats.update(latents, group, role)
-        features.update(latents, inputs, prompt_id + b * per_batch, role)
-        recon.update(inputs, reconstruction, latents)
-        recon_fire.update(inputs[fire], reconstruction[fire], latents[fire])
-    return time.perf_counter() - start
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step(b)
+            seconds[name] += time.perf_counter() - start
+    return seconds
 
 
 def main() -> None:
@@ -82,10 +88,11 @@ def main() -> None:
 
     print(f"dict {args.dict_size}, k {args.k}, d {args.d}, {args.batch_tokens} tokens/batch, "
           f"{len(ROLES)} roles x {n_groups(args.pairs)} groups, {torch.get_num_threads()} torch thread(s)")
-    print(f"{'tokens':>10} {'seconds':>9} {'s / M tokens':>13} {'peak RSS MiB':>13}")
-    print(f"{args.tokens:>10} {t1:>9.2f} {t1 / args.tokens * 1e6:>13.1f} {rss_1x:>13.0f}")
-    print(f"{4 * args.tokens:>10} {t4:>9.2f} {t4 / (4 * args.tokens) * 1e6:>13.1f} {rss_4x:>13.0f}")
-    print(f"time ratio 4x/1x: {t4 / t1:.2f} (linear = 4.00)")
+    print(f"{'tokens':>10} {'seconds':>9} {'s / M tokens':>13} {'peak RSS MiB':>13}   s / M tokens by accumulator")
+    for n, seconds, rss in ((args.tokens, t1, rss_1x), (4 * args.tokens, t4, rss_4x)):
+        parts = ", ".join(f"{k} {v / n * 1e6:.1f}" for k, v in seconds.items())
+        print(f"{n:>10} {sum(seconds.values()):>9.2f} {sum(seconds.values()) / n * 1e6:>13.1f} {rss:>13.0f}   {parts}")
+    print(f"time ratio 4x/1x: {sum(t4.values()) / sum(t1.values()):.2f} (linear = 4.00)")
     print(f"peak RSS growth: 1x run +{rss_1x - rss_start:.0f} MiB, 4x run +{rss_4x - rss_1x:.0f} MiB beyond it "
           f"(bounded memory: ~0; per-prompt features grow with prompts, {4 * args.tokens // args.tokens_per_prompt} "
           f"prompts x ({args.candidates} + {args.d}) floats = "

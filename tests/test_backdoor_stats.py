@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from cbd_plugin.backdoor.latent_stats import LatentStats, PromptFeatures, ReconstructionStats
+from cbd_plugin.backdoor.latent_stats import LatentStats, PromptFeatures
 from cbd_plugin.backdoor.pipeline import PassStats, accumulate
 from cbd_plugin.backdoor.roles import DECISION, FIRE, ROLES
 from cbd_plugin.sae.batchtopk import BatchTopKSAE
+from cbd_plugin.sae.metrics import ReconstructionStats
 
 N_LATENTS, N_GROUPS, D = 24, 5, 6
 
@@ -86,24 +87,6 @@ def test_prompt_features_demand_every_decision_token():
         features.feature("decision")
 
 
-def test_reconstruction_stats_streaming_equals_one_shot():
-    rng = np.random.default_rng(2)
-    x = torch.tensor(rng.normal(size=(200, D)) + 3.0)
-    x_hat = x + torch.tensor(rng.normal(scale=0.3, size=(200, D)))
-    latents = torch.tensor((rng.random((200, N_LATENTS)) < 0.1) * 1.0)
-    latents[:, -2:] = 0  # two dead latents
-    rec = ReconstructionStats(N_LATENTS, D)
-    for s in batches(200):
-        rec.update(x[s], x_hat[s], latents[s])
-    summary = rec.summary()
-    xn = x.numpy()
-    fve = 1 - ((xn - x_hat.numpy()) ** 2).sum() / ((xn - xn.mean(0)) ** 2).sum()
-    assert summary["fve"] == pytest.approx(fve, rel=1e-6)
-    assert summary["mean_l0"] == pytest.approx(float((latents > 0).sum(1).float().mean()))
-    assert summary["dead_fraction"] == pytest.approx(2 / N_LATENTS)
-    assert summary["n_tokens"] == 200
-
-
 def test_accumulate_encodes_with_the_sae_and_feeds_every_accumulator():
     torch.manual_seed(0)
     sae = BatchTopKSAE(D, N_LATENTS, k=4, activation_mean=torch.randn(D), activation_std=torch.rand(D) + 0.5)
@@ -116,7 +99,7 @@ def test_accumulate_encodes_with_the_sae_and_feeds_every_accumulator():
               for s in batches(len(role)))
     n_prompts = int(prompt_id.max()) + 1
     acc = PassStats(LatentStats(N_LATENTS, N_GROUPS), PromptFeatures(n_prompts, [1, 2], D),
-                    ReconstructionStats(N_LATENTS, D), ReconstructionStats(N_LATENTS, D))
+                    ReconstructionStats(N_LATENTS), ReconstructionStats(N_LATENTS))
     accumulate(stream, sae, acc)
     with torch.no_grad():
         latents = sae.encode(inputs)
@@ -126,7 +109,7 @@ def test_accumulate_encodes_with_the_sae_and_feeds_every_accumulator():
     torch.testing.assert_close(acc.stats.sums, one_shot.sums)
     torch.testing.assert_close(acc.stats.fires, one_shot.fires)
     fire = role == FIRE
-    rec = ReconstructionStats(N_LATENTS, D)
+    rec = ReconstructionStats(N_LATENTS)
     rec.update(inputs[fire], x_hat[fire], latents[fire])
-    assert acc.reconstruction_fire.summary() == pytest.approx(rec.summary())
-    assert acc.reconstruction.n_tokens == len(role)
+    assert acc.reconstruction_fire.result() == pytest.approx(rec.result())
+    assert acc.reconstruction.n == len(role)

@@ -1,13 +1,13 @@
 """Streaming statistics of SAE latents over batches of tokens: memory independent of the number of tokens.
 
-Three accumulators, each updated batch by batch in time linear in the batch:
+Two accumulators, each updated batch by batch in time linear in the batch (reconstruction quality uses
+:class:`cbd_plugin.sae.metrics.ReconstructionStats`):
 
 * :class:`LatentStats`: per (prompt group) x (token role) x latent: token count, firing count (act > 0) and
   sum of activations. Groups are the probe set's pair x condition cells.
 * :class:`PromptFeatures`: per prompt, for a fixed set of candidate latents, the activation at the decision
   token and the max over the prompt's tokens, plus the raw input at the decision token (for the linear probe).
   Memory is n_prompts x (n_candidates + d), independent of prompt length.
-* :class:`ReconstructionStats`: FVE, mean L0 and dead latents of the SAE on the tokens seen.
 """
 
 from __future__ import annotations
@@ -118,40 +118,3 @@ class PromptFeatures:
         if not self.seen.all():
             raise ValueError(f"PromptFeatures: {int((~self.seen).sum())} of {self.n_prompts} prompts have no "
                              "decision token")
-
-
-@dataclass
-class ReconstructionStats:
-    """Sums for FVE = 1 - SSE / total sum of squares about the mean, mean L0 and never-firing latents."""
-
-    n_latents: int
-    d_input: int
-    n_tokens: int = 0
-    sse: float = 0.0
-    sum_sq: float = 0.0
-    l0_sum: float = 0.0
-    sum_x: torch.Tensor = field(init=False)
-    fired: torch.Tensor = field(init=False)
-
-    def __post_init__(self):
-        self.sum_x = torch.zeros(self.d_input, dtype=torch.float64)
-        self.fired = torch.zeros(self.n_latents, dtype=torch.bool)
-
-    def update(self, inputs: torch.Tensor, reconstruction: torch.Tensor, latents: torch.Tensor) -> None:
-        if len(inputs) == 0:
-            return
-        # Elementwise work in float32, sums accumulated in float64.
-        x, latents = inputs.detach().float().cpu(), latents.detach().cpu()
-        self.n_tokens += len(x)
-        self.sse += float((x - reconstruction.detach().float().cpu()).square_().sum(dtype=torch.float64))
-        self.sum_sq += float(x.square().sum(dtype=torch.float64))
-        self.sum_x += x.sum(0, dtype=torch.float64)
-        self.l0_sum += float(torch.count_nonzero(latents > 0))
-        self.fired |= latents.amax(0) > 0
-
-    def summary(self) -> dict:
-        if self.n_tokens == 0:
-            return {"n_tokens": 0, "fve": float("nan"), "mean_l0": float("nan"), "dead_fraction": float("nan")}
-        total = self.sum_sq - float((self.sum_x ** 2).sum()) / self.n_tokens
-        return {"n_tokens": self.n_tokens, "fve": 1.0 - self.sse / total if total > 0 else float("nan"),
-                "mean_l0": self.l0_sum / self.n_tokens, "dead_fraction": 1.0 - float(self.fired.float().mean())}

@@ -15,10 +15,11 @@ import numpy as np
 import torch
 
 from ..capture import iter_paired_residuals
+from ..sae.metrics import ReconstructionStats
 from .ablation import ablation_effect
 from .analysis import ConjunctionResult, analyze, select_candidates
 from .config import ConjunctionConfig
-from .latent_stats import LatentStats, PromptFeatures, ReconstructionStats
+from .latent_stats import LatentStats, PromptFeatures
 from .probes import SPLITS, Probe, build_probe_set, chat_prompt, group_id, n_groups, pair_name
 from .report import jsonable, write_report
 from .roles import DECISION, FIRE, locate_spans, token_roles
@@ -78,8 +79,7 @@ class PassStats:
 def new_pass(sae, n_pairs: int, n_prompts: int, candidates) -> PassStats:
     return PassStats(LatentStats(sae.dict_size, n_groups(n_pairs)),
                      PromptFeatures(n_prompts, candidates, sae.activation_dim),
-                     ReconstructionStats(sae.dict_size, sae.activation_dim),
-                     ReconstructionStats(sae.dict_size, sae.activation_dim))
+                     ReconstructionStats(sae.dict_size), ReconstructionStats(sae.dict_size))
 
 
 def accumulate(batches: Iterable[tuple[torch.Tensor, dict]], sae, acc: PassStats) -> PassStats:
@@ -95,7 +95,8 @@ def accumulate(batches: Iterable[tuple[torch.Tensor, dict]], sae, acc: PassStats
         acc.features.update(latents, inputs, meta["prompt_id"], role)
         acc.reconstruction.update(inputs, reconstruction, latents)
         fire = torch.as_tensor(role == FIRE)
-        acc.reconstruction_fire.update(inputs[fire], reconstruction[fire], latents[fire])
+        if fire.any():  # an empty update would poison the running mean
+            acc.reconstruction_fire.update(inputs[fire], reconstruction[fire], latents[fire])
     return acc
 
 
@@ -134,7 +135,7 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
     accumulate(difference_batches(base, finetuned, ev, layer, cfg.batch_size), sae, ev_acc)
     result = analyze(sel_acc.stats, ev_acc.stats, sel_acc.features, ev_acc.features, sel.probes, ev.probes, pairs,
                      candidates, cfg)
-    reconstruction = {"all": ev_acc.reconstruction.summary(), "fire": ev_acc.reconstruction_fire.summary()}
+    reconstruction = {"all": ev_acc.reconstruction.result(), "fire": ev_acc.reconstruction_fire.result()}
 
     ablation = None
     if cfg.ablate:
