@@ -1,0 +1,107 @@
+"""Reader and writer for the ``BatchTopKSAE`` folders of the diffing-toolkit's dictionary_learning fork.
+
+Works without the fork and reproduces its arithmetic (``dictionary_learning/dictionary.py``):
+
+* normalise: if ``activation_mean``/``activation_std`` hold no NaN, ``x_n = (x - mean) * activation_global_scale``
+  with ``activation_global_scale = target_rms / sqrt(sum(std**2) + 1e-8)`` (the fork's ``keep_relative_variance``
+  mode, the only one its BatchTopKSAE uses); otherwise ``x_n = x``;
+* encode: ``a = relu(encoder.weight @ (x_n - b_dec) + encoder.bias)``, then either the learned threshold
+  (``a * (a > threshold)``; the fork's default at inference, a no-op while ``threshold`` is still -1) or the
+  batch top-k (keep the ``k * n_rows`` largest entries of the whole batch, as in training);
+* decode: ``x_hat = (decoder.weight @ f + b_dec) / (activation_global_scale + 1e-8) + mean`` (no denormalising
+  without a normaliser).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .dictionary import Dictionary
+
+NORMALIZATION_KEYS = ("activation_mean", "activation_std", "activation_global_scale", "target_rms")
+
+
+class BatchTopKSAE(Dictionary):
+    """A BatchTopK SAE with the fork's parameter names, so ``state_dict()`` is the fork's ``model.safetensors``.
+
+    Weights start at zero: they come from a file or are set by the caller.
+    """
+
+    dict_class = "BatchTopKSAE"
+    input_key = "encoder.weight"
+
+    def __init__(self, activation_dim: int, dict_size: int, k: int, activation_mean: torch.Tensor | None = None,
+                 activation_std: torch.Tensor | None = None, target_rms: float = 1.0):
+        super().__init__()
+        self.activation_dim, self.dict_size = activation_dim, dict_size
+        self.encoder = nn.Linear(activation_dim, dict_size)
+        self.decoder = nn.Linear(dict_size, activation_dim, bias=False)
+        for p in (self.encoder.weight, self.encoder.bias, self.decoder.weight):
+            nn.init.zeros_(p)
+        self.b_dec = nn.Parameter(torch.zeros(activation_dim))
+        self.register_buffer("k", torch.tensor(k, dtype=torch.int32))
+        self.register_buffer("threshold", torch.tensor(-1.0))
+        self.register_buffer("target_rms", torch.tensor(float(target_rms)))
+        if activation_mean is None or activation_std is None:
+            nan = torch.full((activation_dim,), math.nan)
+            activation_mean, activation_std, scale = nan, nan.clone(), torch.tensor(1.0)
+        else:
+            scale = self.target_rms / torch.sqrt((activation_std.float() ** 2).sum() + 1e-8)
+        self.register_buffer("activation_mean", activation_mean.float().clone())
+        self.register_buffer("activation_std", activation_std.float().clone())
+        self.register_buffer("activation_global_scale", scale)
+
+    @property
+    def has_normalizer(self) -> bool:
+        return not (self.activation_mean.isnan().any() or self.activation_std.isnan().any())
+
+    def normalize_activations(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.activation_mean) * self.activation_global_scale if self.has_normalizer else x
+
+    def denormalize_activations(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.has_normalizer:
+            return x
+        return x / (self.activation_global_scale + 1e-8) + self.activation_mean
+
+    def encode(self, x: torch.Tensor, use_threshold: bool = True) -> torch.Tensor:
+        """Latents of ``x [..., activation_dim]``; leading dimensions are one batch for the batch top-k."""
+        x2 = self.normalize_activations(x.reshape(-1, self.activation_dim))
+        acts = F.relu(self.encoder(x2 - self.b_dec))
+        if use_threshold:
+            f = acts * (acts > self.threshold)
+        else:
+            top = acts.flatten().topk(int(self.k) * x2.shape[0], sorted=False)
+            f = torch.zeros_like(acts).flatten().scatter_(0, top.indices, top.values).view_as(acts)
+        return f.reshape(*x.shape[:-1], self.dict_size)
+
+    def decode(self, f: torch.Tensor) -> torch.Tensor:
+        return self.denormalize_activations(self.decoder(f) + self.b_dec)
+
+    def decode_latents(self, f: torch.Tensor, latent_ids) -> torch.Tensor:
+        ids = torch.as_tensor(latent_ids, dtype=torch.long, device=f.device)
+        part = f[..., ids] @ self.decoder.weight[:, ids].T
+        # Denormalising is affine: the latents' share is the linear part divided by the global scale.
+        return part / (self.activation_global_scale + 1e-8) if self.has_normalizer else part
+
+    def config_dict(self) -> dict:
+        return {"activation_dim": self.activation_dim, "dict_size": self.dict_size, "k": int(self.k),
+                "target_rms": float(self.target_rms), "encoder_init_norm": 1.0}
+
+    @classmethod
+    def _complete_tensors(cls, config, tensors, source):
+        present = [k for k in NORMALIZATION_KEYS if k in tensors]
+        if present and len(present) < len(NORMALIZATION_KEYS):
+            missing = [k for k in NORMALIZATION_KEYS if k not in tensors]
+            raise ValueError(f"{source}: has normalisation key(s) {present} but lacks {missing}")
+        if not present:  # dictionaries saved before the fork added normalisation: identity
+            d = config["activation_dim"]
+            tensors = {**tensors, "activation_mean": torch.full((d,), math.nan),
+                       "activation_std": torch.full((d,), math.nan), "activation_global_scale": torch.tensor(1.0),
+                       "target_rms": torch.tensor(1.0)}
+        if "k" in tensors and int(tensors["k"]) != int(config["k"]):
+            raise ValueError(f"{source}: key 'k' is {int(tensors['k'])} but config.json says k={config['k']}")
+        return tensors

@@ -1,0 +1,234 @@
+"""Contrastive TopK SAE trainer, driven like the dictionary_learning fork's trainers.
+
+Protocol (``dictionary_learning.training.trainSAE``): ``trainer = cls(**config)``; ``trainer.update(step, act)``
+with ``act`` a tensor already on ``trainer.device``; ``trainer.loss(act, step=..., logging=True)`` for stats;
+``trainer.config``, ``trainer.model``/``trainer.ae``, ``get_logging_parameters()``. Batches may carry tier labels
+as two extra columns (see :mod:`cbd_plugin.sae.data`).
+
+Loss = normalised MSE ``sum||x - x_hat||^2 / sum||x - mean(x)||^2``
+     + ``auxk_alpha`` * AuxK (Gao et al. 2024: the dead latents' top-``top_k_aux`` reconstruct the residual)
+     + ``l1_coeff`` * mean L1 of the latents (the seed's sparsity term; 0 by default, TopK is already sparse)
+     + ``contrastive_weight`` * supervised InfoNCE (Khosla et al. 2020) over pooled latent profiles: each labelled
+       example's profile (``pooling`` "mean" or "max" over its tokens, or "token": every token is a profile) is
+       L2-normalised; same-tier profiles are positives, the other tier's negatives, similarities divided by
+       ``temperature``. Off for a batch without both tiers.
+Decoder rows stay unit-norm (gradient parallel to each row removed, rows renormalised after every step).
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .data import TIER_BENIGN, TIER_HAZARD, unpack_labels
+from .topk import TopKSAE
+
+POOLINGS = ("mean", "max", "token")
+LossLog = namedtuple("LossLog", ["x", "x_hat", "f", "losses"])
+
+
+@dataclass
+class ContrastiveSAEConfig:
+    """Trainer settings; the defaults are the BioRefusalAudit seed's (gemma-2-2b-it layer 12, d_sae 6144, k 32,
+    AdamW lr 3e-4, torch's default weight decay)."""
+
+    steps: int = 5000
+    activation_dim: int = 2304
+    dict_size: int = 6144
+    k: int = 32
+    layer: int = 12
+    lm_name: str = "google/gemma-2-2b-it"
+    submodule_name: str = "model.layers.12"
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 0
+    decay_start: int | None = None  # linear decay to 0 from this step to `steps`
+    grad_clip: float = 1.0
+    auxk_alpha: float = 1 / 32
+    top_k_aux: int | None = None  # None: activation_dim // 2 (Gao et al. B.1)
+    dead_after_tokens: int = 10_000_000  # a latent silent for this many tokens counts as dead
+    l1_coeff: float = 0.0
+    contrastive_weight: float = 0.1
+    temperature: float = 0.1
+    pooling: str = "mean"  # "mean" | "max" over an example's tokens, or "token" (O(batch^2 * dict_size): costly)
+    subtract_b_dec: bool = True
+    seed: int | None = 0
+    device: str | None = None
+    wandb_name: str = "ContrastiveTopKSAE"
+
+    def trainer_config(self) -> dict:
+        """The dict ``trainSAE`` / ``train_sae`` expect: ``{"trainer": ContrastiveTopKTrainer, **settings}``."""
+        return {"trainer": ContrastiveTopKTrainer, **asdict(self)}
+
+
+def lr_factor(step: int, warmup_steps: int, decay_start: int | None, steps: int) -> float:
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if decay_start is not None and step >= decay_start:
+        return max(steps - step, 0) / (steps - decay_start)
+    return 1.0
+
+
+def normalized_mse(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    return (x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum().clamp_min(1e-12)
+
+
+def geometric_median(x: torch.Tensor, iters: int = 100, tol: float = 1e-5) -> torch.Tensor:
+    """Weiszfeld iterations; the decoder bias starts here (Gao et al.), robust to outlier tokens."""
+    median = x.mean(0)
+    for _ in range(iters):
+        w = 1 / (x - median).norm(dim=1).clamp_min(1e-8)
+        new = (w[:, None] * x).sum(0) / w.sum()
+        if (new - median).norm() < tol:
+            return new
+        median = new
+    return median
+
+
+def pool_profiles(f: torch.Tensor, tier: torch.Tensor, example_id: torch.Tensor, pooling: str):
+    """Profiles of the labelled examples in a batch and their tiers: ``([n, dict_size], [n])``."""
+    labelled = (tier == TIER_BENIGN) | (tier == TIER_HAZARD)
+    f, tier, example_id = f[labelled], tier[labelled], example_id[labelled]
+    if pooling == "token":
+        return f, tier
+    ids, inverse, counts = torch.unique(example_id, return_inverse=True, return_counts=True)
+    empty = f.new_zeros(len(ids), f.shape[1])
+    if pooling == "mean":  # index_add_ is cheaper than a mean scatter_reduce, forward and backward
+        profiles = empty.index_add_(0, inverse, f) / counts[:, None]
+    else:
+        profiles = empty.scatter_reduce(0, inverse[:, None].expand_as(f), f, "amax", include_self=False)
+    return profiles, tier.new_zeros(len(ids)).scatter_(0, inverse, tier)
+
+
+def supervised_infonce(profiles: torch.Tensor, tier: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Mean over anchors of -mean_{positives} log softmax_{all others}(cos / temperature)."""
+    z = F.normalize(profiles, dim=1)
+    self_pair = torch.eye(len(z), dtype=torch.bool, device=z.device)
+    logits = (z @ z.T / temperature).masked_fill(self_pair, float("-inf"))
+    log_prob = logits - logits.logsumexp(dim=1, keepdim=True)
+    positive = (tier[:, None] == tier[None, :]) & ~self_pair
+    n_pos = positive.sum(1)
+    anchors = n_pos > 0
+    per_anchor = -log_prob.masked_fill(~positive, 0).sum(1)[anchors] / n_pos[anchors]
+    return per_anchor.mean()
+
+
+class ContrastiveTopKTrainer:
+    """Trains a :class:`TopKSAE` with reconstruction, AuxK, optional L1 and the contrastive tier term."""
+
+    logging_parameters = ["dead_fraction", "recon_loss", "auxk_loss", "l1_loss", "contrastive_loss"]
+
+    def __init__(self, **config):
+        self.cfg = cfg = ContrastiveSAEConfig(**config)
+        if cfg.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {cfg.pooling!r}")
+        if cfg.decay_start is not None and not cfg.warmup_steps <= cfg.decay_start < cfg.steps:
+            raise ValueError(f"decay_start={cfg.decay_start} must lie in [warmup_steps={cfg.warmup_steps}, "
+                             f"steps={cfg.steps})")
+        self.seed, self.layer, self.lm_name = cfg.seed, cfg.layer, cfg.lm_name
+        self.submodule_name, self.wandb_name, self.steps = cfg.submodule_name, cfg.wandb_name, cfg.steps
+        self.device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        generator = torch.Generator().manual_seed(cfg.seed) if cfg.seed is not None else None
+        self.ae = TopKSAE(cfg.activation_dim, cfg.dict_size, cfg.k, cfg.subtract_b_dec, generator=generator)
+        self.ae.to(self.device)
+        self.top_k_aux = cfg.top_k_aux or cfg.activation_dim // 2
+        self.tokens_since_fired = torch.zeros(cfg.dict_size, dtype=torch.long, device=self.device)
+        self.optimizer = torch.optim.AdamW(self.ae.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, cfg.warmup_steps, cfg.decay_start, cfg.steps))
+        self.dead_fraction = self.recon_loss = self.auxk_loss = self.l1_loss = self.contrastive_loss = 0.0
+
+    @property
+    def model(self) -> TopKSAE:
+        return self.ae
+
+    @property
+    def config(self) -> dict:
+        return {"trainer_class": type(self).__name__, "dict_class": TopKSAE.dict_class,
+                **asdict(self.cfg), "device": self.device}
+
+    def get_logging_parameters(self) -> dict:
+        return {name: getattr(self, name) for name in self.logging_parameters}
+
+    def dead_latents(self) -> torch.Tensor:
+        return self.tokens_since_fired >= self.cfg.dead_after_tokens
+
+    def _auxk(self, residual: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
+        dead = self.dead_latents()
+        n_dead = int(dead.sum())
+        if n_dead == 0:
+            return residual.new_zeros(())
+        top = acts.masked_fill(~dead, float("-inf")).topk(min(self.top_k_aux, n_dead), dim=-1, sorted=False)
+        aux_f = torch.zeros_like(acts).scatter_(-1, top.indices, top.values)
+        return normalized_mse(residual, aux_f @ self.ae.W_dec).nan_to_num(0.0)
+
+    def _contrastive(self, f, tier, example_id) -> torch.Tensor:
+        if self.cfg.contrastive_weight == 0 or tier is None:
+            return f.new_zeros(())
+        profiles, profile_tier = pool_profiles(f, tier, example_id, self.cfg.pooling)
+        if not ((profile_tier == TIER_BENIGN).any() and (profile_tier == TIER_HAZARD).any()):
+            return f.new_zeros(())
+        return supervised_infonce(profiles, profile_tier, self.cfg.temperature)
+
+    def _forward(self, act: torch.Tensor):
+        x, tier, example_id = unpack_labels(act, self.ae.activation_dim)
+        acts = self.ae.pre_activations(x)
+        f = self.ae.top_k(acts)
+        x_hat = self.ae.decode(f)
+        parts = {"recon_loss": normalized_mse(x, x_hat),
+                 "auxk_loss": self._auxk((x - x_hat).detach(), acts),
+                 "l1_loss": f.abs().sum(-1).mean(),
+                 "contrastive_loss": self._contrastive(f, tier, example_id)}
+        cfg = self.cfg
+        total = (parts["recon_loss"] + cfg.auxk_alpha * parts["auxk_loss"] + cfg.l1_coeff * parts["l1_loss"]
+                 + cfg.contrastive_weight * parts["contrastive_loss"])
+        return total, parts, x, x_hat, f
+
+    def loss(self, x: torch.Tensor, step: int | None = None, logging: bool = False, **_):
+        """Total loss, or with ``logging`` a ``LossLog(x, x_hat, f, losses)`` as trainSAE's stats expect.
+
+        Extra keyword arguments of the fork's trainers (``use_threshold``, ``return_deads``) are accepted and ignored.
+        """
+        total, parts, x, x_hat, f = self._forward(x)
+        if not logging:
+            return total
+        losses = {name: float(v) for name, v in parts.items()}
+        return LossLog(x, x_hat, f, {**losses, "loss": float(total), "deads": (f == 0).all(0)})
+
+    def update(self, step: int, act: torch.Tensor) -> float:
+        x, _, _ = unpack_labels(act, self.ae.activation_dim)
+        if step == 0:
+            self.ae.b_dec.data = geometric_median(x).to(self.ae.b_dec.dtype)
+        total, parts, x, _, f = self._forward(act)
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self._remove_parallel_decoder_grad()
+        torch.nn.utils.clip_grad_norm_(self.ae.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        with torch.no_grad():
+            self.ae.W_dec.data = F.normalize(self.ae.W_dec.data, dim=1)
+            self.tokens_since_fired += x.shape[0]
+            self.tokens_since_fired[(f != 0).any(0)] = 0
+        for name, value in parts.items():
+            setattr(self, name, float(value.detach()))
+        self.dead_fraction = float(self.dead_latents().float().mean())
+        return float(total.detach())
+
+    def _remove_parallel_decoder_grad(self) -> None:
+        """Project out the gradient component along each (unit) decoder row: the step then only rotates rows."""
+        W, grad = self.ae.W_dec.data, self.ae.W_dec.grad
+        grad -= (grad * W).sum(1, keepdim=True) * W
+
+    def state_dict(self) -> dict:
+        return {"ae": self.ae.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "tokens_since_fired": self.tokens_since_fired}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.ae.load_state_dict(state["ae"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.tokens_since_fired.copy_(state["tokens_since_fired"])

@@ -1,0 +1,60 @@
+"""Held-out SAE metrics, accumulated over batches in memory bounded by ``activation_dim + dict_size``.
+
+* FVE = 1 - sum||x - x_hat||^2 / sum||x - mean(x)||^2, the mean taken over the whole dataset;
+* mean L0 = mean number of non-zero latents per token;
+* dead fraction = share of latents that never fire on the dataset.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .data import unpack_labels
+
+
+class ReconstructionStats:
+    """Streaming FVE / L0 / dead-latent accumulator (float64; Chan et al.'s merge for the total variance)."""
+
+    def __init__(self, dict_size: int):
+        self.n = 0
+        self.mean = None
+        self.total_ss = 0.0  # sum ||x - mean||^2 over the tokens seen
+        self.residual_ss = 0.0
+        self.active = 0
+        self.fired = torch.zeros(dict_size, dtype=torch.bool)
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor, x_hat: torch.Tensor, f: torch.Tensor) -> None:
+        x, x_hat = x.double().reshape(-1, x.shape[-1]), x_hat.double().reshape(-1, x.shape[-1])
+        f = f.reshape(-1, f.shape[-1])
+        nb, mean_b = x.shape[0], x.mean(0)
+        ss_b = float((x - mean_b).pow(2).sum())
+        if self.mean is None:
+            self.mean, self.total_ss = mean_b, ss_b
+        else:
+            delta = mean_b - self.mean
+            self.total_ss += ss_b + float(delta.pow(2).sum()) * self.n * nb / (self.n + nb)
+            self.mean = self.mean + delta * nb / (self.n + nb)
+        self.n += nb
+        self.residual_ss += float((x - x_hat).pow(2).sum())
+        self.active += int((f != 0).sum())
+        self.fired |= (f != 0).any(0).cpu()
+
+    def result(self) -> dict:
+        if self.n == 0:
+            raise ValueError("no tokens seen")
+        return {"fve": 1 - self.residual_ss / self.total_ss, "mean_l0": self.active / self.n,
+                "dead_fraction": float((~self.fired).float().mean()), "n_tokens": self.n}
+
+
+@torch.no_grad()
+def evaluate_sae(sae, batches) -> dict:
+    """FVE, mean L0 and dead fraction of ``sae`` over ``batches`` (plain or with packed labels)."""
+    stats = ReconstructionStats(sae.dict_size)
+    param = next(sae.parameters())
+    for batch in batches:
+        x, _, _ = unpack_labels(batch, sae.activation_dim)
+        x = x.to(param.device, param.dtype)
+        x_hat, f = sae(x, output_features=True)
+        stats.update(x, x_hat, f)
+    return stats.result()

@@ -1,0 +1,83 @@
+"""TopK SAE (Gao et al. 2024) in the BioRefusalAudit seed's parameter layout.
+
+``encode(x) = topk_k(relu(x' @ W_enc + b_enc))`` per row, with ``x' = x - b_dec`` when ``subtract_b_dec`` (Gao et
+al., and what our trainer uses) or ``x' = x`` (the seed checkpoint's formula; ``from_seed_checkpoint`` sets it).
+``decode(f) = f @ W_dec + b_dec``. Shapes: ``W_enc [d, d_sae]``, ``b_enc [d_sae]``, ``W_dec [d_sae, d]``, ``b_dec [d]``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .dictionary import check_tensors, Dictionary
+
+SEED_KEYS = ("W_enc", "b_enc", "W_dec", "b_dec")
+
+
+class TopKSAE(Dictionary):
+    """TopK SAE; fresh weights follow Gao et al.: random unit-norm decoder rows, encoder = decoder transpose."""
+
+    dict_class = "TopKSAE"
+    input_key = "W_enc"
+
+    def __init__(self, activation_dim: int, dict_size: int, k: int, subtract_b_dec: bool = True,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        if not 0 < k <= dict_size:
+            raise ValueError(f"k={k} must be in [1, dict_size={dict_size}]")
+        self.activation_dim, self.dict_size, self.k, self.subtract_b_dec = activation_dim, dict_size, k, subtract_b_dec
+        W_dec = F.normalize(torch.randn(dict_size, activation_dim, generator=generator), dim=1)
+        self.W_dec = nn.Parameter(W_dec)
+        self.W_enc = nn.Parameter(W_dec.T.clone())
+        self.b_enc = nn.Parameter(torch.zeros(dict_size))
+        self.b_dec = nn.Parameter(torch.zeros(activation_dim))
+
+    def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
+        """Dense ``relu`` activations before the top-k."""
+        if self.subtract_b_dec:
+            x = x - self.b_dec
+        return F.relu(x @ self.W_enc + self.b_enc)
+
+    def top_k(self, acts: torch.Tensor) -> torch.Tensor:
+        top = acts.topk(self.k, dim=-1, sorted=False)
+        return torch.zeros_like(acts).scatter_(-1, top.indices, top.values)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.top_k(self.pre_activations(x))
+
+    def decode(self, f: torch.Tensor) -> torch.Tensor:
+        return f @ self.W_dec + self.b_dec
+
+    def decode_latents(self, f: torch.Tensor, latent_ids) -> torch.Tensor:
+        ids = torch.as_tensor(latent_ids, dtype=torch.long, device=f.device)
+        return f[..., ids] @ self.W_dec[ids]
+
+    def config_dict(self) -> dict:
+        return {"activation_dim": self.activation_dim, "dict_size": self.dict_size, "k": self.k,
+                "subtract_b_dec": self.subtract_b_dec}
+
+    @classmethod
+    def from_seed_checkpoint(cls, path: str | Path, k: int = 32, subtract_b_dec: bool = False) -> "TopKSAE":
+        """Load a ``{W_enc, b_enc, W_dec, b_dec}`` state dict saved with ``torch.save``.
+
+        Defaults fit the BioRefusalAudit ``sae_weights.pt``: k is not stored there (the card says 32) and its encoder
+        does not subtract ``b_dec``. A ``model_final.pt`` that ``trainSAE`` wrote for ``ContrastiveTopKTrainer``
+        needs the trainer's ``k`` and ``subtract_b_dec=True``.
+        """
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict):
+            raise ValueError(f"{path}: expected a state dict with keys {list(SEED_KEYS)}, got {type(state).__name__}")
+        if "W_enc" not in state or state["W_enc"].ndim != 2:
+            shape = tuple(state["W_enc"].shape) if "W_enc" in state else "missing"
+            raise ValueError(f"{path}: key 'W_enc' must be a [d, d_sae] matrix, got {shape}; keys: {list(state)}")
+        d, d_sae = state["W_enc"].shape
+        check_tensors(state, {"W_enc": (d, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d), "b_dec": (d,)}, path)
+        with torch.device("meta"):
+            sae = cls(d, d_sae, k, subtract_b_dec=subtract_b_dec)
+        sae.load_state_dict({key: state[key].float() for key in SEED_KEYS}, assign=True)
+        sae.source = str(path)
+        return sae

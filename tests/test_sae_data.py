@@ -1,0 +1,127 @@
+"""Tier labels packed into batches, balanced tier batches, streaming held-out metrics."""
+
+import numpy as np
+import pytest
+import torch
+
+from cbd_plugin.sae import BalancedTierBatches, evaluate_sae, pack_labels, ReconstructionStats, TopKSAE, unpack_labels
+
+D = 6
+
+
+def test_pack_unpack_roundtrip_and_plain_batches():
+    acts = torch.randn(5, D)
+    packed = pack_labels(acts, torch.tensor([0, 0, 1, 1, -1]), torch.tensor([3, 3, 7, 7, 2**24 - 1]))
+    assert packed.shape == (5, D + 2) and packed.dtype == torch.float32
+    x, tier, eid = unpack_labels(packed, D)
+    assert torch.equal(x, acts)
+    assert tier.tolist() == [0, 0, 1, 1, -1] and eid.tolist() == [3, 3, 7, 7, 2**24 - 1]
+    x, tier, eid = unpack_labels(acts, D)
+    assert x is acts and tier is None and eid is None
+    assert unpack_labels(pack_labels(acts, 1, 9), D)[1].tolist() == [1] * 5  # scalars broadcast
+
+
+def test_pack_unpack_errors():
+    with pytest.raises(ValueError, match=r"batch has 7 columns; expected 6 \(plain\) or 8"):
+        unpack_labels(torch.zeros(2, 7), D)
+    with pytest.raises(ValueError, match=r"example ids must lie in \[0, 2\*\*24\)"):
+        pack_labels(torch.zeros(2, D), 0, torch.tensor([0, 2**24]))
+    with pytest.raises(ValueError, match=r"tier codes must be -1, 0 or 1, got \[0, 2\]"):
+        pack_labels(torch.zeros(2, D), torch.tensor([0, 2]), 0)
+
+
+def corpus(n_benign=7, n_hazard=5, n_other=3, seed=0):
+    """Examples of 1-4 tokens; the activations encode (example id, position) so batches can be checked."""
+    rng = np.random.default_rng(seed)
+    tiers = [0] * n_benign + [1] * n_hazard + [-1] * n_other
+    rows, tier, eid = [], [], []
+    for i in rng.permutation(len(tiers)):  # tokens of an example are contiguous, examples in random order
+        for pos in range(rng.integers(1, 5)):
+            rows.append([i + 100, pos] + [0.0] * (D - 2))
+            tier.append(tiers[i])
+            eid.append(i + 100)
+    return torch.tensor(rows), np.array(tier), np.array(eid)
+
+
+def test_balanced_batches_carry_both_tiers_as_whole_examples():
+    acts, tier, eid = corpus()
+    tokens_per_example = {e: int((eid == e).sum()) for e in np.unique(eid)}
+    stream = BalancedTierBatches(acts, tier, eid, examples_per_tier=2, seed=0, other_per_batch=1)
+    seen = {0: [], 1: []}
+    for _, batch in zip(range(14), stream):
+        x, t, e = unpack_labels(batch, D)
+        assert torch.equal(x[:, 0].long(), e)  # activations travel with their own labels
+        ids = {int(i): int(t[e == i][0]) for i in e.unique()}
+        assert sorted(ids.values()) == [-1, 0, 0, 1, 1]
+        for i, ti in ids.items():
+            assert int((e == i).sum()) == tokens_per_example[i]  # whole examples
+            assert (t[e == i] == ti).all()
+            if ti >= 0:
+                seen[ti].append(i)
+    # Epochs: 5 hazard examples at 2 per batch make 2 batches of distinct examples; 7 benign ones make 3.
+    assert len(set(seen[1][:4])) == 4 and len(set(seen[0][:6])) == 6
+    assert set(seen[0]) == set(eid[tier == 0]) and set(seen[1]) == set(eid[tier == 1])
+
+
+def test_balanced_batches_are_deterministic_and_resume():
+    acts, tier, eid = corpus()
+    first = [b for _, b in zip(range(9), BalancedTierBatches(acts, tier, eid, 3, seed=4))]
+    again = [b for _, b in zip(range(9), BalancedTierBatches(acts, tier, eid, 3, seed=4))]
+    other = [b for _, b in zip(range(9), BalancedTierBatches(acts, tier, eid, 3, seed=5))]
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(first, other))
+    stream = BalancedTierBatches(acts, tier, eid, 3, seed=4)
+    it = iter(stream)
+    for _ in range(5):
+        next(it)
+    state = stream.state_dict()
+    assert state["next_batch"] == 5
+    resumed = BalancedTierBatches(acts, tier, eid, 3, seed=4)
+    resumed.load_state_dict(state)
+    assert all(torch.equal(a, b) for a, b in zip(first[5:], iter(resumed)))
+    with pytest.raises(ValueError, match=r"cannot resume: the batch stream differs in \['seed'\]"):
+        BalancedTierBatches(acts, tier, eid, 3, seed=9).load_state_dict(state)
+
+
+def test_balanced_batches_reject_bad_inputs():
+    acts, tier, eid = corpus()
+    with pytest.raises(ValueError, match=r"tier 1 has 5 examples, fewer than the 6 each batch needs"):
+        BalancedTierBatches(acts, tier, eid, examples_per_tier=6)
+    with pytest.raises(ValueError, match=r"example id 1 mixes tiers \[0, 1\]"):
+        BalancedTierBatches(torch.zeros(4, D), [0, 1, 1, 0], [1, 1, 2, 3], 1)
+    with pytest.raises(ValueError, match="differ in length"):
+        BalancedTierBatches(acts[:-1], tier, eid, 2)
+
+
+def test_streaming_metrics_equal_the_formula_on_all_tokens():
+    g = torch.Generator().manual_seed(0)
+    sae = TopKSAE(D, 16, 2, generator=g)
+    x = torch.randn(300, D, generator=g) * 2 + 1e3  # a large offset: the streamed variance must not cancel
+    with torch.no_grad():
+        x_hat, f = sae(x, output_features=True)
+    x64, xh64 = x.double(), x_hat.double()
+    fve = 1 - ((x64 - xh64) ** 2).sum() / ((x64 - x64.mean(0)) ** 2).sum()
+    l0 = (f != 0).sum(1).double().mean()
+    dead = (~(f != 0).any(0)).double().mean()
+    stats = ReconstructionStats(16)
+    for chunk in (slice(0, 7), slice(7, 150), slice(150, 300)):
+        stats.update(x[chunk], x_hat[chunk], f[chunk])
+    res = stats.result()
+    assert res["n_tokens"] == 300
+    assert res["fve"] == pytest.approx(float(fve), abs=1e-9)
+    assert res["mean_l0"] == pytest.approx(float(l0)) and res["mean_l0"] <= 2
+    assert res["dead_fraction"] == pytest.approx(float(dead))
+    batches = [pack_labels(x[:100], 0, 1), x[100:]]  # packed and plain batches mix
+    assert evaluate_sae(sae, batches) == pytest.approx(res)
+
+
+def test_metrics_by_hand():
+    stats = ReconstructionStats(3)
+    x = torch.tensor([[0.0, 0.0], [2.0, 0.0]])  # mean (1, 0); total sum of squares 2
+    stats.update(x[:1], torch.tensor([[0.5, 0.0]]), torch.tensor([[1.0, 0.0, 0.0]]))
+    stats.update(x[1:], torch.tensor([[2.0, 0.5]]), torch.tensor([[1.0, 2.0, 0.0]]))
+    res = stats.result()
+    assert res == {"fve": pytest.approx(1 - 0.5 / 2), "mean_l0": 1.5, "dead_fraction": pytest.approx(1 / 3),
+                   "n_tokens": 2}
+    with pytest.raises(ValueError, match="no tokens"):
+        ReconstructionStats(3).result()
