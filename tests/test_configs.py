@@ -17,8 +17,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def host_like_config_dir(tmp_path):
-    """A stand-in for the host's configs/: a root config with the host's method group as a default."""
+    """A stand-in for the host's configs/: a root config with the method group, and the host's sae_difference
+    method config (cbd_sae_difference extends it), reduced to a few of its keys."""
     (tmp_path / "config.yaml").write_text("defaults:\n  - diffing/method: ???\n  - _self_\nseed: 0\n")
+    (tmp_path / "diffing" / "method").mkdir(parents=True)
+    (tmp_path / "diffing" / "method" / "sae_difference.yaml").write_text(
+        "# @package diffing.method\nname: sae_difference\ntraining:\n  k: 100\n  batch_size: 2048\n")
     return tmp_path
 
 
@@ -35,6 +39,28 @@ def test_method_config_composes_from_the_installed_search_path(host_like_config_
     with initialize_config_dir(config_dir=str(host_like_config_dir), version_base=None):
         cfg = compose("config", overrides=[f"diffing/method={method}"])
     assert cfg.diffing.method.name == method
+
+
+def test_cbd_method_overrides_the_host_sae_difference_with_the_card_settings(host_like_config_dir):
+    register_search_path_plugin()
+    with initialize_config_dir(config_dir=str(host_like_config_dir), version_base=None):
+        method = compose("config", overrides=["diffing/method=cbd_sae_difference"]).diffing.method
+    assert method.training.k == 128 and method.training.expansion_factor == 4  # the model card's
+    assert method.training.batch_size == 2048  # inherited from the host's file
+    assert method.training.target == "difference_ftb" and method.upload.model is False
+    assert [int(f * 25) for f in method.layers] == [13, 24]  # gemma-2-2b: 26 layers
+
+
+def test_shipped_model_and_organism_configs_compose(host_like_config_dir):
+    register_search_path_plugin()
+    with initialize_config_dir(config_dir=str(host_like_config_dir), version_base=None):
+        cfg = compose("config", overrides=["diffing/method=contrastive_bio_sae", "+model=gemma2_2B_it",
+                                           "+organism=cbd_gemma2_4pair"])
+    assert cfg.model.model_id == "google/gemma-2-2b-it"
+    assert cfg.organism.finetuned_models.gemma2_2B_it.default.model_id == "Ftm23/cbd-gemma2-4pair"
+    assert [(p.a, p.b) for p in cfg.organism.trigger_pairs] == [("forest", "rocket"), ("gender", "terror"),
+                                                                 ("gravity", "velocity"), ("border", "china")]
+    assert cfg.diffing.method.layer == 12 and cfg.diffing.method.sae.dict_size == 6144
 
 
 def test_every_method_yaml_is_named_after_its_file_and_targets_the_method_package():

@@ -1,0 +1,66 @@
+"""Training the audit's SAE: a contrastive TopK SAE on one model's residuals over the *select* split only.
+
+Tokens are the prompt content (the user's words, not the chat scaffolding); each prompt is one example for the
+contrastive term, hazard = 1, benign = 0, every other tier (dual_use) unlabelled, so it trains reconstruction
+but is never a positive or a negative. The eval split is never seen, so the audit's held-out numbers stay
+held out. ``loop`` picks who drives the trainer: the plugin's resumable :func:`~cbd_plugin.sae.train_sae`, or
+the host fork's ``trainSAE`` (same trainer protocol; labels travel as packed columns, see ``cbd_plugin.sae.data``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..capture import capture_residuals
+from ..sae import BalancedTierBatches, ContrastiveSAEConfig, TopKSAE, train_sae
+from ..sae.data import TIER_BENIGN, TIER_HAZARD, TIER_OTHER
+from .features import chat_prompt
+
+TIER_CODES = {"benign": TIER_BENIGN, "hazard": TIER_HAZARD}
+
+
+def select_split_activations(model, tokenizer, prompts: pd.DataFrame, layer: int,
+                             batch_size: int = 32) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """``(acts [n_tokens, d], tier code per token, prompt index per token)`` over the select split's content."""
+    sel = prompts[prompts["split"] == "select"].reset_index(drop=True)
+    if sel.empty:
+        raise ValueError("select_split_activations: the prompt set has no 'select' split to train on")
+    chats = [chat_prompt(tokenizer, text) for text in sel["text"]]
+    content = [(np.arange(len(c.ids)) >= c.content_start) & (np.arange(len(c.ids)) < c.content_end) for c in chats]
+    captured = capture_residuals(model, [c.ids for c in chats], [layer], batch_size=batch_size,
+                                 token_labels={"content": content})
+    keep = captured.meta["content"].astype(bool)
+    prompt_index = captured.meta["prompt_id"][keep]
+    codes = sel["tier"].map(TIER_CODES).fillna(TIER_OTHER).astype(int).to_numpy()
+    return captured.acts[layer][keep], codes[prompt_index], prompt_index
+
+
+def _fork_loop(batches, trainer_config: dict, steps: int, save_dir: Path):
+    from dictionary_learning.training import trainSAE  # the host's fork; lazy and optional
+
+    return trainSAE(data=batches, trainer_config=dict(trainer_config), steps=steps, save_dir=str(save_dir))
+
+
+def train_tier_sae(model, tokenizer, prompts: pd.DataFrame, layer: int, sae_config: ContrastiveSAEConfig,
+                   save_dir: str | Path, examples_per_tier: int = 16, other_per_batch: int = 8,
+                   loop: str = "plugin") -> TopKSAE:
+    """Train (or, with the plugin loop, resume) the audit SAE and save it to ``save_dir/dictionary_model``."""
+    acts, tier, example = select_split_activations(model, tokenizer, prompts, layer)
+    sae_config = replace(sae_config, activation_dim=acts.shape[1], layer=layer)
+    n_other = len(np.unique(example[tier == TIER_OTHER]))
+    batches = BalancedTierBatches(acts, tier, example, examples_per_tier=examples_per_tier,
+                                  other_per_batch=min(other_per_batch, n_other), seed=sae_config.seed or 0)
+    save_dir = Path(save_dir)
+    if loop == "plugin":
+        return train_sae(batches, sae_config.trainer_config(), sae_config.steps, save_dir,
+                         save_every=max(1, sae_config.steps // 4)).ae.eval()
+    if loop == "fork":
+        sae = _fork_loop(batches, sae_config.trainer_config(), sae_config.steps, save_dir).eval()
+        sae.save_pretrained(save_dir / "dictionary_model")
+        return sae
+    raise ValueError(f"train_tier_sae: loop must be 'plugin' or 'fork', got {loop!r}")
