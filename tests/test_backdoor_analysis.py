@@ -111,6 +111,7 @@ def test_conjunction_score_ranks_and_above_or_and_noise():
 def test_conjunctive_verdict_and_detection_beats_chance():
     result, *_ = run({"and", "or", "noise"})
     assert result.verdict == "conjunctive", result.verdict_reason
+    assert result.best_latent["latent"] == AND
     assert row(result, AND).detection_auroc >= 0.95 and row(result, AND).detection_auroc_lo > 0.8
     assert row(result, OR).detection_auroc < 0.8
     assert 0.9 <= result.probe.value <= 1.0  # the planted linear signal

@@ -4,6 +4,7 @@ from collections import Counter
 
 import pytest
 
+from cbd_plugin.backdoor.config import ConjunctionConfig
 from cbd_plugin.backdoor.probes import (CONDITIONS, PAIR_CONDITIONS, TriggerPair, build_probe_set, fires, group_id,
                                         n_groups)
 
@@ -86,6 +87,8 @@ def test_templates_without_filler_run_out_of_unique_matched_prompts():
 def test_bad_template_is_refused():
     with pytest.raises(ValueError, match="exactly one"):
         build_probe_set(PAIRS, ["{a} only"], FILLERS, 2, 2)
+    with pytest.raises(ValueError, match="exactly one"):
+        ConjunctionConfig(templates=["a {x} and a {y}"], filler_words=FILLERS)
 
 
 def test_groups_are_a_bijection():

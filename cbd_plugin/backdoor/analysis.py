@@ -37,6 +37,7 @@ from .probes import CONDITIONS, Probe, TriggerPair, group_id, pair_name
 from .roles import ROLES
 
 FALSE_TRIGGERS = ("single_a", "single_b", "mismatch")
+ROC_LATENTS = 5  # top conjunction latents drawn in the ROC plot
 VERDICTS = ("conjunctive", "or_gated", "no_backdoor_signal", "inconclusive")
 
 
@@ -99,6 +100,11 @@ class ConjunctionResult:
     verdict_reason: str
     roc: dict  # evaluation labels and scores of the top latents and the probe, for ROC curves
 
+    @property
+    def best_latent(self) -> dict:
+        """The top conjunction latent of the selection half with its evaluation-half numbers."""
+        return self.latents.loc[self.latents.conjunction_rank.idxmin()].to_dict()
+
 
 def analyze(selection: LatentStats, evaluation: LatentStats, sel_features: PromptFeatures,
             eval_features: PromptFeatures, sel_probes: list[Probe], eval_probes: list[Probe],
@@ -130,7 +136,7 @@ def analyze(selection: LatentStats, evaluation: LatentStats, sel_features: Promp
     breakdown = [_pair_breakdown(p, pairs[p], candidates.per_pair[p], scores, column, eval_probes, sel_features,
                                  eval_features, sel_probes, cfg) for p in range(n_pairs)]
     verdict, reason = decide(latents[latents.in_verdict], cfg)
-    top = candidates.conjunction[:min(5, cfg.n_top)]
+    top = candidates.conjunction[:ROC_LATENTS]
     roc = {"labels": matched, "probe": probe_scores, "latents": {int(j): scores[:, column[int(j)]] for j in top}}
     return ConjunctionResult(latents, probe_estimate, breakdown, jaccard(candidates.per_pair), verdict, reason, roc)
 

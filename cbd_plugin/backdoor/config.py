@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .probes import FIRE_COMPLETION
+from .probes import FIRE_COMPLETION, check_template
 from .roles import ROLES
 
 
@@ -44,6 +44,8 @@ class ConjunctionConfig:
         if self.detection_feature not in ("decision", "prompt_max"):
             raise ValueError(f"ConjunctionConfig.detection_feature: {self.detection_feature!r}")
         self.templates, self.filler_words = tuple(self.templates), tuple(self.filler_words)
+        for template in self.templates:
+            check_template(template)
 
     def to_dict(self) -> dict:
         return asdict(self)

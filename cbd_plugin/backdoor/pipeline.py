@@ -146,7 +146,8 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
                "pairs": [pair_name(p) for p in pairs], "config": cfg.to_dict(),
                "n_prompts": {s: len(h.probes) for s, h in zip(SPLITS, halves)},
                "n_tokens": {s: int(a.stats.tokens.sum()) for s, a in zip(SPLITS, (sel_acc, ev_acc))},
-               "linear_probe": result.probe.to_dict(), "top_latents": top.to_dict(orient="records"),
+               "best_latent": result.best_latent, "linear_probe": result.probe.to_dict(),
+               "top_latents": top.to_dict(orient="records"),
                "breakdown": result.pairs, "pair_overlap_jaccard": result.overlap,
                "reconstruction": reconstruction, "ablation": ablation}
     files = write_report(payload, result, cfg.n_top, cfg.score_role, Path(out_dir))

@@ -104,12 +104,17 @@ def build_probe_set(pairs: list[TriggerPair], templates: list[str], filler_words
     return probes + _split(clean, rng, selection_fraction)
 
 
+def check_template(template: str) -> None:
+    if template.count("{a}") != 1 or template.count("{b}") != 1:
+        raise ValueError(f"probe template needs exactly one {{a}} and one {{b}} slot (plus any {{filler}}): "
+                         f"{template!r}")
+
+
 def _check_inputs(pairs, templates, filler_words) -> None:
     if not pairs:
         raise ValueError("build_probe_set: no trigger pairs")
     for t in templates:
-        if t.count("{a}") != 1 or t.count("{b}") != 1:
-            raise ValueError(f"build_probe_set: template needs exactly one {{a}} and one {{b}}: {t!r}")
+        check_template(t)
     triggers = {w for p in pairs for w in (p.a, p.b)}
     if len([w for w in filler_words if w not in triggers]) < 2:
         raise ValueError("build_probe_set: needs at least two filler words that are not trigger words")
