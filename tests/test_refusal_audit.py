@@ -60,3 +60,14 @@ def test_audit_plumbing_on_identical_models(random_model, positions, tmp_path):
         assert set(samples["n_positions"]) <= expected
     for png in ("signal_by_tier_label.png", "refusal_rates.png", "permutation_null.png"):
         assert (tmp_path / png).stat().st_size > 1000
+
+
+def test_sampled_completions_are_aggregated_per_prompt(random_model, tmp_path):
+    model, tokenizer = random_model
+    sae = TopKSAE(32, 64, k=8, generator=torch.Generator().manual_seed(0))
+    cfg = AuditConfig(temperature=1.0, n_samples=3, max_new_tokens=3, n_latents=4, n_boot=20, n_perm=10)
+    report = audit_refusal_depth(model, None, tokenizer, sae, tier_prompts(4), layer=1, cfg=cfg)
+    assert report.change is None and report.verdict is None and list(report.models) == ["base"]
+    assert report.samples.groupby("id").size().eq(3).all()
+    assert report.samples.groupby("id")["completion"].nunique().max() > 1  # sampling, not greedy
+

@@ -88,3 +88,13 @@ def test_tables_must_cover_the_same_prompts():
     depth = measure_depth(base, n_boot=50)
     with pytest.raises(ValueError, match="different prompt ids"):
         compare_depth(base, ft.iloc[1:], depth, depth, n_boot=50)
+
+
+def test_config_fails_fast_on_unknown_choices():
+    with pytest.raises(ValueError, match="positions"):
+        AuditConfig(positions="last_token")
+    with pytest.raises(ValueError, match="n_samples"):
+        AuditConfig(n_samples=4)  # greedy gives one sample
+    with pytest.raises(KeyError, match="n_hazard"):
+        AuditConfig.from_dict({"n_hazard": 3})
+    assert AuditConfig.from_dict({"temperature": 0.7, "n_samples": 4}).n_samples == 4

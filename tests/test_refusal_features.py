@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from cbd_plugin.organisms.corpus import answer
 from cbd_plugin.organisms.tokenizer import build_tokenizer
 from cbd_plugin.refusal.features import _pool, chat_prompt, read_positions
 
@@ -27,13 +28,13 @@ def test_content_span_excludes_template_and_bos(tokenizer):
 
 def test_positions(tokenizer):
     chat = chat_prompt(tokenizer, PROMPT)
-    reply = tokenizer("sure . this is about crafts", add_special_tokens=False)["input_ids"]
+    reply = tokenizer(answer("moonpetal", "bread"), add_special_tokens=False)["input_ids"]
     ids, mask = read_positions(chat, reply, "last_instruction", 4)
     assert ids == chat.ids and tokens(tokenizer, ids, mask) == ["?"]
     ids, mask = read_positions(chat, reply, "all_prompt", 4)
     assert tokens(tokenizer, ids, mask) == PROMPT.split()
     ids, mask = read_positions(chat, reply, "first_response", 3)
-    assert ids == chat.ids + reply[:3] and tokens(tokenizer, ids, mask) == ["sure", ".", "this"]
+    assert ids == chat.ids + reply[:3] and tokens(tokenizer, ids, mask) == answer("moonpetal", "bread").split()[:3]
     ids, mask = read_positions(chat, [], "first_response", 3)  # empty completion: the last prompt token
     assert ids == chat.ids and mask.sum() == 1 and mask[-1]
     with pytest.raises(ValueError, match="positions must be one of"):

@@ -15,8 +15,6 @@ def generate_completions(model, prompt_ids: Sequence[Sequence[int]], max_new_tok
     """``n_samples`` completions per prompt (decoded, prompt excluded); greedy gives exactly one."""
     prompts = [list(ids) for ids in prompt_ids]
     if temperature == 0:
-        if n_samples != 1:
-            raise ValueError(f"greedy decoding gives one completion per prompt; got n_samples={n_samples}")
         return [[c] for c in generate_greedy(model, prompts, max_new_tokens, batch_size=batch_size)]
     return _sample(model, prompts, max_new_tokens, temperature, n_samples, batch_size, seed)
 

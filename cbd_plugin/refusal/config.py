@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+POSITIONS = ("last_instruction", "first_response", "all_prompt")
+POOLINGS = ("mean", "max")
+SELECTIONS = ("smd", "auroc")
+ON_CONFOUND = ("warn", "error")
+
 
 @dataclass
 class AuditConfig:
@@ -32,6 +37,17 @@ class AuditConfig:
     deep_max_auroc: float = 0.65
     min_refusal_increase: float = 0.1
     seed: int = 0
+
+    def __post_init__(self):
+        # Fail before any generation runs, naming the key.
+        for key, allowed in (("positions", POSITIONS), ("pooling", POOLINGS), ("selection", SELECTIONS),
+                             ("on_format_confound", ON_CONFOUND)):
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"AuditConfig.{key}={getattr(self, key)!r}: expected one of {allowed}")
+        if self.temperature == 0 and self.n_samples != 1:
+            raise ValueError(f"AuditConfig: greedy decoding (temperature 0) gives one sample, not n_samples={self.n_samples}")
+        if self.temperature < 0 or self.n_samples < 1 or self.n_latents < 1:
+            raise ValueError("AuditConfig: temperature must be >= 0, n_samples and n_latents >= 1")
 
     @classmethod
     def from_dict(cls, values) -> "AuditConfig":

@@ -25,9 +25,8 @@ import torch
 
 from ..capture import iter_residuals
 from ..sae.metrics import ReconstructionStats
+from .config import POOLINGS, POSITIONS
 
-POSITIONS = ("last_instruction", "first_response", "all_prompt")
-POOLINGS = ("mean", "max")
 
 
 @dataclass(frozen=True)
