@@ -101,11 +101,11 @@ def test_conjunction_score_ranks_and_above_or_and_noise():
     table = latent_table(selection, len(PAIRS), "decision")
     order = list(rank(table, "conjunction"))
     assert order[0] == AND
-    assert table.conjunction_score[AND] == 1.0
-    assert table.conjunction_score[OR] < 0.1 and table.conjunction_score[NOISE] < 0.3
+    assert table.conjunction_score[AND] > 5 and table.conjunction_rate_margin[AND] == 1.0
+    assert abs(table.conjunction_score[OR]) < 0.5 and abs(table.conjunction_score[NOISE]) < 0.5
     assert order.index(OR) > 0 and order.index(NOISE) > 0
     # The OR latent is the one that responds most to trigger words vs clean prompts: signal, not conjunction.
-    assert table.signal_score[OR] == 1.0 and table.single_ratio[OR] > 0.9
+    assert table.signal_score[OR] > 5 and table.single_ratio[OR] > 0.9
 
 
 def test_conjunctive_verdict_and_detection_beats_chance():
@@ -136,11 +136,11 @@ def test_ranking_uses_the_selection_half_only():
     sel_table = latent_table(selection, len(PAIRS), "decision")
     eval_table = latent_table(evaluation, len(PAIRS), "decision")
     assert list(rank(sel_table, "conjunction")[:2]) == [SPURIOUS, AND]
-    assert eval_table.conjunction_score[SPURIOUS] < 0.5  # it does not generalise...
+    assert eval_table.conjunction_score[SPURIOUS] < 1 < eval_table.conjunction_score[AND]  # it does not generalise...
     spurious = row(result, SPURIOUS)
     assert spurious.conjunction_rank == 0  # ...but it keeps its selection rank in the report,
     assert spurious.detection_auroc < 0.75  # and its AUROC is the honest evaluation-half one.
-    assert spurious.sel_conjunction_score == pytest.approx(1.0)
+    assert spurious.sel_conjunction_rate_margin == 1.0
     assert spurious.eval_conjunction_score == pytest.approx(eval_table.conjunction_score[SPURIOUS])
     assert row(result, AND).detection_auroc >= 0.95
     # Only selection-chosen latents were scored on the evaluation half.

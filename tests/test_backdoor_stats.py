@@ -49,14 +49,17 @@ def test_latent_stats_streaming_equals_one_shot():
     for g in range(N_GROUPS):
         for r in range(len(ROLES)):
             mask = (group == g) & (role == r)
-            n, fires, sums = stats.select([g], r)
+            n, fires, sums, squares = stats.select([g], r)
             assert n == mask.sum()
             np.testing.assert_array_equal(fires, (x[mask] > 0).sum(0))
             np.testing.assert_allclose(sums, x[mask].sum(0), rtol=1e-12)
-    rate, mean = stats.rate_and_mean([0, 1], DECISION)
+            np.testing.assert_allclose(squares, (x[mask] ** 2).sum(0), rtol=1e-12)
+    rate, mean, var = stats.moments([0, 1], DECISION)
     mask = np.isin(group, [0, 1]) & (role == DECISION)
     np.testing.assert_allclose(rate, (x[mask] > 0).mean(0))
     np.testing.assert_allclose(mean, x[mask].mean(0))
+    np.testing.assert_allclose(var, x[mask].var(0), atol=1e-12)
+    assert np.isnan(LatentStats(N_LATENTS, N_GROUPS).moments([0], DECISION)[1]).all()
 
 
 def test_latent_stats_rejects_wrong_shape():

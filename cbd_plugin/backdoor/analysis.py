@@ -1,17 +1,20 @@
 """Conjunction scores, selection-half ranking, evaluation-half detection, the 2x2 breakdown and the verdict.
 
-Definitions. At token role r (``cfg.score_role``, by default the decision token), pooling the prompts of a
-condition c over all pairs:
+Definitions. At token role r (``cfg.score_role``, by default the decision token), for each condition c pooled over
+all pairs (or, per pair, over that pair's cells), with zeros included:
 
-* ``rate_c(j)``: fraction of role-r tokens of condition c on which latent j fires (act > 0);
-* ``mean_c(j)``: mean activation of latent j on those tokens (zeros included);
-* ``conjunction_score(j) = rate_matched(j) - max(rate_single_a(j), rate_single_b(j), rate_mismatch(j))``,
-  ties broken by ``conjunction_act_margin(j)``, the same difference of ``mean_c``;
-* ``signal_score(j) = rate_matched(j) - rate_clean(j)`` (does j respond to the backdoor input at all),
-  ties broken by ``mean_matched(j) - mean_clean(j)``;
-* ``single_ratio(j) = max(rate_single_a(j), rate_single_b(j)) / rate_matched(j)``.
+* ``rate_c(j)``, ``mean_c(j)``, ``var_c(j)``: firing rate (act > 0), mean and variance of latent j's activation;
+* ``separation_c(j) = (mean_matched(j) - mean_c(j)) / sqrt((var_matched(j) + var_c(j)) / 2)``, a standardised
+  mean difference: it rewards latents that fire on matched pairs consistently and strongly, whether the code
+  is in firing (on/off) or in magnitude (fires everywhere, much harder on matched pairs);
+* ``conjunction_score(j) = min(separation_single_a, separation_single_b, separation_mismatch)``: how far matched
+  pairs stand out from the closest false trigger; ties broken by ``conjunction_rate_margin(j) =
+  rate_matched(j) - max(rate_single_a, rate_single_b, rate_mismatch)``;
+* ``signal_score(j) = separation_clean(j)`` (does j respond to the backdoor input at all), ties broken by
+  ``rate_matched(j) - rate_clean(j)``;
+* ``single_ratio(j) = max(mean_single_a(j), mean_single_b(j)) / mean_matched(j)``: how strongly j responds to one
+  trigger word alone, relative to the pair.
 
-Per pair p the same, with the cells of p (mismatch: prompts with a word of p and a word of another pair).
 Both rankings use the SELECTION half only. Detection AUROC (matched vs every non-matched prompt) and signal
 AUROC (matched vs clean) of a latent use its per-prompt feature (``cfg.detection_feature``) on the EVALUATION
 half, as does the linear-probe baseline fitted on the selection half's decision-token inputs.
@@ -37,35 +40,36 @@ from .probes import CONDITIONS, Probe, TriggerPair, group_id, pair_name
 from .roles import ROLES
 
 FALSE_TRIGGERS = ("single_a", "single_b", "mismatch")
+VAR_FLOOR = 1e-12  # keeps the separation of never-varying latents finite
 ROC_LATENTS = 5  # top conjunction latents drawn in the ROC plot
 VERDICTS = ("conjunctive", "or_gated", "no_backdoor_signal", "inconclusive")
 
 
 def latent_table(stats: LatentStats, n_pairs: int, role: str, pair: int | None = None) -> pd.DataFrame:
-    """Per-latent rates, means and scores at ``role``, pooled over all pairs or for one ``pair``."""
-    columns = {}
+    """Per-latent rates, means, separations and scores at ``role``, pooled over all pairs or for one ``pair``."""
+    moments = {}
     for condition in CONDITIONS:
         owners = [-1] if condition == "clean" else ([pair] if pair is not None else range(n_pairs))
-        groups = [group_id(p, condition, n_pairs) for p in owners]
-        columns[f"rate_{condition}"], columns[f"mean_{condition}"] = stats.rate_and_mean(groups, ROLES.index(role))
-    table = pd.DataFrame(columns)
+        moments[condition] = stats.moments([group_id(p, condition, n_pairs) for p in owners], ROLES.index(role))
+    table = pd.DataFrame({f"{name}_{c}": m[k] for c, m in moments.items()
+                          for k, name in enumerate(("rate", "mean", "var"))})
     table.index.name = "latent"
-    false_rate = table[[f"rate_{c}" for c in FALSE_TRIGGERS]].max(axis=1)
-    false_mean = table[[f"mean_{c}" for c in FALSE_TRIGGERS]].max(axis=1)
-    table["conjunction_score"] = table.rate_matched - false_rate
-    table["conjunction_act_margin"] = table.mean_matched - false_mean
-    table["signal_score"] = table.rate_matched - table.rate_clean
-    table["signal_act_margin"] = table.mean_matched - table.mean_clean
-    single = table[["rate_single_a", "rate_single_b"]].max(axis=1)
-    table["single_ratio"] = np.where(table.rate_matched > 0, single / table.rate_matched.where(table.rate_matched > 0),
-                                     np.nan)
+    for c in FALSE_TRIGGERS + ("clean",):
+        table[f"separation_{c}"] = (table.mean_matched - table[f"mean_{c}"]) / np.sqrt(
+            (table.var_matched + table[f"var_{c}"]) / 2 + VAR_FLOOR)
+    table["conjunction_score"] = table[[f"separation_{c}" for c in FALSE_TRIGGERS]].min(axis=1)
+    table["conjunction_rate_margin"] = table.rate_matched - table[[f"rate_{c}" for c in FALSE_TRIGGERS]].max(axis=1)
+    table["signal_score"] = table.separation_clean
+    table["signal_rate_margin"] = table.rate_matched - table.rate_clean
+    single = table[["mean_single_a", "mean_single_b"]].max(axis=1)
+    table["single_ratio"] = single / table.mean_matched.where(table.mean_matched > 0)
     return table
 
 
 def rank(table: pd.DataFrame, by: str) -> np.ndarray:
-    """Latent ids by ``{by}_score`` descending, ties by ``{by}_act_margin``; NaN scores last."""
+    """Latent ids by ``{by}_score`` descending, ties by ``{by}_rate_margin``; NaN scores last."""
     score = table[f"{by}_score"].fillna(-np.inf).to_numpy()
-    margin = table[f"{by}_act_margin"].fillna(-np.inf).to_numpy()
+    margin = table[f"{by}_rate_margin"].fillna(-np.inf).to_numpy()
     return table.index.to_numpy()[np.lexsort((-margin, -score))]
 
 
@@ -149,7 +153,7 @@ def _candidate_rows(selection, evaluation, candidates, n_pairs, cfg) -> pd.DataF
     position = {by: {int(j): r for r, j in enumerate(rank(sel, by))} for by in ("conjunction", "signal")}
     rows["conjunction_rank"] = [position["conjunction"][int(j)] for j in ids]
     rows["signal_rank"] = [position["signal"][int(j)] for j in ids]
-    for name in ("conjunction_score", "signal_score", "conjunction_act_margin"):
+    for name in ("conjunction_score", "signal_score", "conjunction_rate_margin"):
         rows[f"sel_{name}"] = sel[name].to_numpy()[ids]
     for name in [f"rate_{c}" for c in CONDITIONS] + [f"mean_{c}" for c in CONDITIONS] + \
             ["conjunction_score", "signal_score", "single_ratio"]:
@@ -200,11 +204,12 @@ def decide(rows: pd.DataFrame, cfg: ConjunctionConfig) -> tuple[str, str]:
     if not conjunctive.empty:
         j = conjunctive.sort_values("detection_auroc", ascending=False).iloc[0]
         return "conjunctive", (f"latent {int(j.latent)} detects matched pairs (AUROC {j.detection_auroc:.3f}) and "
-                               f"fires on single triggers at {j.eval_single_ratio:.2f} of its matched rate (< {f})")
+                               f"responds to a single trigger word at {j.eval_single_ratio:.2f} of its mean "
+                               f"activation on matched pairs (< {f})")
     j = responsive.sort_values("signal_auroc", ascending=False).iloc[0]
     if j.eval_single_ratio >= f:
-        return "or_gated", (f"the most responsive latent {int(j.latent)} fires on single triggers at "
-                            f"{j.eval_single_ratio:.2f} of its matched rate (>= {f}): the behaviour is not "
-                            "conjunctive")
+        return "or_gated", (f"the most responsive latent {int(j.latent)} responds to a single trigger word at "
+                            f"{j.eval_single_ratio:.2f} of its mean activation on matched pairs (>= {f}): the "
+                            "behaviour is not conjunctive")
     return "inconclusive", (f"latent {int(j.latent)} responds to matched pairs (signal AUROC {j.signal_auroc:.3f}) "
                             f"but neither separates them from false triggers nor fires on single triggers")

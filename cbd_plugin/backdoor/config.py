@@ -26,7 +26,7 @@ class ConjunctionConfig:
     top_m_overlap: int = 10  # per-pair top latents compared across pairs (Jaccard)
     # Verdict thresholds.
     auroc_threshold: float = 0.8
-    or_fraction: float = 0.5  # single-trigger firing rate / matched firing rate at or above which a latent is OR-like
+    or_fraction: float = 0.5  # single-trigger / matched mean activation at or above which a latent is OR-like
     # Causal ablation.
     ablate: bool = True
     ablate_top_k: int = 5

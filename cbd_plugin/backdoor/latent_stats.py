@@ -3,8 +3,8 @@
 Two accumulators, each updated batch by batch in time linear in the batch (reconstruction quality uses
 :class:`cbd_plugin.sae.metrics.ReconstructionStats`):
 
-* :class:`LatentStats`: per (prompt group) x (token role) x latent: token count, firing count (act > 0) and
-  sum of activations. Groups are the probe set's pair x condition cells.
+* :class:`LatentStats`: per (prompt group) x (token role) x latent: token count, firing count (act > 0), sum
+  and sum of squares of activations. Groups are the probe set's pair x condition cells.
 * :class:`PromptFeatures`: per prompt, for a fixed set of candidate latents, the activation at the decision
   token and the max over the prompt's tokens, plus the raw input at the decision token (for the linear probe).
   Memory is n_prompts x (n_candidates + d), independent of prompt length.
@@ -25,15 +25,16 @@ class LatentStats:
     n_latents: int
     n_groups: int
     n_roles: int = len(ROLES)
-    tokens: torch.Tensor = field(init=False)  # [groups, roles]
-    fires: torch.Tensor = field(init=False)  # [groups, roles, latents]
-    sums: torch.Tensor = field(init=False)  # [groups, roles, latents]
+    tokens: torch.Tensor = field(init=False)  # [groups * roles]
+    fires: torch.Tensor = field(init=False)  # [groups * roles, latents]: tokens with act > 0
+    sums: torch.Tensor = field(init=False)  # [groups * roles, latents]: sum of act
+    squares: torch.Tensor = field(init=False)  # [groups * roles, latents]: sum of act ** 2
 
     def __post_init__(self):
         cells = self.n_groups * self.n_roles
         self.tokens = torch.zeros(cells, dtype=torch.float64)
-        self.fires = torch.zeros(cells, self.n_latents, dtype=torch.float64)
-        self.sums = torch.zeros(cells, self.n_latents, dtype=torch.float64)
+        self.fires, self.sums, self.squares = (torch.zeros(cells, self.n_latents, dtype=torch.float64)
+                                               for _ in range(3))
 
     def update(self, latents: torch.Tensor, group: np.ndarray, role: np.ndarray) -> None:
         """Add a batch: ``latents`` [n_tokens, n_latents], ``group`` and ``role`` per token."""
@@ -47,25 +48,24 @@ class LatentStats:
         rows, cols = latents.nonzero(as_tuple=True)
         values = latents[rows, cols].to(torch.float64)
         flat = cell[rows] * self.n_latents + cols
-        self.sums.view(-1).index_add_(0, flat, values)
         self.fires.view(-1).index_add_(0, flat, (values > 0).to(torch.float64))
+        self.sums.view(-1).index_add_(0, flat, values)
+        self.squares.view(-1).index_add_(0, flat, values ** 2)
 
-    def select(self, groups, role: int) -> tuple[float, np.ndarray, np.ndarray]:
-        """Token count, firing counts and activation sums pooled over ``groups`` at token ``role``."""
+    def select(self, groups, role: int) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+        """Token count and per-latent firing counts, sums and sums of squares, pooled over ``groups`` at ``role``."""
         cells = [g * self.n_roles + role for g in groups]
-        return (float(self.tokens[cells].sum()), self.fires[cells].sum(0).numpy(), self.sums[cells].sum(0).numpy())
+        return (float(self.tokens[cells].sum()),
+                *(t[cells].sum(0).numpy() for t in (self.fires, self.sums, self.squares)))
 
-    def rate_and_mean(self, groups, role: int) -> tuple[np.ndarray, np.ndarray]:
-        """Firing rate and mean activation per latent (NaN where the pooled cells have no tokens)."""
-        n, fires, sums = self.select(groups, role)
+    def moments(self, groups, role: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Firing rate, mean and variance of each latent's activation (zeros included); NaN without tokens."""
+        n, fires, sums, squares = self.select(groups, role)
         if n == 0:
             nan = np.full(self.n_latents, np.nan)
-            return nan, nan
-        return fires / n, sums / n
-
-    def fired(self) -> np.ndarray:
-        """Whether each latent fired on any token."""
-        return (self.fires.sum(0) > 0).numpy()
+            return nan, nan, nan
+        mean = sums / n
+        return fires / n, mean, np.maximum(squares / n - mean ** 2, 0.0)
 
 
 @dataclass
