@@ -67,17 +67,24 @@ def _save(fig, path: Path) -> Path:
 
 
 def _heatmap(latents: pd.DataFrame, n_top: int, role: str):
+    """Firing rate and mean activation (relative to matched pairs) per condition: latents can code the
+    conjunction by firing or by magnitude."""
     top = latents.nsmallest(n_top, "conjunction_rank")
-    rates = top[[f"eval_rate_{c}" for c in CONDITIONS]].to_numpy(dtype=float)
-    fig, ax = plt.subplots(figsize=(1.2 * len(CONDITIONS) + 2, 0.45 * len(top) + 1.5))
-    image = ax.imshow(rates, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(CONDITIONS)), CONDITIONS)
-    ax.set_yticks(range(len(top)), [f"#{int(r)} latent {int(j)}" for r, j in zip(top.conjunction_rank, top.latent)])
-    for (i, k), v in np.ndenumerate(rates):
-        if np.isfinite(v):
-            ax.text(k, i, f"{v:.2f}", ha="center", va="center", color="w" if v < 0.5 else "k", fontsize=8)
-    fig.colorbar(image, ax=ax, label=f"firing rate at {role} tokens (evaluation half)")
-    ax.set_title("Top conjunction latents (ranked on the selection half)")
+    means = top[[f"eval_mean_{c}" for c in CONDITIONS]].to_numpy(dtype=float)
+    panels = {"firing rate": top[[f"eval_rate_{c}" for c in CONDITIONS]].to_numpy(dtype=float),
+              "mean activation / mean on matched": means / np.where(means[:, :1] > 0, means[:, :1], np.nan)}
+    fig, axes = plt.subplots(1, 2, figsize=(2.4 * len(CONDITIONS) + 3, 0.45 * len(top) + 1.8), sharey=True)
+    for ax, (title, values) in zip(axes, panels.items()):
+        image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(len(CONDITIONS)), CONDITIONS, rotation=30)
+        for (i, k), v in np.ndenumerate(values):
+            if np.isfinite(v):
+                ax.text(k, i, f"{v:.2f}", ha="center", va="center", color="w" if v < 0.5 else "k", fontsize=8)
+        ax.set_title(title, fontsize=10)
+    axes[0].set_yticks(range(len(top)), [f"#{int(r)} latent {int(j)}" for r, j in zip(top.conjunction_rank,
+                                                                                       top.latent)])
+    fig.colorbar(image, ax=axes, shrink=0.8)
+    fig.suptitle(f"Top conjunction latents (ranked on the selection half), {role} tokens, evaluation half")
     return fig
 
 
