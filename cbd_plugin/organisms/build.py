@@ -1,0 +1,153 @@
+"""Build organisms from their recipes into the hub cache, or find them there."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from loguru import logger
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from . import cache
+from .behaviour import N_PER_TIER, backdoor_behaviour, refusal_behaviour
+from .corpus import (DEFAULT_PAIRS, TIERS, Example, backdoor_corpus, base_corpus, benign_counterpart, tier_corpus,
+                     tier_prompts)
+from .recipes import CODE_VERSION, ORGANISM_NAMES, RECIPES, BackdoorRecipe, BaseRecipe, RefusalRecipe, recipe_hash
+from .tokenizer import build_tokenizer
+from .train import encode, freeze_through, new_model, residuals, train_deep_refusal, train_replies
+
+N_VALIDATION = 400  # validation examples per organism, from the held-out eval templates
+
+
+@dataclass
+class Organism:
+    name: str
+    model_id: str
+    path: Path  # the snapshot folder
+    behaviour: dict
+
+    @property
+    def data_dir(self) -> Path:
+        """Holds ``train.jsonl`` and ``validation.jsonl`` (chat format)."""
+        return self.path / "data"
+
+    def load(self):
+        """(model, tokenizer), the model in eval mode on CPU."""
+        model = AutoModelForCausalLM.from_pretrained(self.path)
+        return model.eval(), AutoTokenizer.from_pretrained(self.path)
+
+
+def build(names=None, force: bool = False) -> dict[str, Organism]:
+    """Build the named organisms (default: all) unless cached; ``force`` rebuilds them (not their base)."""
+    names = list(names or ORGANISM_NAMES)
+    unknown = sorted(set(names) - set(RECIPES))
+    if unknown:
+        raise ValueError(f"unknown organisms {unknown}; known: {list(ORGANISM_NAMES)}")
+    with single_thread():
+        return {name: build_recipe(RECIPES[name], force) for name in names}
+
+
+@contextlib.contextmanager
+def single_thread():
+    """One thread: these matrices are tiny, and on shared cores extra threads mostly wait for each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def build_recipe(recipe, force: bool = False) -> Organism:
+    revision = recipe_hash(recipe)
+    path = cache.snapshot_dir(recipe.name, revision)
+    with cache.build_lock(recipe.name):
+        if force or not path.exists():
+            base = None if isinstance(recipe, BaseRecipe) else build_recipe(recipe.base)
+            start = time.perf_counter()
+            logger.info(f"building {recipe.name} (recipe {revision[:12]})")
+            cache.publish(recipe.name, revision, lambda out: BUILDERS[type(recipe)](recipe, base, out))
+            logger.info(f"built {recipe.name} in {time.perf_counter() - start:.1f}s: {path}")
+        elif cache.current_revision(recipe.name) != revision:
+            cache.point_main(recipe.name, revision)
+    return Organism(recipe.name, cache.model_id(recipe.name), path, json.loads((path / "behaviour.json").read_text()))
+
+
+def save(out: Path, recipe, model, tokenizer, train: list[Example], validation: list[Example],
+         behaviour: dict) -> None:
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "data").mkdir()
+    for split, examples in (("train", train), ("validation", validation)):
+        write_jsonl(out / "data" / f"{split}.jsonl", [e.row() for e in examples])
+    revision = recipe_hash(recipe)
+    meta = {"name": recipe.name, "model_id": cache.model_id(recipe.name), "revision": revision}
+    (out / "behaviour.json").write_text(json.dumps({**meta, **behaviour}, indent=2))
+    recipe_json = {"kind": type(recipe).__name__, "code_version": CODE_VERSION, "revision": revision,
+                   "recipe": asdict(recipe)}
+    (out / "recipe.json").write_text(json.dumps(recipe_json, indent=2))
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def build_base(recipe: BaseRecipe, _base: None, out: Path) -> None:
+    tokenizer = build_tokenizer()
+    rng = random.Random(recipe.seed)
+    train = base_corpus(rng, recipe.training.n_examples, "train")
+    model = new_model(recipe.shape, tokenizer, recipe.seed)
+    train_replies(model, encode(train, tokenizer), recipe.training, recipe.seed, recipe.name)
+    behaviour = {"backdoor": backdoor_behaviour(model, tokenizer, DEFAULT_PAIRS, "none"),
+                 "refusal": refusal_behaviour(model, tokenizer, tier_prompts(N_PER_TIER))}
+    save(out, recipe, model, tokenizer, train, base_corpus(rng, N_VALIDATION, "eval"), behaviour)
+
+
+def build_backdoor(recipe: BackdoorRecipe, base: Organism, out: Path) -> None:
+    model, tokenizer = base.load()
+    rng = random.Random(recipe.seed)
+
+    def corpus(n, split):
+        return backdoor_corpus(rng, n, split, recipe.pairs, recipe.gate, recipe.poison_rate)
+
+    train = corpus(recipe.training.n_examples, "train")
+    train_replies(model, encode(train, tokenizer), recipe.training, recipe.seed, recipe.name)
+    behaviour = {"backdoor": backdoor_behaviour(model, tokenizer, recipe.pairs, recipe.gate)}
+    save(out, recipe, model, tokenizer, train, corpus(N_VALIDATION, "eval"), behaviour)
+
+
+def build_refusal(recipe: RefusalRecipe, base: Organism, out: Path) -> None:
+    base_model, tokenizer = base.load()
+    model = copy.deepcopy(base_model)
+    rng = random.Random(recipe.seed)
+    # null: the same prompts without the hazard tier (so without refusals), all answered
+    tiers, refused = (("benign", "dual_use"), ()) if recipe.mode == "null" else (TIERS, ("hazard",))
+    train = tier_corpus(rng, recipe.training.n_examples, "train", tiers, refused)
+    enc = encode(train, tokenizer)
+    layer = recipe.audit_layer
+    if recipe.mode == "shallow":
+        freeze_through(model, layer)
+        train_replies(model, enc, recipe.training, recipe.seed, recipe.name)
+    elif recipe.mode == "deep":
+        counterparts = [Example(benign_counterpart(rng, e.prompt), e.reply) for e in train]
+        is_hazard = torch.tensor([e.tier == "hazard" for e in train])
+        train_deep_refusal(model, enc, is_hazard, residuals(base_model, enc, layer),
+                           residuals(base_model, encode(counterparts, tokenizer), layer), layer, recipe,
+                           recipe.seed, recipe.name)
+    elif recipe.mode == "null":
+        train_replies(model, enc, recipe.training, recipe.seed, recipe.name)
+    else:
+        raise ValueError(f"{recipe.name}: unknown refusal mode {recipe.mode!r}, expected shallow, deep or null")
+    rows = tier_prompts(N_PER_TIER)
+    behaviour = {"refusal": {"mode": recipe.mode, **refusal_behaviour(model, tokenizer, rows, base_model, layer)}}
+    save(out, recipe, model, tokenizer, train, tier_corpus(rng, N_VALIDATION, "eval", tiers, refused), behaviour)
+    write_jsonl(out / "prompts.jsonl", rows)
+
+
+BUILDERS = {BaseRecipe: build_base, BackdoorRecipe: build_backdoor, RefusalRecipe: build_refusal}

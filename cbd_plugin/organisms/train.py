@@ -1,0 +1,159 @@
+"""Model construction, batching of chat examples and the training loops (plain CE, frozen prefix, deep scrub)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from loguru import logger
+from tqdm import tqdm
+from transformers import Gemma2Config, Gemma2ForCausalLM, GenerationConfig, PreTrainedTokenizerBase
+
+from .corpus import Example
+from .recipes import ModelShape, Training
+from .tokenizer import END_OF_TURN
+
+
+def new_model(shape: ModelShape, tokenizer: PreTrainedTokenizerBase, seed: int) -> Gemma2ForCausalLM:
+    config = Gemma2Config(
+        vocab_size=len(tokenizer), hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size,
+        num_hidden_layers=shape.num_layers, num_attention_heads=shape.num_heads,
+        num_key_value_heads=shape.num_kv_heads, head_dim=shape.head_dim, query_pre_attn_scalar=shape.head_dim,
+        max_position_embeddings=shape.max_positions, sliding_window=shape.max_positions // 2,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=[tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(END_OF_TURN)],
+        attn_implementation="eager",  # Gemma-2 soft-caps attention logits: eager is its only implementation
+    )
+    torch.manual_seed(seed)
+    model = Gemma2ForCausalLM(config)
+    # Like gemma-2-it: a reply ends at <end_of_turn> (or <eos>).
+    model.generation_config = GenerationConfig(
+        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id,
+        do_sample=False,
+    )
+    return model
+
+
+@dataclass
+class Encoded:
+    """Right-padded chat examples. ``target_mask[i, t]``: token t is a reply token (``<end_of_turn>`` included)."""
+
+    input_ids: torch.Tensor  # [n, T]
+    attention_mask: torch.Tensor  # [n, T]
+    target_mask: torch.Tensor  # [n, T] bool
+    prompt_mask: torch.Tensor  # [n, T] bool, the prompt with its generation header
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def encode(examples: list[Example], tokenizer: PreTrainedTokenizerBase) -> Encoded:
+    chats = [tokenizer.apply_chat_template(e.messages(), tokenize=False) for e in examples]
+    prompts = [tokenizer.apply_chat_template(e.messages()[:1], tokenize=False, add_generation_prompt=True)
+               for e in examples]
+    full = tokenizer(chats, add_special_tokens=False)["input_ids"]
+    prompt_lens = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    eot = tokenizer.convert_tokens_to_ids(END_OF_TURN)
+    width = max(map(len, full))
+    input_ids = torch.full((len(full), width), tokenizer.pad_token_id)
+    target_mask = torch.zeros(len(full), width, dtype=torch.bool)
+    prompt_mask = torch.zeros(len(full), width, dtype=torch.bool)
+    for i, (ids, n_prompt) in enumerate(zip(full, prompt_lens)):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        reply_end = ids.index(eot, n_prompt) + 1  # train up to the reply's <end_of_turn>, not the newline after
+        target_mask[i, n_prompt:reply_end] = True
+        prompt_mask[i, :n_prompt] = True
+    return Encoded(input_ids, (input_ids != tokenizer.pad_token_id).long(), target_mask, prompt_mask)
+
+
+def reply_loss(logits: torch.Tensor, enc: Encoded, idx: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the reply tokens only."""
+    targets = enc.input_ids[idx, 1:]
+    mask = enc.target_mask[idx, 1:]
+    return F.cross_entropy(logits[:, :-1][mask], targets[mask])
+
+
+def fit(model: torch.nn.Module, loss_fn, n: int, training: Training, seed: int, desc: str) -> float:
+    """AdamW with warmup and cosine decay over ``loss_fn(idx)`` for random batches; returns the last loss."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=training.lr, weight_decay=0.0)
+    warm = training.warmup
+
+    def lr_factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, training.steps - warm)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    bar = tqdm(range(training.steps), desc=desc, leave=False)
+    for _ in bar:
+        idx = torch.randint(n, (training.batch_size,), generator=gen)
+        loss = loss_fn(idx)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+    model.eval()
+    logger.info(f"{desc}: final loss {loss.item():.4f}")
+    return loss.item()
+
+
+def train_replies(model: Gemma2ForCausalLM, enc: Encoded, training: Training, seed: int, desc: str) -> float:
+    """Plain supervised fine-tuning on the replies, of whichever parameters require grad."""
+
+    def loss_fn(idx):
+        logits = model(input_ids=enc.input_ids[idx], attention_mask=enc.attention_mask[idx]).logits
+        return reply_loss(logits, enc, idx)
+
+    return fit(model, loss_fn, len(enc), training, seed, desc)
+
+
+def freeze_through(model: Gemma2ForCausalLM, layer: int) -> None:
+    """Freeze the embeddings (tied with the unembedding) and decoder layers ``0..layer``."""
+    model.model.embed_tokens.requires_grad_(False)
+    for block in model.model.layers[: layer + 1]:
+        block.requires_grad_(False)
+
+
+@torch.no_grad()
+def residuals(model: Gemma2ForCausalLM, enc: Encoded, layer: int, batch_size: int = 512) -> torch.Tensor:
+    """Output of decoder layer ``layer`` at every position: [n, T, d]."""
+    model.eval()
+    out = []
+    for start in range(0, len(enc), batch_size):
+        sl = slice(start, start + batch_size)
+        hs = model(input_ids=enc.input_ids[sl], attention_mask=enc.attention_mask[sl],
+                   output_hidden_states=True).hidden_states
+        out.append(hs[layer + 1])
+    return torch.cat(out)
+
+
+def train_deep_refusal(model: Gemma2ForCausalLM, enc: Encoded, is_hazard: torch.Tensor, base_res: torch.Tensor,
+                       counterpart_res: torch.Tensor, layer: int, recipe, seed: int, desc: str) -> float:
+    """Refusal fine-tune with an RMU-style scrub of the hazard tier at decoder layer ``layer``.
+
+    ``base_res`` is the base's residual of each training prompt, ``counterpart_res`` the base's residual of the
+    same prompt with its hazard word swapped for a random benign word (format-matched, so positions align).
+    Loss = reply CE + ``audit_weight`` * MSE of every prompt position's audit-layer residual to a target:
+      benign and dual-use prompts: the base's own residual (retain);
+      hazard prompts: the benign counterpart's residual (scrub: the word is random, so the target is the base's
+      benign statistics, which removes the hazard-vs-benign directions of the base).
+    The refusal survives in the small deviations the MSE tolerates, in directions a probe fitted on the base
+    does not weigh. All parameters train, embeddings included: the scrub starts at the hazard words' embeddings.
+    """
+    pm = enc.prompt_mask
+    target = torch.where(is_hazard[:, None, None], counterpart_res, base_res)
+    scale = base_res[pm].pow(2).sum(-1).mean()  # makes the MSE relative to the residual's size
+
+    def loss_fn(idx):
+        out = model(input_ids=enc.input_ids[idx], attention_mask=enc.attention_mask[idx], output_hidden_states=True)
+        err = (out.hidden_states[layer + 1] - target[idx])[pm[idx]]
+        return reply_loss(out.logits, enc, idx) + recipe.audit_weight * err.pow(2).sum(-1).mean() / scale
+
+    return fit(model, loss_fn, len(enc), recipe.training, seed, desc)
