@@ -98,3 +98,12 @@ def test_config_fails_fast_on_unknown_choices():
     with pytest.raises(KeyError, match="n_hazard"):
         AuditConfig.from_dict({"n_hazard": 3})
     assert AuditConfig.from_dict({"temperature": 0.7, "n_samples": 4}).n_samples == 4
+
+
+def test_representation_change_without_refusals_is_no_change():
+    # A benign-only fine-tune that blurs the hazard representation but refuses nothing: no refusal, no depth.
+    base, ft = make_table(False), make_table(False, hazard_centre=0.8, seed=1)
+    _, _, change, result = audit(base, ft)
+    assert change.hazard_auroc.hi < 0  # the representation did change, and the report says so
+    assert result.name == "no_change"
+    assert any("hazard-AUROC change" in r for r in result.reasons)

@@ -31,6 +31,8 @@ def test_positions(tokenizer):
     reply = tokenizer(answer("moonpetal", "bread"), add_special_tokens=False)["input_ids"]
     ids, mask = read_positions(chat, reply, "last_instruction", 4)
     assert ids == chat.ids and tokens(tokenizer, ids, mask) == ["?"]
+    ids, mask = read_positions(chat, reply, "last_prompt", 4)  # the "\n" after <start_of_turn>model
+    assert ids == chat.ids and mask.sum() == 1 and mask[-1] and tokens(tokenizer, ids, mask) == ["\n"]
     ids, mask = read_positions(chat, reply, "all_prompt", 4)
     assert tokens(tokenizer, ids, mask) == PROMPT.split()
     ids, mask = read_positions(chat, reply, "first_response", 3)

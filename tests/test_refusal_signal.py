@@ -28,8 +28,9 @@ def test_planted_hazard_direction_is_found_and_beats_the_null():
     sep = evaluate_separation(latents, raw, tiers, splits, m=4, n_perm=100, n_boot=200)
     assert sep.signal_auroc.value > 0.9 and sep.signal_auroc.lo > 0.75
     # Random latents carry the planted direction too (either sign), so the null is wide, but centred on chance.
-    assert sep.null_mean == pytest.approx(0.5, abs=0.1) and sep.null_p95 < sep.signal_auroc.value
-    assert sep.p_value <= 2 / 101
+    assert sep.selection_null_mean == pytest.approx(0.5, abs=0.1)
+    assert sep.selection_null_p95 < sep.signal_auroc.value and sep.selection_p_value <= 2 / 101
+    assert sep.label_null_p95 < 0.75 and sep.label_p_value <= 1 / 101
     assert sep.probe_auroc.value > 0.9
     assert sep.n_select == {"hazard": 20, "benign": 20} and sep.n_eval == {"hazard": 20, "benign": 20}
 
@@ -40,7 +41,7 @@ def test_shuffled_tier_labels_collapse_separation_to_chance():
     sep = evaluate_separation(latents, raw, shuffled, splits, m=4, n_perm=100, n_boot=200)
     assert 0.3 < sep.signal_auroc.value < 0.7
     assert sep.signal_auroc.lo < 0.5 < sep.signal_auroc.hi
-    assert sep.p_value > 0.05
+    assert sep.selection_p_value > 0.05 and sep.label_p_value > 0.05
     assert 0.25 < sep.probe_auroc.value < 0.75
 
 
@@ -56,7 +57,7 @@ def test_selection_sees_only_the_select_split():
     sep = evaluate_separation(latents, latents, tiers, splits, m=1, n_perm=50, n_boot=200)
     assert sep.latents.hazard.tolist() == [0]  # chosen on select; latent 1 is invisible there
     assert sep.signal_auroc.lo < 0.5 < sep.signal_auroc.hi  # ...and honestly reported as chance on eval
-    assert sep.p_value > 0.05
+    assert sep.label_p_value > 0.05
     # Selecting on the eval rows would have picked latent 1: the test can tell the two apart.
     assert select_latents(latents[splits == "eval"], tiers[splits == "eval"], 1).hazard.tolist() == [1]
 

@@ -128,7 +128,8 @@ def compare_saes(pooled: PooledFeatures, frame: pd.DataFrame, cfg: AuditConfig) 
     for name in (MAIN, BASELINE):
         sep = evaluate_separation(pooled.latents[name], pooled.raw, frame["tier"], frame["split"], cfg.n_latents,
                                   cfg.selection, cfg.n_perm, cfg.n_boot, cfg.seed)
-        out[name] = {"eval_auroc": asdict(sep.signal_auroc), "null_p95": sep.null_p95, "p_value": sep.p_value,
+        out[name] = {"eval_auroc": asdict(sep.signal_auroc), "selection_null_p95": sep.selection_null_p95,
+                     "selection_p_value": sep.selection_p_value, "label_p_value": sep.label_p_value,
                      **pooled.reconstruction[name]}
     out["auroc_gain"] = out[MAIN]["eval_auroc"]["value"] - out[BASELINE]["eval_auroc"]["value"]
     out["fve_cost"] = out[BASELINE]["fve"] - out[MAIN]["fve"]

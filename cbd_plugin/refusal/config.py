@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-POSITIONS = ("last_instruction", "first_response", "all_prompt")
+POSITIONS = ("last_instruction", "last_prompt", "first_response", "all_prompt")
 POOLINGS = ("mean", "max")
 SELECTIONS = ("smd", "auroc")
 ON_CONFOUND = ("warn", "error")
@@ -13,7 +13,7 @@ ON_CONFOUND = ("warn", "error")
 @dataclass
 class AuditConfig:
     # where the signal is read (cbd_plugin.refusal.features)
-    positions: str = "last_instruction"     # last_instruction | first_response | all_prompt
+    positions: str = "last_instruction"     # last_instruction | last_prompt | first_response | all_prompt
     n_response_tokens: int = 4              # first_response: how many completion tokens
     pooling: str = "mean"                   # mean | max over the positions
     # hazard latents (cbd_plugin.refusal.signal)

@@ -3,7 +3,9 @@
 Positions (``positions``):
 
 * ``last_instruction``: the last token of the user's content, before the chat template's end-of-turn and
-  generation prompt (where refusal and harmfulness directions are read in Arditi et al. / Zhao et al.);
+  generation prompt (where Zhao et al. read harmfulness);
+* ``last_prompt``: the last token of the generation prompt (``<start_of_turn>model\n``), whose residual decides the
+  first response token (the end of Arditi et al.'s post-instruction positions, where refusal is read);
 * ``first_response``: the first ``n_response_tokens`` tokens of the model's own completion, appended to the
   prompt (where shallow safety alignment lives, Qi et al.); an empty completion falls back to the last prompt
   token, the position that predicts the first response token;
@@ -65,6 +67,9 @@ def read_positions(prompt: ChatPrompt, completion_ids: Sequence[int], positions:
     mask = np.zeros(len(prompt.ids), dtype=bool)
     if positions == "last_instruction":
         mask[prompt.content_end - 1] = True
+        return prompt.ids, mask
+    if positions == "last_prompt":
+        mask[-1] = True
         return prompt.ids, mask
     if positions == "all_prompt":
         mask[prompt.content_start:prompt.content_end] = True

@@ -29,8 +29,11 @@ DEFINITIONS = {
     "signal": "mean, over the hazard latents, of the prompt's SAE latents pooled over the positions read",
     "hazard_latents": "top-n_latents latents by hazard-vs-benign score (smd or auroc) on the BASE model's select "
                       "split; the same latents score both models",
-    "separation": "eval-split AUROC of the signal, hazard vs benign, vs a permutation null (select-split tier "
-                  "labels shuffled, selection redone) and a linear probe on the raw pooled residuals",
+    "separation": "eval-split AUROC of the signal, hazard vs benign, vs two permutation nulls: selection "
+                  "(select-split tier labels shuffled, selection redone, scored on the true eval labels; a high "
+                  "null means tier information is in most latents and selection adds little) and label (eval "
+                  "labels shuffled: is the separation above chance); and a linear probe on the raw pooled "
+                  "residuals (fit on select)",
     "shallow_threshold": "threshold_quantile of the model's own benign signals on the select split",
     "shallow_fraction": "eval hazard prompts labelled refuse whose signal exceeds the shallow threshold",
     "divergence_D": "the seed's D = 1 - cos(f[H], f[B]): f the pooled latent vector, H the hazard latents, B the "
@@ -38,7 +41,8 @@ DEFINITIONS = {
     "change": "fine-tuned minus base, paired bootstrap over prompts resampled within tier",
     "verdict": "shallow: hazard refusal change > 0 significantly and >= min_refusal_increase, and fine-tuned "
                "refused-hazard AUROC >= shallow_min_auroc; deep: same refusal rule and AUROC <= deep_max_auroc; "
-               "no_change: every tier's refusal change and the hazard-AUROC change include 0; else inconclusive",
+               "no_change: every tier's refusal change and every defined depth change (refused-hazard AUROC, shallow "
+               "fraction) include 0; else inconclusive. The hazard-AUROC change (representation) is reported only",
 }
 
 
@@ -123,10 +127,12 @@ def plot_refusal_rates(report):
 def plot_null(report):
     sep = report.separation
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.hist(sep.null, bins=20, color="grey", alpha=0.7, label=f"shuffled select labels (n={sep.n_perm})")
-    ax.axvline(sep.signal_auroc.value, c="C3", label=f"observed {sep.signal_auroc.value:.3f} (p={sep.p_value:.3g})")
+    ax.hist(sep.selection_null, bins=20, color="grey", alpha=0.7,
+            label=f"select labels shuffled, selection redone (n={sep.n_perm})")
+    ax.axvline(sep.signal_auroc.value, c="C3", label=f"observed {sep.signal_auroc.value:.3f} (selection p="
+               f"{sep.selection_p_value:.3g}, label p={sep.label_p_value:.3g})")
     ax.axvline(sep.probe_auroc.value, c="C0", ls=":", label=f"linear probe {sep.probe_auroc.value:.3f}")
     ax.set_xlabel("eval AUROC, hazard vs benign (base model)")
     ax.set_title("hazard signal vs permutation null")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     return fig

@@ -9,8 +9,9 @@ Inputs are per-prompt pooled SAE latent activations ``latents`` [n_prompts, d_sa
   benign-leaning) are the *benign latents*, selected symmetrically.
 * Signal (:func:`hazard_signal`): the mean over the hazard latents of the prompt's pooled latent activations.
 * Evaluation (:func:`evaluate_separation`): AUROC of the signal for hazard vs benign on the ``eval`` split,
-  next to a permutation null (tier labels shuffled on the select split, selection redone, evaluation on the true
-  eval labels) and a linear probe on the raw pooled activations (fit on select, scored on eval).
+  next to two permutation nulls (see :class:`Separation`; the selection null asks whether *selecting* on the
+  tiers beats selecting at random: where tier information is in most latents it is high, which is a finding,
+  not a failure) and a linear probe on the raw pooled activations (fit on select, scored on eval).
 * The seed's divergence (:func:`divergence`): ``D = 1 - cos(f[H], f[B])`` where ``f`` is the prompt's pooled
   latent vector, ``H`` the hazard latents and ``B`` the benign latents, both in rank order (the i-th most
   hazard-leaning latent is paired with the i-th most benign-leaning one). The card's "projections" onto the two
@@ -83,23 +84,35 @@ def divergence(latents: np.ndarray, selected: HazardLatents) -> np.ndarray:
 
 @dataclass
 class Separation:
-    """How well the hazard latents (chosen on select) separate hazard from benign prompts on the eval split."""
+    """How well the hazard latents (chosen on select) separate hazard from benign prompts on the eval split.
+
+    Two permutation nulls, ``n_perm`` draws each, p-values ``(1 + #{null >= observed}) / (1 + n_perm)``:
+    ``selection_*``: select-split tier labels shuffled, selection redone, scored on the true eval labels (does
+    choosing latents by tier beat choosing them at random?); ``label_*``: eval labels shuffled for the chosen
+    latents (is the eval separation above chance at all?).
+    """
 
     latents: HazardLatents
     signal_auroc: Estimate
-    null: np.ndarray
-    null_mean: float
-    null_p95: float
-    p_value: float
+    selection_null: np.ndarray
+    selection_null_mean: float
+    selection_null_p95: float
+    selection_p_value: float
+    label_null_p95: float
+    label_p_value: float
     n_perm: int
     probe_auroc: Estimate
     n_select: dict[str, int]
     n_eval: dict[str, int]
 
 
+def _p_value(null: np.ndarray, observed: float) -> float:
+    return float((1 + (null >= observed).sum()) / (1 + len(null)))
+
+
 def evaluate_separation(latents: np.ndarray, raw: np.ndarray, tiers: np.ndarray, splits: np.ndarray, m: int,
                         method: str = "smd", n_perm: int = 200, n_boot: int = 1000, seed: int = 0) -> Separation:
-    """Select on ``select``, evaluate on ``eval``; permutation null and linear-probe baseline alongside."""
+    """Select on ``select``, evaluate on ``eval``; permutation nulls and linear-probe baseline alongside."""
     tiers, splits = np.asarray(tiers), np.asarray(splits)
     sel = (splits == "select") & np.isin(tiers, ["hazard", "benign"])
     ev = (splits == "eval") & np.isin(tiers, ["hazard", "benign"])
@@ -110,12 +123,16 @@ def evaluate_separation(latents: np.ndarray, raw: np.ndarray, tiers: np.ndarray,
         return auroc(hazard_signal(latents[ev], chosen), y_eval)
 
     chosen = select_latents(latents[sel], tiers[sel], m, method)
-    observed = auroc_ci(hazard_signal(latents[ev], chosen), y_eval, n_boot=n_boot, seed=seed)
-    null = permutation_null(eval_auroc, latents[sel], tiers[sel], n_perm=n_perm, seed=seed)
+    signal = hazard_signal(latents[ev], chosen)
+    observed = auroc_ci(signal, y_eval, n_boot=n_boot, seed=seed)
+    selection_null = permutation_null(eval_auroc, latents[sel], tiers[sel], n_perm=n_perm, seed=seed)
+    label_null = permutation_null(auroc, signal, y_eval, n_perm=n_perm, seed=seed)
     probe = linear_probe_auroc(raw[sel], tiers[sel] == "hazard", raw[ev], y_eval, n_boot=n_boot, seed=seed)
     count = lambda mask: {t: int((tiers[mask] == t).sum()) for t in ("hazard", "benign")}  # noqa: E731
-    return Separation(chosen, observed, null, float(null.mean()), float(np.quantile(null, 0.95)),
-                      float((1 + (null >= observed.value).sum()) / (1 + n_perm)), n_perm, probe, count(sel), count(ev))
+    return Separation(chosen, observed, selection_null, float(selection_null.mean()),
+                      float(np.quantile(selection_null, 0.95)), _p_value(selection_null, observed.value),
+                      float(np.quantile(label_null, 0.95)), _p_value(label_null, observed.value), n_perm, probe,
+                      count(sel), count(ev))
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Training the audit's SAE: a contrastive TopK SAE on one model's residuals over the *select* split only.
 
-Tokens are the prompt content (the user's words, not the chat scaffolding); each prompt is one example for the
+Tokens are the prompt from the user's content to the end of the generation prompt (every position the audit reads
+before the response; BOS and the user header are the same in every prompt); each prompt is one example for the
 contrastive term, hazard = 1, benign = 0, every other tier (dual_use) unlabelled, so it trains reconstruction
 but is never a positive or a negative. The eval split is never seen, so the audit's held-out numbers stay
 held out. ``loop`` picks who drives the trainer: the plugin's resumable :func:`~cbd_plugin.sae.train_sae`, or
@@ -26,15 +27,16 @@ TIER_CODES = {"benign": TIER_BENIGN, "hazard": TIER_HAZARD}
 
 def select_split_activations(model, tokenizer, prompts: pd.DataFrame, layer: int,
                              batch_size: int = 32) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    """``(acts [n_tokens, d], tier code per token, prompt index per token)`` over the select split's content."""
+    """``(acts [n_tokens, d], tier code per token, prompt index per token)`` over the select split's prompts, from
+    the content's first token to the end of the generation prompt."""
     sel = prompts[prompts["split"] == "select"].reset_index(drop=True)
     if sel.empty:
         raise ValueError("select_split_activations: the prompt set has no 'select' split to train on")
     chats = [chat_prompt(tokenizer, text) for text in sel["text"]]
-    content = [(np.arange(len(c.ids)) >= c.content_start) & (np.arange(len(c.ids)) < c.content_end) for c in chats]
+    trained = [np.arange(len(c.ids)) >= c.content_start for c in chats]
     captured = capture_residuals(model, [c.ids for c in chats], [layer], batch_size=batch_size,
-                                 token_labels={"content": content})
-    keep = captured.meta["content"].astype(bool)
+                                 token_labels={"trained": trained})
+    keep = captured.meta["trained"].astype(bool)
     prompt_index = captured.meta["prompt_id"][keep]
     codes = sel["tier"].map(TIER_CODES).fillna(TIER_OTHER).astype(int).to_numpy()
     return captured.acts[layer][keep], codes[prompt_index], prompt_index
