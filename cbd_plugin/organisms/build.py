@@ -34,7 +34,7 @@ class Organism:
 
     @property
     def data_dir(self) -> Path:
-        """Holds ``train.jsonl`` and ``validation.jsonl`` (chat format)."""
+        """``train.jsonl`` and ``validation.jsonl`` (chat format); refusal family: also ``prompts.jsonl``."""
         return self.path / "data"
 
     def load(self):
@@ -147,7 +147,7 @@ def build_refusal(recipe: RefusalRecipe, base: Organism, out: Path) -> None:
     rows = tier_prompts(N_PER_TIER)
     behaviour = {"refusal": {"mode": recipe.mode, **refusal_behaviour(model, tokenizer, rows, base_model, layer)}}
     save(out, recipe, model, tokenizer, train, tier_corpus(rng, N_VALIDATION, "eval", tiers, refused), behaviour)
-    write_jsonl(out / "prompts.jsonl", rows)
+    write_jsonl(out / "data" / "prompts.jsonl", rows)
 
 
 BUILDERS = {BaseRecipe: build_base, BackdoorRecipe: build_backdoor, RefusalRecipe: build_refusal}

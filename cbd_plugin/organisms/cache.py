@@ -4,10 +4,12 @@ Layout under ``$HF_HUB_CACHE`` (huggingface_hub's resolution: ``$HF_HOME/hub``, 
 
     models--cbd-plugin--<name>/
       snapshots/<recipe hash>/    model + tokenizer (save_pretrained), behaviour.json, recipe.json,
-                                  data/{train,validation}.jsonl, prompts.jsonl (refusal family)
+                                  data/{train,validation}.jsonl, data/prompts.jsonl (refusal family)
       refs/main                   the recipe hash last built or loaded: what ``from_pretrained`` resolves
       datasets/<name> -> ../snapshots/<hash>/data
-                                  a stable path to the current snapshot's data, for the host's organism configs
+                                  a stable path to the current snapshot's data, for the host's organism configs:
+                                  ``datasets.load_dataset(<that path>, split=...)`` infers the splits from the
+                                  file names and ignores prompts.jsonl; the host's dataset name is <name>
 
 A snapshot is built in a temporary folder and renamed into place, then the dataset link and ``refs/main`` are
 updated, ``refs/main`` last: an interrupted build leaves no snapshot, and a snapshot that exists is complete.

@@ -25,7 +25,8 @@ def headline(behaviour: dict) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="cbd-organisms", description=__doc__)
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"organisms to build (default: all of {', '.join(ORGANISM_NAMES)})")
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help=f"organisms to build (default: all of {', '.join(ORGANISM_NAMES)})")
     parser.add_argument("--force", action="store_true", help="rebuild the named organisms even if cached")
     parser.add_argument("--json", action="store_true", help="print every behaviour figure as JSON")
     args = parser.parse_args(argv)

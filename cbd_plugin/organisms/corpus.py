@@ -227,3 +227,10 @@ def tier_prompts(n_per_tier: int, seed: int = 0) -> list[dict]:
                 rows.append({"id": len(rows), "text": template.format(a=topic, b=filler), "tier": tier,
                              "split": split, "answer": answer(topic, filler)})
     return rows
+
+
+def probe_settings() -> dict:
+    """Probe-set settings for ``cbd_sae_difference`` on the cbd organisms (an organism config's ``probe:`` block
+    instantiates this): the held-out templates, never trained on, the filler vocabulary and the fire reply."""
+    return {"templates": [t for split in HELD_OUT_SPLITS for t in TEMPLATES[split]],
+            "filler_words": list(FILLER_WORDS), "fire_completion": FIRE_REPLY}

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from .corpus import DEFAULT_PAIRS, TriggerPair
 
 # Bump when a change to the build code changes what an unchanged recipe builds: it invalidates every cached build.
-CODE_VERSION = 1
+CODE_VERSION = 2
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,29 @@
+"""Session fixtures shared by every test module.
+
+The tiny model organisms live in a hub cache of their own, ``$CBD_PLUGIN_CACHE/hub`` (default
+~/.cache/cbd_plugin/hub): tests never write into the user's Hugging Face cache, and a machine (or a CI cache
+keyed on that folder) builds each organism once and reuses it across runs until its recipe changes.
+huggingface_hub reads HF_HUB_CACHE once, when first imported, so it is set here, before any test module loads.
+"""
+
+import os
+from pathlib import Path
+
+CBD_PLUGIN_CACHE = Path(os.environ.get("CBD_PLUGIN_CACHE", Path.home() / ".cache" / "cbd_plugin"))
+os.environ["HF_HUB_CACHE"] = str(CBD_PLUGIN_CACHE / "hub")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything the tests load is local
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def organisms():
+    """{name: Organism} for every tiny organism, built on first use (a few minutes) and cached per machine."""
+    from huggingface_hub import constants
+
+    from cbd_plugin.organisms import build
+
+    if constants.HF_HUB_CACHE != os.environ["HF_HUB_CACHE"]:
+        raise RuntimeError(f"huggingface_hub was imported before tests/conftest.py set HF_HUB_CACHE; it uses "
+                           f"{constants.HF_HUB_CACHE}, not {os.environ['HF_HUB_CACHE']}")
+    return build()
