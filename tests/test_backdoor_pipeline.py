@@ -16,7 +16,7 @@ from transformers import Gemma2Config, Gemma2ForCausalLM, PreTrainedTokenizerFas
 from cbd_plugin.backdoor import ConjunctionConfig, TriggerPair, analyze_conjunction
 from cbd_plugin.backdoor.ablation import removal_edit, remove_latents
 from cbd_plugin.backdoor.analysis import VERDICTS
-from cbd_plugin.backdoor.pipeline import probe_tokens
+from cbd_plugin.backdoor.pipeline import matched_round_robin, probe_tokens
 from cbd_plugin.backdoor.probes import build_probe_set
 from cbd_plugin.backdoor.roles import DECISION, FIRE
 from cbd_plugin.capture import generate_greedy, pad_left, trace_residuals
@@ -115,3 +115,11 @@ def test_edit_reads_the_base_residual_on_the_same_padded_tokens(tiny):
     # In generation the edit runs at every step; removing no latent must not change the output.
     plain = generate_greedy(finetuned, ids, 4)
     assert generate_greedy(finetuned, ids, 4, layer=LAYER, make_edit=removal_edit(base, sae, LAYER, [])) == plain
+
+
+def test_ablation_prompts_cover_every_pair():
+    pairs = PAIRS + [TriggerPair("gender", "terror", False, True), TriggerPair("gravity", "velocity", True, False)]
+    probes = build_probe_set(pairs, list(TEMPLATES), list(FILLERS), 4, 8, seed=0)
+    chosen = matched_round_robin(probes, 6)
+    assert all(probes[i].matched for i in chosen)
+    assert [probes[i].pair for i in chosen] == [0, 1, 2, 3, 0, 1]

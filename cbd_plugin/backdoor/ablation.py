@@ -3,7 +3,8 @@
 The SAE reads the difference ``finetuned - base`` at layer L, so at every decoding step the base model is run on
 the same tokens to get its layer-L residual; the edit then subtracts the chosen latents' share of the SAE's
 reconstruction of that difference (``sae.decode_latents``: decode(f) - decode(f without them), in the original
-activation space, so the SAE's normalisation and decoder bias cancel) from the fine-tuned residual.
+activation space, so the SAE's normalisation and decoder bias cancel) from the fine-tuned residual, at every
+position of the prompt and of the tokens generated so far.
 """
 
 from __future__ import annotations

@@ -159,7 +159,7 @@ def _ablate(base, finetuned, sae, layer, ev: ProbeTokens, selection: LatentStats
     """Remove the top ``cfg.ablate_top_k`` conjunction latents on evaluation prompts; random latents are drawn
     from those active on the selection half's matched prompts (any token), so the control removes latents
     that are in use there too."""
-    matched = [i for i, p in enumerate(ev.probes) if p.matched][:cfg.n_ablation_prompts]
+    matched = matched_round_robin(ev.probes, cfg.n_ablation_prompts)
     clean = [i for i, p in enumerate(ev.probes) if p.condition == "clean"][:cfg.n_ablation_prompts]
     matched_groups = [group_id(p, "matched", n_pairs) for p in range(n_pairs)]
     active = np.zeros(sae.dict_size, dtype=bool)
@@ -168,3 +168,14 @@ def _ablate(base, finetuned, sae, layer, ev: ProbeTokens, selection: LatentStats
     return ablation_effect(base, finetuned, sae, layer, [ev.prompt_ids(i) for i in matched],
                            [ev.prompt_ids(i) for i in clean], ranking[:cfg.ablate_top_k], np.flatnonzero(active),
                            cfg)
+
+
+def matched_round_robin(probes: list[Probe], n: int) -> list[int]:
+    """Indices of ``n`` matched prompts taken in turn from each pair, so that every pair is represented."""
+    count: dict[int, int] = {}
+    order = []
+    for i, p in enumerate(probes):
+        if p.matched:
+            count[p.pair] = count.get(p.pair, 0) + 1
+            order.append((count[p.pair], p.pair, i))
+    return [i for *_, i in sorted(order)][:n]
