@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hydra.utils import instantiate
 from loguru import logger
 from omegaconf import DictConfig, OmegaConf
 
@@ -52,10 +53,14 @@ def conjunction_config(cfg: DictConfig) -> ConjunctionConfig:
     """The method's ``conjunction`` settings; probe templates and fillers from the organism win (they must
     match what the organism was trained on)."""
     settings = OmegaConf.to_container(cfg.diffing.method.conjunction, resolve=True)
-    probe = cfg.organism.get("probe") or {}
-    for key in ("templates", "filler_words", "fire_completion", "use_chat_template"):
-        if key in probe:
-            settings[key] = OmegaConf.to_container(probe[key]) if OmegaConf.is_config(probe[key]) else probe[key]
+    probe = cfg.organism.get("probe")
+    if probe is not None:
+        # A plain mapping, or one with a Hydra `_target_` that returns it (e.g. an organism corpus's settings).
+        probe = instantiate(probe) if "_target_" in probe else OmegaConf.to_container(probe, resolve=True)
+        unknown = set(probe) - {"templates", "filler_words", "fire_completion", "use_chat_template"}
+        if unknown:
+            raise KeyError(f"organism {cfg.organism.name!r}: unknown probe keys {sorted(unknown)}")
+        settings.update(probe)
     return ConjunctionConfig(**settings)
 
 

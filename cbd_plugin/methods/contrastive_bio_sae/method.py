@@ -40,11 +40,14 @@ def resolve_layer(layer, n_layers: int) -> int:
 
 
 def prompt_source(cfg: DictConfig) -> PromptSource:
-    """The organism's ``prompt_set`` (it knows its tiers) or the method's ``prompts``."""
+    """The organism's ``prompt_set`` (it knows its tiers) or the method's ``prompts``: a jsonl path, or a mapping
+    of :class:`PromptSource` fields."""
     node = cfg.organism.get("prompt_set") or cfg.diffing.method.get("prompts")
     if not node:
         raise KeyError("contrastive_bio_sae needs a tiered prompt set: organism.prompt_set or diffing.method.prompts "
-                       "({path: <jsonl>} or {dataset: <id>, ...}; fields id, text, tier, split)")
+                       "(a jsonl path, or {path: ...} / {dataset: <id>, ...}; fields id, text, tier, split)")
+    if isinstance(node, str):
+        return PromptSource(path=node)
     values = OmegaConf.to_container(node, resolve=True)
     known = {f.name for f in fields(PromptSource)}
     unknown = set(values) - known
