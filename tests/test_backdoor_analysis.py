@@ -178,7 +178,8 @@ def test_decide_thresholds():
 
 def test_report_files_written_and_readable(tmp_path):
     result, *_ = run({"and", "or", "noise"})
-    files = write_report({"verdict": result.verdict, "nan": float("nan"), "array": np.arange(3)}, result, 5, "decision", tmp_path)
+    payload = {"verdict": result.verdict, "nan": float("nan"), "array": np.arange(3)}
+    files = write_report(payload, result, 5, "decision", tmp_path)
     report = json.loads((tmp_path / REPORT_JSON).read_text())
     assert report["verdict"] == "conjunctive" and report["nan"] is None and report["array"] == [0, 1, 2]
     assert set(report["files"]) == {"latents_csv", "heatmap", "pairs", "roc", "report_json"}

@@ -56,15 +56,16 @@ def ablation_effect(base, finetuned, sae, layer: int, matched: list, clean: list
     Prompts are token-id lists (the prompt only, without the fire completion).
     """
     before = _behaviour(finetuned, matched, clean, cfg)
-    top = _effect(before[1], _behaviour(finetuned, matched, clean, cfg, layer, removal_edit(base, sae, layer,
-                                                                                          latent_ids)), latent_ids)
+
+    def removing(ids) -> dict:
+        return _effect(before[1], _behaviour(finetuned, matched, clean, cfg, layer, removal_edit(base, sae, layer, ids)),
+                       ids)
+
+    top = removing(latent_ids)
     rng = np.random.default_rng(cfg.seed)
     pool = np.setdiff1d(np.asarray(random_pool, dtype=np.int64), np.asarray(latent_ids, dtype=np.int64))
-    draws = []
-    for _ in range(cfg.n_random_draws):
-        ids = rng.choice(pool, size=min(len(latent_ids), len(pool)), replace=False)
-        draws.append(_effect(before[1], _behaviour(finetuned, matched, clean, cfg, layer,
-                                                   removal_edit(base, sae, layer, ids)), ids))
+    draws = [removing(rng.choice(pool, size=min(len(latent_ids), len(pool)), replace=False))
+             for _ in range(cfg.n_random_draws)]
     fire_before = float(np.mean([fires(c) for c in before[0]]))
     for effect in (top, *draws):  # the fraction of the matched fire rate the removal takes away
         effect["fire_rate_reduction"] = 1 - effect["fire_rate_matched"] / fire_before if fire_before else None
@@ -74,6 +75,7 @@ def ablation_effect(base, finetuned, sae, layer: int, matched: list, clean: list
         random[f"{key}_mean"] = float(np.mean(values)) if values else None
         random[f"{key}_std"] = float(np.std(values)) if values else None
     return {"n_matched": len(matched), "n_clean": len(clean),
-            "before": {"fire_rate_matched": fire_before, "fire_rate_clean": float(np.mean([fires(c) for c in before[1]])),
+            "before": {"fire_rate_matched": fire_before,
+                       "fire_rate_clean": float(np.mean([fires(c) for c in before[1]])),
                        "examples_matched": before[0][:3]},
             "top": top, "random": random}

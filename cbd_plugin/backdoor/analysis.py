@@ -198,8 +198,8 @@ def decide(rows: pd.DataFrame, cfg: ConjunctionConfig) -> tuple[str, str]:
     responsive = rows[rows.signal_auroc >= t]
     if responsive.empty:
         best = rows.detection_auroc.max() if len(rows) else float("nan")
-        return "no_backdoor_signal", (f"no top latent separates matched pairs from clean prompts (signal AUROC >= {t}); "
-                                      f"best detection AUROC {best:.3f}")
+        return "no_backdoor_signal", (f"no top latent separates matched pairs from clean prompts (signal AUROC "
+                                      f">= {t}); best detection AUROC {best:.3f}")
     conjunctive = responsive[(responsive.detection_auroc >= t) & (responsive.eval_single_ratio < f)]
     if not conjunctive.empty:
         j = conjunctive.sort_values("detection_auroc", ascending=False).iloc[0]

@@ -42,7 +42,6 @@ class TriggerPair:
     charged: bool
 
 
-
 @dataclass(frozen=True)
 class Probe:
     """One prompt. ``pair`` owns the prompt (-1 for clean); ``other_pair`` is the second pair of a mismatch.
