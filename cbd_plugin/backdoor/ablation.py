@@ -58,8 +58,8 @@ def ablation_effect(base, finetuned, sae, layer: int, matched: list, clean: list
     before = _behaviour(finetuned, matched, clean, cfg)
 
     def removing(ids) -> dict:
-        return _effect(before[1], _behaviour(finetuned, matched, clean, cfg, layer, removal_edit(base, sae, layer, ids)),
-                       ids)
+        after = _behaviour(finetuned, matched, clean, cfg, layer, removal_edit(base, sae, layer, ids))
+        return _effect(before[1], after, ids)
 
     top = removing(latent_ids)
     rng = np.random.default_rng(cfg.seed)
