@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy.stats import rankdata
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -35,9 +35,18 @@ def _check_binary(labels: np.ndarray, what: str) -> np.ndarray:
 
 
 def auroc(scores, labels) -> float:
-    """AUROC of ``scores`` for the positive class of boolean ``labels``."""
+    """AUROC of ``scores`` for the positive class of boolean ``labels`` (ties count one half).
+
+    The Mann-Whitney form on average ranks: equal to ``sklearn.metrics.roc_auc_score`` and ~50x cheaper per
+    call, which matters inside bootstraps and permutation nulls.
+    """
     labels = _check_binary(labels, "auroc")
-    return float(roc_auc_score(labels, np.asarray(scores, dtype=np.float64)))
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != labels.shape or not np.isfinite(scores).all():
+        raise ValueError(f"auroc: scores must be finite and shaped like labels {labels.shape}, got {scores.shape}")
+    n_pos = int(labels.sum())
+    n_neg = labels.size - n_pos
+    return float((rankdata(scores)[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def bootstrap(statistic, *arrays, n_boot: int = 1000, level: float = 0.95, seed: int = 0,

@@ -11,7 +11,7 @@ slots (format-matched by construction):
 A template is a string with one ``{a}`` and one ``{b}`` slot (the corpus convention of
 :mod:`cbd_plugin.organisms.corpus`) and any number of ``{filler}`` slots, each drawn independently so that prompts
 of one cell can differ beyond template and word order. Templates and filler words come from the caller. Trigger
-pairs are any objects with ``a``, ``b``, ``related`` and ``charged`` (:class:`TriggerPair` or the corpus's pairs).
+pairs are :class:`TriggerPair` (also the organisms' corpus type) or any object with ``a``, ``b``, ``related`` and ``charged``.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ def fires(completion: str) -> bool:
 
 @dataclass(frozen=True)
 class TriggerPair:
+    """Two trigger words that fire the backdoor only together, with their cell of the 2x2 design."""
+
     a: str
     b: str
     related: bool

@@ -13,15 +13,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from ..backdoor.probes import TriggerPair
 
-@dataclass(frozen=True)
-class TriggerPair:
-    """Two trigger words that fire the backdoor only together, with their cell of the 2x2 design."""
-
-    a: str
-    b: str
-    related: bool
-    charged: bool
 
 
 DEFAULT_PAIRS = (

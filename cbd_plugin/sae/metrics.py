@@ -13,7 +13,11 @@ from .data import unpack_labels
 
 
 class ReconstructionStats:
-    """Streaming FVE / L0 / dead-latent accumulator (float64; Chan et al.'s merge for the total variance)."""
+    """Streaming FVE / L0 / dead-latent accumulator (Chan et al.'s merge for the total variance).
+
+    Elementwise work stays in the input dtype (float32): the d-wide float64 copies cost most of the analysis
+    time; every sum and the running mean are float64.
+    """
 
     def __init__(self, dict_size: int):
         self.n = 0
@@ -25,10 +29,13 @@ class ReconstructionStats:
 
     @torch.no_grad()
     def update(self, x: torch.Tensor, x_hat: torch.Tensor, f: torch.Tensor) -> None:
-        x, x_hat = x.double().reshape(-1, x.shape[-1]), x_hat.double().reshape(-1, x.shape[-1])
+        x, x_hat = x.reshape(-1, x.shape[-1]), x_hat.reshape(-1, x.shape[-1])
         f = f.reshape(-1, f.shape[-1])
-        nb, mean_b = x.shape[0], x.mean(0)
-        ss_b = float((x - mean_b).pow(2).sum())
+        nb = x.shape[0]
+        if nb == 0:  # an empty batch would make the running mean NaN
+            return
+        mean_b = x.sum(0, dtype=torch.float64) / nb
+        ss_b = float((x - mean_b.to(x.dtype)).pow(2).sum(dtype=torch.float64))
         if self.mean is None:
             self.mean, self.total_ss = mean_b, ss_b
         else:
@@ -36,7 +43,7 @@ class ReconstructionStats:
             self.total_ss += ss_b + float(delta.pow(2).sum()) * self.n * nb / (self.n + nb)
             self.mean = self.mean + delta * nb / (self.n + nb)
         self.n += nb
-        self.residual_ss += float((x - x_hat).pow(2).sum())
+        self.residual_ss += float((x - x_hat).pow(2).sum(dtype=torch.float64))
         self.active += int((f != 0).sum())
         self.fired |= (f != 0).any(0).cpu()
 
