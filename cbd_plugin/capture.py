@@ -154,6 +154,9 @@ def _model_inputs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) 
     # Positions count real tokens only, as model.generate does: a left-padded prompt then sees the positions it
     # would see alone (RoPE models tolerate a shift up to rounding; absolute-position models do not).
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    if getattr(model, "dispatched", True) is False:
+        # Models loaded lazily (the host's nnterp models) sit on the meta device until dispatched.
+        model.dispatch()
     return {k: v.to(model.device) for k, v in
             dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).items()}
 

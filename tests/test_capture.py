@@ -267,3 +267,12 @@ def test_bad_inputs(tiny):
         cap.iter_residuals(model, PROMPTS, [0], labels={"group": [0, 1]})
     with pytest.raises(ValueError, match=r"token_labels\['odd'\]\[1\] has 1 values but prompt 1 has 3 tokens"):
         cap.iter_residuals(model, PROMPTS, [0], token_labels={"odd": [[0] * 8, [0], [0] * 5, [0] * 2]})
+
+
+def test_capture_dispatches_a_lazily_loaded_model(tiny, tmp_path):
+    # The host's nnterp models stay on the meta device until dispatched; capture must dispatch them.
+    tiny["hf"].save_pretrained(tmp_path)
+    tiny["tokenizer"].save_pretrained(tmp_path)
+    lazy = nnsight.LanguageModel(str(tmp_path), dispatch=False, attn_implementation="eager")
+    assert lazy.dispatched is False
+    assert_same(cap.capture_residuals(lazy, PROMPTS, [0]), cap.capture_residuals(tiny["model"], PROMPTS, [0]))
