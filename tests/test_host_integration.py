@@ -87,3 +87,41 @@ def test_dashboard_lists_plugin_methods():
     dashboard_app._extend_discovery(module, HOST)
     assert set(PLUGIN_METHODS) <= set(module.discover_methods())
     assert "sae_difference" in module.discover_methods()
+
+
+def run_experiment(experiment: str, runs_dir, *overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TMPDIR": os.environ.get("TMPDIR", "/tmp"), "CBD_PLUGIN_RUNS": str(runs_dir),
+           "HF_HUB_OFFLINE": "1", "HYDRA_FULL_ERROR": "1"}
+    return subprocess.run([sys.executable, "-m", "cbd_plugin", f"+experiment={experiment}",
+                           "pipeline.mode=no_evaluation", *overrides], capture_output=True, text=True, env=env,
+                          timeout=3000, cwd=HOST.root)
+
+
+def only_report(runs_dir, method: str, name: str) -> dict:
+    import json
+
+    reports = list((runs_dir / "diffing_results").glob(f"*/*/{method}/layer_*/*/{name}/report.json"))
+    assert len(reports) == 1, reports
+    return json.loads(reports[0].read_text())
+
+
+@pytest.mark.slow
+def test_cbd_sae_difference_end_to_end_on_the_tiny_conjunctive_organism(organisms, tmp_path):
+    result = run_experiment("cbd_tiny_cpu", tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = only_report(tmp_path, "cbd_sae_difference", "conjunction")
+    assert report["verdict"] == "conjunctive"
+    assert report["best_latent"]["detection_auroc"] >= 0.95
+    ablation = report["ablation"]
+    assert ablation["before"]["fire_rate_matched"] >= 0.95
+    assert ablation["top"]["fire_rate_matched"] <= 0.5 * ablation["before"]["fire_rate_matched"]
+    assert ablation["top"]["clean_changed"] <= 0.05
+    assert all(d["fire_rate_reduction"] < 0.5 for d in ablation["random"]["draws"])
+
+
+@pytest.mark.slow
+def test_contrastive_bio_sae_end_to_end_on_the_tiny_shallow_organism(organisms, tmp_path):
+    result = run_experiment("bio_tiny_cpu", tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = only_report(tmp_path, "contrastive_bio_sae", "audit")
+    assert report["verdict"]["name"] == "shallow", report["verdict"]
