@@ -1,19 +1,21 @@
 """The audit end to end: plumbing on a random tiny Gemma-2 (fast), then the tiny refusal organisms (slow)."""
 
 import json
+from dataclasses import replace
 
 import pandas as pd
 import pytest
 import torch
 
 from cbd_plugin.capture import load_language_model
+from cbd_plugin.demo import REFUSAL_SAE, refusal_config
 from cbd_plugin.organisms.corpus import tier_prompts as corpus_tier_prompts
 from cbd_plugin.organisms.recipes import ModelShape
 from cbd_plugin.organisms.tokenizer import build_tokenizer
 from cbd_plugin.organisms.train import new_model
 from cbd_plugin.refusal import AuditConfig, audit_refusal_depth
 from cbd_plugin.refusal.training import train_tier_sae
-from cbd_plugin.sae import ContrastiveSAEConfig, TopKSAE
+from cbd_plugin.sae import TopKSAE
 
 
 def tier_prompts(n_per_tier_split: int) -> pd.DataFrame:
@@ -72,9 +74,6 @@ def test_sampled_completions_are_aggregated_per_prompt(random_model, tmp_path):
 
 # ---------------------------------------------------------------- tiny refusal organisms (slow)
 
-SAE_SETTINGS = dict(steps=300, dict_size=512, k=8, lr=3e-3, seed=0)
-
-
 @pytest.fixture(scope="module")
 def refusal_setup(organisms, tmp_path_factory):
     """The base as an nnsight model, the shared prompt set, the audit layer, and two SAEs trained on the base's
@@ -85,8 +84,8 @@ def refusal_setup(organisms, tmp_path_factory):
     base = load_language_model(str(organisms["tiny-base"].path))
     frame = pd.read_json(prompts, lines=True)
     out = tmp_path_factory.mktemp("refusal_saes")
-    saes = {w: train_tier_sae(base, base.tokenizer, frame, layer, ContrastiveSAEConfig(**SAE_SETTINGS,
-                              contrastive_weight=w), out / f"cw{w}") for w in (1.0, 0.0)}
+    saes = {w: train_tier_sae(base, base.tokenizer, frame, layer, replace(REFUSAL_SAE, contrastive_weight=w),
+                              out / f"cw{w}") for w in (1.0, 0.0)}
     return base, prompts, layer, saes
 
 
@@ -96,9 +95,8 @@ def refusal_setup(organisms, tmp_path_factory):
 def test_verdict_on_tiny_refusal_organisms(refusal_setup, organisms, organism, expected, tmp_path):
     base, prompts, layer, saes = refusal_setup
     finetuned = load_language_model(str(organisms[organism].path))
-    # last_prompt: where these organisms decide their first reply token (their behaviour.json audit position).
-    cfg = AuditConfig(positions="last_prompt", max_new_tokens=10, batch_size=64, n_boot=300, n_perm=100)
-    report = audit_refusal_depth(base, finetuned, base.tokenizer, saes[1.0], prompts, layer, cfg, tmp_path)
+    report = audit_refusal_depth(base, finetuned, base.tokenizer, saes[1.0], prompts, layer, refusal_config(),
+                                 tmp_path)
     change, depth = report.change, report.models["finetuned"].depth
     assert report.separation.signal_auroc.value >= 0.9  # the base represents the tier where we read it
     assert report.models["base"].feature_variance.varying_fraction > 0.1  # not the seed's constant vector
