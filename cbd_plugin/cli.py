@@ -17,6 +17,10 @@ def _fail(exc: Exception) -> int:
     return 2
 
 
+def plugin_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def register_search_path_plugin() -> None:
     """Register our Hydra search-path plugin explicitly.
 
@@ -29,7 +33,8 @@ def register_search_path_plugin() -> None:
     from hydra_plugins.cbd_plugin_searchpath import DiffingPluginsSearchPathPlugin
 
     plugins = Plugins.instance()
-    if DiffingPluginsSearchPathPlugin not in plugins.discover(SearchPathPlugin):
+    # By name: Hydra's scan loads plugin modules itself, so its class object may not be the one imported here.
+    if plugin_name(DiffingPluginsSearchPathPlugin) not in map(plugin_name, plugins.discover(SearchPathPlugin)):
         plugins.register(DiffingPluginsSearchPathPlugin)
 
 

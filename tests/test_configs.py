@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.plugins import Plugins
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 
-from cbd_plugin.cli import register_search_path_plugin
+from cbd_plugin.cli import plugin_name, register_search_path_plugin
 from hydra_plugins.cbd_plugin_searchpath import DiffingPluginsSearchPathPlugin
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,11 +26,13 @@ def host_like_config_dir(tmp_path):
     return tmp_path
 
 
-def test_hydra_scan_finds_the_search_path_plugin():
-    if any("__editable__" in p for p in hydra_plugins.__path__):
+def test_hydra_scan_finds_the_search_path_plugin_once():
+    register_search_path_plugin()  # must not add a second copy of a plugin the scan found
+    if any(p.endswith(".__path_hook__") for p in hydra_plugins.__path__):
         pytest.skip("setuptools' default editable install hides namespace packages from Hydra's scan; "
                     "install with --config-settings editable_mode=strict (README) to test the scan")
-    assert DiffingPluginsSearchPathPlugin in Plugins.instance().discover(SearchPathPlugin)
+    found = list(map(plugin_name, Plugins.instance().discover(SearchPathPlugin)))
+    assert found.count(plugin_name(DiffingPluginsSearchPathPlugin)) == 1
 
 
 @pytest.mark.parametrize("method", ["cbd_sae_difference", "contrastive_bio_sae"])
