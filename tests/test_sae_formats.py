@@ -250,10 +250,10 @@ def test_topk_save_load_roundtrip(tmp_path, subtract_b_dec):
     loaded = Dictionary.from_pretrained(folder)
     assert isinstance(loaded, TopKSAE) and loaded.subtract_b_dec is subtract_b_dec
     x = torch.randn(7, D)
-    with torch.no_grad():
-        assert torch.equal(loaded(x), sae(x))
     for name, p in sae.named_parameters():
         assert torch.equal(p, getattr(loaded, name))
+    with torch.no_grad():  # equal weights; the kernels may still round differently across memory layouts
+        torch.testing.assert_close(loaded(x), sae(x), rtol=0, atol=1e-6)
 
 
 def seed_state_dict(d=D, d_sae=DICT, seed=0):
