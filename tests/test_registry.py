@@ -1,5 +1,6 @@
 """The entry-point registry, tested against real (throwaway) distributions on sys.path."""
 
+import json
 import subprocess
 import sys
 
@@ -21,11 +22,13 @@ GOOD_MODULE = {"thirdparty_good": "class GoodMethod:\n    pass\n"}
 
 def test_project_methods_listed_without_importing_them():
     # A fresh interpreter: other tests of the session may have imported the method modules already.
-    code = ("import sys; from cbd_plugin.registry import MethodRegistry; print(MethodRegistry().names()); "
-            "print(sorted(m for m in sys.modules if m.startswith('cbd_plugin.methods.') or m == 'diffing'))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
-    assert {"cbd_sae_difference", "contrastive_bio_sae"} <= set(eval(out[0]))
-    assert out[1] == "[]"
+    code = ("import json, sys; from cbd_plugin.registry import MethodRegistry; names = MethodRegistry().names(); "
+            "imported = [m for m in sys.modules if m.startswith('cbd_plugin.methods.') or m == 'diffing']; "
+            "print(json.dumps([names, imported]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    names, imported = json.loads(out)
+    assert {"cbd_sae_difference", "contrastive_bio_sae"} <= set(names)
+    assert imported == []
 
 
 def test_third_party_method_loads_its_class(tmp_path, monkeypatch):
