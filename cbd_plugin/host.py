@@ -74,10 +74,16 @@ def host_has_entry_point_lookup(diffing_pipeline_module) -> bool:
 
 
 def make_get_method_class(host_get_method_class, registry: MethodRegistry):
-    """The host's lookup, extended: plugin names load from entry points, every other name goes to the host."""
+    """The host's lookup, extended: plugin names load from entry points, every other name goes to the host.
+
+    Built-in names always go to the host (a plugin shadowing one is ignored by the registry); a plugin name
+    registered twice raises its :class:`~cbd_plugin.registry.DuplicateMethodError`, for that name only.
+    """
 
     def get_method_class(method_name: str):
-        if method_name in registry.entries:
+        if method_name in registry.builtin:
+            return host_get_method_class(method_name)
+        if method_name in registry.entries or registry.conflict(method_name) is not None:
             return registry.load(method_name)
         return host_get_method_class(method_name)
 

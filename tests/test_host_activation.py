@@ -83,6 +83,32 @@ def test_activation_patches_every_early_binding(tmp_path, third_party):
     assert result.stdout.splitlines() == ["GoodMethod GoodMethod", "HostKL", "Unknown method: nope"]
 
 
+def test_conflicting_plugins_fail_only_their_names_through_the_host(tmp_path, third_party):
+    """Two distributions declaring one name and a plugin shadowing `kl`: the host's built-ins, our methods and
+    the other plugin's method keep resolving through every early-bound lookup; only the duplicate name fails."""
+    make_distribution(third_party, "thirdparty-dup-one", {"tp_dup": "thirdparty_good:GoodMethod"})
+    make_distribution(third_party, "thirdparty-dup-two", {"tp_dup": "thirdparty_good:GoodMethod"})
+    make_distribution(third_party, "thirdparty-shadow", {"kl": "thirdparty_good:GoodMethod"})
+    src = make_fake_host(tmp_path / "host")
+    result = run_python("""
+        import warnings
+        warnings.simplefilter("ignore")
+        import diffing.pipeline.evaluation_pipeline as ev
+        from cbd_plugin.host import activate
+        from cbd_plugin.registry import DuplicateMethodError, MethodRegistry
+        activate()
+        print(ev.get_method_class("kl").__name__, ev.get_method_class("tp_good").__name__)
+        print(sorted({"cbd_sae_difference", "contrastive_bio_sae"} & set(MethodRegistry().names())))
+        try:
+            ev.get_method_class("tp_dup")
+        except DuplicateMethodError as exc:
+            print("DuplicateMethodError", "thirdparty-dup-one 1.0" in str(exc), "thirdparty-dup-two 1.0" in str(exc))
+    """, src, third_party)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["HostKL GoodMethod", "['cbd_sae_difference', 'contrastive_bio_sae']",
+                                          "DuplicateMethodError True True"]
+
+
 def test_host_with_upstream_patch_is_left_alone(tmp_path, third_party):
     src = make_fake_host(tmp_path / "host", patched_upstream=True)
     result = run_python("""
