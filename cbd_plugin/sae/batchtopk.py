@@ -10,6 +10,10 @@ Works without the fork and reproduces its arithmetic (``dictionary_learning/dict
   batch top-k (keep the ``k * n_rows`` largest entries of the whole batch, as in training);
 * decode: ``x_hat = (decoder.weight @ f + b_dec) / (activation_global_scale + 1e-8) + mean`` (no denormalising
   without a normaliser).
+
+``encode_sparse``/``decode_sparse`` give the same numbers as :class:`SparseCodes` (width: the most active latents
+of any token in the batch). Input holding NaN/Inf is refused: in batch top-k mode one NaN token would take every
+slot of the batch and silently zero the codes of all the others.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .dictionary import Dictionary
+from .sparse import check_activations, pack_rows, SparseCodes, sparse_matmul
 
 NORMALIZATION_KEYS = ("activation_mean", "activation_std", "activation_global_scale", "target_rms")
 
@@ -33,6 +38,7 @@ class BatchTopKSAE(Dictionary):
 
     dict_class = "BatchTopKSAE"
     input_key = "encoder.weight"
+    nan_sentinel_keys = ("activation_mean", "activation_std")  # all-NaN: no normaliser (the fork's convention)
 
     def __init__(self, activation_dim: int, dict_size: int, k: int, activation_mean: torch.Tensor | None = None,
                  activation_std: torch.Tensor | None = None, target_rms: float = 1.0):
@@ -67,16 +73,30 @@ class BatchTopKSAE(Dictionary):
             return x
         return x / (self.activation_global_scale + 1e-8) + self.activation_mean
 
+    def _relu_acts(self, x: torch.Tensor) -> torch.Tensor:
+        x2 = check_activations(x, self.activation_dim, f"{type(self).__name__}.encode ({self.source})")
+        return F.relu(self.encoder(self.normalize_activations(x2) - self.b_dec))
+
+    def encode_sparse(self, x: torch.Tensor, use_threshold: bool = True) -> SparseCodes:
+        """Active latents of ``x [..., activation_dim]`` (leading dimensions are one batch for the batch top-k)."""
+        acts = self._relu_acts(x)
+        n = acts.shape[0]
+        if use_threshold:
+            active = acts > self.threshold.clamp_min(0)  # a ReLU output of 0 is inactive whatever the threshold
+            width = max(int(active.sum(1).max()) if n else 0, 1)
+            top = acts.masked_fill(~active, 0).topk(width, dim=1, sorted=False)
+            return SparseCodes(top.values, top.indices)
+        top = acts.flatten().topk(min(int(self.k) * n, acts.numel()), sorted=False)
+        active = top.values > 0
+        return pack_rows(top.values[active], top.indices[active], n, self.dict_size)
+
     def encode(self, x: torch.Tensor, use_threshold: bool = True) -> torch.Tensor:
         """Latents of ``x [..., activation_dim]``; leading dimensions are one batch for the batch top-k."""
-        x2 = self.normalize_activations(x.reshape(-1, self.activation_dim))
-        acts = F.relu(self.encoder(x2 - self.b_dec))
-        if use_threshold:
-            f = acts * (acts > self.threshold)
-        else:
-            top = acts.flatten().topk(int(self.k) * x2.shape[0], sorted=False)
-            f = torch.zeros_like(acts).flatten().scatter_(0, top.indices, top.values).view_as(acts)
-        return f.reshape(*x.shape[:-1], self.dict_size)
+        codes = self.encode_sparse(x, use_threshold)
+        return codes.to_dense(self.dict_size).reshape(*x.shape[:-1], self.dict_size)
+
+    def decode_sparse(self, codes: SparseCodes) -> torch.Tensor:
+        return self.denormalize_activations(sparse_matmul(codes, self.decoder.weight.T) + self.b_dec)
 
     def decode(self, f: torch.Tensor) -> torch.Tensor:
         return self.denormalize_activations(self.decoder(f) + self.b_dec)

@@ -2,11 +2,14 @@
 
 ``encode(x) = topk_k(relu(x' @ W_enc + b_enc))`` per row, with ``x' = x - b_dec`` when ``subtract_b_dec`` (Gao et
 al., and what our trainer uses) or ``x' = x`` (the seed checkpoint's formula; ``from_seed_checkpoint`` sets it).
-``decode(f) = f @ W_dec + b_dec``. Shapes: ``W_enc [d, d_sae]``, ``b_enc [d_sae]``, ``W_dec [d_sae, d]``, ``b_dec [d]``.
+``decode(f) = f @ W_dec + b_dec``. ``encode_sparse``/``decode_sparse`` give and take :class:`SparseCodes` (the same
+numbers without the dense ``[n, dict_size]`` codes; ``encode`` is their scatter).
+Shapes: ``W_enc [d, d_sae]``, ``b_enc [d_sae]``, ``W_dec [d_sae, d]``, ``b_dec [d]``.
 """
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 
 import torch
@@ -14,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .dictionary import check_tensors, Dictionary
+from .sparse import check_activations, SparseCodes, sparse_matmul, topk_codes
 
 SEED_KEYS = ("W_enc", "b_enc", "W_dec", "b_dec")
 
@@ -27,8 +31,12 @@ class TopKSAE(Dictionary):
     def __init__(self, activation_dim: int, dict_size: int, k: int, subtract_b_dec: bool = True,
                  generator: torch.Generator | None = None):
         super().__init__()
+        for key, value in (("activation_dim", activation_dim), ("dict_size", dict_size), ("k", k)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"TopKSAE: {key} must be a positive int, got {value!r}")
         if not 0 < k <= dict_size:
             raise ValueError(f"k={k} must be in [1, dict_size={dict_size}]")
+        activation_dim, dict_size, k = int(activation_dim), int(dict_size), int(k)
         self.activation_dim, self.dict_size, self.k, self.subtract_b_dec = activation_dim, dict_size, k, subtract_b_dec
         W_dec = F.normalize(torch.randn(dict_size, activation_dim, generator=generator), dim=1)
         self.W_dec = nn.Parameter(W_dec)
@@ -36,18 +44,25 @@ class TopKSAE(Dictionary):
         self.b_enc = nn.Parameter(torch.zeros(dict_size))
         self.b_dec = nn.Parameter(torch.zeros(activation_dim))
 
-    def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
-        """Dense ``relu`` activations before the top-k."""
-        if self.subtract_b_dec:
-            x = x - self.b_dec
-        return F.relu(x @ self.W_enc + self.b_enc)
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x - b_dec`` or ``x`` (see ``subtract_b_dec``)."""
+        return x - self.b_dec if self.subtract_b_dec else x
 
-    def top_k(self, acts: torch.Tensor) -> torch.Tensor:
-        top = acts.topk(self.k, dim=-1, sorted=False)
-        return torch.zeros_like(acts).scatter_(-1, top.indices, top.values)
+    def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
+        """Dense pre-activations ``x' @ W_enc + b_enc`` (before ReLU and top-k) of ``[n, activation_dim]``."""
+        return torch.addmm(self.b_enc, self.encoder_input(x), self.W_enc)
+
+    def encode_sparse(self, x: torch.Tensor) -> SparseCodes:
+        """The ``k`` active latents of each token of ``x [..., activation_dim]`` (flattened to ``[n, k]``)."""
+        x2 = check_activations(x, self.activation_dim, f"{type(self).__name__}.encode ({self.source})")
+        return topk_codes(self.pre_activations(x2), self.k)
+
+    def decode_sparse(self, codes: SparseCodes) -> torch.Tensor:
+        """``[n, activation_dim]`` reconstruction gathering each token's ``k`` decoder rows."""
+        return sparse_matmul(codes, self.W_dec) + self.b_dec
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.top_k(self.pre_activations(x))
+        return self.encode_sparse(x).to_dense(self.dict_size).reshape(*x.shape[:-1], self.dict_size)
 
     def decode(self, f: torch.Tensor) -> torch.Tensor:
         return f @ self.W_dec + self.b_dec
