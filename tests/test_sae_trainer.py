@@ -10,6 +10,7 @@ import torch
 from cbd_plugin.sae import (BalancedTierBatches, ContrastiveSAEConfig, ContrastiveTopKTrainer, Dictionary,
                             evaluate_sae, pack_labels, TopKSAE, train_sae)
 from cbd_plugin.sae.contrastive_trainer import pool_profiles, supervised_infonce
+from cbd_plugin.sae.sparse import SparseCodes
 from cbd_plugin.sae.training import CHECKPOINT_NAME, CONFIG_NAME, MODEL_DIR
 from cbd_plugin.stats import auroc
 
@@ -117,14 +118,16 @@ def test_supervised_infonce_by_hand():
 
 
 def test_pooling_by_hand():
-    f = torch.tensor([[1.0, 0.0], [3.0, 2.0], [0.0, 5.0], [9.0, 9.0]])
+    # Sparse codes of 4 tokens over 3 latents (latent 2 never fires; zeros pad the rows).
+    codes = SparseCodes(torch.tensor([[1.0, 0.0], [3.0, 2.0], [5.0, 0.0], [9.0, 9.0]]),
+                        torch.tensor([[0, 1], [0, 1], [1, 0], [0, 1]]))
     tier, eid = torch.tensor([1, 1, 0, -1]), torch.tensor([7, 7, 4, 5])
-    profiles, ptier = pool_profiles(f, tier, eid, "mean")
-    assert profiles.tolist() == [[0.0, 5.0], [2.0, 1.0]] and ptier.tolist() == [0, 1]  # ids sorted; -1 dropped
-    profiles, _ = pool_profiles(f, tier, eid, "max")
-    assert profiles.tolist() == [[0.0, 5.0], [3.0, 2.0]]
-    profiles, ptier = pool_profiles(f, tier, eid, "token")
-    assert profiles.shape == (3, 2) and ptier.tolist() == [1, 1, 0]
+    profiles, ptier = pool_profiles(codes, tier, eid, "mean", 3)
+    assert profiles.tolist() == [[0.0, 5.0, 0.0], [2.0, 1.0, 0.0]] and ptier.tolist() == [0, 1]  # ids sorted
+    profiles, _ = pool_profiles(codes, tier, eid, "max", 3)
+    assert profiles.tolist() == [[0.0, 5.0, 0.0], [3.0, 2.0, 0.0]]
+    profiles, ptier = pool_profiles(codes, tier, eid, "token", 3)
+    assert profiles.tolist() == [[1.0, 0.0, 0.0], [3.0, 2.0, 0.0], [0.0, 5.0, 0.0]] and ptier.tolist() == [1, 1, 0]
 
 
 def test_contrastive_term_needs_both_tiers():
@@ -168,7 +171,7 @@ def held_out_separation(sae, x, tier, eid):
     """Pick the latent whose mean-pooled activation best separates tiers on half the held-out examples; report its
     AUROC on the other half (oriented by the first half)."""
     with torch.no_grad():
-        profiles, ptier = pool_profiles(sae.encode(x), tier, eid, "mean")
+        profiles, ptier = pool_profiles(sae.encode_sparse(x), tier, eid, "mean", sae.dict_size)
     profiles, ptier = profiles.numpy(), ptier.numpy().astype(bool)
     half = len(ptier) // 2
     fit = np.array([auroc(profiles[:half, j], ptier[:half]) for j in range(profiles.shape[1])])

@@ -13,10 +13,21 @@ Loss = normalised MSE ``sum||x - x_hat||^2 / sum||x - mean(x)||^2``
        L2-normalised; same-tier profiles are positives, the other tier's negatives, similarities divided by
        ``temperature``. Off for a batch without both tiers.
 Decoder rows stay unit-norm (gradient parallel to each row removed, rows renormalised after every step).
+
+The step runs on sparse codes (:mod:`cbd_plugin.sae.sparse`): one dense encoder GEMM chooses each token's top-k
+(and, for AuxK, the top dead latents); everything after it, the backward included, touches only the chosen
+entries, as sparsify's fused encoder does (but with CSR products, measured faster on CPU). A latent counts as dead
+after ``min(dead_after_tokens, dead_after_fraction * tokens of the whole run)`` silent tokens, so AuxK acts in
+runs shorter than Gao et al.'s 10M-token window.
+
+Fail-fast: settings are checked when the config is built (the key named); a batch holding NaN/Inf, a non-finite
+loss or gradient raises :class:`NonFiniteError` naming the step before any update is applied.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections import namedtuple
 from dataclasses import asdict, dataclass
 
@@ -24,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import TIER_BENIGN, TIER_HAZARD, unpack_labels
+from .sparse import check_activations, SelectedPreActivations, SparseCodes, SparseDecode
 from .topk import TopKSAE
 
 POOLINGS = ("mean", "max", "token")
@@ -49,7 +61,8 @@ class ContrastiveSAEConfig:
     grad_clip: float = 1.0
     auxk_alpha: float = 1 / 32
     top_k_aux: int | None = None  # None: activation_dim // 2 (Gao et al. B.1)
-    dead_after_tokens: int = 10_000_000  # a latent silent for this many tokens counts as dead
+    dead_after_tokens: int = 10_000_000  # a latent silent for this many tokens counts as dead ...
+    dead_after_fraction: float = 0.1  # ... or for this fraction of the run's tokens, if fewer (see module doc)
     l1_coeff: float = 0.0
     contrastive_weight: float = 0.1
     temperature: float = 0.1
@@ -58,6 +71,38 @@ class ContrastiveSAEConfig:
     seed: int | None = 0
     device: str | None = None
     wandb_name: str = "ContrastiveTopKSAE"
+
+    def __post_init__(self):
+        positive_ints = ("steps", "activation_dim", "dict_size", "k", "dead_after_tokens")
+        for key in positive_ints + ("top_k_aux",):
+            value = getattr(self, key)
+            if key == "top_k_aux" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"ContrastiveSAEConfig.{key} must be a positive int, got {value!r}")
+        for key in ("warmup_steps", "layer"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                raise ValueError(f"ContrastiveSAEConfig.{key} must be an int >= 0, got {value!r}")
+        if self.k > self.dict_size:
+            raise ValueError(f"ContrastiveSAEConfig.k={self.k} must be at most dict_size={self.dict_size}")
+        positive = ("lr", "grad_clip", "temperature")
+        non_negative = ("weight_decay", "auxk_alpha", "l1_coeff", "contrastive_weight")
+        for key in positive + non_negative + ("dead_after_fraction",):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"ContrastiveSAEConfig.{key} must be a finite number, got {value!r}")
+            if (key in positive and value <= 0) or value < 0:
+                raise ValueError(f"ContrastiveSAEConfig.{key} must be {'> 0' if key in positive else '>= 0'}, got "
+                                 f"{value!r}" + (" (it divides the similarities)" if key == "temperature" else ""))
+        if not 0 < self.dead_after_fraction <= 1:
+            raise ValueError(f"ContrastiveSAEConfig.dead_after_fraction must be in (0, 1], got "
+                             f"{self.dead_after_fraction!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"ContrastiveSAEConfig.pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.decay_start is not None and not self.warmup_steps <= self.decay_start < self.steps:
+            raise ValueError(f"ContrastiveSAEConfig.decay_start={self.decay_start} must lie in "
+                             f"[warmup_steps={self.warmup_steps}, steps={self.steps})")
 
     def trainer_config(self) -> dict:
         """The dict ``trainSAE`` / ``train_sae`` expect: ``{"trainer": ContrastiveTopKTrainer, **settings}``."""
@@ -88,19 +133,26 @@ def geometric_median(x: torch.Tensor, iters: int = 100, tol: float = 1e-5) -> to
     return median
 
 
-def pool_profiles(f: torch.Tensor, tier: torch.Tensor, example_id: torch.Tensor, pooling: str):
-    """Profiles of the labelled examples in a batch and their tiers: ``([n, dict_size], [n])``."""
+class NonFiniteError(FloatingPointError):
+    """A batch, loss or gradient holds NaN/Inf; raised before the update, so the model is still the last good one."""
+
+
+def pool_profiles(codes: SparseCodes, tier: torch.Tensor, example_id: torch.Tensor, pooling: str,
+                  dict_size: int):
+    """Profiles ``[n, dict_size]`` of the labelled examples in a batch and their tiers ``[n]``, from sparse codes."""
     labelled = (tier == TIER_BENIGN) | (tier == TIER_HAZARD)
-    f, tier, example_id = f[labelled], tier[labelled], example_id[labelled]
+    acts, latent = codes.top_acts[labelled], codes.top_indices[labelled]
+    tier, example_id = tier[labelled], example_id[labelled]
     if pooling == "token":
-        return f, tier
+        return SparseCodes(acts, latent).to_dense(dict_size), tier
     ids, inverse, counts = torch.unique(example_id, return_inverse=True, return_counts=True)
-    empty = f.new_zeros(len(ids), f.shape[1])
-    if pooling == "mean":  # index_add_ is cheaper than a mean scatter_reduce, forward and backward
-        profiles = empty.index_add_(0, inverse, f) / counts[:, None]
-    else:
-        profiles = empty.scatter_reduce(0, inverse[:, None].expand_as(f), f, "amax", include_self=False)
-    return profiles, tier.new_zeros(len(ids)).scatter_(0, inverse, tier)
+    flat = (inverse[:, None] * dict_size + latent).reshape(-1)
+    empty = acts.new_zeros(len(ids) * dict_size)
+    if pooling == "mean":  # index_add is cheaper than a mean scatter_reduce, forward and backward
+        profiles = empty.index_add(0, flat, (acts / counts[inverse, None]).reshape(-1))
+    else:  # codes are >= 0, so the zeros of inactive latents take part in the max as in the dense codes
+        profiles = empty.scatter_reduce(0, flat, acts.reshape(-1), "amax", include_self=True)
+    return profiles.view(len(ids), dict_size), tier.new_zeros(len(ids)).scatter_(0, inverse, tier)
 
 
 def supervised_infonce(profiles: torch.Tensor, tier: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -123,11 +175,6 @@ class ContrastiveTopKTrainer:
 
     def __init__(self, **config):
         self.cfg = cfg = ContrastiveSAEConfig(**config)
-        if cfg.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {cfg.pooling!r}")
-        if cfg.decay_start is not None and not cfg.warmup_steps <= cfg.decay_start < cfg.steps:
-            raise ValueError(f"decay_start={cfg.decay_start} must lie in [warmup_steps={cfg.warmup_steps}, "
-                             f"steps={cfg.steps})")
         self.seed, self.layer, self.lm_name = cfg.seed, cfg.layer, cfg.lm_name
         self.submodule_name, self.wandb_name, self.steps = cfg.submodule_name, cfg.wandb_name, cfg.steps
         self.device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -136,6 +183,7 @@ class ContrastiveTopKTrainer:
         self.ae.to(self.device)
         self.top_k_aux = cfg.top_k_aux or cfg.activation_dim // 2
         self.tokens_since_fired = torch.zeros(cfg.dict_size, dtype=torch.long, device=self.device)
+        self.dead_after: int | None = None  # set from the first batch's size (see dead_window)
         self.optimizer = torch.optim.AdamW(self.ae.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, cfg.warmup_steps, cfg.decay_start, cfg.steps))
@@ -153,66 +201,93 @@ class ContrastiveTopKTrainer:
     def get_logging_parameters(self) -> dict:
         return {name: getattr(self, name) for name in self.logging_parameters}
 
+    def dead_window(self, batch_tokens: int) -> int:
+        """Silent tokens after which a latent is dead: the configured window, or a fraction of the whole run
+        (``steps`` batches of the first batch's size) when that is shorter; never under one batch."""
+        cfg = self.cfg
+        return max(min(cfg.dead_after_tokens, int(cfg.dead_after_fraction * cfg.steps * batch_tokens)), batch_tokens)
+
     def dead_latents(self) -> torch.Tensor:
-        return self.tokens_since_fired >= self.cfg.dead_after_tokens
+        return self.tokens_since_fired >= (self.dead_after or self.cfg.dead_after_tokens)
 
-    def _auxk(self, residual: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
-        dead = self.dead_latents()
-        n_dead = int(dead.sum())
-        if n_dead == 0:
-            return residual.new_zeros(())
-        top = acts.masked_fill(~dead, float("-inf")).topk(min(self.top_k_aux, n_dead), dim=-1, sorted=False)
-        aux_f = torch.zeros_like(acts).scatter_(-1, top.indices, top.values)
-        return normalized_mse(residual, aux_f @ self.ae.W_dec).nan_to_num(0.0)
-
-    def _contrastive(self, f, tier, example_id) -> torch.Tensor:
+    def _contrastive(self, codes: SparseCodes, tier, example_id) -> torch.Tensor:
         if self.cfg.contrastive_weight == 0 or tier is None:
-            return f.new_zeros(())
-        profiles, profile_tier = pool_profiles(f, tier, example_id, self.cfg.pooling)
+            return codes.top_acts.new_zeros(())
+        profiles, profile_tier = pool_profiles(codes, tier, example_id, self.cfg.pooling, self.cfg.dict_size)
         if not ((profile_tier == TIER_BENIGN).any() and (profile_tier == TIER_HAZARD).any()):
-            return f.new_zeros(())
+            return codes.top_acts.new_zeros(())
         return supervised_infonce(profiles, profile_tier, self.cfg.temperature)
 
-    def _forward(self, act: torch.Tensor):
+    def _select(self, x_enc: torch.Tensor):
+        """Indices and pre-activations of each token's top-k, then of its top dead latents for AuxK (no grad)."""
+        ae, k = self.ae, self.cfg.k
+        with torch.no_grad():
+            pre = torch.addmm(ae.b_enc, x_enc, ae.W_enc)
+            top = pre.topk(k, dim=-1, sorted=False)
+            dead = self.dead_latents()
+            n_aux = min(self.top_k_aux, int(dead.sum())) if self.cfg.auxk_alpha > 0 else 0
+            if not n_aux:
+                return top.indices, top.values, 0
+            aux = pre.masked_fill_(~dead, float("-inf")).topk(n_aux, dim=-1, sorted=False)
+            return torch.cat([top.indices, aux.indices], 1), torch.cat([top.values, aux.values], 1), n_aux
+
+    def _forward(self, act: torch.Tensor, step: int | None = None):
         x, tier, example_id = unpack_labels(act, self.ae.activation_dim)
-        acts = self.ae.pre_activations(x)
-        f = self.ae.top_k(acts)
-        x_hat = self.ae.decode(f)
-        parts = {"recon_loss": normalized_mse(x, x_hat),
-                 "auxk_loss": self._auxk((x - x_hat).detach(), acts),
-                 "l1_loss": f.abs().sum(-1).mean(),
-                 "contrastive_loss": self._contrastive(f, tier, example_id)}
-        cfg = self.cfg
+        check_activations(x, self.ae.activation_dim, f"training batch at step {step}")
+        ae, cfg = self.ae, self.cfg
+        x_enc = ae.encoder_input(x)
+        indices, values, n_aux = self._select(x_enc)
+        selected = SelectedPreActivations.apply(x_enc, ae.W_enc, ae.b_enc, indices, values).relu()
+        top_acts, aux_acts = selected.split([cfg.k, n_aux], dim=1)
+        codes = SparseCodes(top_acts, indices[:, :cfg.k])
+        x_hat = SparseDecode.apply(top_acts, codes.top_indices, ae.W_dec) + ae.b_dec
+        if n_aux:  # the dead latents' top activations reconstruct what the live ones missed
+            aux_hat = SparseDecode.apply(aux_acts, indices[:, cfg.k:], ae.W_dec)
+            auxk = normalized_mse((x - x_hat).detach(), aux_hat).nan_to_num(0.0)
+        else:
+            auxk = x.new_zeros(())
+        parts = {"recon_loss": normalized_mse(x, x_hat), "auxk_loss": auxk,
+                 "l1_loss": top_acts.abs().sum(-1).mean(),
+                 "contrastive_loss": self._contrastive(codes, tier, example_id)}
         total = (parts["recon_loss"] + cfg.auxk_alpha * parts["auxk_loss"] + cfg.l1_coeff * parts["l1_loss"]
                  + cfg.contrastive_weight * parts["contrastive_loss"])
-        return total, parts, x, x_hat, f
+        return total, parts, x, x_hat, codes
 
     def loss(self, x: torch.Tensor, step: int | None = None, logging: bool = False, **_):
         """Total loss, or with ``logging`` a ``LossLog(x, x_hat, f, losses)`` as trainSAE's stats expect.
 
         Extra keyword arguments of the fork's trainers (``use_threshold``, ``return_deads``) are accepted and ignored.
         """
-        total, parts, x, x_hat, f = self._forward(x)
+        total, parts, x, x_hat, codes = self._forward(x, step)
         if not logging:
             return total
+        f = codes.to_dense(self.cfg.dict_size)  # trainSAE's stats read dense codes
         losses = {name: float(v) for name, v in parts.items()}
         return LossLog(x, x_hat, f, {**losses, "loss": float(total), "deads": (f == 0).all(0)})
 
     def update(self, step: int, act: torch.Tensor) -> float:
         x, _, _ = unpack_labels(act, self.ae.activation_dim)
+        check_activations(x, self.ae.activation_dim, f"training batch at step {step}")
+        if self.dead_after is None:
+            self.dead_after = self.dead_window(x.shape[0])
         if step == 0:
             self.ae.b_dec.data = geometric_median(x).to(self.ae.b_dec.dtype)
-        total, parts, x, _, f = self._forward(act)
+        total, parts, x, _, codes = self._forward(act, step)
+        if not torch.isfinite(total):
+            values = ", ".join(f"{name} {float(v):.4g}" for name, v in parts.items())
+            raise NonFiniteError(f"step {step}: the loss is {float(total)} ({values}); no update applied")
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         self._remove_parallel_decoder_grad()
-        torch.nn.utils.clip_grad_norm_(self.ae.parameters(), self.cfg.grad_clip)
+        norm = torch.nn.utils.clip_grad_norm_(self.ae.parameters(), self.cfg.grad_clip)
+        if not torch.isfinite(norm):
+            raise NonFiniteError(f"step {step}: the gradient norm is {float(norm)}; no update applied")
         self.optimizer.step()
         self.scheduler.step()
         with torch.no_grad():
             self.ae.W_dec.data = F.normalize(self.ae.W_dec.data, dim=1)
             self.tokens_since_fired += x.shape[0]
-            self.tokens_since_fired[(f != 0).any(0)] = 0
+            self.tokens_since_fired[codes.top_indices[codes.active()]] = 0
         for name, value in parts.items():
             setattr(self, name, float(value.detach()))
         self.dead_fraction = float(self.dead_latents().float().mean())
@@ -225,10 +300,12 @@ class ContrastiveTopKTrainer:
 
     def state_dict(self) -> dict:
         return {"ae": self.ae.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "tokens_since_fired": self.tokens_since_fired}
+                "scheduler": self.scheduler.state_dict(), "tokens_since_fired": self.tokens_since_fired,
+                "dead_after": self.dead_after}
 
     def load_state_dict(self, state: dict) -> None:
         self.ae.load_state_dict(state["ae"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.tokens_since_fired.copy_(state["tokens_since_fired"])
+        self.dead_after = state.get("dead_after")

@@ -4,11 +4,13 @@ The fork's ``trainSAE`` hands the trainer one plain tensor per step (``trainer.u
 to ``trainer.device`` and cast to the training dtype). Labels therefore ride along as two extra columns:
 
     batch[:, :d]    activations
-    batch[:, d]     tier code: 0 benign, 1 hazard, -1 unlabelled / other
+    batch[:, d]     LABEL_TAG + tier code (tier: 0 benign, 1 hazard, -1 unlabelled / other)
     batch[:, d + 1] example id (e.g. the prompt id); the contrastive term pools tokens sharing an id
 
-A plain ``[B, d]`` batch carries no labels and switches the contrastive term off for that batch; so does a batch
-that lacks one of the two tiers. Codes and ids survive float32 exactly only below 2**24, so ids must be integers
+The tag (2**20, exact in float32) makes the layout explicit: a ``[B, d + 2]`` batch whose column ``d`` does not
+hold tagged tier codes in every row is a plain batch of the wrong width, and is refused rather than read as
+labels. A plain ``[B, d]`` batch carries no labels and switches the contrastive term off for that batch; so does a
+batch that lacks one of the two tiers. Codes and ids survive float32 exactly only below 2**24, so ids must be integers
 in ``[0, 2**24)`` and training must run in float32 (``trainSAE``'s default; bf16 would corrupt the ids).
 ``pack_labels`` builds such a batch, ``unpack_labels`` splits one, and ``BalancedTierBatches`` streams them with
 both tiers in every batch.
@@ -16,11 +18,15 @@ both tiers in every batch.
 
 from __future__ import annotations
 
+import hashlib
+import numbers
+
 import numpy as np
 import torch
 
 TIER_BENIGN, TIER_HAZARD, TIER_OTHER = 0, 1, -1
 MAX_EXAMPLE_ID = 2**24  # float32 represents every integer below this exactly
+LABEL_TAG = 2.0**20  # added to the tier code in the packed column: real activations never equal it in every row
 
 
 def pack_labels(acts: torch.Tensor, tier, example_id) -> torch.Tensor:
@@ -33,17 +39,28 @@ def pack_labels(acts: torch.Tensor, tier, example_id) -> torch.Tensor:
     if n and (example_id.min() < 0 or example_id.max() >= MAX_EXAMPLE_ID):
         raise ValueError(f"example ids must lie in [0, 2**24) to survive float32, got "
                          f"[{int(example_id.min())}, {int(example_id.max())}]")
-    labels = torch.stack([tier, example_id], dim=1).to(device=acts.device, dtype=torch.float32)
+    labels = torch.stack([tier + int(LABEL_TAG), example_id], dim=1).to(device=acts.device, dtype=torch.float32)
     return torch.cat([acts.float(), labels], dim=1)
 
 
 def unpack_labels(batch: torch.Tensor, d: int):
     """Split a batch into ``(acts [B, d], tier [B] | None, example_id [B] | None)``; ``None`` for a plain batch."""
+    if batch.ndim != 2:
+        raise ValueError(f"batch has shape {tuple(batch.shape)}; expected [tokens, {d}] (plain) or "
+                         f"[tokens, {d + 2}] (packed labels)")
     if batch.shape[-1] == d:
         return batch, None, None
     if batch.shape[-1] != d + 2:
         raise ValueError(f"batch has {batch.shape[-1]} columns; expected {d} (plain) or {d + 2} (packed labels)")
-    return batch[:, :d], batch[:, d].round().long(), batch[:, d + 1].round().long()
+    tag_column, id_column = batch[:, d].double(), batch[:, d + 1].double()
+    tier = tag_column - LABEL_TAG
+    valid = ((tier == TIER_BENIGN) | (tier == TIER_HAZARD) | (tier == TIER_OTHER)).all()
+    valid &= ((id_column == id_column.round()) & (id_column >= 0) & (id_column < MAX_EXAMPLE_ID)).all()
+    if not bool(valid):
+        raise ValueError(f"batch has {d + 2} columns but columns {d}, {d + 1} are not labels packed by pack_labels "
+                         f"(tag {int(LABEL_TAG)} + tier, example id): is it a plain batch of {d + 2}-wide "
+                         f"activations? This SAE reads activation_dim {d}")
+    return batch[:, :d], tier.long(), id_column.long()
 
 
 class BalancedTierBatches:
@@ -59,7 +76,20 @@ class BalancedTierBatches:
     TIERS = (TIER_BENIGN, TIER_HAZARD, TIER_OTHER)
 
     def __init__(self, acts, tier, example_id, examples_per_tier: int, seed: int = 0, other_per_batch: int = 0):
+        for key, value, least in (("examples_per_tier", examples_per_tier, 1), ("other_per_batch", other_per_batch, 0),
+                                  ("seed", seed, 0)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+                raise ValueError(f"BalancedTierBatches: {key} must be an int >= {least}, got {value!r}")
         self.acts = torch.as_tensor(acts)
+        if self.acts.ndim != 2 or not self.acts.is_floating_point():
+            raise ValueError(f"BalancedTierBatches: acts must be a float [tokens, d] matrix, got shape "
+                             f"{tuple(self.acts.shape)} dtype {self.acts.dtype}")
+        finite = torch.isfinite(self.acts).all(dim=1)
+        if not bool(finite.all()):
+            bad = torch.nonzero(~finite).flatten()
+            raise ValueError(f"BalancedTierBatches: {len(bad)} token(s) of acts hold NaN/Inf, first at token "
+                             f"{int(bad[0])}; they would train an all-NaN SAE")
+        self._fingerprint: str | None = None
         tier, example_id = np.asarray(tier, dtype=np.int64), np.asarray(example_id, dtype=np.int64)
         if not len(self.acts) == len(tier) == len(example_id):
             raise ValueError(f"acts, tier and example_id differ in length: "
@@ -115,6 +145,16 @@ class BalancedTierBatches:
         while True:
             i, self.next_batch = self.next_batch, self.next_batch + 1
             yield self.batch(i)
+
+    def fingerprint(self) -> str:
+        """sha256 of the activations, tiers, example ids and seed: what a resumed run must see again."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256()
+            for array in (self.acts.detach().cpu().contiguous().view(torch.uint8).numpy(), self.example_tier,
+                          self.example_id, np.concatenate(self.tokens), np.array([self.seed])):
+                digest.update(np.ascontiguousarray(array).tobytes())
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
 
     def state_dict(self) -> dict:
         return {"next_batch": self.next_batch, **self.config}
