@@ -1,18 +1,19 @@
 """``contrastive_bio_sae``: a contrastive TopK SAE and the refusal-depth audit of base vs fine-tuned model.
 
 Per run: load the tiered prompt set (organism's ``prompt_set`` or the method's ``prompts``), get the SAE
-(``pretrained_sae``: one of our folders or the seed's ``sae_weights.pt``; otherwise train it on the base model's
-select-split residuals, with the host fork's ``trainSAE`` when installed), optionally train the same SAE without
-the contrastive term for comparison, then :func:`cbd_plugin.refusal.audit_refusal_depth`. Results:
-``{results_dir}/contrastive_bio_sae/layer_{L}/{run}/`` with ``sae/``, ``sae_no_contrastive/`` and ``audit/``.
+(``pretrained_sae``: any SAE :func:`cbd_plugin.sae.load_dictionary` reads, the seed's ``sae_weights.pt`` included;
+otherwise train it on the base model's select-split residuals, with the host fork's ``trainSAE`` when installed),
+optionally train the same SAE without the contrastive term for comparison, then
+:func:`cbd_plugin.refusal.audit_refusal_depth`. Results: ``{results_dir}/contrastive_bio_sae/layer_{L}/{run}/``
+with ``sae/``, ``sae_no_contrastive/`` and ``audit/``.
 
 Activations come from nnsight traces of the prompt set itself (the tiers are labels of prompts, which the host's
-generic preprocessing cache does not carry), so ``requires_preprocessing`` is false.
+generic preprocessing cache does not carry), so ``requires_preprocessing`` is false. Every config problem is
+raised by the constructor, before any model or dataset loads (only the model's ``config.json`` is read).
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -21,49 +22,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from diffing.methods.diffing_method import DiffingMethod
 
+from cbd_plugin.configstore import validate_method_config
 from cbd_plugin.methods.results import scan_results
-from cbd_plugin.refusal import AuditConfig, PromptSource, audit_refusal_depth
+from cbd_plugin.methods.settings import audit_layer, load_pretrained_sae, model_shape, prompt_source
+from cbd_plugin.refusal import AuditConfig, audit_refusal_depth
 from cbd_plugin.refusal.audit import prepare_prompts
 from cbd_plugin.refusal.training import train_tier_sae
-from cbd_plugin.sae import ContrastiveSAEConfig, Dictionary, TopKSAE
+from cbd_plugin.sae import ContrastiveSAEConfig, Dictionary
 
 METHOD_FOLDER = "contrastive_bio_sae"
-
-
-def resolve_layer(layer, n_layers: int) -> int:
-    """An int is a layer index; a float in [0, 1) a fraction of ``n_layers - 1``, as the host resolves them."""
-    if isinstance(layer, float) and 0 <= layer < 1:
-        return int(layer * (n_layers - 1))
-    if isinstance(layer, int) and 0 <= layer < n_layers:
-        return layer
-    raise ValueError(f"diffing.method.layer={layer!r}: not a layer index of a {n_layers}-layer model nor a fraction")
-
-
-def prompt_source(cfg: DictConfig) -> PromptSource:
-    """The organism's ``prompt_set`` (it knows its tiers) or the method's ``prompts``: a jsonl path, or a mapping
-    of :class:`PromptSource` fields."""
-    node = cfg.organism.get("prompt_set") or cfg.diffing.method.get("prompts")
-    if not node:
-        raise KeyError("contrastive_bio_sae needs a tiered prompt set: organism.prompt_set or diffing.method.prompts "
-                       "(a jsonl path, or {path: ...} / {dataset: <id>, ...}; fields id, text, tier, split)")
-    if isinstance(node, str):
-        return PromptSource(path=node)
-    values = OmegaConf.to_container(node, resolve=True)
-    known = {f.name for f in fields(PromptSource)}
-    unknown = set(values) - known
-    if unknown:
-        raise KeyError(f"prompt set config: unknown keys {sorted(unknown)}; allowed {sorted(known)}")
-    return PromptSource(**values)
-
-
-def load_pretrained(path: str | Path, k: int, device: str, d_model: int) -> Dictionary:
-    """One of our SAE folders (``config.json`` + safetensors) or the seed's ``sae_weights.pt``."""
-    path = Path(path).expanduser()
-    if path.suffix == ".pt":
-        sae = TopKSAE.from_seed_checkpoint(path, k=k)
-        sae.check_compatible(d_model)
-        return sae.to(device)
-    return Dictionary.from_pretrained(path, device=device, d_model=d_model)
 
 
 class ContrastiveBioSAEMethod(DiffingMethod):
@@ -72,11 +39,16 @@ class ContrastiveBioSAEMethod(DiffingMethod):
     def __init__(self, cfg: DictConfig):
         super().__init__(cfg)
         self.results_dir = Path(cfg.diffing.results_dir)
-
-    @property
-    def layer(self) -> int:
-        layer = self.cfg.organism.get("audit_layer", self.method_cfg.layer)
-        return resolve_layer(layer, self.base_model.config.num_hidden_layers)
+        # Fail fast: configs and (if given) the pretrained SAE only, never a model's weights or a dataset.
+        validate_method_config(self.method_cfg)
+        self.audit_cfg = AuditConfig.from_dict(OmegaConf.to_container(self.method_cfg.audit, resolve=True))
+        self.prompt_source = prompt_source(cfg)
+        shape = model_shape(self.base_model_cfg)
+        key = "organism.audit_layer" if cfg.organism.get("audit_layer") is not None else "diffing.method.layer"
+        self.layer = audit_layer(cfg.organism.get("audit_layer", self.method_cfg.layer), shape.n_layers, key)
+        self.pretrained = None
+        if spec := self.method_cfg.get("pretrained_sae"):
+            self.pretrained = load_pretrained_sae(spec, self.layer, shape.d_model)
 
     def run_dir(self) -> Path:
         sae = self.method_cfg.sae
@@ -109,18 +81,16 @@ class ContrastiveBioSAEMethod(DiffingMethod):
     def run(self) -> dict:
         out = self.run_dir()
         out.mkdir(parents=True, exist_ok=True)
-        audit_cfg = AuditConfig.from_dict(OmegaConf.to_container(self.method_cfg.audit, resolve=True))
-        prompts, _, _ = prepare_prompts(prompt_source(self.cfg), self.tokenizer, audit_cfg)
-        pretrained = self.method_cfg.get("pretrained_sae")
-        if pretrained:
-            sae = load_pretrained(pretrained, self.method_cfg.sae.k, self.device, self.base_model.config.hidden_size)
+        prompts, _, _ = prepare_prompts(self.prompt_source, self.tokenizer, self.audit_cfg)
+        if self.pretrained is not None:
+            sae = self.pretrained.to(self.device)
         else:
             sae = self.get_sae(prompts, out / "sae", self.method_cfg.sae.contrastive_weight)
         baseline = None
-        if self.method_cfg.compare_without_contrastive and not pretrained:
+        if self.method_cfg.compare_without_contrastive and self.pretrained is None:
             baseline = self.get_sae(prompts, out / "sae_no_contrastive", 0.0)
         report = audit_refusal_depth(self.base_model, self.finetuned_model, self.tokenizer, sae, prompts, self.layer,
-                                     audit_cfg, out / "audit", baseline_sae=baseline)
+                                     self.audit_cfg, out / "audit", baseline_sae=baseline)
         verdict = report.verdict.name if report.verdict is not None else None
         logger.info(f"contrastive_bio_sae layer {self.layer}: verdict {verdict}")
         return {"status": "completed", "layer": self.layer, "verdict": verdict, "files": report.files}
