@@ -274,8 +274,8 @@ class ContrastiveTopKTrainer:
             self.ae.b_dec.data = geometric_median(x).to(self.ae.b_dec.dtype)
         total, parts, x, _, codes = self._forward(act, step)
         if not torch.isfinite(total):
-            values = ", ".join(f"{name} {float(v):.4g}" for name, v in parts.items())
-            raise NonFiniteError(f"step {step}: the loss is {float(total)} ({values}); no update applied")
+            values = ", ".join(f"{name} {float(v.detach()):.4g}" for name, v in parts.items())
+            raise NonFiniteError(f"step {step}: the loss is {float(total.detach())} ({values}); no update applied")
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         self._remove_parallel_decoder_grad()
