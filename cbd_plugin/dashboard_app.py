@@ -8,6 +8,7 @@ interaction (as ``__main__``), so everything below is idempotent.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -43,8 +44,17 @@ def _extend_discovery(dashboard, layout) -> None:
     dashboard.get_organism_config = get_organism_config
 
 
+def put_host_root_on_path(layout) -> None:
+    """The host's dashboard does ``import src``, which resolves only with the clone's root on ``sys.path``;
+    Streamlit puts the script's folder there, not the working directory, so add the root for any start folder."""
+    root = str(layout.root)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+
+
 def main() -> None:
     layout = locate_host()
+    put_host_root_on_path(layout)
     register_search_path_plugin()
     activate()
     dashboard = _load_host_dashboard(layout)
