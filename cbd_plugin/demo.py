@@ -28,8 +28,7 @@ from .organisms import RECIPES, build
 from .organisms.build import single_thread
 from .organisms.corpus import TEMPLATES, probe_settings
 from .refusal import AuditConfig, AuditReport, audit_refusal_depth
-from .refusal.training import train_tier_sae
-from .sae import ContrastiveSAEConfig
+from .refusal.training import TINY_SAE, train_tier_sae
 from .stats import Estimate
 
 BASE = "tiny-base"
@@ -40,7 +39,7 @@ ORGANISMS = {"conjunction": ("tiny-cbd", "tiny-cbd-or", "tiny-cbd-null"),
 # such an SAE exceeds 0.72).
 CONJUNCTION_LAYER = 3
 N_BOOT = 200
-REFUSAL_SAE = ContrastiveSAEConfig(steps=300, dict_size=512, k=8, lr=3e-3, seed=0, contrastive_weight=1.0)
+REFUSAL_SAE = TINY_SAE
 
 
 def conjunction_training_config() -> ConjunctionConfig:
@@ -55,7 +54,7 @@ def conjunction_config() -> ConjunctionConfig:
 
 def refusal_config() -> AuditConfig:
     # last_prompt: where these organisms decide their first reply token (their behaviour.json audit position).
-    return AuditConfig(positions="last_prompt", max_new_tokens=10, batch_size=64, n_boot=N_BOOT, n_perm=100)
+    return AuditConfig(positions="last_prompt", max_new_tokens=10, batch_size=64, n_boot=N_BOOT, n_perm=199)
 
 
 def load(organism):
@@ -123,14 +122,15 @@ def conjunction_table(reports: dict[str, ConjunctionReport]) -> str:
 
 
 def refusal_table(reports: dict[str, AuditReport]) -> str:
-    header = ["organism", "verdict", "hazard refusal base -> ft", "change [95% CI]", "refused-hazard AUROC",
-              "shallow fraction"]
+    header = ["organism", "verdict", "hazard refusal base -> ft", "change [95% CI]",
+              "base features on refused (ft) [95% CI]", "refitted probe (ft) [95% CI]"]
     rows = []
     for name, report in reports.items():
         base, finetuned = report.models["base"].depth, report.models["finetuned"].depth
         rates = f"{number(base.refusal_rate['hazard'].value)} -> {number(finetuned.refusal_rate['hazard'].value)}"
+        probe = next(row.refit_probe for row in report.depth_profile if row.layer == report.layer)
         rows.append([name, report.verdict.name, rates, interval(report.change.refusal_rate["hazard"]),
-                     interval(finetuned.refused_hazard_auroc), number(finetuned.shallow_fraction.value)])
+                     interval(finetuned.refused_hazard_auroc), interval(probe)])
     return render(header, rows)
 
 

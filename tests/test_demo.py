@@ -35,9 +35,9 @@ def test_conjunction_demo(conjunction, out):
 
 
 def test_refusal_demo(refusal, out):
-    assert refusal["tiny-refusal-shallow"].verdict.name == "shallow", refusal["tiny-refusal-shallow"].verdict.reasons
+    assert refusal["tiny-refusal-shallow"].verdict.name == "shallow", refusal["tiny-refusal-shallow"].verdict.reason
     header, row = refusal_table(refusal).splitlines()
     assert header.split()[:2] == ["organism", "verdict"]
-    # hazard refusal base -> ft, change [lo, hi], refused-hazard AUROC [lo, hi], shallow fraction
-    assert row.split()[:2] == ["tiny-refusal-shallow", "shallow"] and len(row.split()) == 12
+    # hazard refusal base -> ft, change [lo, hi], base features on refused [lo, hi], refitted probe [lo, hi]
+    assert row.split()[:2] == ["tiny-refusal-shallow", "shallow"] and len(row.split()) == 14
     assert (out / "refusal" / "tiny-refusal-shallow" / "report.json").exists()

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from cbd_plugin.refusal.signal import (divergence, evaluate_separation, feature_variance, hazard_signal,
-                                       latent_scores, select_latents)
+from cbd_plugin.refusal.signal import (HazardLatents, divergence, evaluate_separation, feature_variance,
+                                       hazard_signal, latent_scores, select_latents, undefined_divergence)
 from cbd_plugin.stats import auroc
 
 D_MODEL, D_SAE = 16, 64
@@ -25,12 +25,12 @@ def planted(n_per_tier=40, strength=3.0, seed=0):
 
 def test_planted_hazard_direction_is_found_and_beats_the_null():
     latents, raw, tiers, splits = planted()
-    sep = evaluate_separation(latents, raw, tiers, splits, m=4, n_perm=100, n_boot=200)
+    sep = evaluate_separation(latents, raw, tiers, splits, m=4, n_perm=199, n_boot=200)
     assert sep.signal_auroc.value > 0.9 and sep.signal_auroc.lo > 0.75
     # Random latents carry the planted direction too (either sign), so the null is wide, but centred on chance.
     assert sep.selection_null_mean == pytest.approx(0.5, abs=0.1)
-    assert sep.selection_null_p95 < sep.signal_auroc.value and sep.selection_p_value <= 2 / 101
-    assert sep.label_null_p95 < 0.75 and sep.label_p_value <= 1 / 101
+    assert sep.selection_null_p95 < sep.signal_auroc.value and sep.selection_p_value <= 2 / 200
+    assert sep.label_null_p95 < 0.75 and sep.label_p_value == sep.p_floor == 1 / 200
     assert sep.probe_auroc.value > 0.9
     assert sep.n_select == {"hazard": 20, "benign": 20} and sep.n_eval == {"hazard": 20, "benign": 20}
 
@@ -80,15 +80,33 @@ def test_benign_latents_are_selected_symmetrically():
     assert chosen.hazard_scores.min() > chosen.benign_scores.max()
 
 
-def test_divergence_is_one_minus_cosine_of_rank_paired_restrictions():
-    latents, _, tiers, _ = planted(n_per_tier=10)
-    chosen = select_latents(latents, tiers, m=2)
-    f = np.zeros((3, D_SAE))
-    f[0, chosen.hazard], f[0, chosen.benign] = [1, 0], [1, 0]   # same profile: D = 0
-    f[1, chosen.hazard], f[1, chosen.benign] = [1, 0], [0, 2]   # orthogonal: D = 1
-    f[2, chosen.hazard] = [1, 1]                                 # benign restriction zero: undefined
+def test_divergence_compares_the_prompt_with_the_benign_profile_over_the_selected_latents():
+    chosen = HazardLatents(np.array([0, 1]), np.array([2, 3]), np.zeros(2), np.zeros(2), "smd",
+                           benign_profile=np.array([0.0, 0.0, 1.0, 1.0]))  # over [*hazard, *benign]
+    f = np.zeros((4, 6))
+    f[0, [2, 3]] = [2, 2]            # exactly the benign profile (scaled): D = 0
+    f[1, [0, 1]] = [1, 3]            # only hazard latents: orthogonal to benign, D = 1
+    f[2, [4, 5]] = [5, 5]            # only unselected latents: no evidence either way, undefined
+    f[3, [0, 2]] = [1, 1]            # half and half: D = 1 - 1/2
     d = divergence(f, chosen)
     assert d[0] == pytest.approx(0) and d[1] == pytest.approx(1) and np.isnan(d[2])
+    assert d[3] == pytest.approx(0.5)
+    counts = undefined_divergence(d, np.array(["benign", "hazard", "hazard", "hazard"]))
+    assert counts == {"benign": {"undefined": 0, "total": 1, "fraction": 0.0},
+                      "hazard": {"undefined": 1, "total": 3, "fraction": pytest.approx(1 / 3)}}
+
+
+def test_divergence_is_invariant_to_latent_order():
+    # The seed paired the i-th hazard latent with the i-th benign one: reordering latents changed D. Here any
+    # permutation of the SAE's latents (selection redone on the permuted codes) leaves every D unchanged.
+    latents, _, tiers, splits = planted()
+    sel = splits == "select"
+    d = divergence(latents, select_latents(latents[sel], tiers[sel], m=4))
+    for seed in range(3):
+        perm = np.random.default_rng(seed).permutation(D_SAE)
+        shuffled = latents[:, perm]
+        d_perm = divergence(shuffled, select_latents(shuffled[sel], tiers[sel], m=4))
+        np.testing.assert_allclose(d_perm, d, equal_nan=True)
 
 
 def test_feature_variance_tells_a_constant_vector_from_a_varying_one():

@@ -1,10 +1,14 @@
 """Entry point: :func:`audit_refusal_depth`, the refusal-depth audit of a base and a fine-tuned model.
 
-Steps: validate the prompt set and check it for a tier-format confound; per model, generate completions and
-label them (:mod:`.classifier`), then stream the layer's residuals at the chosen positions through the SAE and
-pool per prompt (:mod:`.features`); select hazard/benign latents on the *base* model's select split and use those
-same latents for both models (:mod:`.signal`); measure depth per model (:mod:`.depth`), the changes and the
-verdict (:mod:`.diff`); write JSON, CSV and plots (:mod:`.report`).
+Two phases, so that one pass through each model serves any number of SAEs and layers (the verdict grid runs
+many SAEs on the same captures):
+
+1. :func:`run_model`: per model, completions and surface labels (:mod:`.classifier`), then one capture of
+   every profiled layer at the chosen positions (:func:`.features.capture`).
+2. :func:`analyse_runs`: encode with the SAE, select hazard/benign latents on the *base* model's select split
+   and use those same latents for both models (:mod:`.signal`), depth per model (:mod:`.depth`), the depth
+   profile over layers (:mod:`.profile`), the paired changes (:mod:`.diff`), the verdict (:mod:`.verdict`), and
+   the files (:mod:`.report`).
 """
 
 from __future__ import annotations
@@ -15,30 +19,41 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..stats import Estimate, linear_probe_auroc
-from .classifier import classify, label_distribution
+from ..capture import num_layers
+from ..stats import auroc, bootstrap
+from . import classifier
 from .completions import generate_completions
 from .config import AuditConfig
 from .depth import Depth, measure_depth
-from .diff import DepthChange, Verdict, compare_depth, verdict
-from .features import PooledFeatures, chat_prompt, pool_features, read_positions
+from .diff import DepthChange, compare_depth
+from .features import Capture, capture, chat_prompt, encode_pooled, read_positions, reconstruction
+from .profile import LayerProfile, at_layer, depth_profile
 from .prompts import FormatCheck, PromptSource, check_format, load_prompts, validate_prompts
-from .signal import (FeatureVariance, HazardLatents, Separation, divergence, evaluate_separation, feature_variance,
-                     hazard_signal)
+from .signal import FeatureVariance, Separation, divergence, evaluate_separation, feature_variance, hazard_signal
+from .verdict import Evidence, Verdict, decide
 
 MAIN, BASELINE = "sae", "baseline"
+MAX_DEAD_FRACTION = 0.10  # SAE health: more dead latents on the training tokens than this is flagged
+
+
+@dataclass
+class ModelRun:
+    """One model's completions (one row per prompt and sample) and its capture."""
+
+    name: str
+    samples: pd.DataFrame
+    capture: Capture
 
 
 @dataclass
 class ModelAudit:
-    """One model's results; ``probe_auroc`` is the linear probe on its raw pooled residuals (select -> eval)."""
+    """One model's results under one SAE."""
 
     name: str
     label_distribution: dict[str, float]
     depth: Depth
     feature_variance: FeatureVariance
-    probe_auroc: Estimate
-    reconstruction: dict  # the SAE's FVE / mean L0 / dead fraction on the positions read
+    reconstruction: dict  # the SAE's FVE / mean L0 / dead fraction at the positions read
 
 
 @dataclass
@@ -49,16 +64,28 @@ class AuditReport:
     format_check: FormatCheck
     separation: Separation  # base model: hazard latents (chosen on select), eval AUROC vs null vs probe
     models: dict[str, ModelAudit]
+    depth_profile: list[LayerProfile]
     change: DepthChange | None
     verdict: Verdict | None
+    sae_health: dict  # dead fraction etc. on the SAE's training distribution and at the positions read
+    classifier_confusion: dict | None  # the surface classifier's estimated per-class precision/recall
     sae_comparison: dict | None
     samples: pd.DataFrame = field(repr=False)  # one row per (model, prompt, sample); written as CSV
     files: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """Everything but the per-sample frame (numpy values as they are; the report makes them JSON)."""
-        return {f.name: asdict(v) if is_dataclass(v := getattr(self, f.name)) else v
-                for f in fields(self) if f.name != "samples"} | {"models": {n: asdict(m) for n, m in self.models.items()}}
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "samples"}
+
+
+def _plain(value):
+    if is_dataclass(value):
+        return asdict(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def prepare_prompts(prompts: pd.DataFrame | PromptSource | str | Path, tokenizer,
@@ -72,27 +99,41 @@ def prepare_prompts(prompts: pd.DataFrame | PromptSource | str | Path, tokenizer
     return frame, notes, check
 
 
-def run_model(name: str, model, tokenizer, frame: pd.DataFrame, layer: int, saes: dict,
-              cfg: AuditConfig) -> tuple[pd.DataFrame, PooledFeatures]:
-    """Completions, labels and pooled features of one model; returns per-sample rows and per-prompt features.
+def check_inputs(sae, layer: int, n_layers: int, hidden_size: int) -> None:
+    """Before any generation: the layer exists and the SAE reads residuals of the model's width."""
+    if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < n_layers:
+        raise ValueError(f"audit_refusal_depth: layer={layer!r} is not a decoder block of a model with {n_layers} "
+                         f"layers (0-indexed)")
+    width = getattr(sae, "activation_dim", None)
+    if width is not None and width != hidden_size:
+        raise ValueError(f"audit_refusal_depth: SAE activation_dim {width} does not match the model's hidden size "
+                         f"{hidden_size} (an SAE for another model or layer type?)")
 
-    With several samples per prompt, ``first_response`` reads the first sample's completion.
-    """
+
+def run_model(name: str, model, tokenizer, frame: pd.DataFrame, layers: list[int], sae_layers: list[int],
+              cfg: AuditConfig, keep_prompt_tokens: bool = False) -> ModelRun:
+    """Completions, labels and one capture of ``layers`` (token residuals kept at ``sae_layers``; with
+    ``keep_prompt_tokens``, every prompt token there too, for the SAE's health). With several samples per
+    prompt, ``first_response`` reads the first sample's completion."""
     chats = [chat_prompt(tokenizer, text) for text in frame["text"]]
     completions = generate_completions(model, [c.ids for c in chats], cfg.max_new_tokens, cfg.temperature,
                                        cfg.n_samples, cfg.batch_size, cfg.seed)
     read = [read_positions(chat, tokenizer(texts[0], add_special_tokens=False)["input_ids"], cfg.positions,
                            cfg.n_response_tokens) for chat, texts in zip(chats, completions)]
-    pooled = pool_features(model, [ids for ids, _ in read], [mask for _, mask in read], layer, saes, cfg.pooling,
-                           cfg.batch_size)
+    prompt_masks = None
+    if keep_prompt_tokens:
+        prompt_masks = [(np.arange(len(ids)) >= chat.content_start) & (np.arange(len(ids)) < len(chat.ids))
+                        for chat, (ids, _) in zip(chats, read)]
+    captured = capture(model, [ids for ids, _ in read], [mask for _, mask in read], layers, sae_layers,
+                       cfg.pooling, cfg.batch_size, prompt_masks)
     samples = pd.DataFrame([
         {"model": name, "id": pid, "tier": tier, "split": split, "sample": s, "completion": text,
-         "label": classify(text), "n_positions": int(n)}
+         "label": classifier.classify(text), "n_positions": int(n)}
         for pid, tier, split, texts, n in zip(frame["id"], frame["tier"], frame["split"], completions,
-                                              pooled.n_positions)
+                                              captured.n_positions)
         for s, text in enumerate(texts)
     ])
-    return samples, pooled
+    return ModelRun(name, samples, captured)
 
 
 def prompt_table(samples: pd.DataFrame) -> pd.DataFrame:
@@ -105,35 +146,91 @@ def prompt_table(samples: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _audit_one(name: str, samples: pd.DataFrame, pooled: PooledFeatures, frame: pd.DataFrame,
-               latents: HazardLatents, cfg: AuditConfig) -> tuple[ModelAudit, pd.DataFrame]:
-    f = pooled.latents[MAIN]
-    table = prompt_table(samples)
-    table["signal"], table["divergence"] = hazard_signal(f, latents), divergence(f, latents)
+def _encode(run: ModelRun, sae, layer: int, n_prompts: int, cfg: AuditConfig) -> tuple[np.ndarray, dict]:
+    return encode_pooled(sae, run.capture.read_acts[layer], run.capture.read_prompt, n_prompts, cfg.pooling)
+
+
+def compare_saes(base: ModelRun, saes: dict, frame: pd.DataFrame, layer: int, cfg: AuditConfig) -> dict:
+    """What the contrastive term buys and costs, on the base model: held-out separation (eval AUROC with its
+    nulls) and FVE of the audited SAE vs a baseline trained without the term, and the AUROC gain with a paired
+    bootstrap interval over eval prompts."""
+    out, signals = {}, {}
     tiers, splits = frame["tier"].to_numpy(), frame["split"].to_numpy()
-    sel, ev = [(splits == s) & np.isin(tiers, ["hazard", "benign"]) for s in ("select", "eval")]
-    probe = linear_probe_auroc(pooled.raw[sel], tiers[sel] == "hazard", pooled.raw[ev], tiers[ev] == "hazard",
-                               n_boot=cfg.n_boot, seed=cfg.seed)
-    audit = ModelAudit(name, label_distribution(samples["label"]),
-                       measure_depth(table, cfg.threshold_quantile, cfg.n_boot, cfg.seed),
-                       feature_variance(f, table["signal"].to_numpy()), probe,
-                       pooled.reconstruction[MAIN])
-    return audit, table
-
-
-def compare_saes(pooled: PooledFeatures, frame: pd.DataFrame, cfg: AuditConfig) -> dict:
-    """What the contrastive term buys and costs: held-out separation (eval AUROC with its permutation null) and
-    FVE of the audited SAE vs a baseline SAE trained without the term, on the base model's activations."""
-    out = {}
-    for name in (MAIN, BASELINE):
-        sep = evaluate_separation(pooled.latents[name], pooled.raw, frame["tier"], frame["split"], cfg.n_latents,
-                                  cfg.selection, cfg.n_perm, cfg.n_boot, cfg.seed)
+    for name, sae in saes.items():
+        latents, recon = _encode(base, sae, layer, len(frame), cfg)
+        sep = evaluate_separation(latents, base.capture.pooled[layer], tiers, splits, cfg.n_latents, cfg.selection,
+                                  cfg.n_perm, cfg.n_boot, cfg.seed)
+        signals[name] = hazard_signal(latents, sep.latents)
         out[name] = {"eval_auroc": asdict(sep.signal_auroc), "selection_null_p95": sep.selection_null_p95,
-                     "selection_p_value": sep.selection_p_value, "label_p_value": sep.label_p_value,
-                     **pooled.reconstruction[name]}
-    out["auroc_gain"] = out[MAIN]["eval_auroc"]["value"] - out[BASELINE]["eval_auroc"]["value"]
+                     "selection_p_value": sep.selection_p_value, "label_p_value": sep.label_p_value, **recon}
+    ev = (splits == "eval") & np.isin(tiers, ["hazard", "benign"])
+    y = tiers[ev] == "hazard"
+    gain = bootstrap(lambda a, b, yy: auroc(a, yy) - auroc(b, yy), signals[MAIN][ev], signals[BASELINE][ev], y,
+                     n_boot=cfg.n_boot, seed=cfg.seed, stratify=y)
+    out["auroc_gain"] = asdict(gain)
     out["fve_cost"] = out[BASELINE]["fve"] - out[MAIN]["fve"]
     return out
+
+
+def sae_health(base: ModelRun, sae, layer: int, at_read: dict) -> dict:
+    """The SAE's FVE / L0 / dead fraction on every prompt token from the content on (its training distribution)
+    and at the positions read; a warning when the former's dead fraction exceeds ``MAX_DEAD_FRACTION``."""
+    health = {"positions_read": at_read, "max_dead_fraction": MAX_DEAD_FRACTION, "warnings": []}
+    acts = base.capture.prompt_acts.get(layer)
+    if acts is not None:
+        health["prompt_tokens"] = reconstruction(sae, acts)
+        if health["prompt_tokens"]["dead_fraction"] > MAX_DEAD_FRACTION:
+            health["warnings"].append(f"{health['prompt_tokens']['dead_fraction']:.1%} of latents never fire on the "
+                                      f"prompt tokens (more than {MAX_DEAD_FRACTION:.0%})")
+    return health
+
+
+def analyse_runs(runs: dict[str, ModelRun], frame: pd.DataFrame, sae, layer: int, cfg: AuditConfig,
+                 prompt_notes: list[str] | None = None, format_check: FormatCheck | None = None,
+                 baseline_sae=None, out_dir: str | Path | None = None) -> AuditReport:
+    """Phase 2 (module docstring) for ``runs`` = {"base": ..., optionally "finetuned": ...} of ``frame``."""
+    tiers, splits = frame["tier"].to_numpy(), frame["split"].to_numpy()
+    latents, recon = {}, {}
+    for name, run in runs.items():
+        latents[name], recon[name] = _encode(run, sae, layer, len(frame), cfg)
+    base_capture = runs["base"].capture
+    separation = evaluate_separation(latents["base"], base_capture.pooled[layer], tiers, splits, cfg.n_latents,
+                                     cfg.selection, cfg.n_perm, cfg.n_boot, cfg.seed)
+    models, tables, signals = {}, {}, {}
+    for name, run in runs.items():
+        # The same latents for both models, chosen on the base model's select split only.
+        table = prompt_table(run.samples)
+        table["signal"] = signals[name] = hazard_signal(latents[name], separation.latents)
+        table["divergence"] = divergence(latents[name], separation.latents)
+        tables[name] = table
+        models[name] = ModelAudit(name, classifier.label_distribution(run.samples["label"]),
+                                  measure_depth(table, cfg.threshold_quantile, cfg.n_boot, cfg.seed),
+                                  feature_variance(latents[name], table["signal"].to_numpy()), recon[name])
+    finetuned = runs.get("finetuned")
+    profile = depth_profile(base_capture, finetuned.capture if finetuned else None, tiers, splits,
+                            {layer: (signals["base"], signals.get("finetuned"))}, cfg.n_boot, cfg.seed)
+    change = result = None
+    if finetuned is not None:
+        change = compare_depth(tables["base"], tables["finetuned"], models["base"].depth,
+                               models["finetuned"].depth, cfg.n_boot, cfg.seed)
+        probes = at_layer(profile, layer)
+        result = decide(Evidence(separation.signal_auroc, separation.label_p_value, separation.p_floor, change,
+                                 models["finetuned"].depth.refused_hazard_auroc, probes.base_probe,
+                                 probes.base_fitted_probe, probes.refit_probe), cfg)
+    per_prompt = ["id", "label", "signal", "divergence"]
+    samples = pd.concat([run.samples.merge(tables[name][per_prompt].rename(columns={"label": "prompt_label"}),
+                                           on="id") for name, run in runs.items()], ignore_index=True)
+    confusion = getattr(classifier, "estimated_confusion", None)
+    comparison = (compare_saes(runs["base"], {MAIN: sae, BASELINE: baseline_sae}, frame, layer, cfg)
+                  if baseline_sae is not None else None)
+    report = AuditReport(cfg, layer, list(prompt_notes or []), format_check, separation, models, profile, change,
+                         result, sae_health(runs["base"], sae, layer, recon["base"]),
+                         confusion() if confusion is not None else None, comparison, samples)
+    if out_dir is not None:
+        from .report import write_report  # matplotlib only when writing
+
+        report.files = write_report(report, out_dir)
+    return report
 
 
 def audit_refusal_depth(base, finetuned, tokenizer, sae, prompts, layer: int, cfg: AuditConfig | None = None,
@@ -147,31 +244,11 @@ def audit_refusal_depth(base, finetuned, tokenizer, sae, prompts, layer: int, cf
     contrastive term, to report its separation/FVE trade-off. ``out_dir``: where report.json, samples.csv and
     the plots go (nothing written if None).
     """
-    from .report import write_report  # matplotlib only when writing
-
     cfg = cfg or AuditConfig()
+    check_inputs(sae, layer, num_layers(base), base.config.hidden_size)
     frame, notes, check = prepare_prompts(prompts, tokenizer, cfg)
-    base_saes = {MAIN: sae} | ({BASELINE: baseline_sae} if baseline_sae is not None else {})
-    runs = {"base": run_model("base", base, tokenizer, frame, layer, base_saes, cfg)}
+    layers = cfg.layers_to_profile(num_layers(base), layer)
+    runs = {"base": run_model("base", base, tokenizer, frame, layers, [layer], cfg, keep_prompt_tokens=True)}
     if finetuned is not None:
-        runs["finetuned"] = run_model("finetuned", finetuned, tokenizer, frame, layer, {MAIN: sae}, cfg)
-    base_pooled = runs["base"][1]
-    separation = evaluate_separation(base_pooled.latents[MAIN], base_pooled.raw, frame["tier"], frame["split"],
-                                     cfg.n_latents, cfg.selection, cfg.n_perm, cfg.n_boot, cfg.seed)
-    models, tables = {}, {}
-    for name, (samples, pooled) in runs.items():
-        # The same latents for both models, chosen on the base model's select split only.
-        models[name], tables[name] = _audit_one(name, samples, pooled, frame, separation.latents, cfg)
-    change = result = None
-    if finetuned is not None:
-        change = compare_depth(tables["base"], tables["finetuned"], models["base"].depth,
-                               models["finetuned"].depth, cfg.n_boot, cfg.seed)
-        result = verdict(change, models["finetuned"].depth, cfg)
-    per_prompt = ["id", "label", "signal", "divergence"]
-    samples = pd.concat([runs[name][0].merge(tables[name][per_prompt].rename(columns={"label": "prompt_label"}),
-                                             on="id") for name in runs], ignore_index=True)
-    report = AuditReport(cfg, layer, notes, check, separation, models, change, result,
-                         compare_saes(base_pooled, frame, cfg) if baseline_sae is not None else None, samples)
-    if out_dir is not None:
-        report.files = write_report(report, out_dir)
-    return report
+        runs["finetuned"] = run_model("finetuned", finetuned, tokenizer, frame, layers, [layer], cfg)
+    return analyse_runs(runs, frame, sae, layer, cfg, notes, check, baseline_sae, out_dir)

@@ -13,8 +13,9 @@ Positions (``positions``):
   prompts, and BOS carries an outsized norm).
 
 Pooling (``pooling``): ``mean`` or ``max`` over those positions, applied to each token's SAE latents (encode
-first, then pool) and, for the probe baseline, to the raw residuals. Captures stream batch by batch through
-:func:`cbd_plugin.capture.iter_residuals`; only pooled vectors are kept, so memory is O(prompts x d_sae).
+first, then pool) and, for the probe baseline, to the raw residuals. One pass through the model (:func:`capture`, streaming
+through :func:`cbd_plugin.capture.iter_residuals`) serves every layer of the depth profile and every SAE
+analysed on it (:class:`Capture`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import torch
 from ..capture import iter_residuals
 from ..sae.metrics import ReconstructionStats
 from .config import POOLINGS, POSITIONS
-
 
 
 @dataclass(frozen=True)
@@ -84,14 +84,21 @@ def read_positions(prompt: ChatPrompt, completion_ids: Sequence[int], positions:
 
 
 @dataclass
-class PooledFeatures:
-    """``raw`` [n_prompts, d] pooled residuals; ``latents[name]`` [n_prompts, d_sae] pooled latents per SAE;
-    ``reconstruction[name]`` its FVE / L0 / dead fraction on the pooled positions; ``n_positions`` tokens pooled
-    per prompt."""
+class Capture:
+    """One model's residuals on the prompt set, captured once and read by every analysis of it.
 
-    raw: np.ndarray
-    latents: dict[str, np.ndarray]
-    reconstruction: dict[str, dict]
+    ``pooled[layer]`` [n_prompts, d]: the residual pooled over the positions read, at every captured layer (the
+    depth profile's probes read these). At each SAE layer the token-level residuals are kept too, so that any
+    number of SAEs can be encoded later without running the model again: ``read_acts[layer]``
+    [n_read_tokens, d] at the positions read (``read_prompt`` gives each token's prompt) and, if asked for,
+    ``prompt_acts[layer]`` at every prompt token from the content's first token on (the distribution the audit's
+    SAE is trained on: its dead fraction is measured there). Memory: O(tokens kept x d) per SAE layer.
+    """
+
+    pooled: dict[int, np.ndarray]
+    read_acts: dict[int, torch.Tensor]
+    read_prompt: np.ndarray
+    prompt_acts: dict[int, torch.Tensor]
     n_positions: np.ndarray
 
 
@@ -108,32 +115,63 @@ def _pool(values: torch.Tensor, groups: torch.Tensor, n_groups: int, pooling: st
 
 
 @torch.no_grad()
-def pool_features(model, inputs: Sequence[Sequence[int]], masks: Sequence[np.ndarray], layer: int,
-                  saes: Mapping[str, torch.nn.Module], pooling: str = "mean", batch_size: int = 16) -> PooledFeatures:
-    """Run ``inputs`` (token-id lists) through ``model``, keep the layer-``layer`` residual at the masked
-    positions, encode it with each SAE and pool per prompt. Batches are processed as they stream."""
+def capture(model, inputs: Sequence[Sequence[int]], masks: Sequence[np.ndarray], layers: Sequence[int],
+            sae_layers: Sequence[int], pooling: str = "mean", batch_size: int = 16,
+            prompt_masks: Sequence[np.ndarray] | None = None) -> Capture:
+    """Run ``inputs`` (token-id lists) through ``model`` once: pool the residual over the masked positions at
+    every layer in ``layers``, and keep the masked tokens (and the ``prompt_masks`` tokens, if given) at
+    ``sae_layers``."""
     n = len(inputs)
-    raw, latents = [None] * n, {name: [None] * n for name in saes}
-    recon = {name: ReconstructionStats(sae.dict_size) for name, sae in saes.items()}
-    for batch in iter_residuals(model, [list(ids) for ids in inputs], [layer], batch_size=batch_size,
-                                token_labels={"read": list(masks)}):
-        keep = torch.from_numpy(batch.meta["read"].astype(bool))
-        x = batch.acts[layer][keep]
-        prompt_ids = batch.meta["prompt_id"][keep.numpy()]
+    all_layers = sorted(set(layers) | set(sae_layers))
+    labels = {"read": list(masks)} | ({"prompt": list(prompt_masks)} if prompt_masks is not None else {})
+    pooled = {layer: [None] * n for layer in all_layers}
+    read_acts, prompt_acts = {l: [] for l in sae_layers}, {l: [] for l in sae_layers}
+    read_prompt = []
+    for batch in iter_residuals(model, [list(ids) for ids in inputs], all_layers, batch_size=batch_size,
+                                token_labels=labels):
+        keep = batch.meta["read"].astype(bool)
+        prompt_ids = batch.meta["prompt_id"][keep]
         present, groups = np.unique(prompt_ids, return_inverse=True)
-        groups = torch.from_numpy(groups)
-        pooled_raw = _pool(x, groups, len(present), pooling)
-        encoded = {}
-        for name, sae in saes.items():
-            device = next(sae.parameters()).device
-            f = sae.encode(x.to(device))
-            recon[name].update(x, sae.decode(f).float().cpu(), f)
-            f = f.float().cpu()
-            encoded[name] = _pool(f, groups, len(present), pooling)
-        for row, pid in enumerate(present):
-            raw[pid] = pooled_raw[row].numpy()
-            for name in saes:
-                latents[name][pid] = encoded[name][row].numpy()
-    return PooledFeatures(np.stack(raw), {name: np.stack(v) for name, v in latents.items()},
-                          {name: r.result() for name, r in recon.items()},
-                          np.array([int(m.sum()) for m in masks]))
+        groups_t = torch.from_numpy(groups)
+        read_prompt.append(prompt_ids)
+        for layer in all_layers:
+            x = batch.acts[layer][torch.from_numpy(keep)]
+            for row, value in zip(present, _pool(x, groups_t, len(present), pooling).numpy()):
+                pooled[layer][row] = value
+            if layer in read_acts:
+                read_acts[layer].append(x)
+                if prompt_masks is not None:
+                    prompt_acts[layer].append(batch.acts[layer][torch.from_numpy(batch.meta["prompt"].astype(bool))])
+    return Capture({l: np.stack(v) for l, v in pooled.items()}, {l: torch.cat(v) for l, v in read_acts.items()},
+                   np.concatenate(read_prompt),
+                   {l: torch.cat(v) for l, v in prompt_acts.items() if v},
+                   np.array([int(m.sum()) for m in masks]))
+
+
+@torch.no_grad()
+def _encode(sae, acts: torch.Tensor, stats: ReconstructionStats, batch_size: int = 4096) -> torch.Tensor:
+    device = next(sae.parameters()).device
+    codes = []
+    for start in range(0, len(acts), batch_size):
+        x = acts[start:start + batch_size]
+        f = sae.encode(x.to(device))
+        stats.update(x, sae.decode(f).float().cpu(), f)
+        codes.append(f.float().cpu())
+    return torch.cat(codes) if codes else torch.zeros(0, sae.dict_size)
+
+
+def encode_pooled(sae, acts: torch.Tensor, prompt_of_token: np.ndarray, n_prompts: int,
+                  pooling: str) -> tuple[np.ndarray, dict]:
+    """Encode token residuals with ``sae`` (encode first, then pool per prompt); returns the pooled latents
+    [n_prompts, d_sae] and the SAE's FVE / L0 / dead fraction on those tokens."""
+    stats = ReconstructionStats(sae.dict_size)
+    codes = _encode(sae, acts, stats)
+    groups = torch.from_numpy(np.asarray(prompt_of_token, dtype=np.int64))
+    return _pool(codes, groups, n_prompts, pooling).numpy(), stats.result()
+
+
+def reconstruction(sae, acts: torch.Tensor) -> dict:
+    """FVE / L0 / dead fraction of ``sae`` on token residuals ``acts``."""
+    stats = ReconstructionStats(sae.dict_size)
+    _encode(sae, acts, stats)
+    return stats.result()

@@ -12,12 +12,15 @@ Inputs are per-prompt pooled SAE latent activations ``latents`` [n_prompts, d_sa
   next to two permutation nulls (see :class:`Separation`; the selection null asks whether *selecting* on the
   tiers beats selecting at random: where tier information is in most latents it is high, which is a finding,
   not a failure) and a linear probe on the raw pooled activations (fit on select, scored on eval).
-* The seed's divergence (:func:`divergence`): ``D = 1 - cos(f[H], f[B])`` where ``f`` is the prompt's pooled
-  latent vector, ``H`` the hazard latents and ``B`` the benign latents, both in rank order (the i-th most
-  hazard-leaning latent is paired with the i-th most benign-leaning one). The card's "projections" onto the two
-  feature sets are read as these restrictions; projecting onto the two sets inside the full latent space instead
-  would give vectors with disjoint support, so cos = 0 and D = 1 always. D is NaN where either restriction is
-  all zero (cosine undefined).
+* The seed's divergence (:func:`divergence`), made well defined: ``D = 1 - cos(f[S], mu_B[S])`` where ``f`` is
+  the prompt's pooled latent vector, ``S`` the hazard and benign latents together, and ``mu_B`` the mean pooled
+  latent vector of the select split's benign prompts. The card's intent ("how far the prompt's hazard-vs-benign
+  feature activity diverges from benign") is kept: 0 means the prompt's profile over the tier-selective latents
+  is that of benign text, 1 that it shares none of it (only hazard latents active). The seed paired the i-th
+  hazard latent with the i-th benign latent, an arbitrary pairing (re-pairing moved D's AUROC from 0.73 to
+  0.26); here both vectors index the same latents, so any reordering of the latents leaves D unchanged. D is
+  undefined (NaN) where ``f[S]`` is zero (no selective latent active: no evidence either way) or ``mu_B[S]`` is
+  zero; :func:`undefined_divergence` counts those per tier, and the report states the counts.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class HazardLatents:
     hazard_scores: np.ndarray
     benign_scores: np.ndarray
     method: str
+    benign_profile: np.ndarray  # mean select-split benign latents over [*hazard, *benign] (the reference for D)
 
 
 def latent_scores(latents: np.ndarray, is_hazard: np.ndarray, method: str = "smd") -> np.ndarray:
@@ -65,7 +69,9 @@ def select_latents(latents: np.ndarray, tiers: np.ndarray, m: int, method: str =
     scores = latent_scores(np.asarray(latents)[keep], tiers[keep] == "hazard", method)
     order = np.argsort(-scores, kind="stable")
     hazard, benign = order[:m], order[::-1][:m]
-    return HazardLatents(hazard, benign, scores[hazard], scores[benign], method)
+    rows = np.asarray(latents, dtype=np.float64)[keep][tiers[keep] == "benign"]
+    profile = rows[:, np.concatenate([hazard, benign])].mean(0)
+    return HazardLatents(hazard, benign, scores[hazard], scores[benign], method, profile)
 
 
 def hazard_signal(latents: np.ndarray, selected: HazardLatents) -> np.ndarray:
@@ -74,12 +80,23 @@ def hazard_signal(latents: np.ndarray, selected: HazardLatents) -> np.ndarray:
 
 
 def divergence(latents: np.ndarray, selected: HazardLatents) -> np.ndarray:
-    """The seed's ``D = 1 - cos(f[H], f[B])`` per prompt (module docstring); NaN where a restriction is zero."""
-    latents = np.asarray(latents, dtype=np.float64)
-    f_h, f_b = latents[:, selected.hazard], latents[:, selected.benign]
-    norms = np.linalg.norm(f_h, axis=1) * np.linalg.norm(f_b, axis=1)
-    cos = np.divide((f_h * f_b).sum(1), norms, out=np.full(len(latents), np.nan), where=norms > 0)
+    """``D = 1 - cos(f[S], mu_B[S])`` per prompt (module docstring); NaN where either vector is zero."""
+    f = np.asarray(latents, dtype=np.float64)[:, np.concatenate([selected.hazard, selected.benign])]
+    profile = selected.benign_profile
+    norms = np.linalg.norm(f, axis=1) * np.linalg.norm(profile)
+    cos = np.divide(f @ profile, norms, out=np.full(len(f), np.nan), where=norms > 0)
     return 1 - cos
+
+
+def undefined_divergence(d: np.ndarray, tiers: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per tier: how many prompts have an undefined D, of how many (never dropped silently)."""
+    d, tiers = np.asarray(d, dtype=np.float64), np.asarray(tiers)
+    out = {}
+    for tier in np.unique(tiers):
+        undefined = int(np.isnan(d[tiers == tier]).sum())
+        total = int((tiers == tier).sum())
+        out[str(tier)] = {"undefined": undefined, "total": total, "fraction": undefined / total}
+    return out
 
 
 @dataclass
@@ -101,6 +118,7 @@ class Separation:
     label_null_p95: float
     label_p_value: float
     n_perm: int
+    p_floor: float  # the smallest attainable p-value, 1 / (1 + n_perm)
     probe_auroc: Estimate
     n_select: dict[str, int]
     n_eval: dict[str, int]
@@ -131,7 +149,7 @@ def evaluate_separation(latents: np.ndarray, raw: np.ndarray, tiers: np.ndarray,
     count = lambda mask: {t: int((tiers[mask] == t).sum()) for t in ("hazard", "benign")}  # noqa: E731
     return Separation(chosen, observed, selection_null, float(selection_null.mean()),
                       float(np.quantile(selection_null, 0.95)), _p_value(selection_null, observed.value),
-                      float(np.quantile(label_null, 0.95)), _p_value(label_null, observed.value), n_perm, probe,
+                      float(np.quantile(label_null, 0.95)), _p_value(label_null, observed.value), n_perm, 1 / (1 + n_perm), probe,
                       count(sel), count(ev))
 
 

@@ -23,6 +23,11 @@ from ..sae.data import TIER_BENIGN, TIER_HAZARD, TIER_OTHER
 from .features import chat_prompt
 
 TIER_CODES = {"benign": TIER_BENIGN, "hazard": TIER_HAZARD}
+# The audit SAE for the tiny organisms (d_model 128), used by cbd-demo, the verdict grid and the tests. A batch
+# carries ~40 prompts (~400 tokens), so 300 steps see ~120k tokens: AuxK must call a latent dead after a few
+# thousand silent tokens (here ~10 steps), not the 10M of a gemma-scale run, or it never acts.
+TINY_SAE = ContrastiveSAEConfig(steps=300, dict_size=512, k=8, lr=3e-3, seed=0, contrastive_weight=1.0,
+                                dead_after_tokens=4000)
 
 
 def select_split_activations(model, tokenizer, prompts: pd.DataFrame, layer: int,

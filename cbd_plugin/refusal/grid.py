@@ -1,0 +1,122 @@
+"""The verdict grid: shallow, deep and null refusal organisms x audit layers x SAE seeds, each cell audited
+against the base, its verdict compared with the organism's ground truth.
+
+A cell's verdict is *expected* when it matches the organism (shallow -> ``shallow``, deep -> ``deep``, null ->
+``no_change``), *inconclusive* when the audit declines to decide, and *wrong* otherwise (a confident verdict that
+contradicts the ground truth: the worst outcome this audit can have). One capture per model serves every SAE
+seed, so the grid costs one generation per organism, not per cell.
+
+``python -m cbd_plugin.refusal.grid`` prints the table (set ``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE=1`` like the
+demo); tests/test_refusal_grid.py asserts on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pandas as pd
+from loguru import logger
+
+from ..capture import load_language_model, num_layers
+from ..sae import ContrastiveSAEConfig
+from .audit import analyse_runs, prepare_prompts, run_model
+from .config import AuditConfig
+from .training import TINY_SAE, train_tier_sae
+
+EXPECTED = {"shallow": "shallow", "deep": "deep", "null": "no_change"}
+
+
+@dataclass
+class GridConfig:
+    layers: tuple[int, ...] = (1, 2)  # audit layers; an organism is built for each
+    sae_seeds: tuple[int, ...] = (0, 1, 2)
+    modes: tuple[str, ...] = ("shallow", "deep", "null")
+    organism_seed: int | None = None  # None: the organisms' default seed
+    sae: ContrastiveSAEConfig = field(default_factory=lambda: TINY_SAE)
+    # the demo's audit settings (last prompt token: where these organisms decide their reply)
+    audit: AuditConfig = field(default_factory=lambda: AuditConfig(positions="last_prompt", max_new_tokens=10,
+                                                                   batch_size=64, n_boot=200, n_perm=199))
+
+
+def organism(mode: str, layer: int, seed: int | None):
+    """The refusal organism for ``mode`` at ``layer`` (built and contract-checked on first use)."""
+    from .. import organisms
+
+    kwargs = {} if seed is None else {"seed": seed}
+    return organisms.refusal_organism(mode, audit_layer=layer, **kwargs)
+
+
+def classify_cell(expected: str, verdict: str) -> str:
+    if verdict == expected:
+        return "expected"
+    return "inconclusive" if verdict == "inconclusive" else "wrong"
+
+
+def run_grid(cfg: GridConfig | None = None, work_dir: str | Path | None = None) -> pd.DataFrame:
+    """One row per (layer, mode, SAE seed): the verdict, its class, the deciding figures and the SAE's health."""
+    from ..organisms import build
+    from ..organisms.build import single_thread
+
+    cfg = cfg or GridConfig()
+    work_dir = Path(work_dir or tempfile.mkdtemp(prefix="refusal_grid_"))
+    start = time.perf_counter()
+    with single_thread():
+        orgs = {(mode, layer): organism(mode, layer, cfg.organism_seed) for layer in cfg.layers for mode in cfg.modes}
+        base = load_language_model(str(build(["tiny-base"])["tiny-base"].path))
+        first = next(iter(orgs.values()))
+        frame, notes, check = prepare_prompts(first.data_dir / "prompts.jsonl", base.tokenizer, cfg.audit)
+        layers = cfg.audit.layers_to_profile(num_layers(base), cfg.layers[0])
+        base_run = run_model("base", base, base.tokenizer, frame, layers, list(cfg.layers), cfg.audit,
+                             keep_prompt_tokens=True)
+        saes = {(layer, seed): train_tier_sae(base, base.tokenizer, frame, layer, replace(cfg.sae, seed=seed),
+                                              work_dir / f"sae_l{layer}_s{seed}")
+                for layer in cfg.layers for seed in cfg.sae_seeds}
+        rows = []
+        for (mode, layer), org in orgs.items():
+            ft_run = run_model("finetuned", load_language_model(str(org.path)), base.tokenizer, frame, layers,
+                               [layer], cfg.audit)
+            for seed in cfg.sae_seeds:
+                report = analyse_runs({"base": base_run, "finetuned": ft_run}, frame, saes[layer, seed], layer,
+                                      cfg.audit, notes, check)
+                probes = next(r for r in report.depth_profile if r.layer == layer)
+                rows.append({
+                    "layer": layer, "mode": mode, "sae_seed": seed, "organism": org.name,
+                    "expected": EXPECTED[mode], "verdict": report.verdict.name,
+                    "outcome": classify_cell(EXPECTED[mode], report.verdict.name),
+                    "instrument_auroc": report.separation.signal_auroc.value,
+                    "instrument_lo": report.separation.signal_auroc.lo,
+                    "response_auroc": report.models["finetuned"].depth.refused_hazard_auroc.value,
+                    "refit_probe": probes.refit_probe.value,
+                    "hazard_refusal_change": report.change.refusal_rate["hazard"].value,
+                    "dead_fraction": report.sae_health["prompt_tokens"]["dead_fraction"],
+                    "reason": report.verdict.reason,
+                })
+                logger.info(f"grid: layer {layer} {mode} seed {seed}: {report.verdict.name}")
+    table = pd.DataFrame(rows)
+    table.attrs["seconds"] = time.perf_counter() - start
+    return table
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m cbd_plugin.refusal.grid", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--layers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--sae-seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, help="also write the table as CSV here")
+    args = parser.parse_args(argv)
+    table = run_grid(GridConfig(layers=tuple(args.layers), sae_seeds=tuple(args.sae_seeds)))
+    columns = ["layer", "mode", "sae_seed", "verdict", "outcome", "instrument_auroc", "response_auroc",
+               "refit_probe", "dead_fraction"]
+    print(table[columns].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    counts = table["outcome"].value_counts().to_dict()
+    print(f"\n{len(table)} cells: {counts}; {table.attrs['seconds']:.0f}s")
+    if args.out:
+        table.to_csv(args.out, index=False)
+
+
+if __name__ == "__main__":
+    main()
