@@ -1,5 +1,6 @@
 """SAE formats: the Dictionary folder, the fork's BatchTopKSAE folders, the BioRefusalAudit seed checkpoint."""
 
+import hashlib
 import json
 import math
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import cbd_plugin.sae.dictionary as dictionary_module
+import cbd_plugin.sae.folder as folder_module
 from cbd_plugin.sae import BatchTopKSAE, Dictionary, TopKSAE
 from cbd_plugin.sae.dictionary import CONFIG_NAME, save_folder, WEIGHTS_NAME
 
@@ -120,8 +121,11 @@ def test_batchtopk_save_pretrained_roundtrip_and_fork_layout(tmp_path):
         sae.threshold.fill_(0.3)
     folder = sae.save_pretrained(tmp_path / "sae")
     config = json.loads((folder / CONFIG_NAME).read_text())
+    checksums = config.pop("sha256")
     assert config == {"activation_dim": D, "dict_size": DICT, "k": K, "target_rms": 3.0, "encoder_init_norm": 1.0,
                       "dict_class": "BatchTopKSAE"}
+    assert checksums == {name: hashlib.sha256((folder / name).read_bytes()).hexdigest()
+                         for name in (WEIGHTS_NAME, "sae_weights.safetensors")}
     tensors = load_file(folder / WEIGHTS_NAME)
     expected = {"encoder.weight": (DICT, D), "encoder.bias": (DICT,), "decoder.weight": (D, DICT), "b_dec": (D,),
                 "k": (), "threshold": (), "activation_mean": (D,), "activation_std": (D,),
@@ -208,18 +212,18 @@ def test_half_written_folder_refuses_to_load(tmp_path):
         Dictionary.from_pretrained(folder)
 
 
-def test_interrupted_overwrite_leaves_an_unloadable_folder(tmp_path, monkeypatch):
-    folder = TopKSAE(D, DICT, K).save_pretrained(tmp_path / "sae")
+def test_interrupted_overwrite_keeps_the_old_sae(tmp_path, monkeypatch):
+    old = TopKSAE(D, DICT, K, generator=torch.Generator().manual_seed(1))
+    folder = old.save_pretrained(tmp_path / "sae")
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(dictionary_module, "save_file", crash)
+    monkeypatch.setattr(folder_module, "save_file", crash)
     with pytest.raises(KeyboardInterrupt):
         TopKSAE(D, DICT, K).save_pretrained(folder)
-    assert sorted(p.name for p in folder.iterdir()) == [WEIGHTS_NAME]  # old weights, no config, no temp files
-    with pytest.raises(FileNotFoundError, match="incomplete"):
-        Dictionary.from_pretrained(folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sae"]  # no temporary folder left
+    assert torch.equal(Dictionary.from_pretrained(folder).W_enc, old.W_enc)
 
 
 def test_loading_does_not_draw_from_the_global_rng(tmp_path):
@@ -245,8 +249,10 @@ def test_topk_save_load_roundtrip(tmp_path, subtract_b_dec):
         sae.b_dec.normal_()
         sae.b_enc.normal_()
     folder = sae.save_pretrained(tmp_path / "sae")
-    assert json.loads((folder / CONFIG_NAME).read_text()) == {
-        "activation_dim": D, "dict_size": DICT, "k": K, "subtract_b_dec": subtract_b_dec, "dict_class": "TopKSAE"}
+    config = json.loads((folder / CONFIG_NAME).read_text())
+    assert set(config.pop("sha256")) == {WEIGHTS_NAME, "sae_weights.safetensors"}
+    assert config == {"activation_dim": D, "dict_size": DICT, "k": K, "subtract_b_dec": subtract_b_dec,
+                      "dict_class": "TopKSAE"}
     loaded = Dictionary.from_pretrained(folder)
     assert isinstance(loaded, TopKSAE) and loaded.subtract_b_dec is subtract_b_dec
     x = torch.randn(7, D)
@@ -294,7 +300,7 @@ def test_seed_checkpoint_errors_name_file_and_key(tmp_path):
     with pytest.raises(ValueError, match=r"sae_weights.pt: key 'W_dec' has shape \(40, 11\), expected \(40, 12\)"):
         TopKSAE.from_seed_checkpoint(path)
     torch.save([torch.zeros(2)], path)
-    with pytest.raises(ValueError, match=r"sae_weights.pt: expected a state dict"):
+    with pytest.raises(ValueError, match=r"sae_weights.pt: expected a state dict of tensors, got list"):
         TopKSAE.from_seed_checkpoint(path)
     torch.save({"W_enc": torch.zeros(3)}, path)
     with pytest.raises(ValueError, match=r"key 'W_enc' must be a \[d, d_sae\] matrix, got \(3,\)"):

@@ -1,77 +1,32 @@
-"""The ``Dictionary`` interface and the folder format every SAE here is read from and written to.
+"""The ``Dictionary`` interface: every SAE here encodes, decodes, saves to and loads from a dictionary folder.
 
 A dictionary folder holds ``model.safetensors`` (the module's ``state_dict``) and ``config.json`` (constructor
-arguments plus ``dict_class``), the layout ``dictionary_learning``'s ``save_pretrained`` writes. Saving writes
-both under temporary names and renames them into place, ``config.json`` last, so a folder without
-``config.json`` is incomplete and refuses to load. Loading checks every key and shape before building the module.
+arguments, ``dict_class`` and the weights' sha256), the layout ``dictionary_learning``'s ``save_pretrained`` writes;
+:mod:`cbd_plugin.sae.folder` writes it atomically and verifies it. ``save_pretrained`` also writes the SAELens pair
+``cfg.json`` + ``sae_weights.safetensors`` into the same folder (see :mod:`cbd_plugin.sae.export`). Loading checks
+the config's types, every key, shape, dtype and that the weights are finite before building the module.
+Foreign formats are read by :func:`cbd_plugin.sae.load_dictionary`.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
-import os
+import math
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from loguru import logger
 from torch import nn
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+from .folder import atomic_write, check_finite, CONFIG_NAME, read_folder, save_folder, WEIGHTS_NAME
+
+__all__ = ["CONFIG_NAME", "Dictionary", "WEIGHTS_NAME", "atomic_write", "check_tensors", "read_folder",
+           "save_folder"]
 
 _DICT_CLASSES: dict[str, type["Dictionary"]] = {}
-
-
-def atomic_write(target: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary name beside ``target``, flush it to disk, then rename it into place."""
-    target = Path(target)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
-
-
-def save_folder(folder: str | Path, tensors: dict[str, torch.Tensor], config: dict) -> Path:
-    """Write ``tensors`` to ``model.safetensors`` and ``config`` to ``config.json``, atomically, config last."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    # Drop an old config first: while the new weights land, the folder must read as incomplete.
-    (folder / CONFIG_NAME).unlink(missing_ok=True)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
-    atomic_write(folder / CONFIG_NAME, lambda tmp: tmp.write_text(json.dumps(config, indent=2, sort_keys=True)))
-    return folder
-
-
-def read_folder(folder: str | Path) -> tuple[dict, dict[str, torch.Tensor], Path]:
-    """Read ``config.json`` and ``model.safetensors``; returns ``(config, tensors, weights_path)``."""
-    folder = Path(folder)
-    config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: not a directory; pass the folder holding {CONFIG_NAME} and {WEIGHTS_NAME}")
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path} is missing: the folder is incomplete (interrupted save?) "
-                                f"or not a dictionary folder")
-    if not weights_path.is_file():
-        raise FileNotFoundError(f"{weights_path} is missing although {CONFIG_NAME} exists")
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{config_path}: not valid JSON ({err})") from err
-    try:
-        tensors = load_file(str(weights_path))
-    except SafetensorError as err:
-        raise ValueError(f"{weights_path}: unreadable safetensors file ({err})") from err
-    return config, tensors, weights_path
+_SIZE_ANNOTATIONS = ("int", int)
 
 
 def check_tensors(tensors: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]], source) -> None:
@@ -97,6 +52,8 @@ class Dictionary(nn.Module, ABC):
 
     dict_class: ClassVar[str]
     input_key: ClassVar[str]
+    # Keys the format marks "absent" by filling them with NaN (the fork's normaliser); other NaN/Inf is an error.
+    nan_sentinel_keys: ClassVar[tuple[str, ...]] = ()
     activation_dim: int
     dict_size: int
     source: str = "<in memory>"
@@ -136,18 +93,30 @@ class Dictionary(nn.Module, ABC):
             raise ValueError(f"{self.source}: key '{self.input_key}' gives activation_dim {self.activation_dim}, "
                              f"but the model's hidden size is {d_model}")
 
-    def save_pretrained(self, folder: str | Path) -> Path:
-        return save_folder(folder, self.state_dict(), {**self.config_dict(), "dict_class": self.dict_class})
+    def save_pretrained(self, folder: str | Path, saelens: bool = True) -> Path:
+        """Write the dictionary folder (replacing an existing one atomically), with the SAELens pair if ``saelens``.
+
+        Refuses non-finite weights, naming the key: a diverged SAE must never be saved as good.
+        """
+        state = self.state_dict()
+        check_finite(state, f"{self.dict_class} to be saved in {folder}", self.nan_sentinel_keys)
+        extra = None
+        if saelens:
+            from .export import write_saelens  # export imports the Dictionary classes
+
+            extra = lambda tmp: write_saelens(self, tmp)  # noqa: E731
+        return save_folder(folder, state, {**self.config_dict(), "dict_class": self.dict_class}, extra=extra)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device=None, d_model: int | None = None) -> "Dictionary":
         """Load a dictionary folder. On ``Dictionary`` itself the class is chosen by ``config.json``'s ``dict_class``.
 
-        ``d_model``, if given, is checked against the dictionary's ``activation_dim``.
+        ``d_model``, if given, is checked against the dictionary's ``activation_dim``. For any format (SAELens,
+        sparsify, Gemma Scope, hub ids) use :func:`cbd_plugin.sae.load_dictionary`.
         """
         config, tensors, weights_path = read_folder(path)
         target = cls._resolve(config.get("dict_class"), Path(path) / CONFIG_NAME)
-        model = target._from_state(config, tensors, weights_path)
+        model = target._from_state(config, tensors, weights_path, Path(path) / CONFIG_NAME)
         if d_model is not None:
             model.check_compatible(d_model)
         return model.to(device) if device is not None else model
@@ -168,19 +137,59 @@ class Dictionary(nn.Module, ABC):
         return tensors
 
     @classmethod
-    def _from_state(cls, config: dict, tensors: dict[str, torch.Tensor], weights_path: Path) -> "Dictionary":
-        config_path = weights_path.with_name(CONFIG_NAME)
-        params = inspect.signature(cls.__init__).parameters
-        required = [n for n, p in list(params.items())[1:]
-                    if p.default is inspect.Parameter.empty and p.kind is p.POSITIONAL_OR_KEYWORD]
+    def _constructor_args(cls, config: dict, config_source) -> dict:
+        """The constructor arguments in ``config``, type-checked against the signature (errors name the key)."""
+        params = list(inspect.signature(cls.__init__).parameters.items())[1:]
+        required = [n for n, p in params if p.default is inspect.Parameter.empty and p.kind is p.POSITIONAL_OR_KEYWORD]
         missing = [n for n in required if n not in config]
         if missing:
-            raise ValueError(f"{config_path}: missing key(s) {missing}")
+            raise ValueError(f"{config_source}: missing key(s) {missing}")
+        args = {}
+        for name, param in params:
+            if name not in config:
+                continue
+            value, annotation = config[name], param.annotation
+            if annotation in _SIZE_ANNOTATIONS and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{config_source}: key '{name}' is {value!r} ({type(value).__name__}); "
+                                 f"expected a positive integer")
+            if annotation in ("float", float) and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                                   or not math.isfinite(value)):
+                raise ValueError(f"{config_source}: key '{name}' is {value!r}; expected a finite number")
+            if annotation in ("bool", bool) and not isinstance(value, bool):
+                raise ValueError(f"{config_source}: key '{name}' is {value!r}; expected true or false")
+            args[name] = value
+        return args
+
+    @classmethod
+    def _from_state(cls, config: dict, tensors: dict[str, torch.Tensor], source, config_source=None) -> "Dictionary":
+        """Build from constructor arguments and a state dict read from ``source`` (a path, for messages)."""
+        config_source = config_source or source
+        args = cls._constructor_args(config, config_source)
         # Build on the meta device: no memory, no draw from the global RNG; the file supplies every tensor.
-        with torch.device("meta"):
-            model = cls(**{n: config[n] for n in params if n in config})
-        tensors = cls._complete_tensors(config, tensors, weights_path)
-        check_tensors(tensors, {k: tuple(v.shape) for k, v in model.state_dict().items()}, weights_path)
+        try:
+            with torch.device("meta"):
+                model = cls(**args)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{config_source}: {err}") from err
+        tensors = cls._complete_tensors(config, tensors, source)
+        expected = model.state_dict()
+        check_tensors(tensors, {k: tuple(v.shape) for k, v in expected.items()}, source)
+        tensors = _match_dtypes(tensors, {k: v.dtype for k, v in expected.items()}, source)
+        check_finite(tensors, source, cls.nan_sentinel_keys)
         model.load_state_dict(tensors, assign=True)
-        model.source = str(weights_path)
+        model.source = str(source)
         return model
+
+
+def _match_dtypes(tensors: dict[str, torch.Tensor], expected: dict[str, torch.dtype], source) -> dict:
+    """Cast stored floats (bf16, fp16, fp64) to the module's float32, with a note; a float/int mix is an error."""
+    out = {}
+    for key, tensor in tensors.items():
+        want = expected[key]
+        if tensor.dtype != want:
+            if tensor.is_floating_point() != want.is_floating_point:
+                raise ValueError(f"{source}: key '{key}' has dtype {tensor.dtype}, expected {want}")
+            logger.info(f"{source}: key '{key}' stored as {tensor.dtype}; converted to {want}")
+            tensor = tensor.to(want)
+        out[key] = tensor
+    return out

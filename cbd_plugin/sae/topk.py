@@ -16,10 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dictionary import check_tensors, Dictionary
+from .dictionary import Dictionary
+from .folder import load_torch_state
 from .sparse import check_activations, SparseCodes, sparse_matmul, topk_codes
-
-SEED_KEYS = ("W_enc", "b_enc", "W_dec", "b_dec")
 
 
 class TopKSAE(Dictionary):
@@ -83,16 +82,10 @@ class TopKSAE(Dictionary):
         does not subtract ``b_dec``. A ``model_final.pt`` that ``trainSAE`` wrote for ``ContrastiveTopKTrainer``
         needs the trainer's ``k`` and ``subtract_b_dec=True``.
         """
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict):
-            raise ValueError(f"{path}: expected a state dict with keys {list(SEED_KEYS)}, got {type(state).__name__}")
+        state = load_torch_state(path)
         if "W_enc" not in state or state["W_enc"].ndim != 2:
             shape = tuple(state["W_enc"].shape) if "W_enc" in state else "missing"
             raise ValueError(f"{path}: key 'W_enc' must be a [d, d_sae] matrix, got {shape}; keys: {list(state)}")
         d, d_sae = state["W_enc"].shape
-        check_tensors(state, {"W_enc": (d, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d), "b_dec": (d,)}, path)
-        with torch.device("meta"):
-            sae = cls(d, d_sae, k, subtract_b_dec=subtract_b_dec)
-        sae.load_state_dict({key: state[key].float() for key in SEED_KEYS}, assign=True)
-        sae.source = str(path)
-        return sae
+        config = {"activation_dim": d, "dict_size": d_sae, "k": k, "subtract_b_dec": subtract_b_dec}
+        return cls._from_state(config, state, path)

@@ -1,0 +1,78 @@
+"""Write any plugin SAE in SAELens's format (``cfg.json`` + ``sae_weights.safetensors``), for SAELens, SAE-Dashboard
+and Neuronpedia users.
+
+Each class maps to the SAELens architecture whose ``encode`` gives the same codes: ``TopKSAE`` -> ``topk``,
+``ReLUSAE`` -> ``standard``, ``JumpReLUSAE`` -> ``jumprelu``, and the fork's ``BatchTopKSAE`` (inference with its
+learned threshold) -> ``jumprelu`` with that one threshold for every latent and the normaliser folded into the
+weights: ``x_n = (x - mean) * s`` gives ``W_enc' = s W_enc``, ``b_dec' = mean + b_dec / s`` (the encoder subtracts
+``b_dec'``) and ``W_dec' = W_dec / s`` (decode matches the fork's up to its ``s + 1e-8`` denominator).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from .batchtopk import BatchTopKSAE
+from .dictionary import Dictionary
+from .folder import atomic_write, check_finite
+from .jumprelu import JumpReLUSAE
+from .relu import ReLUSAE
+from .topk import TopKSAE
+
+SAELENS_CONFIG = "cfg.json"
+SAELENS_WEIGHTS = "sae_weights.safetensors"
+# The cfg.json layout written here is SAELens 6's; older layouts are converted by SAELens on load.
+SAELENS_FORMAT_VERSION = "6.0.0"
+
+
+def _linear_state(sae: ReLUSAE | TopKSAE) -> dict[str, torch.Tensor]:
+    return {"W_enc": sae.W_enc, "b_enc": sae.b_enc, "W_dec": sae.W_dec, "b_dec": sae.b_dec}
+
+
+def _batchtopk_state(sae: BatchTopKSAE) -> dict[str, torch.Tensor]:
+    W_enc, W_dec, b_dec = sae.encoder.weight.T, sae.decoder.weight.T, sae.b_dec
+    if sae.has_normalizer:
+        s = sae.activation_global_scale
+        W_enc, W_dec, b_dec = W_enc * s, W_dec / (s + 1e-8), sae.activation_mean + b_dec / s
+    return {"W_enc": W_enc, "b_enc": sae.encoder.bias, "W_dec": W_dec, "b_dec": b_dec,
+            "threshold": sae.threshold.expand(sae.dict_size)}
+
+
+def saelens_state(sae: Dictionary, hook_name: str | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
+    """``(cfg.json dict, state dict)`` of ``sae`` in SAELens's format."""
+    if isinstance(sae, TopKSAE):
+        arch, apply_b_dec, tensors, extra = "topk", sae.subtract_b_dec, _linear_state(sae), {
+            "k": sae.k, "rescale_acts_by_decoder_norm": False}
+    elif isinstance(sae, JumpReLUSAE):
+        arch, apply_b_dec, tensors, extra = "jumprelu", sae.subtract_b_dec, {
+            **_linear_state(sae), "threshold": sae.threshold}, {}
+    elif isinstance(sae, ReLUSAE):
+        arch, apply_b_dec, tensors, extra = "standard", sae.subtract_b_dec, _linear_state(sae), {}
+    elif isinstance(sae, BatchTopKSAE):
+        arch, apply_b_dec, tensors, extra = "jumprelu", True, _batchtopk_state(sae), {}
+    else:
+        raise TypeError(f"{type(sae).__name__} has no SAELens equivalent")
+    cfg = {"architecture": arch, "d_in": sae.activation_dim, "d_sae": sae.dict_size, "dtype": "float32",
+           "device": "cpu", "apply_b_dec_to_input": bool(apply_b_dec), "normalize_activations": "none",
+           "reshape_activations": "none", **extra,
+           "metadata": {"sae_lens_version": SAELENS_FORMAT_VERSION, "hook_name": hook_name,
+                        "exported_from": f"cbd_plugin {sae.dict_class}"}}
+    return cfg, {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in tensors.items()}
+
+
+def write_saelens(sae: Dictionary, folder: str | Path, hook_name: str | None = None) -> dict[str, Path]:
+    """Write ``cfg.json`` + ``sae_weights.safetensors`` into ``folder`` (each atomically, config last).
+
+    Returns ``{file name: path}`` of the weights, for the caller's checksums.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg, tensors = saelens_state(sae, hook_name)
+    check_finite(tensors, f"SAELens export of {sae.dict_class} to {folder}")
+    weights = atomic_write(folder / SAELENS_WEIGHTS, lambda tmp: save_file(tensors, str(tmp)))
+    atomic_write(folder / SAELENS_CONFIG, lambda tmp: tmp.write_text(json.dumps(cfg, indent=2)))
+    return {SAELENS_WEIGHTS: weights}

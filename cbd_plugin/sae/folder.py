@@ -1,0 +1,251 @@
+"""Crash-safe files and folders for SAEs: atomic writes with fsync, sha256 checksums, finite-weight checks.
+
+A dictionary folder holds ``model.safetensors`` and ``config.json``; ``config.json`` records the sha256 of every
+weights file in the folder under ``"sha256"`` and loading verifies it. Saving builds the complete new folder under a
+temporary name beside the target, fsyncs it, then swaps it in with two renames (old -> ``.<name>.old-*``, new ->
+``<name>``), so at every instant either the old or the new SAE is complete on disk. Temporary files and folders are
+named ``.<name>.tmp-<pid>-<random>``; one whose writer process is gone is removed by the next writer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import re
+import shutil
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+from loguru import logger
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CHECKSUM_KEY = "sha256"
+# Files a save may write (ours and the SAELens export); never carried over from the folder a save replaces.
+SAE_FILE_NAMES = frozenset({CONFIG_NAME, WEIGHTS_NAME, "cfg.json", "sae_weights.safetensors"})
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def clean_stale_temporaries(target: Path) -> list[Path]:
+    """Remove ``.<name>.tmp-<pid>-*`` / ``.<name>.old-<pid>-*`` beside ``target`` left by writers that are gone."""
+    removed = []
+    if not target.parent.is_dir():
+        return removed
+    for kind in ("tmp", "old"):
+        for stale in target.parent.glob(f".{target.name}.{kind}-*"):
+            pid = stale.name.rsplit(f".{kind}-", 1)[1].split("-", 1)[0]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                shutil.rmtree(stale) if stale.is_dir() and not stale.is_symlink() else stale.unlink(missing_ok=True)
+                removed.append(stale)
+    return removed
+
+
+def _temporary_name(target: Path, kind: str = "tmp") -> Path:
+    return target.with_name(f".{target.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(target: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary name beside ``target``, fsync it, rename it into place, fsync the folder."""
+    target = Path(target)
+    clean_stale_temporaries(target)
+    tmp = _temporary_name(target)
+    try:
+        write(tmp)
+        _fsync(tmp)
+        os.replace(tmp, target)
+        _fsync(target.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_finite(tensors: dict[str, torch.Tensor], source, nan_sentinel_keys: Iterable[str] = ()) -> None:
+    """Raise ``ValueError`` naming ``source`` and the key of the first tensor holding NaN or Inf.
+
+    Keys in ``nan_sentinel_keys`` may be entirely NaN (a format's "absent" marker), never partly.
+    """
+    sentinels = set(nan_sentinel_keys)
+    for key, tensor in tensors.items():
+        if not tensor.is_floating_point():
+            continue
+        finite = torch.isfinite(tensor)
+        if bool(finite.all()) or (key in sentinels and bool(tensor.isnan().all())):
+            continue
+        bad = int((~finite).sum())
+        raise ValueError(f"{source}: key '{key}' holds {bad} non-finite value(s) (NaN/Inf) of {tensor.numel()}; "
+                         f"this SAE is broken (e.g. training diverged): retrain it or use another file")
+
+
+def save_folder(folder: str | Path, tensors: dict[str, torch.Tensor], config: dict,
+                extra: Callable[[Path], dict[str, Path]] | None = None) -> Path:
+    """Write ``tensors`` to ``model.safetensors`` and ``config`` (+ checksums) to ``config.json`` as one new folder.
+
+    ``extra(tmp_folder)`` may write more weights files into the new folder; it returns ``{name: path}`` of those to
+    checksum. An existing folder is replaced whole and atomically; files in it that the new SAE does not write
+    (e.g. notes a user put there) are carried over as hard links.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(folder)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    tmp = _temporary_name(folder)
+    tmp.mkdir()
+    try:
+        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        weights = {WEIGHTS_NAME: tmp / WEIGHTS_NAME, **(extra(tmp) if extra is not None else {})}
+        config = {**config, CHECKSUM_KEY: {name: sha256_file(path) for name, path in sorted(weights.items())}}
+        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True))
+        if folder.is_dir():
+            _carry_over(folder, tmp)
+        for path in tmp.iterdir():
+            if path.is_file():
+                _fsync(path)
+        _fsync(tmp)
+        _swap_in(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return folder
+
+
+def _carry_over(old: Path, new: Path) -> None:
+    """Hard-link into ``new`` what ``old`` holds besides SAE files (an SAE file the new save lacks must not linger)."""
+    for entry in old.iterdir():
+        dest = new / entry.name
+        if dest.exists() or entry.name in SAE_FILE_NAMES or re.match(r"\..*\.(tmp|old)-\d+-", entry.name):
+            continue
+        if entry.is_dir():
+            shutil.copytree(entry, dest, copy_function=os.link)
+        else:
+            os.link(entry, dest)
+
+
+def _swap_in(new: Path, target: Path) -> None:
+    """Rename ``new`` to ``target``; an existing ``target`` is moved aside first and removed after."""
+    old = None
+    if target.exists():
+        old = _temporary_name(target, "old")
+        os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    _fsync(target.parent)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def read_json_object(path: Path) -> dict:
+    """A JSON file that must hold an object; errors name the file."""
+    try:
+        value = json.loads(path.read_text())
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err})") from err
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: expected a JSON object {{...}}, got a JSON {type(value).__name__}")
+    return value
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{path}: unreadable safetensors file, truncated or corrupt? ({err})") from err
+
+
+def verify_checksums(folder: Path, config: dict) -> None:
+    """Check every ``config.json`` sha256 entry against the file; folders saved before checksums only get a note."""
+    recorded = config.get(CHECKSUM_KEY)
+    if recorded is None:
+        logger.info(f"{folder / CONFIG_NAME}: no sha256 recorded (saved by an older version); loading unchecked")
+        return
+    if not isinstance(recorded, dict):
+        raise ValueError(f"{folder / CONFIG_NAME}: key '{CHECKSUM_KEY}' must map file names to sha256 hex digests")
+    for name, expected in recorded.items():
+        path = folder / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing although {CONFIG_NAME} records its sha256")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ValueError(f"{path}: sha256 {actual[:16]}... differs from {expected[:16]}... recorded in "
+                             f"{CONFIG_NAME}: the file is corrupt or was changed after saving; restore or re-download it")
+
+
+def read_folder(folder: str | Path) -> tuple[dict, dict[str, torch.Tensor], Path]:
+    """Read and verify ``config.json`` and ``model.safetensors``; returns ``(config, tensors, weights_path)``."""
+    folder = Path(folder)
+    config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+    if not folder.is_dir():
+        backups = sorted(folder.parent.glob(f".{folder.name}.old-*")) if folder.parent.is_dir() else []
+        hint = f"; an interrupted save left the previous SAE at {backups[0]}: rename it to {folder}" if backups else ""
+        raise FileNotFoundError(f"{folder}: not a directory; pass the folder holding {CONFIG_NAME} and "
+                                f"{WEIGHTS_NAME}{hint}")
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} is missing: the folder is incomplete or not a dictionary folder")
+    if not weights_path.is_file():
+        raise FileNotFoundError(f"{weights_path} is missing although {CONFIG_NAME} exists")
+    config = read_json_object(config_path)
+    verify_checksums(folder, config)
+    return config, read_safetensors(weights_path), weights_path
+
+
+_TORCH_BOILERPLATE = ("Weights only load failed", "Check the documentation", "Please file an issue")
+
+
+def load_torch_state(path: str | Path) -> dict:
+    """``torch.load(weights_only=True)`` of a state dict; a truncated, empty or non-tensor file names the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: the file is empty (0 bytes): an interrupted download or save?")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch's message is a page of boilerplate around one informative paragraph.
+        paragraphs = [p.strip() for p in str(err).split("\n\n") if p.strip()]
+        why = next((p for p in paragraphs if not p.startswith(_TORCH_BOILERPLATE)), paragraphs[0] if paragraphs else "")
+        raise ValueError(f"{path}: torch.load(weights_only=True) refused it: not a plain tensor checkpoint (corrupt, "
+                         f"or it pickles code or objects): {why}") from err
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as err:
+        raise ValueError(f"{path}: not a readable torch checkpoint (truncated or corrupt?): "
+                         f"{type(err).__name__}: {err}") from err
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: expected a state dict of tensors, got {type(state).__name__}")
+    return state

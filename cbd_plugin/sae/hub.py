@@ -1,0 +1,113 @@
+"""Fetch SAEs named by Hugging Face hub id, only the files needed, through the normal HF cache.
+
+Forms (``spec`` is a hub id only when it is not an existing local path):
+
+* ``owner/name``: the SAE at the repo's root, or, given a layer, in ``layer_{L}/`` (the fork's layout),
+  ``layers.{L}/`` (sparsify) or ``blocks.{L}.*/`` (SAELens hook folders);
+* ``owner/name/sub/folder``: the same under a subfolder (e.g. Gemma Scope's
+  ``google/gemma-scope-2b-pt-res/layer_20/width_16k/average_l0_71``);
+* ``owner/name:path/in/repo``: one file (a ``.pt`` seed checkpoint, a ``params.npz``) or, for a file of a folder
+  format (``layer_13/config.json``), its folder.
+
+Only files named in :data:`cbd_plugin.sae.formats.SAE_FILES` are downloaded. ``HF_HUB_OFFLINE=1`` reads the cache only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from .formats import DL_WEIGHTS, SAE_FILES
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+(/[^:]+)?(:.+)?")
+
+
+@dataclass(frozen=True)
+class HubSpec:
+    """A parsed hub id."""
+
+    repo_id: str  # owner/name
+    path: str  # folder or file inside the repo; "" for the root
+    is_file: bool  # the ``owner/name:file`` form
+
+    def __str__(self) -> str:
+        return f"{self.repo_id}:{self.path}" if self.is_file else "/".join(p for p in (self.repo_id, self.path) if p)
+
+
+def is_hub_id(spec) -> bool:
+    """A string shaped like a hub id that is not an existing local path (``Path`` objects are always local)."""
+    if not isinstance(spec, str) or os.path.exists(spec) or spec.startswith((".", "/", "~")):
+        return False
+    return _HUB_ID.fullmatch(spec) is not None
+
+
+def parse_hub_spec(spec: str) -> HubSpec:
+    repo_part, colon, file_part = spec.partition(":")
+    parts = repo_part.strip("/").split("/")
+    repo_id, sub = "/".join(parts[:2]), "/".join(parts[2:])
+    if colon:
+        return HubSpec(repo_id, str(PurePosixPath(sub, file_part)) if sub else file_part, True)
+    return HubSpec(repo_id, sub, False)
+
+
+def _patterns(spec: HubSpec, layer: int | None) -> list[str]:
+    """``allow_patterns`` for the files the spec needs, and nothing else."""
+    if spec.is_file:
+        file = PurePosixPath(spec.path)
+        if file.suffix in (".pt", ".npz") and file.name != DL_WEIGHTS:
+            return [spec.path]
+        folders = [str(file.parent)]
+    else:
+        folders = [spec.path]
+        if layer is not None:
+            folders += [str(PurePosixPath(spec.path, sub)) for sub in (f"layer_{layer}", f"layers.{layer}",
+                                                                        f"blocks.{layer}.*")]
+    return [str(PurePosixPath(folder, name)) for folder in folders for name in SAE_FILES]
+
+
+def repo_listing(repo_id: str, snapshot: Path | None, limit: int = 40) -> str:
+    """What the repo holds: the hub's file list when online, else what the local cache holds."""
+    from huggingface_hub import constants, HfApi
+
+    files, where = None, "the hub"
+    if not constants.HF_HUB_OFFLINE:
+        try:
+            files = HfApi().list_repo_files(repo_id)
+        except Exception:  # noqa: BLE001 - any failure to list only makes the message shorter
+            files = None
+    if files is None:
+        where = "the local cache"
+        files = [str(p.relative_to(snapshot)) for p in snapshot.rglob("*") if p.is_file()] if snapshot else []
+    if not files:
+        return f"{where} holds no files of it"
+    shown = sorted(files)[:limit]
+    more = f" and {len(files) - limit} more" if len(files) > limit else ""
+    return f"{where} lists {shown}{more}"
+
+
+def download(spec: HubSpec, layer: int | None) -> Path:
+    """Download (or find in the cache) what ``spec`` needs; returns the local path of ``spec.path``."""
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+    patterns = _patterns(spec, layer)
+    try:
+        root = Path(snapshot_download(spec.repo_id, allow_patterns=patterns))
+    except RepositoryNotFoundError as err:
+        raise FileNotFoundError(f"{spec}: not a local path, and the hub has no repo {spec.repo_id!r} you can read "
+                                f"(a typo? private or gated: log in with `hf auth login`)") from err
+    except RevisionNotFoundError as err:
+        raise FileNotFoundError(f"{spec}: the hub repo {spec.repo_id!r} has no revision 'main'") from err
+    except LocalEntryNotFoundError as err:
+        offline = " (HF_HUB_OFFLINE=1)" if constants.HF_HUB_OFFLINE else " and the hub could not be reached"
+        raise FileNotFoundError(
+            f"{spec}: not a local path, and hub repo {spec.repo_id!r} is not in the Hugging Face cache "
+            f"{constants.HF_HUB_CACHE}{offline}; fetch it once online, e.g. `hf download {spec.repo_id} "
+            f"--include {' '.join(repr(p) for p in patterns[:3])}`") from err
+    local = root / spec.path if spec.path else root
+    if not local.exists():
+        raise FileNotFoundError(f"hub repo {spec.repo_id!r}: no {spec.path!r} (tried {patterns[:4]}...); "
+                                f"{repo_listing(spec.repo_id, root)}")
+    return local

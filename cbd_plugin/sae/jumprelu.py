@@ -1,0 +1,28 @@
+"""JumpReLU SAE (Rajamanoharan et al. 2024): Gemma Scope ``params.npz``, SAELens ``jumprelu``, dictionary_learning.
+
+``encode(x) = relu(h) * (h > threshold)`` with ``h = x' @ W_enc + b_enc`` (``x'`` as in :mod:`cbd_plugin.sae.relu`),
+the formula of SAELens's ``JumpReLUSAE.encode`` and of the Gemma Scope tutorial; Gemma Scope does not subtract
+``b_dec`` from the input (``subtract_b_dec=False``). ``threshold [d_sae]`` is per latent.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .relu import ReLUSAE
+
+
+class JumpReLUSAE(ReLUSAE):
+    """A ReLU SAE whose latent ``i`` is zeroed unless its pre-activation exceeds ``threshold[i]``."""
+
+    dict_class = "JumpReLUSAE"
+
+    def __init__(self, activation_dim: int, dict_size: int, subtract_b_dec: bool = False):
+        super().__init__(activation_dim, dict_size, subtract_b_dec=subtract_b_dec)
+        self.threshold = nn.Parameter(torch.zeros(dict_size))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.hidden_pre(x)
+        return F.relu(h) * (h > self.threshold)
