@@ -155,25 +155,26 @@ def _preset(values: dict, key: str) -> PromptSource:
     return presets[values["preset"]]
 
 
-def load_pretrained_sae(spec: str, layer: int, d_model: int) -> Dictionary:
+def load_pretrained_sae(spec: str, layer: int, d_model: int, k: int | None = None) -> Dictionary:
     """``diffing.method.pretrained_sae``: any SAE :func:`cbd_plugin.sae.load_dictionary` reads (a folder, a file,
-    a hub id ``owner/name``, ``owner/name/subfolder``, ``owner/name:file``), checked against the model's width."""
+    a hub id ``owner/name``, ``owner/name/subfolder``, ``owner/name:file``), checked against the model's width.
+    ``k`` serves only formats that do not store it (the seed's ``sae_weights.pt``)."""
     try:
         from cbd_plugin.sae import load_dictionary
     except ImportError:  # the formats helper's loader has not landed: local folders of the plugin's format only
         load_dictionary = _load_local
     try:
-        return load_dictionary(spec, layer=layer, d_model=d_model)
+        return load_dictionary(spec, layer=layer, d_model=d_model, k=k)
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"diffing.method.pretrained_sae={spec!r} (layer {layer}): {exc}") from exc
 
 
-def _load_local(spec: str, layer: int, d_model: int) -> Dictionary:
+def _load_local(spec: str, layer: int, d_model: int, k: int | None) -> Dictionary:
     folder = Path(spec).expanduser()
     if folder.suffix == ".pt":
         from cbd_plugin.sae import TopKSAE
 
-        sae = TopKSAE.from_seed_checkpoint(folder, k=32)  # the card's k; its checkpoint does not store it
+        sae = TopKSAE.from_seed_checkpoint(folder, k=k or 32)  # the card's k; its checkpoint does not store it
         sae.check_compatible(d_model)
         return sae
     for candidate in (folder / f"layer_{layer}", folder):

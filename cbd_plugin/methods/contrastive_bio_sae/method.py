@@ -48,7 +48,7 @@ class ContrastiveBioSAEMethod(DiffingMethod):
         self.layer = audit_layer(cfg.organism.get("audit_layer", self.method_cfg.layer), shape.n_layers, key)
         self.pretrained = None
         if spec := self.method_cfg.get("pretrained_sae"):
-            self.pretrained = load_pretrained_sae(spec, self.layer, shape.d_model)
+            self.pretrained = load_pretrained_sae(spec, self.layer, shape.d_model, k=self.method_cfg.sae.k)
 
     def run_dir(self) -> Path:
         sae = self.method_cfg.sae
