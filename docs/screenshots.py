@@ -70,6 +70,7 @@ def screenshot(chromium: str, url: str, png: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
+    parser.add_argument("--warmup", type=float, default=45, help="seconds for the first page run's imports")
     parser.add_argument("--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser"))
     args = parser.parse_args()
     if not args.chromium:
@@ -90,6 +91,10 @@ def main() -> None:
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         try:
             wait_for(f"http://127.0.0.1:{port}/_stcore/health")
+            for page in PAGES:  # warm-up: the first run of a page imports torch and the plugin (slow); the
+                # import finishes in the server even after this browser leaves, and later sessions reuse it
+                screenshot(args.chromium, f"http://127.0.0.1:{port}/?page={page}", Path(tmp) / "warmup.png")
+            time.sleep(args.warmup)
             for page in PAGES:
                 png = args.out / f"{page}.png"
                 screenshot(args.chromium, f"http://127.0.0.1:{port}/?page={page}", png)
