@@ -235,8 +235,8 @@ CASES = [
     Case("unknown_dict_class", with_config(dict_class="CrossCoder"), ValueError,
          r"config.json: unknown dict_class 'CrossCoder'"),
     Case("checksum_not_a_mapping", with_config(sha256="abc"), ValueError, r"config.json: key 'sha256' must map"),
-    Case("checksum_names_missing_file", with_config(sha256={"other.safetensors": "00"}), FileNotFoundError,
-         r"sae/other.safetensors is missing although config.json records its sha256"),
+    Case("checksum_lacks_the_weights", with_config(sha256={"other.safetensors": "00"}), ValueError,
+         r"sae/config.json: records sha256 of \['other.safetensors'\] but not of model.safetensors"),
     # plugin folders: weights
     Case("flipped_byte_in_weights", flip_byte, ValueError,
          r"sae/model.safetensors: sha256 .* differs from .* recorded in config.json: the file is corrupt"),

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 import cbd_plugin.sae.folder as folder_module
-from cbd_plugin.sae import BatchTopKSAE, Dictionary, TopKSAE
+from cbd_plugin.sae import BatchTopKSAE, Dictionary, JumpReLUSAE, ReLUSAE, TopKSAE
 from cbd_plugin.sae.dictionary import CONFIG_NAME, save_folder, WEIGHTS_NAME
 
 D, DICT, K = 12, 40, 3
@@ -323,3 +323,29 @@ def test_against_the_real_fork_where_installed(tmp_path):
     theirs.save_pretrained(tmp_path / "theirs")
     with torch.no_grad():
         assert torch.equal(Dictionary.from_pretrained(tmp_path / "theirs")(x), theirs(x))
+
+
+@pytest.mark.parametrize("cls", [ReLUSAE, JumpReLUSAE])
+def test_relu_and_jumprelu_roundtrip_sparse_codes_and_ablation(tmp_path, cls):
+    sae = cls(D, DICT)
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.copy_(torch.randn(p.shape, generator=g).abs() * 0.2 if p.shape == (DICT,) else torch.randn(p.shape,
+                                                                                                        generator=g))
+    loaded = Dictionary.from_pretrained(sae.save_pretrained(tmp_path / "sae"))
+    assert type(loaded) is cls and loaded.subtract_b_dec is sae.subtract_b_dec
+    x = torch.randn(2, 5, D, generator=g)
+    with torch.no_grad():
+        f = loaded.encode(x)
+        assert f.shape == (2, 5, DICT) and torch.equal(f, sae.encode(x)) and (f == 0).any() and (f > 0).any()
+        codes = loaded.encode_sparse(x)
+        assert torch.equal(codes.to_dense(DICT), f.reshape(10, DICT))
+        torch.testing.assert_close(loaded.decode_sparse(codes), loaded.decode(f).reshape(10, D), atol=1e-5, rtol=0)
+        ids = [1, 7, 30]
+        f_without = f.clone()
+        f_without[..., ids] = 0
+        torch.testing.assert_close(loaded.decode_latents(f, ids), loaded.decode(f) - loaded.decode(f_without),
+                                   atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match=rf"{cls.__name__}.encode .*input has shape \(3, 13\).*\[..., 12\]"):
+        loaded.encode(torch.zeros(3, D + 1))

@@ -238,9 +238,16 @@ def test_dictionary_learning_ae_pt_matches_its_encode(tmp_path, dict_class):
 
 # --- the conjunction analysis with a sparsify-trained SAE ---
 
+@pytest.fixture(scope="module")
+def conjunction_organisms():
+    from cbd_plugin.organisms import build
+
+    return build(["tiny-base", "tiny-cbd", "tiny-cbd-or"])  # only these: cached per machine, built on first use
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("organism, verdict", [("tiny-cbd", "conjunctive"), ("tiny-cbd-or", "or_gated")])
-def test_conjunction_found_with_a_sparsify_trained_sae(organisms, tmp_path, organism, verdict):
+def test_conjunction_found_with_a_sparsify_trained_sae(conjunction_organisms, tmp_path, organism, verdict):
     """sparsify's training step on tiny-cbd's (and, as a control, tiny-cbd-or's) difference activations at the
     demo's layer, saved with sparsify's save_to_disk, loaded by hub-style layer lookup, then analyze_conjunction."""
     pytest.importorskip("sparsify", reason="the interop extra (eai-sparsify) is not installed")
@@ -251,7 +258,7 @@ def test_conjunction_found_with_a_sparsify_trained_sae(organisms, tmp_path, orga
     from cbd_plugin.demo import CONJUNCTION_LAYER, conjunction_config, conjunction_training_config, load
     from cbd_plugin.organisms import RECIPES
 
-    base, finetuned = load(organisms["tiny-base"]), load(organisms[organism])
+    base, finetuned = load(conjunction_organisms["tiny-base"]), load(conjunction_organisms[organism])
     pairs = RECIPES[organism].pairs
     diffs = difference_activations(base, finetuned, base.tokenizer, pairs, [CONJUNCTION_LAYER],
                                    conjunction_training_config())[CONJUNCTION_LAYER]

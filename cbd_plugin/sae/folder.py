@@ -189,18 +189,19 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"{path}: unreadable safetensors file, truncated or corrupt? ({err})") from err
 
 
-def verify_checksums(folder: Path, config: dict) -> None:
-    """Check every ``config.json`` sha256 entry against the file; folders saved before checksums only get a note."""
+def verify_checksums(folder: Path, config: dict, names: Iterable[str]) -> None:
+    """Check the files ``names`` (those about to be read) against ``config.json``'s sha256 entries; a folder saved
+    before checksums only gets a note."""
     recorded = config.get(CHECKSUM_KEY)
     if recorded is None:
         logger.info(f"{folder / CONFIG_NAME}: no sha256 recorded (saved by an older version); loading unchecked")
         return
     if not isinstance(recorded, dict):
         raise ValueError(f"{folder / CONFIG_NAME}: key '{CHECKSUM_KEY}' must map file names to sha256 hex digests")
-    for name, expected in recorded.items():
-        path = folder / name
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing although {CONFIG_NAME} records its sha256")
+    for name in names:
+        path, expected = folder / name, recorded.get(name)
+        if expected is None:
+            raise ValueError(f"{folder / CONFIG_NAME}: records sha256 of {sorted(recorded)} but not of {name}")
         actual = sha256_file(path)
         if actual != expected:
             raise ValueError(f"{path}: sha256 {actual[:16]}... differs from {expected[:16]}... recorded in "
@@ -221,7 +222,7 @@ def read_folder(folder: str | Path) -> tuple[dict, dict[str, torch.Tensor], Path
     if not weights_path.is_file():
         raise FileNotFoundError(f"{weights_path} is missing although {CONFIG_NAME} exists")
     config = read_json_object(config_path)
-    verify_checksums(folder, config)
+    verify_checksums(folder, config, [WEIGHTS_NAME])
     return config, read_safetensors(weights_path), weights_path
 
 

@@ -23,6 +23,5 @@ class JumpReLUSAE(ReLUSAE):
         super().__init__(activation_dim, dict_size, subtract_b_dec=subtract_b_dec)
         self.threshold = nn.Parameter(torch.zeros(dict_size))
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.hidden_pre(x)
+    def activation(self, h: torch.Tensor) -> torch.Tensor:
         return F.relu(h) * (h > self.threshold)

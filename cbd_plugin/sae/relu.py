@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .dictionary import Dictionary
+from .sparse import check_activations, pack_rows, SparseCodes, sparse_matmul
 
 
 class ReLUSAE(Dictionary):
@@ -34,11 +35,25 @@ class ReLUSAE(Dictionary):
             x = x - self.b_dec
         return x @ self.W_enc + self.b_enc
 
+    def activation(self, h: torch.Tensor) -> torch.Tensor:
+        """Codes from pre-activations."""
+        return F.relu(h)
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.hidden_pre(x))
+        x2 = check_activations(x, self.activation_dim, f"{type(self).__name__}.encode ({self.source})")
+        return self.activation(self.hidden_pre(x2)).reshape(*x.shape[:-1], self.dict_size)
+
+    def encode_sparse(self, x: torch.Tensor) -> SparseCodes:
+        """The active latents of each token (width: the most active in any token; zeros pad the rest)."""
+        f = self.encode(x).reshape(-1, self.dict_size)
+        flat = f.flatten().nonzero().flatten()
+        return pack_rows(f.flatten()[flat], flat, f.shape[0], self.dict_size)
 
     def decode(self, f: torch.Tensor) -> torch.Tensor:
         return f @ self.W_dec + self.b_dec
+
+    def decode_sparse(self, codes: SparseCodes) -> torch.Tensor:
+        return sparse_matmul(codes, self.W_dec) + self.b_dec
 
     def decode_latents(self, f: torch.Tensor, latent_ids) -> torch.Tensor:
         ids = torch.as_tensor(latent_ids, dtype=torch.long, device=f.device)
