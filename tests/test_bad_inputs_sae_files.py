@@ -451,6 +451,12 @@ def test_interrupted_swap_names_the_backup(tmp_path):
         Dictionary.from_pretrained(folder)
 
 
+def test_from_pretrained_on_a_parent_of_layer_folders_names_them(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"card/config.json is missing.*it holds SAE folders \['layer_13', "
+                                                r"'layer_24'\]: pick one \(for layer folders: load_dictionary"):
+        Dictionary.from_pretrained(layered(tmp_path))
+
+
 def test_batchtopk_without_normaliser_keeps_its_nan_sentinel(tmp_path):
     sae = BatchTopKSAE(D, DICT, K)
     assert not sae.has_normalizer

@@ -218,7 +218,11 @@ def read_folder(folder: str | Path) -> tuple[dict, dict[str, torch.Tensor], Path
         raise FileNotFoundError(f"{folder}: not a directory; pass the folder holding {CONFIG_NAME} and "
                                 f"{WEIGHTS_NAME}{hint}")
     if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path} is missing: the folder is incomplete or not a dictionary folder")
+        below = sorted(p.parent.name for p in folder.glob(f"*/{CONFIG_NAME}"))
+        hint = (f"; it holds SAE folders {below}: pick one (for layer folders: load_dictionary(folder, layer=L))"
+                if below else "")
+        raise FileNotFoundError(f"{config_path} is missing: the folder is incomplete or not a dictionary folder"
+                                f"{hint}")
     if not weights_path.is_file():
         raise FileNotFoundError(f"{weights_path} is missing although {CONFIG_NAME} exists")
     config = read_json_object(config_path)
