@@ -1,16 +1,18 @@
 """Tiered prompt sets (benign / dual_use / hazard) with select/eval splits and a tier-format check.
 
 A prompt set is a ``pandas.DataFrame`` with columns ``id``, ``text``, ``tier``, ``split``. It comes from a local
-jsonl file or a ``datasets`` id (:class:`PromptSource`), is validated by :func:`validate_prompts` and checked
-for a tier-format confound by :func:`check_format`: the seed project compared 22 short hazard descriptors with
-200 long benign documents, so any "hazard" signal could have been a length signal.
+jsonl file, one ``datasets`` id, or several dataset sources each giving one tier (a shipped ``preset`` or
+``sources``, :mod:`.prompt_sources`), all named by a :class:`PromptSource`; it is validated by
+:func:`validate_prompts` and checked for a tier-format confound by :func:`check_format`: the seed project
+compared 22 short hazard descriptors with 200 long benign documents, so any "hazard" signal could have been a
+length signal. Bad rows are errors naming the file, line and column.
 """
 
 from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +31,14 @@ class FormatConfoundError(ValueError):
 
 @dataclass
 class PromptSource:
-    """Where prompts come from: ``path`` (jsonl) or ``dataset`` (a ``datasets`` id; ``dataset_split`` of it).
+    """Where prompts come from; give exactly one of ``path``, ``dataset``, ``preset`` or ``sources``.
 
-    ``columns`` maps our column names (id, text, tier, split) to the source's; a missing ``id`` is numbered,
-    a missing ``split`` column is created by :func:`validate_prompts`. ``tier_map`` renames source tier
-    values (e.g. ``{"forget": "hazard", "retain": "benign"}``).
+    ``path`` (jsonl) or ``dataset`` (a ``datasets`` id; ``dataset_split`` of it): ``columns`` maps our column
+    names (id, text, tier, split) to the source's; a missing ``id`` is numbered, a missing ``split`` column is
+    created by :func:`validate_prompts`. ``tier_map`` renames source tier values (e.g.
+    ``{"forget": "hazard", "retain": "benign"}``). ``preset`` (a shipped set, e.g. ``wmdp_mmlu_bio``) or
+    ``sources`` (a list of :class:`~.prompt_sources.DatasetSource` mappings: id, subset, splits, tier,
+    template) build a balanced, split set; the remaining keys tune it and override the preset's.
     """
 
     path: str | None = None
@@ -42,20 +47,30 @@ class PromptSource:
     dataset_split: str = "train"
     columns: dict[str, str] = field(default_factory=dict)
     tier_map: dict[str, str] = field(default_factory=dict)
+    preset: str | None = None               # shipped multi-source set (cbd_plugin/refusal/data/presets/)
+    sources: list[dict] | None = None       # multi-source set: one mapping per DatasetSource
+    n_per_tier: int | None = None           # multi-source: rows per tier (None: the preset's, else all matched)
+    match_length: bool | None = None        # multi-source: length-matched tiers (None: the preset's, else true)
+    select_fraction: float | None = None    # multi-source: select share (None: the preset's, else 0.5)
+    seed: int | None = None                 # multi-source: sampling and split seed (None: the preset's, else 0)
+    data_dir: str | None = None             # multi-source: read hub ids owner/name from <data_dir>/owner/name
 
 
 def load_prompts(source: PromptSource) -> pd.DataFrame:
     """Read the raw rows of ``source`` and rename them to our columns (not yet validated)."""
-    if (source.path is None) == (source.dataset is None):
-        raise ValueError("PromptSource: give exactly one of path or dataset")
+    given = [k for k in ("path", "dataset", "preset", "sources") if getattr(source, k) is not None]
+    if len(given) != 1:
+        raise ValueError(f"PromptSource: give exactly one of path, dataset, preset or sources (got {given or 'none'})")
+    if source.preset is not None or source.sources is not None:
+        return _load_prompt_set(source)
     if source.path is not None:
-        path = Path(source.path)
-        with path.open() as f:
-            frame = pd.DataFrame([json.loads(line) for line in f if line.strip()])
+        frame, lines = _read_jsonl(Path(source.path))
+        where = [f"{source.path}:{n}" for n in lines]
     else:
         import datasets  # lazy: only needed for hub/local datasets
 
         frame = datasets.load_dataset(source.dataset, source.dataset_config, split=source.dataset_split).to_pandas()
+        where = [f"{source.dataset} row {i}" for i in range(len(frame))]
     rename = {src: ours for ours, src in source.columns.items()}
     missing = [src for src in rename if src not in frame.columns]
     if missing:
@@ -63,9 +78,64 @@ def load_prompts(source: PromptSource) -> pd.DataFrame:
     frame = frame.rename(columns=rename)
     if "id" not in frame.columns:
         frame["id"] = [f"p{i}" for i in range(len(frame))]
+    _check_values(frame, where, {ours: src for src, ours in rename.items()})
     if source.tier_map:
         frame["tier"] = frame["tier"].map(lambda t: source.tier_map.get(t, t))
     return frame[[c for c in COLUMNS if c in frame.columns]]
+
+
+def _load_prompt_set(source: PromptSource) -> pd.DataFrame:
+    from .prompt_sources import PromptSetSpec, load_prompt_set, preset
+
+    values = preset(source.preset) if source.preset is not None else {"sources": source.sources}
+    for key in ("n_per_tier", "match_length", "select_fraction", "seed", "data_dir"):
+        if getattr(source, key) is not None:
+            values[key] = getattr(source, key)
+    unknown = set(values) - {f.name for f in fields(PromptSetSpec)}
+    if unknown:
+        raise KeyError(f"prompt set {source.preset or 'sources'}: unknown keys {sorted(unknown)}")
+    return load_prompt_set(PromptSetSpec(**values))
+
+
+def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[int]]:
+    """Rows of a jsonl file and their 1-based line numbers; errors name the file and line."""
+    rows, lines = [], []
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(f"{path}:{number}: not UTF-8 (byte {err.start}: {raw[err.start:err.start + 1]!r}); "
+                                 "save the file as UTF-8") from None
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{number}: not valid JSON ({err.msg} at column {err.colno})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{number}: expected a JSON object per line, got a {type(row).__name__}")
+            rows.append(row)
+            lines.append(number)
+    if not rows:
+        raise ValueError(f"{path}: no prompts (the file is empty)")
+    return pd.DataFrame(rows), lines
+
+
+def _check_values(frame: pd.DataFrame, where: list[str], source_name: dict[str, str]) -> None:
+    """Columns ``text`` and ``tier`` exist and every row has a non-empty string text and a tier; errors name the
+    file (and line) and the source's column name."""
+    origin = where[0].rsplit(":", 1)[0].split(" row ")[0] if where else "prompts"
+    for col in ("text", "tier"):
+        name = source_name.get(col, col)
+        if col not in frame.columns:
+            raise KeyError(f"{origin}: no row has column {name!r}; columns are {sorted(map(str, frame.columns))}")
+        for i, value in enumerate(frame[col].tolist()):
+            missing = value is None or (isinstance(value, float) and np.isnan(value))
+            if missing or (col == "text" and (not isinstance(value, str) or not value.strip())):
+                problem = "missing" if missing else "empty or not text"
+                raise ValueError(f"{where[i]}: column {name!r} is {problem} (got {value!r}); "
+                                 "every prompt needs a non-empty text and a tier")
 
 
 def validate_prompts(frame: pd.DataFrame, seed: int = 0, select_fraction: float = 0.5) -> tuple[pd.DataFrame, list[str]]:
@@ -79,6 +149,10 @@ def validate_prompts(frame: pd.DataFrame, seed: int = 0, select_fraction: float 
         if col not in frame.columns:
             raise KeyError(f"prompts: missing column {col!r}; has {list(frame.columns)}")
     frame = frame.reset_index(drop=True).copy()
+    for col in ("text", "tier"):
+        empty = frame[col].isna() | (frame[col].astype(str).str.strip() == "")
+        if empty.any():
+            raise ValueError(f"prompts: rows {np.flatnonzero(empty)[:5].tolist()} have no value in column {col!r}")
     frame["id"] = frame["id"].astype(str)
     if frame["id"].duplicated().any():
         raise ValueError(f"prompts: duplicate ids {frame['id'][frame['id'].duplicated()].unique()[:5].tolist()}")
