@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 
@@ -13,6 +14,8 @@ try:
     HOST = locate_host()
 except HostNotFoundError as exc:
     pytest.skip(f"diffing-toolkit host not available: {exc}", allow_module_level=True)
+
+from cbd_plugin.methods.settings import ConfigError  # noqa: E402  (after the skip: imports torch and the core)
 
 pytestmark = pytest.mark.host
 PLUGIN_METHODS = ("cbd_sae_difference", "contrastive_bio_sae")
@@ -125,3 +128,80 @@ def test_contrastive_bio_sae_end_to_end_on_the_tiny_shallow_organism(organisms, 
     assert result.returncode == 0, result.stderr[-3000:]
     report = only_report(tmp_path, "contrastive_bio_sae", "audit")
     assert report["verdict"]["name"] == "shallow", report["verdict"]
+
+
+CARD_COMMANDS = {
+    "cbd_gemma2_4pair": ("diffing/method=cbd_sae_difference", "model=gemma2_2B_it", "organism=cbd_gemma2_4pair",
+                         "infrastructure=local_gpu", "diffing.method.pretrained_sae=Ftm23/cbd-sae-diff-gemma2-4pair"),
+    "gemma2_2B_instruction_tuning": (
+        "diffing/method=contrastive_bio_sae", "model=gemma2_2B", "organism=gemma2_2B_instruction_tuning",
+        "infrastructure=local_gpu",
+        "diffing.method.pretrained_sae=Solshine/biorefusalaudit-gemma2-2b-bio-sae-wmdp:sae_weights.pt"),
+}
+
+
+@pytest.mark.parametrize("card", sorted(CARD_COMMANDS))
+def test_cfg_job_composes_each_real_card(card):
+    result = run_cli("--cfg", "job", *CARD_COMMANDS[card])
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    if card == "cbd_gemma2_4pair":
+        assert "model_id: google/gemma-2-2b-it" in out and "model_id: Ftm23/cbd-gemma2-4pair" in out
+        assert "pretrained_sae: Ftm23/cbd-sae-diff-gemma2-4pair" in out and "k: 128" in out
+    else:
+        assert "model_id: google/gemma-2-2b\n" in out and "model_id: google/gemma-2-2b-it" in out
+        assert "audit_layer: 12" in out and "preset: wmdp_mmlu_bio" in out and "dict_size: 6144" in out
+
+
+def compose_host(*overrides: str):
+    from hydra import compose, initialize_config_dir
+
+    from cbd_plugin.cli import register_search_path_plugin
+
+    register_search_path_plugin()
+    with initialize_config_dir(config_dir=str(HOST.configs_dir), version_base=None):
+        return compose("config", overrides=list(overrides))
+
+
+def test_cbd_method_makes_the_host_cache_its_layers_before_preprocessing(host_modules, organisms, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = compose_host("+experiment=cbd_tiny_cpu", "preprocessing.layers=[0.5]")
+    method = host_modules[0].get_method_class("cbd_sae_difference")(cfg)
+    assert list(cfg.preprocessing.layers) == [0.5, 1.0] and method.layers == [3]
+    assert method._base_model is None  # nothing loaded yet
+
+
+def test_bio_method_without_prompts_fails_before_loading_a_model(host_modules, organisms, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = compose_host("+experiment=bio_tiny_cpu", "organism.prompt_set=null")
+    with pytest.raises(ConfigError, match="diffing.method.prompts"):
+        host_modules[0].get_method_class("contrastive_bio_sae")(cfg)
+
+
+def test_conflicting_plugins_leave_host_builtins_and_our_methods_resolving(tmp_path):
+    from plugin_fixtures import make_distribution
+
+    make_distribution(tmp_path, "thirdparty-one", {"tp_dup": "x:Y"})
+    make_distribution(tmp_path, "thirdparty-two", {"tp_dup": "x:Y"})
+    make_distribution(tmp_path, "thirdparty-shadow", {"kl": "x:Y"})
+    code = ("import warnings; warnings.simplefilter('ignore'); "
+            "import diffing.pipeline.diffing_pipeline as dp; from cbd_plugin.host import activate; activate(); "
+            "from cbd_plugin.registry import DuplicateMethodError\n"
+            "print(dp.get_method_class('kl').__name__, dp.get_method_class('cbd_sae_difference').__name__)\n"
+            "try:\n    dp.get_method_class('tp_dup')\nexcept DuplicateMethodError as exc:\n    print('dup', 'thirdparty-two' in str(exc))")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["KLDivergenceDiffingMethod", "CBDSAEDifferenceMethod", "dup", "True"]
+
+
+@pytest.mark.parametrize("overrides, error, says", [
+    (("model=gemma2_2B",), ValueError, "Model gemma2_2B not found in organism tiny_cbd"),  # the host's own check
+    (("diffing.method.pretrained_sae=/nonexistent/sae",), ConfigError, "diffing.method.pretrained_sae"),
+    (("diffing.method.layers=[3]",), ConfigError, "diffing.method.layers"),
+])
+def test_cbd_config_errors_raise_before_any_model_loads(host_modules, organisms, monkeypatch, overrides, error, says):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = compose_host("+experiment=cbd_tiny_cpu", *overrides)
+    with pytest.raises(error, match=re.escape(says)):
+        host_modules[0].get_method_class("cbd_sae_difference")(cfg)
