@@ -103,7 +103,7 @@ def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[int]]:
     with path.open("rb") as f:
         for number, raw in enumerate(f, start=1):
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")  # a BOM opening the file is fine
             except UnicodeDecodeError as err:
                 raise ValueError(f"{path}:{number}: not UTF-8 (byte {err.start}: {raw[err.start:err.start + 1]!r}); "
                                  "save the file as UTF-8") from None
@@ -133,9 +133,9 @@ def _check_values(frame: pd.DataFrame, where: list[str], source_name: dict[str, 
         for i, value in enumerate(frame[col].tolist()):
             missing = value is None or (isinstance(value, float) and np.isnan(value))
             if missing or (col == "text" and (not isinstance(value, str) or not value.strip())):
-                problem = "missing" if missing else "empty or not text"
-                raise ValueError(f"{where[i]}: column {name!r} is {problem} (got {value!r}); "
-                                 "every prompt needs a non-empty text and a tier")
+                problem = "null or absent" if missing else f"empty or not text (got {value!r})"
+                raise ValueError(f"{where[i]}: column {name!r} is {problem}; every prompt needs a non-empty text "
+                                 "and a tier")
 
 
 def validate_prompts(frame: pd.DataFrame, seed: int = 0, select_fraction: float = 0.5) -> tuple[pd.DataFrame, list[str]]:
