@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cbd_plugin.refusal.prompts import PromptSource, load_prompts, validate_prompts
+from cbd_plugin.refusal.prompts import PromptSource, check_source, load_prompts, validate_prompts
 
 GOOD = [{"id": f"p{i}", "text": f"Tell me about topic {i}.", "tier": t}
         for i, t in enumerate(["benign", "dual_use", "hazard"] * 2)]
@@ -78,3 +78,16 @@ def test_frame_with_missing_values_names_rows_and_column(column):
     frame.loc[2, column] = np.nan
     with pytest.raises(ValueError, match=rf"rows \[2\] have no value in column '{column}'"):
         validate_prompts(frame)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({}, ValueError, r"exactly one of path, dataset, preset or sources \(got none\)"),
+    ({"path": "nowhere.jsonl"}, FileNotFoundError, "nowhere.jsonl does not exist"),
+    ({"preset": "wmdp_mmlu_chem"}, KeyError, r"shipped presets: \['wmdp_mmlu_bio'\]"),
+    ({"preset": "wmdp_mmlu_bio", "select_fraction": 1.5}, ValueError, r"select_fraction 1\.5"),
+    ({"sources": [{"id": "a", "tier": "hazard", "splits": ["test"], "columns": ["q"]}]}, KeyError,
+     r"sources\[0\]: unknown keys \['columns'\]"),
+])
+def test_config_errors_raise_before_any_data_is_read(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        check_source(PromptSource(**kwargs))

@@ -58,9 +58,7 @@ class PromptSource:
 
 def load_prompts(source: PromptSource) -> pd.DataFrame:
     """Read the raw rows of ``source`` and rename them to our columns (not yet validated)."""
-    given = [k for k in ("path", "dataset", "preset", "sources") if getattr(source, k) is not None]
-    if len(given) != 1:
-        raise ValueError(f"PromptSource: give exactly one of path, dataset, preset or sources (got {given or 'none'})")
+    check_source(source)
     if source.preset is not None or source.sources is not None:
         return _load_prompt_set(source)
     if source.path is not None:
@@ -84,8 +82,20 @@ def load_prompts(source: PromptSource) -> pd.DataFrame:
     return frame[[c for c in COLUMNS if c in frame.columns]]
 
 
-def _load_prompt_set(source: PromptSource) -> pd.DataFrame:
-    from .prompt_sources import PromptSetSpec, load_prompt_set, preset
+def check_source(source: PromptSource) -> None:
+    """Config errors of ``source`` raised before anything is read (for a method to call before loading models):
+    one kind of source given, the jsonl file exists, the preset exists, every multi-source entry is valid."""
+    given = [k for k in ("path", "dataset", "preset", "sources") if getattr(source, k) is not None]
+    if len(given) != 1:
+        raise ValueError(f"PromptSource: give exactly one of path, dataset, preset or sources (got {given or 'none'})")
+    if source.path is not None and not Path(source.path).expanduser().is_file():
+        raise FileNotFoundError(f"prompt file {source.path} does not exist")
+    if source.preset is not None or source.sources is not None:
+        _prompt_set_spec(source)
+
+
+def _prompt_set_spec(source: PromptSource):
+    from .prompt_sources import PromptSetSpec, preset
 
     values = preset(source.preset) if source.preset is not None else {"sources": source.sources}
     for key in ("n_per_tier", "match_length", "select_fraction", "seed", "data_dir"):
@@ -94,7 +104,13 @@ def _load_prompt_set(source: PromptSource) -> pd.DataFrame:
     unknown = set(values) - {f.name for f in fields(PromptSetSpec)}
     if unknown:
         raise KeyError(f"prompt set {source.preset or 'sources'}: unknown keys {sorted(unknown)}")
-    return load_prompt_set(PromptSetSpec(**values))
+    return PromptSetSpec(**values)
+
+
+def _load_prompt_set(source: PromptSource) -> pd.DataFrame:
+    from .prompt_sources import load_prompt_set
+
+    return load_prompt_set(_prompt_set_spec(source))
 
 
 def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[int]]:
