@@ -85,30 +85,36 @@ def test_batchtopk_untrained_threshold_keeps_every_positive_latent():
     torch.testing.assert_close(codes.to_dense(DICT), dense, atol=1e-6, rtol=0)
 
 
-def test_sparse_gradients_equal_dense_autograd():
+@pytest.mark.parametrize("subtract_b_dec", [True, False])
+def test_sparse_gradients_equal_dense_autograd(subtract_b_dec):
     g = torch.Generator().manual_seed(4)
     n, k = 50, 7
-    x, W_enc, b_enc, W_dec = (torch.randn(*shape, generator=g, dtype=torch.float64).requires_grad_()
-                              for shape in ((n, D), (D, DICT), (DICT,), (DICT, D)))
-    target = torch.randn(n, D, generator=g, dtype=torch.float64)
+    W_enc, b_enc, W_dec, b_dec = (torch.randn(*shape, generator=g, dtype=torch.float64).requires_grad_()
+                                  for shape in ((D, DICT), (DICT,), (DICT, D), (D,)))
+    x, target = (torch.randn(n, D, generator=g, dtype=torch.float64) for _ in range(2))
+
+    def x_enc():
+        return x - b_dec if subtract_b_dec else x
 
     def dense_loss():
-        acts = torch.relu(x @ W_enc + b_enc)
+        acts = torch.relu(x_enc() @ W_enc + b_enc)
         top = acts.topk(k, dim=-1)
         f = torch.zeros_like(acts).scatter(-1, top.indices, top.values)
-        return (f @ W_dec - target).pow(2).sum() + f.sum()
+        return (f @ W_dec + b_dec - target).pow(2).sum() + f.sum()
 
     def sparse_loss():
         with torch.no_grad():
-            indices = topk_codes(torch.addmm(b_enc, x, W_enc), k).top_indices
-            values = (x @ W_enc + b_enc).gather(1, indices)
-        acts = SelectedPreActivations.apply(x, W_enc, b_enc, indices, values).relu()
-        return (SparseDecode.apply(acts, indices, W_dec) - target).pow(2).sum() + acts.sum()
+            pre = torch.addmm(b_enc, x_enc(), W_enc)
+            indices = topk_codes(pre, k).top_indices
+            values = pre.gather(1, indices)
+        acts = SelectedPreActivations.apply(x, W_enc, b_enc, b_dec if subtract_b_dec else None, indices, values)
+        acts = acts.relu()
+        return (SparseDecode.apply(acts, indices, W_dec) + b_dec - target).pow(2).sum() + acts.sum()
 
-    params = (x, W_enc, b_enc, W_dec)
+    params = (W_enc, b_enc, W_dec, b_dec)
     dense_grads = torch.autograd.grad(dense_loss(), params)
     sparse_grads = torch.autograd.grad(sparse_loss(), params)
-    for name, a, b in zip(("x", "W_enc", "b_enc", "W_dec"), dense_grads, sparse_grads):
+    for name, a, b in zip(("W_enc", "b_enc", "W_dec", "b_dec"), dense_grads, sparse_grads):
         torch.testing.assert_close(b, a, atol=1e-9, rtol=1e-9, msg=lambda m: f"{name}: {m}")
 
 

@@ -235,9 +235,9 @@ class ContrastiveTopKTrainer:
         x, tier, example_id = unpack_labels(act, self.ae.activation_dim)
         check_activations(x, self.ae.activation_dim, f"training batch at step {step}")
         ae, cfg = self.ae, self.cfg
-        x_enc = ae.encoder_input(x)
-        indices, values, n_aux = self._select(x_enc)
-        selected = SelectedPreActivations.apply(x_enc, ae.W_enc, ae.b_enc, indices, values).relu()
+        indices, values, n_aux = self._select(ae.encoder_input(x))
+        b_dec = ae.b_dec if ae.subtract_b_dec else None
+        selected = SelectedPreActivations.apply(x, ae.W_enc, ae.b_enc, b_dec, indices, values).relu()
         top_acts, aux_acts = selected.split([cfg.k, n_aux], dim=1)
         codes = SparseCodes(top_acts, indices[:, :cfg.k])
         x_hat = SparseDecode.apply(top_acts, codes.top_indices, ae.W_dec) + ae.b_dec

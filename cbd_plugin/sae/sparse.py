@@ -117,27 +117,31 @@ def pack_rows(values: torch.Tensor, flat_index: torch.Tensor, n: int, dict_size:
 
 
 class SelectedPreActivations(torch.autograd.Function):
-    """``pre[row, indices[row, j]]`` of ``pre = x @ W_enc + b_enc`` (``W_enc [d, dict]``), the values passed in.
+    """``pre[row, indices[row, j]]`` of ``pre = (x - b_dec) @ W_enc + b_enc`` (``W_enc [d, dict]``; ``b_dec`` may
+    be None: no subtraction), the values passed in; ``x`` is data (no gradient).
 
     The forward receives the values already computed (the caller needed the dense GEMM to choose ``indices``);
     the backward scatters the gradient only through the chosen entries: ``n * m * d`` work, not ``n * dict * d``.
+    ``b_dec``'s gradient needs no ``[n, d]`` input gradient: it is ``-W_enc @ grad(b_enc)``, since every token
+    subtracts the same ``b_dec``.
     """
 
     @staticmethod
-    def forward(ctx, x, W_enc, b_enc, indices, values):
-        ctx.save_for_backward(x, W_enc, indices)
+    def forward(ctx, x, W_enc, b_enc, b_dec, indices, values):
+        x_enc = x if b_dec is None else x - b_dec
+        ctx.save_for_backward(x_enc, W_enc, indices)
         return values.clone()
 
     @staticmethod
     def backward(ctx, grad):
-        x, W_enc, indices = ctx.saved_tensors
+        x_enc, W_enc, indices = ctx.saved_tensors
         dict_size = W_enc.shape[1]
-        codes = SparseCodes(grad, indices)
-        grad_x = codes_matrix(codes, dict_size) @ W_enc.T if ctx.needs_input_grad[0] else None
-        grad_W = (codes_matrix_t(codes, dict_size, grad) @ x).T if ctx.needs_input_grad[1] else None
-        grad_b = (torch.zeros(dict_size, dtype=grad.dtype, device=grad.device)
-                  .index_add_(0, indices.reshape(-1), grad.reshape(-1)) if ctx.needs_input_grad[2] else None)
-        return grad_x, grad_W, grad_b, None, None
+        grad_W = (codes_matrix_t(SparseCodes(grad, indices), dict_size, grad) @ x_enc).T \
+            if ctx.needs_input_grad[1] else None
+        grad_b = torch.zeros(dict_size, dtype=grad.dtype, device=grad.device).index_add_(
+            0, indices.reshape(-1), grad.reshape(-1))
+        grad_b_dec = -(W_enc @ grad_b) if ctx.needs_input_grad[3] else None
+        return None, grad_W, grad_b if ctx.needs_input_grad[2] else None, grad_b_dec, None, None
 
 
 class SparseDecode(torch.autograd.Function):
