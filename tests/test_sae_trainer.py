@@ -148,18 +148,21 @@ def test_contrastive_term_needs_both_tiers():
 
 def test_auxk_revives_latents_that_never_win_the_top_k():
     # Half the latents start with encoder rows scaled by 0.01: they never reach the top-k, so without AuxK they
-    # get no gradient and stay dead; AuxK trains them on the residual until they fire.
+    # get no gradient and stay dead; AuxK trains them on the residual until they fire. The configured window
+    # (10M tokens, Gao et al.) is longer than this whole run (76,800 tokens): the dead window scaled to the run
+    # (10% of it) is what lets AuxK act at all.
     x, _, _ = synthetic(0, n_examples=400, n_atoms=128, tier_scale=0.0)
     held_out, _, _ = synthetic(50, n_examples=200, n_atoms=128, tier_scale=0.0)
     results = {}
     for alpha in (0.0, 1 / 32):
-        trainer = ContrastiveTopKTrainer(**small_config(dict_size=128, auxk_alpha=alpha, dead_after_tokens=1024,
+        trainer = ContrastiveTopKTrainer(**small_config(dict_size=128, auxk_alpha=alpha, dead_after_tokens=10_000_000,
                                                         contrastive_weight=0.0))
         with torch.no_grad():
             trainer.ae.W_enc[:, 64:] *= 0.01
         for step in range(300):
             start = (step * 256) % (len(x) - 256)
             trainer.update(step, x[start:start + 256])
+        assert trainer.dead_after == 7680  # 0.1 * 300 steps * 256 tokens
         results[alpha] = (trainer.dead_fraction, evaluate_sae(trainer.ae, [held_out]))
     print({a: (d, round(m["dead_fraction"], 3), round(m["fve"], 3)) for a, (d, m) in results.items()})
     (dead_plain, plain), (dead_auxk, auxk) = results[0.0], results[1 / 32]
