@@ -125,3 +125,15 @@ def test_metrics_by_hand():
                    "n_tokens": 2}
     with pytest.raises(ValueError, match="no tokens"):
         ReconstructionStats(3).result()
+
+
+def test_metrics_from_sparse_codes_equal_dense():
+    g = torch.Generator().manual_seed(1)
+    sae = TopKSAE(D, 16, 2, generator=g)
+    x = torch.randn(50, D, generator=g)
+    with torch.no_grad():
+        codes = sae.encode_sparse(x)
+        dense, sparse = ReconstructionStats(16), ReconstructionStats(16)
+        dense.update(x, sae.decode(codes.to_dense(16)), codes.to_dense(16))
+        sparse.update(x, sae.decode_sparse(codes), codes)
+    assert sparse.result() == pytest.approx(dense.result(), rel=1e-6)

@@ -10,13 +10,16 @@ from __future__ import annotations
 import torch
 
 from .data import unpack_labels
+from .sparse import SparseCodes
 
 
 class ReconstructionStats:
     """Streaming FVE / L0 / dead-latent accumulator (Chan et al.'s merge for the total variance).
 
     Elementwise work stays in the input dtype (float32): the d-wide float64 copies cost most of the analysis
-    time; every sum and the running mean are float64.
+    time; every sum and the running mean are float64. Codes may be dense ``[n, dict_size]`` or
+    :class:`~cbd_plugin.sae.sparse.SparseCodes`; the fired-latent mask stays on the codes' device until
+    ``result()``.
     """
 
     def __init__(self, dict_size: int):
@@ -28,9 +31,8 @@ class ReconstructionStats:
         self.fired = torch.zeros(dict_size, dtype=torch.bool)
 
     @torch.no_grad()
-    def update(self, x: torch.Tensor, x_hat: torch.Tensor, f: torch.Tensor) -> None:
+    def update(self, x: torch.Tensor, x_hat: torch.Tensor, f: torch.Tensor | SparseCodes) -> None:
         x, x_hat = x.reshape(-1, x.shape[-1]), x_hat.reshape(-1, x.shape[-1])
-        f = f.reshape(-1, f.shape[-1])
         nb = x.shape[0]
         if nb == 0:  # an empty batch would make the running mean NaN
             return
@@ -44,14 +46,22 @@ class ReconstructionStats:
             self.mean = self.mean + delta * nb / (self.n + nb)
         self.n += nb
         self.residual_ss += float((x - x_hat).pow(2).sum(dtype=torch.float64))
-        self.active += int((f != 0).sum())
-        self.fired |= (f != 0).any(0).cpu()
+        if isinstance(f, SparseCodes):
+            active = f.active()
+            self.active += int(active.sum())
+            self.fired = self.fired.to(active.device)
+            self.fired[f.top_indices[active]] = True
+        else:
+            active = f.reshape(-1, f.shape[-1]) != 0
+            self.active += int(active.sum())
+            self.fired = self.fired.to(active.device)
+            self.fired |= active.any(0)
 
     def result(self) -> dict:
         if self.n == 0:
             raise ValueError("no tokens seen")
         return {"fve": 1 - self.residual_ss / self.total_ss, "mean_l0": self.active / self.n,
-                "dead_fraction": float((~self.fired).float().mean()), "n_tokens": self.n}
+                "dead_fraction": float((~self.fired).float().mean().cpu()), "n_tokens": self.n}
 
 
 @torch.no_grad()
@@ -62,6 +72,10 @@ def evaluate_sae(sae, batches) -> dict:
     for batch in batches:
         x, _, _ = unpack_labels(batch, sae.activation_dim)
         x = x.to(param.device, param.dtype)
-        x_hat, f = sae(x, output_features=True)
-        stats.update(x, x_hat, f)
+        if hasattr(sae, "encode_sparse"):  # no dense [n, dict_size] codes
+            codes = sae.encode_sparse(x)
+            stats.update(x, sae.decode_sparse(codes), codes)
+        else:
+            x_hat, f = sae(x, output_features=True)
+            stats.update(x, x_hat, f)
     return stats.result()
