@@ -48,8 +48,11 @@ def num_layers(model) -> int:
 
 def layer_module(model, layer: int) -> torch.nn.Module:
     """Decoder layer ``layer`` as a plain torch module (for forward hooks outside any trace)."""
-    if is_nnterp(model) and hasattr(model, "layers"):  # nnterp's standard name covers every architecture it knows
-        return model.layers[layer]._module
+    if is_nnterp(model):  # nnterp's standard name covers every architecture it knows
+        try:
+            return model.layers[layer]._module
+        except AttributeError:  # an nnterp-like wrapper without the standard name
+            pass
     return hf_module(model).model.layers[layer]
 
 
