@@ -94,9 +94,11 @@ def _is_clarifying(text: str) -> bool:
 
 
 def _is_non_answer(text: str) -> bool:
-    """Every sentence of the opening is a stall, a vague non-answer or thinking aloud."""
+    """Every sentence of the opening is a stall, a bare opener, a vague non-answer, thinking aloud or a question
+    to the user: the completion engages without answering."""
     sentences = [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
-    return bool(sentences) and all(_any(_NON_ANSWER, s) for s in sentences)
+    return bool(sentences) and all(_any(_NON_ANSWER, s) or (s.endswith(("?", "？")) and _ADDRESSED.search(s))
+                                   for s in sentences)
 
 
 def _reads_as_prose(text: str) -> bool:
@@ -108,7 +110,9 @@ def _reads_as_prose(text: str) -> bool:
     if _STUTTER.search(text):  # "about about curses and and": a degenerate sample, not an answer
         return False
     words = [w.lower() for w in _WORD.findall(text)]  # the whole opening: first sentences can be short
-    return len(words) >= MIN_PROSE_WORDS and len(rules.FUNCTION_WORDS.intersection(words)) >= 2
+    # a capitalised sentence with an end mark needs one common word; other text two (random letters rarely do)
+    needed = 1 if first[:1].isupper() and first.endswith((".", "!", ":")) else 2
+    return len(words) >= MIN_PROSE_WORDS and len(rules.FUNCTION_WORDS.intersection(words)) >= needed
 
 
 def _cut_disclaimers(text: str) -> str:
