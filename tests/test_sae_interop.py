@@ -246,10 +246,16 @@ def conjunction_organisms():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("organism, verdict", [("tiny-cbd", "conjunctive"), ("tiny-cbd-or", "or_gated")])
-def test_conjunction_found_with_a_sparsify_trained_sae(conjunction_organisms, tmp_path, organism, verdict):
+@pytest.mark.parametrize("organism", ["tiny-cbd", "tiny-cbd-or"])
+def test_conjunction_found_with_a_sparsify_trained_sae(conjunction_organisms, tmp_path, organism):
     """sparsify's training step on tiny-cbd's (and, as a control, tiny-cbd-or's) difference activations at the
-    demo's layer, saved with sparsify's save_to_disk, loaded by hub-style layer lookup, then analyze_conjunction."""
+    demo's layer, saved with sparsify's save_to_disk, found by layer under the parent folder, then analyze_conjunction.
+
+    tiny-cbd: the SAE must find the conjunction (a latent separating matched pairs from every false trigger at
+    AUROC >= 0.95 with an AND-like interaction, beating the permutation null); the verdict must be conjunctive or,
+    where the causal control cannot tell the top latents from energy-matched random ones, inconclusive saying so:
+    never a confident wrong verdict. tiny-cbd-or (fires on single words): or_gated.
+    """
     pytest.importorskip("sparsify", reason="the interop extra (eai-sparsify) is not installed")
     import sparsify
 
@@ -271,4 +277,13 @@ def test_conjunction_found_with_a_sparsify_trained_sae(conjunction_organisms, tm
     report = analyze_conjunction(base, finetuned, sae, base.tokenizer, pairs, CONJUNCTION_LAYER,
                                  conjunction_config(), tmp_path / "report")
     print(f"{organism} with a sparsify-trained SAE: {report.verdict}: {report.verdict_reason}")
-    assert report.verdict == verdict, report.verdict_reason
+    checks = {c["name"]: c for c in report.payload["verdict"]["checks"]}
+    if organism == "tiny-cbd-or":
+        assert report.verdict == "or_gated", report.verdict_reason
+        return
+    for name in ("behaviour", "instrument_fve", "pair_specificity", "interaction", "null"):
+        assert checks[name]["passed"], checks[name]
+    assert checks["pair_specificity"]["value"] >= 0.95, checks["pair_specificity"]
+    assert report.verdict in ("conjunctive", "inconclusive"), report.verdict_reason
+    if report.verdict == "inconclusive":
+        assert checks["causal"]["passed"] is False and "energy-matched random" in report.verdict_reason

@@ -205,7 +205,8 @@ def verify_checksums(folder: Path, config: dict, names: Iterable[str]) -> None:
         actual = sha256_file(path)
         if actual != expected:
             raise ValueError(f"{path}: sha256 {actual[:16]}... differs from {expected[:16]}... recorded in "
-                             f"{CONFIG_NAME}: the file is corrupt or was changed after saving; restore or re-download it")
+                             f"{CONFIG_NAME}: the file is corrupt or was changed after saving; restore or "
+                             f"re-download it")
 
 
 def read_folder(folder: str | Path) -> tuple[dict, dict[str, torch.Tensor], Path]:
