@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.stats import rankdata
+from scipy.stats import binomtest, rankdata
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -103,3 +103,38 @@ def permutation_null(statistic, scores, labels, n_perm: int = 200, seed: int = 0
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels)
     return np.array([statistic(scores, rng.permutation(labels)) for _ in range(n_perm)])
+
+
+def proportion_ci(successes: int, n: int, level: float = 0.95) -> Estimate:
+    """A binomial proportion with its Wilson score interval (scipy's ``binomtest``): unlike the bootstrap it
+    stays informative at 0 of n and n of n, which is where fire rates of backdoor behaviour live."""
+    if not 0 <= successes <= n or n < 1:
+        raise ValueError(f"proportion_ci: need 0 <= successes <= n and n >= 1, got {successes} of {n}")
+    interval = binomtest(int(successes), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return Estimate(successes / n, float(interval.low), float(interval.high), level)
+
+
+def auroc_ci_many(pos, neg, n_boot: int = 1000, level: float = 0.95, seed: int = 0):
+    """AUROC of ``pos [n_pos, m]`` vs ``neg [n_neg, m]`` for m scores at once, with percentile-bootstrap intervals
+    (each class resampled on its own, as ``auroc_ci``); returns ``(value, lo, hi)`` arrays of length m.
+
+    Written out because it is the analyses' hot loop: one draw of resampling counts serves all m scores, and the
+    AUROC of a resample is ``w_pos . C . w_neg / (n_pos n_neg)`` for the pairwise comparison matrix C, ~100x
+    cheaper than m calls of ``auroc_ci``.
+    """
+    pos, neg = np.asarray(pos, dtype=np.float64), np.asarray(neg, dtype=np.float64)
+    if pos.ndim != 2 or neg.ndim != 2 or pos.shape[1] != neg.shape[1] or not len(pos) or not len(neg):
+        raise ValueError(f"auroc_ci_many: need non-empty [n, m] arrays with equal m, got {pos.shape}, {neg.shape}")
+    if not (np.isfinite(pos).all() and np.isfinite(neg).all()):
+        raise ValueError("auroc_ci_many: scores must be finite")
+    rng = np.random.default_rng(seed)
+    w_pos = rng.multinomial(len(pos), np.full(len(pos), 1 / len(pos)), size=n_boot).astype(np.float64)
+    w_neg = rng.multinomial(len(neg), np.full(len(neg), 1 / len(neg)), size=n_boot).astype(np.float64)
+    value, reps = np.empty(pos.shape[1]), np.empty((n_boot, pos.shape[1]))
+    for j in range(pos.shape[1]):
+        compare = (pos[:, j, None] > neg[None, :, j]) + 0.5 * (pos[:, j, None] == neg[None, :, j])
+        value[j] = compare.mean()
+        reps[:, j] = ((w_pos @ compare) * w_neg).sum(1) / compare.size
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(reps, [alpha, 1 - alpha], axis=0)
+    return value, lo, hi

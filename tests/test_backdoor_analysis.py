@@ -1,4 +1,6 @@
-"""Conjunction scores, selection-only ranking, verdicts, 2x2 breakdown and report files on synthetic latents.
+"""Conjunction scores, selection-only ranking, detection AUROCs, 2x2 breakdown and report files on synthetic latents.
+
+(The verdict rule: test_backdoor_specificity.py and test_backdoor_verdict.py.)
 
 Planted latents (at the decision token; every latent also fires at random on 5% of the other tokens, and the
 unplanted ones on 5% of decision tokens too):
@@ -15,8 +17,7 @@ import pandas as pd
 import pytest
 import torch
 
-from cbd_plugin.backdoor.analysis import (Candidates, analyze, decide, jaccard, latent_table, rank,
-                                          select_candidates)
+from cbd_plugin.backdoor.analysis import Candidates, analyze, jaccard, latent_table, rank, select_candidates
 from cbd_plugin.backdoor.config import ConjunctionConfig
 from cbd_plugin.backdoor.latent_stats import LatentStats, PromptFeatures
 from cbd_plugin.backdoor.probes import SPLITS, TriggerPair, build_probe_set, group_id, n_groups
@@ -108,24 +109,20 @@ def test_conjunction_score_ranks_and_above_or_and_noise():
     assert table.signal_score[OR] > 5 and table.single_ratio[OR] > 0.9
 
 
-def test_conjunctive_verdict_and_detection_beats_chance():
+def test_detection_beats_chance_and_probe_scores_each_condition():
     result, *_ = run({"and", "or", "noise"})
-    assert result.verdict == "conjunctive", result.verdict_reason
     assert result.best_latent["latent"] == AND
     assert row(result, AND).detection_auroc >= 0.95 and row(result, AND).detection_auroc_lo > 0.8
     assert row(result, OR).detection_auroc < 0.8
     assert 0.9 <= result.probe.value <= 1.0  # the planted linear signal
+    for condition, estimate in result.probe_by_condition.items():
+        assert estimate.lo <= estimate.value <= estimate.hi and estimate.value > 0.9, condition
+    assert np.linalg.norm(result.probe_direction) == pytest.approx(1.0)
+    assert abs(result.probe_direction[0]) > 0.9  # the planted signal lives on input 0
 
 
-def test_or_gated_verdict_says_not_conjunctive():
-    result, *_ = run({"or", "noise"})
-    assert result.verdict == "or_gated"
-    assert "not conjunctive" in result.verdict_reason
-
-
-def test_null_verdict():
+def test_noise_detects_nothing():
     result, *_ = run({"noise"})
-    assert result.verdict == "no_backdoor_signal", result.verdict_reason
     assert result.latents.detection_auroc.max() < 0.8
 
 
@@ -164,25 +161,14 @@ def test_jaccard():
         [1.0, 1 / 3, 0.0], [1 / 3, 1.0, 0.0], [0.0, 0.0, 0.0]]
 
 
-def test_decide_thresholds():
-    cfg = config(auroc_threshold=0.8, or_fraction=0.5)
-
-    def rows(**columns):
-        return pd.DataFrame({"latent": [7], **{k: [v] for k, v in columns.items()}})
-
-    assert decide(rows(signal_auroc=0.79, detection_auroc=0.9, eval_single_ratio=0.0), cfg)[0] == "no_backdoor_signal"
-    assert decide(rows(signal_auroc=0.9, detection_auroc=0.8, eval_single_ratio=0.49), cfg)[0] == "conjunctive"
-    assert decide(rows(signal_auroc=0.9, detection_auroc=0.8, eval_single_ratio=0.5), cfg)[0] == "or_gated"
-    assert decide(rows(signal_auroc=0.9, detection_auroc=0.7, eval_single_ratio=0.2), cfg)[0] == "inconclusive"
-
-
 def test_report_files_written_and_readable(tmp_path):
     result, *_ = run({"and", "or", "noise"})
-    payload = {"verdict": result.verdict, "nan": float("nan"), "array": np.arange(3)}
-    files = write_report(payload, result, 5, "decision", tmp_path)
+    payload = {"verdict": {"name": "conjunctive"}, "nan": float("nan"), "array": np.arange(3)}
+    files = write_report(payload, result, {"behaviour": pd.DataFrame({"x": [1.0]})}, 5, "decision", tmp_path)
     report = json.loads((tmp_path / REPORT_JSON).read_text())
-    assert report["verdict"] == "conjunctive" and report["nan"] is None and report["array"] == [0, 1, 2]
-    assert set(report["files"]) == {"latents_csv", "heatmap", "pairs", "roc", "report_json"}
+    assert report["verdict"]["name"] == "conjunctive" and report["nan"] is None and report["array"] == [0, 1, 2]
+    assert set(report["files"]) == {"latents_csv", "behaviour_csv", "heatmap", "pairs", "roc", "report_json"}
+    assert pd.read_csv(tmp_path / "behaviour.csv").x.tolist() == [1.0]
     table = pd.read_csv(tmp_path / LATENTS_CSV)
     assert len(table) == len(result.latents) and {"latent", "detection_auroc", "eval_rate_matched"} <= set(table)
     for name in PLOTS.values():

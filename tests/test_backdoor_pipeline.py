@@ -14,8 +14,8 @@ from tokenizers.pre_tokenizers import WhitespaceSplit
 from transformers import Gemma2Config, Gemma2ForCausalLM, PreTrainedTokenizerFast
 
 from cbd_plugin.backdoor import ConjunctionConfig, TriggerPair, analyze_conjunction
-from cbd_plugin.backdoor.ablation import removal_edit, remove_latents
-from cbd_plugin.backdoor.analysis import VERDICTS
+from cbd_plugin.backdoor.ablation import causal_test, removal_edit, remove_latents
+from cbd_plugin.backdoor.verdict import VERDICTS
 from cbd_plugin.backdoor.pipeline import matched_round_robin, probe_tokens
 from cbd_plugin.backdoor.probes import build_probe_set
 from cbd_plugin.backdoor.roles import DECISION, FIRE
@@ -62,8 +62,8 @@ def tiny():
 
 def config(**kw):
     return ConjunctionConfig(templates=TEMPLATES, filler_words=FILLERS, n_per_cell=4, n_clean=8, n_candidates=6,
-                             n_top=3, top_m_overlap=3, n_boot=20, ablate_top_k=2, n_random_draws=2,
-                             n_ablation_prompts=3, max_new_tokens=3, batch_size=5, **kw)
+                             n_top=3, top_m_overlap=3, n_boot=20, n_permutations=19, ablate_top_k=2,
+                             n_random_draws=2, n_ablation_prompts=3, max_new_tokens=3, batch_size=5, **kw)
 
 
 def test_analyze_conjunction_runs_and_writes_everything(tiny, tmp_path):
@@ -72,20 +72,28 @@ def test_analyze_conjunction_runs_and_writes_everything(tiny, tmp_path):
                                  tmp_path)
     assert report.verdict in VERDICTS
     payload = json.loads((tmp_path / "report.json").read_text())
-    assert payload["verdict"] == report.verdict and payload["layer"] == LAYER
+    assert payload["verdict"]["name"] == report.verdict and payload["layer"] == LAYER
+    assert payload["verdict"]["reason"] == report.verdict_reason
+    assert payload["verdict"]["checks"][0]["name"] == "behaviour"
+    # Behaviour: both models, every condition, on the evaluation prompts.
+    assert {(r["model"], r["condition"]) for r in payload["behaviour"]} == {
+        (m, c) for m in ("base", "finetuned") for c in ("matched", "single_a", "single_b", "mismatch", "clean")}
+    assert sum(r["n"] for r in payload["behaviour"] if r["model"] == "base") == payload["n_prompts"]["evaluation"]
+    assert payload["null"]["n_permutations"] == cfg.n_permutations
+    assert len(payload["specificity"]) == cfg.n_top
     assert payload["n_prompts"] == {"selection": 2 * 4 * 2 + 4, "evaluation": 2 * 4 * 2 + 4}
     # Every captured token was counted once, in one half.
     probes = build_probe_set(PAIRS, list(TEMPLATES), list(FILLERS), 4, 8, seed=cfg.seed)
     n_tokens = sum(len(i) for i in probe_tokens(tiny["tokenizer"], probes, len(PAIRS), cfg).ids)
     assert sum(payload["n_tokens"].values()) == n_tokens == payload["reconstruction"]["all"]["n_tokens"]
-    assert payload["reconstruction"]["fire"]["n_tokens"] == 3 * len(probes)
+    # Fire tokens count only where the fine-tuned model fired (a random model never does).
+    assert payload["reconstruction"]["fire"] is None
     assert len(payload["breakdown"]) == len(PAIRS) and np.shape(payload["pair_overlap_jaccard"]) == (2, 2)
-    ablation = payload["ablation"]
-    assert ablation["n_matched"] == ablation["n_clean"] == 3 and len(ablation["random"]["draws"]) == 2
-    assert len(ablation["top"]["latents"]) == 2
-    assert not set(ablation["top"]["latents"]) & set(ablation["random"]["draws"][0]["latents"])
+    assert payload["causal"] is None  # a model without the behaviour needs no causal test
     latents = pd.read_csv(tmp_path / "latents.csv")
     assert len(latents) == len(report.result.latents)
+    for name in ("behaviour.csv", "specificity.csv", "null.csv"):
+        assert (tmp_path / name).exists()
     for name in ("firing_rates.png", "pair_auroc.png", "roc.png"):
         assert (tmp_path / name).stat().st_size > 1000
 
@@ -123,3 +131,22 @@ def test_ablation_prompts_cover_every_pair():
     chosen = matched_round_robin(probes, 6)
     assert all(probes[i].matched for i in chosen)
     assert [probes[i].pair for i in chosen] == [0, 1, 2, 3, 0, 1]
+
+
+def test_causal_test_runs_every_removal(tiny):
+    cfg = config()
+    probes = build_probe_set(PAIRS, list(TEMPLATES), list(FILLERS), 4, 8, seed=0)
+    tokens = probe_tokens(tiny["tokenizer"], probes, len(PAIRS), cfg)
+    matched = [tokens.prompt_ids(i) for i in matched_round_robin(probes, 3)]
+    clean = [tokens.prompt_ids(i) for i, p in enumerate(probes) if p.condition == "clean"][:3]
+    energy = np.linspace(1.0, 2.0, tiny["sae"].dict_size)
+    direction = torch.nn.functional.normalize(torch.ones(D), dim=0)
+    out = causal_test(tiny["base"], tiny["finetuned"], tiny["sae"], LAYER, matched, clean, [3, 5], energy, direction,
+                      cfg)
+    assert out["n_matched"] == out["n_clean"] == 3 and len(out["random"]["draws"]) == cfg.n_random_draws
+    for draw in out["random"]["draws"]:
+        assert not {3, 5} & set(draw["latents"])
+        assert draw["energy_ratio"] >= 1.0 and draw["scale"] <= 1.0  # enough energy in the pool: no upscaling
+    for key in ("drop_top", "drop_control", "drop_probe", "excess_drop"):
+        assert out[key]["lo"] <= out[key]["value"] <= out[key]["hi"]
+    assert len(out["top"]["fired"]) == 3 and out["probe_direction"]["clean_changed"] >= 0

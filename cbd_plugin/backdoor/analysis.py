@@ -1,4 +1,4 @@
-"""Conjunction scores, selection-half ranking, evaluation-half detection, the 2x2 breakdown and the verdict.
+"""Conjunction scores, selection-half ranking, evaluation-half detection, the 2x2 breakdown and the linear probe.
 
 Definitions. At token role r (``cfg.score_role``, by default the decision token), for each condition c pooled over
 all pairs (or, per pair, over that pair's cells), with zeros included:
@@ -19,11 +19,9 @@ Both rankings use the SELECTION half only. Detection AUROC (matched vs every non
 AUROC (matched vs clean) of a latent use its per-prompt feature (``cfg.detection_feature``) on the EVALUATION
 half, as does the linear-probe baseline fitted on the selection half's decision-token inputs.
 
-Verdict, over the latents in the top ``cfg.n_top`` of either ranking, with evaluation-half numbers:
-``no_backdoor_signal`` if none has signal AUROC >= ``auroc_threshold``; else ``conjunctive`` if one of those
-responsive latents has detection AUROC >= ``auroc_threshold`` and single_ratio < ``or_fraction``; else
-``or_gated`` if the most responsive latent (highest signal AUROC) has single_ratio >= ``or_fraction``;
-else ``inconclusive``.
+These tables describe the latents; the verdict is decided in :mod:`cbd_plugin.backdoor.verdict` from the
+pair-specificity figures of :mod:`cbd_plugin.backdoor.specificity`. The linear probe (fitted on the selection half,
+matched vs not) is also scored per condition: its AUROC of matched prompts vs each other condition.
 """
 
 from __future__ import annotations
@@ -33,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..stats import Estimate, auroc, auroc_ci, fit_linear_probe
+from ..stats import Estimate, auroc_ci_many, fit_linear_probe
 from .config import ConjunctionConfig
 from .latent_stats import LatentStats, PromptFeatures
 from .probes import CONDITIONS, Probe, TriggerPair, group_id, pair_name
@@ -42,7 +40,6 @@ from .roles import ROLES
 FALSE_TRIGGERS = ("single_a", "single_b", "mismatch")
 VAR_FLOOR = 1e-12  # keeps the separation of never-varying latents finite
 ROC_LATENTS = 5  # top conjunction latents drawn in the ROC plot
-VERDICTS = ("conjunctive", "or_gated", "no_backdoor_signal", "inconclusive")
 
 
 def latent_table(stats: LatentStats, n_pairs: int, role: str, pair: int | None = None) -> pd.DataFrame:
@@ -100,8 +97,8 @@ class ConjunctionResult:
     probe: Estimate  # linear probe on decision-token inputs, matched vs not, evaluation half
     pairs: list[dict]  # 2x2 breakdown, one dict per pair
     overlap: np.ndarray  # Jaccard overlap of the pairs' top latents [pairs, pairs]
-    verdict: str
-    verdict_reason: str
+    probe_by_condition: dict[str, Estimate]  # the probe's AUROC of matched vs each other condition
+    probe_direction: np.ndarray  # unit vector of the probe's weights in the raw difference space
     roc: dict  # evaluation labels and scores of the top latents and the probe, for ROC curves
 
     @property
@@ -122,27 +119,33 @@ def analyze(selection: LatentStats, evaluation: LatentStats, sel_features: Promp
     reported = set(candidates.conjunction[:cfg.n_top]) | set(candidates.signal[:cfg.n_top])
 
     latents = _candidate_rows(selection, evaluation, candidates, n_pairs, cfg)
-    latents["in_verdict"] = latents.latent.isin(reported)
-    detection, signal = [], []
-    for j, report in zip(latents.latent, latents.in_verdict):
-        s = scores[:, column[j]]
-        detection.append(_auroc(s, matched, report, cfg))
-        signal.append(_auroc(s[matched | clean], matched[matched | clean], report, cfg))
-    for name, estimates in (("detection", detection), ("signal", signal)):
-        latents[f"{name}_auroc"] = [e.value for e in estimates]
-        latents[f"{name}_auroc_lo"] = [e.lo for e in estimates]
-        latents[f"{name}_auroc_hi"] = [e.hi for e in estimates]
+    latents["reported"] = latents.latent.isin(reported)
+    ids = latents.latent.to_numpy()
+    for name, negative in (("detection", ~matched), ("signal", clean)):
+        cols = scores[:, [column[int(j)] for j in ids]]
+        value, lo, hi = auroc_ci_many(cols[matched], cols[negative], n_boot=cfg.n_boot, seed=cfg.seed)
+        latents[f"{name}_auroc"], latents[f"{name}_auroc_lo"], latents[f"{name}_auroc_hi"] = value, lo, hi
 
     probe = fit_linear_probe(sel_features.inputs(), np.array([p.matched for p in sel_probes]), seed=cfg.seed)
     probe_scores = probe.decision_function(eval_features.inputs())
-    probe_estimate = auroc_ci(probe_scores, matched, n_boot=cfg.n_boot, seed=cfg.seed)
+    probe_estimate = _auroc_estimate(probe_scores, matched, cfg)
 
     breakdown = [_pair_breakdown(p, pairs[p], candidates.per_pair[p], scores, column, eval_probes, sel_features,
                                  eval_features, sel_probes, cfg) for p in range(n_pairs)]
-    verdict, reason = decide(latents[latents.in_verdict], cfg)
+    conditions = np.array([p.condition for p in eval_probes])
+    by_condition = {c: _auroc_estimate(probe_scores[matched | (conditions == c)],
+                                       matched[matched | (conditions == c)], cfg) for c in CONDITIONS[1:]}
     top = candidates.conjunction[:ROC_LATENTS]
     roc = {"labels": matched, "probe": probe_scores, "latents": {int(j): scores[:, column[int(j)]] for j in top}}
-    return ConjunctionResult(latents, probe_estimate, breakdown, jaccard(candidates.per_pair), verdict, reason, roc)
+    return ConjunctionResult(latents, probe_estimate, breakdown, jaccard(candidates.per_pair), by_condition,
+                             probe_direction(probe), roc)
+
+
+def probe_direction(probe) -> np.ndarray:
+    """The probe's weight vector in the unscaled input space (StandardScaler divides by scale_), unit norm."""
+    scaler, logistic = probe[0], probe[-1]
+    w = logistic.coef_[0] / scaler.scale_
+    return w / np.linalg.norm(w)
 
 
 def _candidate_rows(selection, evaluation, candidates, n_pairs, cfg) -> pd.DataFrame:
@@ -161,10 +164,10 @@ def _candidate_rows(selection, evaluation, candidates, n_pairs, cfg) -> pd.DataF
     return rows.sort_values("conjunction_rank", ignore_index=True)
 
 
-def _auroc(scores, labels, with_interval: bool, cfg) -> Estimate:
-    if with_interval:
-        return auroc_ci(scores, labels, n_boot=cfg.n_boot, seed=cfg.seed)
-    return Estimate(auroc(scores, labels), float("nan"), float("nan"))
+def _auroc_estimate(scores, labels, cfg) -> Estimate:
+    """One AUROC with its interval, through the vectorised bootstrap the latent tables use."""
+    s, y = np.asarray(scores, dtype=np.float64)[:, None], np.asarray(labels, dtype=bool)
+    return Estimate(*(float(v[0]) for v in auroc_ci_many(s[y], s[~y], n_boot=cfg.n_boot, seed=cfg.seed)))
 
 
 def _pair_breakdown(p, pair, top, scores, column, eval_probes, sel_features, eval_features, sel_probes,
@@ -177,11 +180,11 @@ def _pair_breakdown(p, pair, top, scores, column, eval_probes, sel_features, eva
 
     keep, labels = subset(eval_probes)
     best = int(top[0])
-    latent_auc = auroc_ci(scores[keep, column[best]], labels[keep], n_boot=cfg.n_boot, seed=cfg.seed)
+    latent_auc = _auroc_estimate(scores[keep, column[best]], labels[keep], cfg)
     sel_keep, sel_labels = subset(sel_probes)
     probe = fit_linear_probe(sel_features.inputs()[sel_keep], sel_labels[sel_keep], seed=cfg.seed)
     probe_scores = probe.decision_function(eval_features.inputs()[keep])
-    probe_auc = auroc_ci(probe_scores, labels[keep], n_boot=cfg.n_boot, seed=cfg.seed)
+    probe_auc = _auroc_estimate(probe_scores, labels[keep], cfg)
     return {"pair": p, "name": pair_name(pair), "related": pair.related, "charged": pair.charged, "best_latent": best,
             "auroc": latent_auc.to_dict(), "probe_auroc": probe_auc.to_dict(), "top_latents": [int(j) for j in top]}
 
@@ -190,26 +193,3 @@ def jaccard(sets: list[np.ndarray]) -> np.ndarray:
     """Pairwise Jaccard overlap |A & B| / |A | B| of latent sets."""
     as_sets = [set(map(int, s)) for s in sets]
     return np.array([[len(a & b) / len(a | b) if a | b else 0.0 for b in as_sets] for a in as_sets])
-
-
-def decide(rows: pd.DataFrame, cfg: ConjunctionConfig) -> tuple[str, str]:
-    """The verdict (see the module docstring) from evaluation-half columns of the reported latents."""
-    t, f = cfg.auroc_threshold, cfg.or_fraction
-    responsive = rows[rows.signal_auroc >= t]
-    if responsive.empty:
-        best = rows.detection_auroc.max() if len(rows) else float("nan")
-        return "no_backdoor_signal", (f"no top latent separates matched pairs from clean prompts (signal AUROC "
-                                      f">= {t}); best detection AUROC {best:.3f}")
-    conjunctive = responsive[(responsive.detection_auroc >= t) & (responsive.eval_single_ratio < f)]
-    if not conjunctive.empty:
-        j = conjunctive.sort_values("detection_auroc", ascending=False).iloc[0]
-        return "conjunctive", (f"latent {int(j.latent)} detects matched pairs (AUROC {j.detection_auroc:.3f}) and "
-                               f"responds to a single trigger word at {j.eval_single_ratio:.2f} of its mean "
-                               f"activation on matched pairs (< {f})")
-    j = responsive.sort_values("signal_auroc", ascending=False).iloc[0]
-    if j.eval_single_ratio >= f:
-        return "or_gated", (f"the most responsive latent {int(j.latent)} responds to a single trigger word at "
-                            f"{j.eval_single_ratio:.2f} of its mean activation on matched pairs (>= {f}): the "
-                            "behaviour is not conjunctive")
-    return "inconclusive", (f"latent {int(j.latent)} responds to matched pairs (signal AUROC {j.signal_auroc:.3f}) "
-                            f"but neither separates them from false triggers nor fires on single triggers")

@@ -1,28 +1,34 @@
 """The entry point: :func:`analyze_conjunction` runs the whole conjunction analysis for one SAE layer.
 
-Two streaming passes over the probe set, one per half: the selection half ranks latents (and fits the linear
-probe), the evaluation half scores only the latents chosen on the selection half. Memory is bounded by one capture
-batch plus per-prompt features, never by the number of tokens.
+Order: the behaviour (both models generate on the evaluation prompts), then two streaming passes over the probe
+set, one per half: the selection half ranks latents (and fits the linear probe), the evaluation half scores them;
+then pair specificity, the permutation null and, only when the verdict depends on it, the causal test. Memory is one
+capture batch plus per-prompt features of every latent (prompts x latents), never the number of tokens, unless a
+:class:`ConjunctionCache` is passed to keep captures for further layers or SAEs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from ..capture import iter_paired_residuals
 from ..sae.metrics import ReconstructionStats
-from .ablation import ablation_effect
+from .ablation import causal_test, unit_decoder_energy
 from .analysis import ConjunctionResult, analyze, select_candidates
+from .behaviour import Behaviour, measure_behaviour
 from .config import ConjunctionConfig
 from .latent_stats import LatentStats, PromptFeatures
-from .probes import SPLITS, Probe, build_probe_set, chat_prompt, group_id, n_groups, pair_name
+from .probes import CONDITIONS, SPLITS, Probe, build_probe_set, chat_prompt, group_id, n_groups, pair_name
 from .report import jsonable, write_report
 from .roles import DECISION, FIRE, locate_spans, token_roles
+from .specificity import HalfCodes, permutation_null, selection_scores, specificity_table, top_latents
+from .verdict import deciding_latent, decide, needs_causal_test
 
 
 @dataclass
@@ -76,14 +82,18 @@ class PassStats:
     reconstruction_fire: ReconstructionStats
 
 
-def new_pass(sae, n_pairs: int, n_prompts: int, candidates) -> PassStats:
+def new_pass(sae, n_pairs: int, n_prompts: int) -> PassStats:
+    """Accumulators of one half; per-prompt features for every latent (the null reruns selection on them)."""
     return PassStats(LatentStats(sae.dict_size, n_groups(n_pairs)),
-                     PromptFeatures(n_prompts, candidates, sae.activation_dim),
+                     PromptFeatures(n_prompts, np.arange(sae.dict_size), sae.activation_dim),
                      ReconstructionStats(sae.dict_size), ReconstructionStats(sae.dict_size))
 
 
-def accumulate(batches: Iterable[tuple[torch.Tensor, dict]], sae, acc: PassStats) -> PassStats:
-    """Encode each batch of SAE inputs and add it to every accumulator of ``acc``."""
+def accumulate(batches: Iterable[tuple[torch.Tensor, dict]], sae, acc: PassStats,
+               fired: np.ndarray | None = None) -> PassStats:
+    """Encode each batch of SAE inputs and add it to every accumulator of ``acc``. Fire-token reconstruction counts
+    the fire tokens of the prompts where ``fired`` (per prompt of the half) is true: the fire completion is appended
+    to every prompt, but only where the model produces it is it the model card's quantity."""
     param = next(sae.parameters())
     for inputs, meta in batches:
         with torch.no_grad():
@@ -94,10 +104,43 @@ def accumulate(batches: Iterable[tuple[torch.Tensor, dict]], sae, acc: PassStats
         acc.stats.update(latents, meta["group"], role)
         acc.features.update(latents, inputs, meta["prompt_id"], role)
         acc.reconstruction.update(inputs, reconstruction, latents)
-        fire = torch.as_tensor(role == FIRE)
-        if fire.any():  # an empty update would poison the running mean
-            acc.reconstruction_fire.update(inputs[fire], reconstruction[fire], latents[fire])
+        if fired is not None:
+            fire = torch.as_tensor((role == FIRE) & fired[np.asarray(meta["prompt_id"])])
+            if fire.any():  # an empty update would poison the running mean
+                acc.reconstruction_fire.update(inputs[fire], reconstruction[fire], latents[fire])
     return acc
+
+
+@dataclass
+class ConjunctionCache:
+    """What analyses of the same (base, fine-tuned) pair and probe settings share: the measured behaviour and the
+    captured differences, captured for all ``layers`` in one pass. Pass one to several ``analyze_conjunction`` calls
+    (other layers, other SAEs); it refuses other probe settings."""
+
+    layers: tuple[int, ...] = ()
+    store: bool = True  # keep captured differences (False: stream them, as when no cache is passed)
+    behaviour: Behaviour | None = None
+    differences: dict = field(default_factory=dict)  # (split, layer) -> [(difference, metadata)] per batch
+    key: tuple | None = None
+
+    def bind(self, key: tuple) -> None:
+        if self.key is not None and self.key != key:
+            raise ValueError("ConjunctionCache: filled with other probe settings or trigger pairs; use a new cache")
+        self.key = key
+
+    def batches(self, base, finetuned, tokens: ProbeTokens, split: str, layer: int, batch_size: int):
+        if not self.store:
+            return difference_batches(base, finetuned, tokens, layer, batch_size)
+        if (split, layer) not in self.differences:
+            layers = sorted({layer, *self.layers})
+            per_layer = {k: [] for k in layers}
+            for b, f in iter_paired_residuals(base, finetuned, [i.tolist() for i in tokens.ids], layers,
+                                              batch_size=batch_size, labels={"group": tokens.groups},
+                                              token_labels={"role": tokens.roles}):
+                for k in layers:
+                    per_layer[k].append((f.acts[k] - b.acts[k], f.meta))
+            self.differences.update({(split, k): v for k, v in per_layer.items()})
+        return self.differences[(split, layer)]
 
 
 @dataclass
@@ -106,7 +149,7 @@ class ConjunctionReport:
     verdict_reason: str
     result: ConjunctionResult
     reconstruction: dict  # {"all": ..., "fire": ...} each with fve, mean_l0, dead_fraction, n_tokens
-    ablation: dict | None
+    ablation: dict | None  # the causal test, when the verdict needed it
     files: dict[str, Path]
     payload: dict  # everything in report.json
 
@@ -115,59 +158,84 @@ class ConjunctionReport:
 
 
 def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg: ConjunctionConfig,
-                        out_dir: str | Path) -> ConjunctionReport:
-    """Which SAE latents implement the conjunction, how well they detect matched pairs, and whether removing
-    them removes the behaviour. ``sae`` reads ``finetuned - base`` residuals after decoder layer ``layer``.
-
-    Writes ``report.json``, ``latents.csv`` and plots to ``out_dir``.
+                        out_dir: str | Path, cache: ConjunctionCache | None = None) -> ConjunctionReport:
+    """The behaviour of ``finetuned`` per condition, which SAE latents implement it, how specifically they separate
+    matched pairs from each false trigger, against a permutation null, and whether removing them removes the
+    behaviour; then the verdict (:mod:`cbd_plugin.backdoor.verdict`). ``sae`` reads ``finetuned - base`` residuals
+    after decoder layer ``layer``. Writes ``report.json``, CSVs and plots to ``out_dir``.
     """
     n_pairs = len(pairs)
+    cache = cache if cache is not None else ConjunctionCache(store=False)
+    cache.bind((tuple(pairs), cfg.templates, cfg.filler_words, cfg.n_per_cell, cfg.n_clean, cfg.seed,
+                cfg.selection_fraction, cfg.use_chat_template, cfg.fire_completion, cfg.max_new_tokens))
     probes = build_probe_set(list(pairs), list(cfg.templates), list(cfg.filler_words), cfg.n_per_cell,
                              cfg.n_clean, cfg.seed, cfg.selection_fraction)
     halves = [probe_tokens(tokenizer, [p for p in probes if p.split == s], n_pairs, cfg) for s in SPLITS]
     sel, ev = halves
-    sel_acc = accumulate(difference_batches(base, finetuned, sel, layer, cfg.batch_size), sae,
-                         new_pass(sae, n_pairs, len(sel.probes), []))
+    if cache.behaviour is None:
+        cache.behaviour = measure_behaviour(base, finetuned, [ev.prompt_ids(i) for i in range(len(ev.probes))],
+                                            [p.condition for p in ev.probes], cfg)
+    behaviour = cache.behaviour
+    sel_acc = accumulate(cache.batches(base, finetuned, sel, SPLITS[0], layer, cfg.batch_size), sae,
+                         new_pass(sae, n_pairs, len(sel.probes)))
     candidates = select_candidates(sel_acc.stats, n_pairs, cfg)
-    ev_acc = new_pass(sae, n_pairs, len(ev.probes), candidates.all())
+    ev_acc = new_pass(sae, n_pairs, len(ev.probes))
     # Reconstruction quality pools both halves: one pair of accumulators for both passes.
     ev_acc.reconstruction, ev_acc.reconstruction_fire = sel_acc.reconstruction, sel_acc.reconstruction_fire
-    accumulate(difference_batches(base, finetuned, ev, layer, cfg.batch_size), sae, ev_acc)
+    accumulate(cache.batches(base, finetuned, ev, SPLITS[1], layer, cfg.batch_size), sae, ev_acc,
+               behaviour.fired["finetuned"])
     result = analyze(sel_acc.stats, ev_acc.stats, sel_acc.features, ev_acc.features, sel.probes, ev.probes, pairs,
                      candidates, cfg)
-    reconstruction = {"all": ev_acc.reconstruction.result(), "fire": ev_acc.reconstruction_fire.result()}
+    reconstruction = {"all": ev_acc.reconstruction.result(),
+                      "fire": ev_acc.reconstruction_fire.result() if ev_acc.reconstruction_fire.n else None}
 
-    ablation = None
-    if cfg.ablate:
-        ablation = _ablate(base, finetuned, sae, layer, ev, sel_acc.stats, candidates.conjunction, n_pairs, cfg)
+    codes = [HalfCodes(acc.features.feature(cfg.detection_feature), [CONDITIONS.index(p.condition) for p in h.probes])
+             for acc, h in zip((sel_acc, ev_acc), halves)]
+    conjunction_score, signal_score = selection_scores(codes[0])
+    specificity = specificity_table(codes[1], top_latents(conjunction_score, cfg.n_top), cfg)
+    signal = specificity_table(codes[1], top_latents(signal_score, cfg.n_top), cfg)
+    null = permutation_null(*codes, cfg)
+
+    def verdict_with(causal):
+        return decide(behaviour, reconstruction["all"]["fve"], specificity, signal, null, result.probe_by_condition,
+                      causal, cfg)
+
+    verdict, causal = verdict_with(None), None
+    if cfg.ablate and needs_causal_test(verdict):
+        top = ablation_latents(specificity, conjunction_score, cfg.ablate_top_k)
+        energy = unit_decoder_energy(sae) * np.mean(sel_acc.features.feature("decision")[
+            [p.matched for p in sel.probes]] ** 2, axis=0)
+        matched = matched_round_robin(ev.probes, cfg.n_ablation_prompts)
+        clean = [i for i, p in enumerate(ev.probes) if p.condition == "clean"][:cfg.n_ablation_prompts]
+        causal = causal_test(base, finetuned, sae, layer, [ev.prompt_ids(i) for i in matched],
+                             [ev.prompt_ids(i) for i in clean], top, energy,
+                             torch.as_tensor(result.probe_direction, dtype=torch.float32), cfg)
+        verdict = verdict_with(causal)
 
     top = result.latents.nsmallest(cfg.n_top, "conjunction_rank")
-    payload = {"verdict": result.verdict, "verdict_reason": result.verdict_reason, "layer": layer,
-               "pairs": [pair_name(p) for p in pairs], "config": cfg.to_dict(),
+    payload = {"verdict": verdict, "layer": layer, "pairs": [pair_name(p) for p in pairs], "config": cfg.to_dict(),
+               "behaviour": behaviour.table(), "behaviour_examples": behaviour.examples,
                "n_prompts": {s: len(h.probes) for s, h in zip(SPLITS, halves)},
                "n_tokens": {s: int(a.stats.tokens.sum()) for s, a in zip(SPLITS, (sel_acc, ev_acc))},
-               "best_latent": result.best_latent, "linear_probe": result.probe.to_dict(),
-               "top_latents": top.to_dict(orient="records"),
+               "specificity": specificity.to_dict(orient="records"), "signal_latents": signal.to_dict(orient="records"),
+               "null": null.to_dict(), "causal": causal,
+               "linear_probe": result.probe.to_dict(),
+               "linear_probe_by_condition": {c: e.to_dict() for c, e in result.probe_by_condition.items()},
+               "best_latent": result.best_latent, "top_latents": top.to_dict(orient="records"),
                "breakdown": result.pairs, "pair_overlap_jaccard": result.overlap,
-               "reconstruction": reconstruction, "ablation": ablation}
-    files = write_report(payload, result, cfg.n_top, cfg.score_role, Path(out_dir))
-    return ConjunctionReport(result.verdict, result.verdict_reason, result, reconstruction, ablation, files,
+               "reconstruction": reconstruction}
+    tables = {"behaviour": pd.DataFrame(behaviour.table()), "specificity": specificity,
+              "null": pd.DataFrame(null.null)}
+    files = write_report(payload, result, tables, cfg.n_top, cfg.score_role, Path(out_dir), cfg.plots)
+    return ConjunctionReport(verdict["name"], verdict["reason"], result, reconstruction, causal, files,
                              jsonable(payload))
 
 
-def _ablate(base, finetuned, sae, layer, ev: ProbeTokens, selection: LatentStats, ranking, n_pairs, cfg) -> dict:
-    """Remove the top ``cfg.ablate_top_k`` conjunction latents on evaluation prompts; random latents are drawn
-    from those active on the selection half's matched prompts (any token), so the control removes latents
-    that are in use there too."""
-    matched = matched_round_robin(ev.probes, cfg.n_ablation_prompts)
-    clean = [i for i, p in enumerate(ev.probes) if p.condition == "clean"][:cfg.n_ablation_prompts]
-    matched_groups = [group_id(p, "matched", n_pairs) for p in range(n_pairs)]
-    active = np.zeros(sae.dict_size, dtype=bool)
-    for role in range(selection.n_roles):
-        active |= selection.select(matched_groups, role)[1] > 0
-    return ablation_effect(base, finetuned, sae, layer, [ev.prompt_ids(i) for i in matched],
-                           [ev.prompt_ids(i) for i in clean], ranking[:cfg.ablate_top_k], np.flatnonzero(active),
-                           cfg)
+def ablation_latents(specificity: pd.DataFrame, conjunction_score: np.ndarray, k: int) -> list[int]:
+    """The deciding latent, then the selection's next best conjunction latents, ``k`` in all."""
+    first = int(deciding_latent(specificity).latent)
+    rest = [int(j) for j in top_latents(conjunction_score, k + 1) if j != first]
+    return [first, *rest][:k]
 
 
 def matched_round_robin(probes: list[Probe], n: int) -> list[int]:

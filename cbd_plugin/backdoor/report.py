@@ -47,14 +47,19 @@ def write_json(path: Path, payload: dict) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
-def write_report(payload: dict, result: ConjunctionResult, n_top: int, role: str, out_dir: Path) -> dict[str, Path]:
-    """Write the CSV and plots, then ``payload`` (plus the file list) as ``report.json``; returns the paths."""
+def write_report(payload: dict, result: ConjunctionResult, tables: dict[str, pd.DataFrame], n_top: int, role: str,
+                 out_dir: Path, plots: bool = True) -> dict[str, Path]:
+    """Write the CSVs (``latents.csv`` and ``{name}.csv`` per entry of ``tables``: the dashboard plots them) and
+    plots, then ``payload`` (plus the file list) as ``report.json``; returns the paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"latents_csv": atomic_write(out_dir / LATENTS_CSV, lambda tmp: result.latents.to_csv(tmp, index=False))}
-    files["heatmap"] = _save(_heatmap(result.latents, n_top, role), out_dir / PLOTS["heatmap"])
-    files["pairs"] = _save(_pair_bars(result.pairs, result.probe.to_dict()), out_dir / PLOTS["pairs"])
-    files["roc"] = _save(_roc(result.roc), out_dir / PLOTS["roc"])
+    for name, table in tables.items():
+        files[f"{name}_csv"] = atomic_write(out_dir / f"{name}.csv", lambda tmp, t=table: t.to_csv(tmp, index=False))
+    if plots:
+        files["heatmap"] = _save(_heatmap(result.latents, n_top, role), out_dir / PLOTS["heatmap"])
+        files["pairs"] = _save(_pair_bars(result.pairs, result.probe.to_dict()), out_dir / PLOTS["pairs"])
+        files["roc"] = _save(_roc(result.roc), out_dir / PLOTS["roc"])
     files["report_json"] = out_dir / REPORT_JSON
     write_json(files["report_json"], {**payload, "files": {k: p.name for k, p in files.items()}})
     return files

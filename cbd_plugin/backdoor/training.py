@@ -6,38 +6,58 @@ difference over a probe set of every condition, fire-completion tokens included,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..sae import ContrastiveSAEConfig, TopKSAE, train_sae
 from .config import ConjunctionConfig
-from .pipeline import difference_batches, probe_tokens
+from .pipeline import probe_tokens
 from .probes import build_probe_set
+from ..capture import iter_paired_residuals
 
 
-def difference_activations(base, finetuned, tokenizer, pairs, layer: int, cfg: ConjunctionConfig) -> torch.Tensor:
-    """``finetuned - base`` residuals ``[n_tokens, d]`` over a probe set drawn with ``cfg`` (all conditions)."""
+@dataclass(frozen=True)
+class DifferenceSAEConfig:
+    """The host-free difference SAE. Defaults keep dead latents under 10% on the tiny organisms (d_model 128): a
+    small dictionary for a ~20k-token training set and AuxK revival after 2 batches of silence."""
+
+    expansion: int = 2  # dict_size = expansion x d_model
+    k: int = 16  # active latents per token
+    steps: int = 600
+    batch_size: int = 256
+    lr: float = 2e-3
+    dead_after_batches: int = 2  # AuxK treats a latent silent for this many batches as dead
+    seed: int = 0  # SAE initialisation and batch order
+
+
+def difference_activations(base, finetuned, tokenizer, pairs, layers, cfg: ConjunctionConfig) -> dict[int, torch.Tensor]:
+    """``finetuned - base`` residuals ``[n_tokens, d]`` per layer of ``layers`` over a probe set drawn with ``cfg``
+    (all conditions), captured in one pass."""
     # seed + 1: not the draw analyze_conjunction makes with the same settings
     probes = build_probe_set(list(pairs), list(cfg.templates), list(cfg.filler_words), cfg.n_per_cell, cfg.n_clean,
                              seed=cfg.seed + 1)
     tokens = probe_tokens(tokenizer, probes, len(pairs), cfg)
-    return torch.cat([d for d, _ in difference_batches(base, finetuned, tokens, layer, 64)])
+    layers = list(layers)
+    parts = {k: [] for k in layers}
+    for b, f in iter_paired_residuals(base, finetuned, [i.tolist() for i in tokens.ids], layers, batch_size=64):
+        for k in layers:
+            parts[k].append(f.acts[k] - b.acts[k])
+    return {k: torch.cat(v) for k, v in parts.items()}
 
 
-def train_difference_sae(base, finetuned, tokenizer, layer: int, save_dir: str | Path, pairs,
-                         cfg: ConjunctionConfig, steps: int = 1500, batch_size: int = 256, expansion: int = 4,
-                         k: int = 8, lr: float = 1e-3) -> TopKSAE:
-    """A TopK SAE (``expansion`` x d latents, ``k`` active) on the difference at ``layer``, saved to ``save_dir``.
-
-    ``cfg`` gives the training prompts: templates, filler words, fire completion, ``n_per_cell``/``n_clean``;
-    use templates the analysis does not probe with.
-    """
-    diffs = difference_activations(base, finetuned, tokenizer, pairs, layer, cfg)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    batches = [diffs[torch.randint(len(diffs), (batch_size,), generator=generator)] for _ in range(steps)]
+def train_difference_sae(diffs: torch.Tensor, save_dir: str | Path,
+                         settings: DifferenceSAEConfig = DifferenceSAEConfig()) -> TopKSAE:
+    """A TopK SAE on difference activations ``diffs [n_tokens, d]``, saved to ``save_dir``."""
+    if diffs.ndim != 2 or not torch.isfinite(diffs).all():
+        raise ValueError(f"train_difference_sae: diffs must be finite [n_tokens, d], got {tuple(diffs.shape)}")
+    generator = torch.Generator().manual_seed(settings.seed)
+    s = settings
+    batches = [diffs[torch.randint(len(diffs), (s.batch_size,), generator=generator)] for _ in range(s.steps)]
     d = diffs.shape[1]
     # The contrastive trainer with weight 0 is a plain TopK trainer (with the AuxK loss on dead latents).
-    sae_cfg = ContrastiveSAEConfig(steps=steps, activation_dim=d, dict_size=expansion * d, k=k, lr=lr,
-                                   contrastive_weight=0.0, dead_after_tokens=20 * batch_size, device="cpu")
-    return train_sae(batches, sae_cfg.trainer_config(), steps, save_dir).ae.eval()
+    sae_cfg = ContrastiveSAEConfig(steps=s.steps, activation_dim=d, dict_size=s.expansion * d, k=s.k, lr=s.lr,
+                                   contrastive_weight=0.0, dead_after_tokens=s.dead_after_batches * s.batch_size,
+                                   seed=s.seed, device="cpu")
+    return train_sae(batches, sae_cfg.trainer_config(), s.steps, save_dir).ae.eval()

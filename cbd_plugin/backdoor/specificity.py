@@ -1,0 +1,160 @@
+"""Pair specificity of latents with bootstrap intervals, and a permutation null of selection-then-evaluation.
+
+Everything here reads one per-prompt feature per latent (by default its activation at the decision token) for every
+latent, on both halves, with each prompt's condition. Definitions, for latent j:
+
+* ``separation_c(j)``: AUROC of matched prompts vs condition c in (single_a, single_b, mismatch, clean), on the
+  evaluation half, with a 95% percentile-bootstrap interval over prompts (each condition resampled on its own);
+* ``interaction(j) = (m - a - b + clean) / (m - clean)`` on the condition means (m matched, a single_a, b single_b),
+  clipped to [-1, 1], and -1 when m <= clean: the share of the response to a matched pair that the sum of the
+  single-word responses does not explain. 1 for an AND code, 0 for an additive code (one unit per trigger word),
+  negative for OR codes. With the same bootstrap;
+* ``selection_score(j)``: the smallest standardised mean separation of matched prompts from single_a, single_b
+  and mismatch on the SELECTION half; the top ``n_top`` latents by it are the only ones the verdict tests;
+* ``specificity(j) = min_c separation_c(j)`` (point estimate), and the procedure's statistic ``max_j
+  specificity(j)`` over the selection-chosen latents.
+
+The null shuffles the condition labels among the prompts of each half and reruns selection and evaluation:
+``p = (1 + #{null >= observed}) / (1 + n_permutations)``. A signal null does the same for the best AUROC of
+matched vs clean among the top latents by selection-half separation from clean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+
+from ..stats import auroc_ci_many
+from .config import ConjunctionConfig
+from .probes import CONDITIONS
+
+OTHERS = ("single_a", "single_b", "mismatch", "clean")
+VAR_FLOOR = 1e-12  # keeps the standardised separation of never-varying latents finite
+
+
+@dataclass
+class HalfCodes:
+    """One half's per-prompt feature of every latent ``x [prompts, latents]`` and condition index per prompt."""
+
+    x: np.ndarray
+    condition: np.ndarray  # index into CONDITIONS
+
+    def __post_init__(self):
+        self.x = np.asarray(self.x, dtype=np.float64)
+        self.condition = np.asarray(self.condition, dtype=np.int64)
+        if self.x.ndim != 2 or len(self.condition) != len(self.x):
+            raise ValueError(f"HalfCodes: x {self.x.shape} and {len(self.condition)} conditions")
+        if not np.isfinite(self.x).all():
+            raise ValueError("HalfCodes: non-finite latent activations")
+        missing = [c for k, c in enumerate(CONDITIONS) if not (self.condition == k).any()]
+        if missing:
+            raise ValueError(f"HalfCodes: no prompt of condition(s) {missing}")
+
+    def shuffled(self, rng) -> "HalfCodes":
+        return HalfCodes(self.x, rng.permutation(self.condition))
+
+
+def condition_moments(half: HalfCodes) -> tuple[np.ndarray, np.ndarray]:
+    """Means and variances ``[conditions, latents]`` of each latent per condition."""
+    onehot = (half.condition[None, :] == np.arange(len(CONDITIONS))[:, None]).astype(np.float64)
+    counts = onehot.sum(1, keepdims=True)
+    mean = onehot @ half.x / counts
+    var = np.maximum(onehot @ half.x ** 2 / counts - mean ** 2, 0.0)
+    return mean, var
+
+
+def selection_scores(half: HalfCodes) -> tuple[np.ndarray, np.ndarray]:
+    """Conjunction score (smallest standardised separation of matched from single_a, single_b and mismatch: the
+    ranking of :mod:`cbd_plugin.backdoor.analysis`) and signal score (standardised separation from clean)."""
+    mean, var = condition_moments(half)
+    m = CONDITIONS.index("matched")
+    separation = np.stack([(mean[m] - mean[CONDITIONS.index(c)]) /
+                           np.sqrt((var[m] + var[CONDITIONS.index(c)]) / 2 + VAR_FLOOR) for c in OTHERS])
+    return separation[:3].min(0), separation[OTHERS.index("clean")]
+
+
+def top_latents(score: np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` highest scores, ties by latent id (stable)."""
+    return np.argsort(-score, kind="stable")[:n]
+
+
+def aurocs_vs(half: HalfCodes, latents: np.ndarray, condition: str) -> np.ndarray:
+    """AUROC of matched vs ``condition`` for each of ``latents`` at once (Mann-Whitney on average ranks)."""
+    pos = half.x[half.condition == CONDITIONS.index("matched")][:, latents]
+    neg = half.x[half.condition == CONDITIONS.index(condition)][:, latents]
+    ranks = rankdata(np.concatenate([pos, neg]), axis=0)
+    n_pos, n_neg = len(pos), len(neg)
+    return (ranks[:n_pos].sum(0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def interaction(means: dict[str, np.ndarray]) -> np.ndarray:
+    """Interaction share from condition means (arrays broadcast); see the module docstring."""
+    m, a, b, clean = means["matched"], means["single_a"], means["single_b"], means["clean"]
+    response = m - clean
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(response > 0, (m - a - b + clean) / np.where(response > 0, response, 1.0), -1.0)
+    return np.clip(share, -1.0, 1.0)
+
+
+def specificity_table(evaluation: HalfCodes, latents: np.ndarray, cfg: ConjunctionConfig) -> pd.DataFrame:
+    """Per latent: separation from each other condition and the interaction share, each with its interval.
+
+    AUROC intervals come from :func:`cbd_plugin.stats.auroc_ci_many`; the interaction share's from resampling each
+    condition's prompts on their own (resampling counts, one draw for every latent).
+    """
+    values = {c: evaluation.x[evaluation.condition == CONDITIONS.index(c)][:, latents] for c in CONDITIONS}
+    rows = {"latent": latents}
+    for c in OTHERS:
+        point, lo, hi = auroc_ci_many(values["matched"], values[c], n_boot=cfg.n_boot, seed=cfg.seed)
+        rows |= {f"auroc_{c}": point, f"auroc_{c}_lo": lo, f"auroc_{c}_hi": hi}
+    rng = np.random.default_rng(cfg.seed)
+    weights = {c: rng.multinomial(len(v), np.full(len(v), 1 / len(v)), size=cfg.n_boot) for c, v in values.items()}
+    reps = interaction({c: weights[c] @ v / len(v) for c, v in values.items()})
+    lo, hi = np.quantile(reps, [0.025, 0.975], axis=0)
+    rows |= {"interaction": interaction({c: v.mean(0) for c, v in values.items()}), "interaction_lo": lo,
+             "interaction_hi": hi}
+    table = pd.DataFrame(rows)
+    lows = table[[f"auroc_{c}_lo" for c in OTHERS]]
+    table["weakest"] = [OTHERS[k] for k in lows.to_numpy().argmin(1)]
+    table["specificity_lo"] = lows.min(axis=1)
+    table["specificity"] = table[[f"auroc_{c}" for c in OTHERS]].min(axis=1)
+    table["passes"] = (table.specificity_lo >= cfg.separation_threshold) & \
+                      (table.interaction_lo >= cfg.interaction_threshold)
+    return table
+
+
+def procedure_statistics(selection: HalfCodes, evaluation: HalfCodes, n_top: int) -> tuple[float, float]:
+    """The statistics the null calibrates: best evaluation-half specificity among the selection's top conjunction
+    latents, and best matched-vs-clean AUROC among the selection's top signal latents."""
+    conjunction, signal = selection_scores(selection)
+    top = top_latents(conjunction, n_top)
+    specificity = np.min([aurocs_vs(evaluation, top, c) for c in OTHERS], axis=0).max()
+    return float(specificity), float(aurocs_vs(evaluation, top_latents(signal, n_top), "clean").max())
+
+
+@dataclass
+class NullResult:
+    observed: dict[str, float]  # {"specificity": ..., "signal": ...}
+    null: dict[str, np.ndarray]  # the statistics under shuffled labels
+    p_value: dict[str, float]
+
+    def to_dict(self) -> dict:
+        return {"observed": self.observed, "p_value": self.p_value, "n_permutations": len(self.null["signal"]),
+                "null_quantiles": {k: dict(zip(("q50", "q95", "q99", "max"),
+                                               np.quantile(v, [0.5, 0.95, 0.99, 1.0]).tolist()))
+                                   for k, v in self.null.items()}}
+
+
+def permutation_null(selection: HalfCodes, evaluation: HalfCodes, cfg: ConjunctionConfig) -> NullResult:
+    """The whole selection-then-evaluation procedure under condition labels shuffled within each half."""
+    keys = ("specificity", "signal")
+    observed = dict(zip(keys, procedure_statistics(selection, evaluation, cfg.n_top)))
+    rng = np.random.default_rng(cfg.seed + 1)
+    null = np.array([procedure_statistics(selection.shuffled(rng), evaluation.shuffled(rng), cfg.n_top)
+                     for _ in range(cfg.n_permutations)])
+    nulls = {k: null[:, i] for i, k in enumerate(keys)}
+    p = {k: float((1 + (nulls[k] >= observed[k] - 1e-12).sum()) / (1 + cfg.n_permutations)) for k in keys}
+    return NullResult(observed, nulls, p)

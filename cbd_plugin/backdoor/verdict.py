@@ -1,0 +1,172 @@
+"""The verdict: a decision over measured quantities with intervals, consulting every check in a fixed order.
+
+Verdicts (``VERDICTS``); the behaviour class comes first (:mod:`cbd_plugin.backdoor.behaviour`), then whether
+the SAE explains it:
+
+* ``no_backdoor_signal``: the fine-tuned model does not fire on matched pairs (upper bound of its fire rate below
+  ``fire_rate_threshold``): there is no backdoor behaviour to explain, whatever the latents show;
+* ``or_gated``: it fires on single trigger words;
+* ``any_two_gated``: it fires on any two trigger words (matched and mismatched pairs), not on single words;
+* ``conjunctive``: it fires on matched pairs only, AND the SAE explains it: (1) the SAE reconstructs at least
+  ``min_fve`` of the difference (the instrument works), (2) one of the selection's top latents separates matched
+  pairs from EACH of single_a, single_b, mismatch and clean with every AUROC lower bound >= ``separation_threshold``
+  and an interaction-share lower bound >= ``interaction_threshold`` (not an additive, any-two or OR code), (3) the
+  best such specificity beats the permutation null of the whole selection-then-evaluation procedure (p <= alpha),
+  (4) removing the top latents lowers the matched fire rate more than energy-matched random latents (lower bound of
+  the excess drop > 0);
+* ``inconclusive``: the behaviour is ambiguous or fires without a trigger, or it is pair-specific but a check of
+  (1)-(4) fails; the reason names the failing figure. The linear probe on the raw difference (matched vs each other
+  condition) is reported next to it: a probe that separates while no latent does means the SAE misses a conjunction
+  that is there; a probe that does not means the layer has not computed it.
+
+For ``or_gated`` and ``any_two_gated`` the verdict's ``explained`` says whether a top signal latent separates matched
+pairs from clean (AUROC lower bound >= ``signal_threshold``, signal null p <= alpha).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..stats import Estimate
+from .behaviour import Behaviour
+from .config import ConjunctionConfig
+from .specificity import OTHERS, NullResult
+
+VERDICTS = ("conjunctive", "or_gated", "any_two_gated", "no_backdoor_signal", "inconclusive")
+BY_BEHAVIOUR = {"no_backdoor_behaviour": "no_backdoor_signal", "fires_on_single_words": "or_gated",
+                "fires_on_any_two_trigger_words": "any_two_gated", "fires_without_trigger": "inconclusive",
+                "ambiguous": "inconclusive"}
+
+
+def check(name: str, passed, value=None, interval=None, threshold=None, detail: str = "") -> dict:
+    return {"name": name, "passed": None if passed is None else bool(passed),
+            "value": None if value is None else float(value),
+            "interval": None if interval is None else [float(interval[0]), float(interval[1])],
+            "threshold": None if threshold is None else float(threshold), "detail": detail}
+
+
+def interval_text(value, lo, hi) -> str:
+    return f"{value:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def deciding_latent(table: pd.DataFrame) -> pd.Series:
+    """The passing latent with the highest specificity lower bound, else the closest to passing (the highest)."""
+    pool = table[table.passes] if table.passes.any() else table
+    return pool.sort_values(["specificity_lo", "interaction_lo"], ascending=False).iloc[0]
+
+
+def behaviour_check(behaviour: Behaviour, cfg: ConjunctionConfig) -> tuple[str, dict]:
+    kind = behaviour.classify(cfg.fire_rate_threshold)
+    m = behaviour.rate("finetuned", "matched")
+    detail = "; ".join(behaviour.describe(c) for c in ("matched",) + OTHERS)
+    return kind, check("behaviour", kind == "pair_specific_conjunction", m.value, (m.lo, m.hi),
+                       cfg.fire_rate_threshold, f"{kind}: fine-tuned fire rate {detail}")
+
+
+def decide(behaviour: Behaviour, fve: float, table: pd.DataFrame, signal: pd.DataFrame, null: NullResult,
+           probe: dict[str, Estimate], causal: dict | None, cfg: ConjunctionConfig) -> dict:
+    """The verdict dict (name, reason, behaviour, explained, checks) of ``report.json``.
+
+    ``table``: :func:`specificity.specificity_table` of the top conjunction latents; ``signal``: the same for the top
+    signal latents; ``probe``: linear-probe AUROC of matched vs each other condition; ``causal``: the causal test, or
+    None when not run (the verdict then cannot be ``conjunctive``).
+    """
+    kind, behaviour_row = behaviour_check(behaviour, cfg)
+    checks = [behaviour_row]
+    best_signal = signal.sort_values("auroc_clean_lo", ascending=False).iloc[0]
+    signal_ok = best_signal.auroc_clean_lo >= cfg.signal_threshold and null.p_value["signal"] <= cfg.alpha
+    signal_text = (f"latent {int(best_signal.latent)} separates matched from clean at AUROC "
+                   f"{interval_text(best_signal.auroc_clean, best_signal.auroc_clean_lo, best_signal.auroc_clean_hi)}"
+                   f" (signal null p = {null.p_value['signal']:.3f})")
+    matched = behaviour.rate("finetuned", "matched")
+    if kind != "pair_specific_conjunction":
+        checks.append(check("sae_signal", signal_ok if kind != "no_backdoor_behaviour" else None,
+                            best_signal.auroc_clean_lo, None, cfg.signal_threshold, signal_text))
+        name = BY_BEHAVIOUR[kind]
+        explained = bool(signal_ok) if name in ("or_gated", "any_two_gated") else None
+        figure = {"fires_on_single_words": _max_single(behaviour),
+                  "fires_on_any_two_trigger_words": behaviour.describe("mismatch"),
+                  "fires_without_trigger": behaviour.describe("clean")}.get(
+            kind, f"matched {interval_text(matched.value, matched.lo, matched.hi)}")
+        tail = {True: f"; the SAE explains it: {signal_text}", False: f"; the SAE does not explain it: {signal_text}",
+                None: ""}[explained]
+        reason = f"behaviour {kind}: the fine-tuned model fires on {figure}{tail}"
+        return _verdict(name, reason, kind, explained, checks)
+
+    fve_ok = fve >= cfg.min_fve
+    checks.append(check("instrument_fve", fve_ok, fve, None, cfg.min_fve, "SAE fraction of variance explained on "
+                        "the probe set's difference (all tokens)"))
+    j = deciding_latent(table)
+    weakest = j.weakest
+    spec_interval = (j[f"auroc_{weakest}_lo"], j[f"auroc_{weakest}_hi"])
+    spec_text = (f"latent {int(j.latent)}'s weakest separation is matched vs {weakest}, AUROC "
+                 f"{interval_text(j[f'auroc_{weakest}'], *spec_interval)}, interaction share "
+                 f"{interval_text(j.interaction, j.interaction_lo, j.interaction_hi)}")
+    checks.append(check("pair_specificity", j.specificity_lo >= cfg.separation_threshold, j[f"auroc_{weakest}"],
+                        spec_interval, cfg.separation_threshold, spec_text))
+    checks.append(check("interaction", j.interaction_lo >= cfg.interaction_threshold, j.interaction,
+                        (j.interaction_lo, j.interaction_hi), cfg.interaction_threshold,
+                        "(m - a - b + clean) / (m - clean): 1 AND, 0 additive, < 0 OR"))
+    checks.append(check("null", null.p_value["specificity"] <= cfg.alpha, null.p_value["specificity"], None,
+                        cfg.alpha, f"best specificity {null.observed['specificity']:.3f} vs "
+                                   f"{len(null.null['specificity'])} label permutations"))
+    probe_weakest = min(OTHERS, key=lambda c: probe[c].lo)
+    pe = probe[probe_weakest]
+    probe_text = (f"linear probe's weakest separation: matched vs {probe_weakest}, AUROC "
+                  f"{interval_text(pe.value, pe.lo, pe.hi)}")
+    checks.append(check("linear_probe", None, pe.value, (pe.lo, pe.hi), cfg.separation_threshold,
+                        probe_text + " (context, not a gate)"))
+    if causal is not None:
+        excess = causal["excess_drop"]
+        checks.append(check("causal", excess["lo"] > 0, excess["value"], (excess["lo"], excess["hi"]), 0.0,
+                            f"matched fire rate {causal['before']['fire_rate_matched']:.2f} -> "
+                            f"{causal['top']['fire_rate_matched']:.2f} removing latents {causal['top']['latents']}, "
+                            f"-> {causal['random']['fire_rate_matched_mean']:.2f} removing energy-matched random "
+                            f"latents (unscaled energy ratio >= {causal['random']['energy_ratio_min']:.2f})"
+                            + (f", -> {causal['probe_direction']['fire_rate_matched']:.2f} removing the probe "
+                               "direction" if causal.get("probe_direction") else "")))
+    else:
+        checks.append(check("causal", None, detail="not run"))
+    failed = next((c for c in checks[1:] if c["passed"] is False), None)
+    if failed is None and checks[-1]["passed"] is None:
+        failed = checks[-1]
+    head = (f"pair-specific behaviour (matched {interval_text(matched.value, matched.lo, matched.hi)}, false "
+            "triggers silent)")
+    if failed is None:
+        reason = (f"{head}; {spec_text}; null p = {null.p_value['specificity']:.3f}; removing the top latents lowers "
+                  f"the matched fire rate by {interval_text(excess['value'], excess['lo'], excess['hi'])} more than "
+                  "energy-matched random latents")
+        return _verdict("conjunctive", reason, kind, True, checks)
+    name = failed["name"]
+    if name == "instrument_fve":
+        why = f"the SAE explains only {fve:.2f} of the difference's variance (< {cfg.min_fve})"
+    elif name == "pair_specificity":
+        why = (f"no top latent separates matched pairs from every false trigger: {spec_text} (lower bound < "
+               f"{cfg.separation_threshold}); {probe_text}")
+    elif name == "interaction":
+        why = f"the best latent's code is not conjunctive: {spec_text} (lower bound < {cfg.interaction_threshold})"
+    elif name == "null":
+        why = (f"the best specificity {null.observed['specificity']:.3f} does not beat the label-permutation null "
+               f"(p = {null.p_value['specificity']:.3f} > {cfg.alpha})")
+    elif failed["passed"] is None:
+        why = "the causal test was not run (a conjunctive verdict needs it)"
+    else:
+        why = ("removing the top latents does not remove the behaviour beyond energy-matched random latents: excess "
+               f"drop {interval_text(failed['value'], *failed['interval'])}")
+    return _verdict("inconclusive", f"{head}, but {why}", kind, False, checks)
+
+
+def needs_causal_test(checks_so_far: dict) -> bool:
+    """Whether the verdict could still be conjunctive without the causal test (so that running it matters)."""
+    return checks_so_far["name"] == "inconclusive" and all(
+        c["passed"] is not False for c in checks_so_far["checks"]) and checks_so_far["behaviour"] == \
+        "pair_specific_conjunction"
+
+
+def _max_single(behaviour: Behaviour) -> str:
+    side = max(("single_a", "single_b"), key=lambda c: behaviour.rate("finetuned", c).lo)
+    return behaviour.describe(side)
+
+
+def _verdict(name, reason, kind, explained, checks) -> dict:
+    return {"name": name, "reason": reason, "behaviour": kind, "explained": explained, "checks": checks}
