@@ -93,6 +93,16 @@ def _cache_keyword(hf) -> str:
     return "cache" if "cache" in inspect.signature(hf.forward).parameters else "past_key_values"
 
 
+def _checked(fn: Callable[[torch.Tensor], torch.Tensor], layer: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    def edit(resid: torch.Tensor) -> torch.Tensor:
+        new = fn(resid)
+        if not isinstance(new, torch.Tensor) or new.shape != resid.shape:
+            raise ValueError(f"the edit at layer {layer} returned {getattr(new, 'shape', type(new).__name__)} for a "
+                             f"residual of shape {tuple(resid.shape)}; it must return the same shape")
+        return new.to(resid.dtype)
+    return edit
+
+
 def _replace_output(output, fn: Callable[[torch.Tensor], torch.Tensor]):
     """A decoder layer returns the residual (transformers 5) or a tuple starting with it (older)."""
     if isinstance(output, tuple):
@@ -121,13 +131,19 @@ class _Runner:
     def logits(self, input_ids, attention_mask, layer: int | None = None, edit: Edit | None = None) -> torch.Tensor:
         """Last-position logits ``[B, vocab]``, with ``edit`` applied to the residual after ``layer``."""
         handle = None if edit is None else layer_module(self.model, layer).register_forward_hook(
-            lambda module, args, output: _replace_output(output, edit))
+            lambda module, args, output: _replace_output(output, _checked(edit, layer)))
         try:
             out = self.hf(**self._kwargs(input_ids, attention_mask), logits_to_keep=1)
         finally:
             if handle is not None:
                 handle.remove()
-        return out.logits[:, -1].float()
+        logits = out.logits[:, -1].float()
+        if not torch.isfinite(logits).all():  # argmax/sampling over NaN would pick tokens silently
+            rows = torch.nonzero(~torch.isfinite(logits).all(-1)).flatten().tolist()
+            raise ValueError(f"non-finite logits (NaN/Inf) in batch rows {rows[:8]}"
+                             + (f": the edit at layer {layer} produced them or fed them in" if edit is not None
+                                else ": the model's weights or inputs hold NaN/Inf"))
+        return logits
 
     @torch.no_grad()
     def residual(self, input_ids, attention_mask, layer: int) -> torch.Tensor:
