@@ -272,7 +272,11 @@ CASES = [
          {"layer": 7}),
     Case("layer_not_an_int", layered, ValueError, r"layer='13': expected a non-negative integer", {"layer": "13"}),
     Case("layer_negative", layered, ValueError, r"layer=-1: expected a non-negative integer", {"layer": -1}),
+    Case("d_model_not_an_int", plugin, ValueError, r"d_model='2304': expected a positive integer",
+         {"d_model": "2304"}),
     # paths
+    Case("empty_spec", lambda t: "", ValueError, r"spec='': expected a local path or a hub id"),
+    Case("spec_none", lambda t: None, ValueError, r"spec=None: expected a local path or a hub id"),
     Case("nonexistent_path", lambda t: t / "nothing_here", FileNotFoundError, r"nothing_here: no such file or folder"),
     Case("empty_folder", lambda t: (t / "empty").mkdir() or t / "empty", FileNotFoundError,
          r"empty: no SAE format recognised; it holds \[\]"),
@@ -466,3 +470,30 @@ def test_batchtopk_without_normaliser_keeps_its_nan_sentinel(tmp_path):
                "activation_std": torch.tensor([float("nan")] + [1.0] * (D - 1))}
     with pytest.raises(ValueError, match=r"x: key 'activation_std' holds 1 non-finite"):
         BatchTopKSAE._from_state({"activation_dim": D, "dict_size": DICT, "k": K}, partial, "x")
+
+
+def test_kill_9_during_overwrite_keeps_the_old_sae_and_the_next_save_cleans_up(tmp_path):
+    folder = plugin(tmp_path)
+    child = subprocess.Popen([sys.executable, "-c", f"""
+import time, torch
+import cbd_plugin.sae.folder as folder
+from cbd_plugin.sae import TopKSAE
+real = folder.save_file
+def slow(tensors, path, **kw):
+    real(tensors, path, **kw)
+    print("written", flush=True)
+    time.sleep(600)
+folder.save_file = slow
+TopKSAE({D}, {DICT}, {K}).save_pretrained({str(folder)!r})
+"""], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1])
+    try:
+        assert child.stdout.readline().strip() == "written"
+    finally:
+        child.kill()
+        child.wait()
+    assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name]  # the killed writer's half-built folder
+    loaded = load_dictionary(folder)
+    assert torch.equal(loaded.W_enc, topk().W_enc)
+    topk(2).save_pretrained(folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sae"]
+    assert torch.equal(load_dictionary(folder).W_enc, topk(2).W_enc)

@@ -7,6 +7,7 @@ without one the error lists the layers found. See :mod:`cbd_plugin.sae.formats` 
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -73,8 +74,12 @@ def load_dictionary(spec: str | Path, layer: int | None = None, d_model: int | N
     checked against the SAE's input width. ``k`` is used only by formats that do not store it (the seed ``.pt``;
     default the BioRefusalAudit card's 32).
     """
+    if not isinstance(spec, (str, os.PathLike)) or not str(spec).strip():
+        raise ValueError(f"load_dictionary: spec={spec!r}: expected a local path or a hub id (owner/name)")
     if layer is not None and (isinstance(layer, bool) or not isinstance(layer, int) or layer < 0):
         raise ValueError(f"layer={layer!r}: expected a non-negative integer")
+    if d_model is not None and (isinstance(d_model, bool) or not isinstance(d_model, int) or d_model < 1):
+        raise ValueError(f"d_model={d_model!r}: expected a positive integer (the model's hidden size)")
     options = LoadOptions(layer=layer, k=k)
     if is_hub_id(spec):
         hub_spec = parse_hub_spec(spec)
