@@ -214,3 +214,27 @@ def test_two_local_copies_with_the_same_name_are_not_confused(tmp_path):
     spec = {"id": "cais/wmdp", "subset": "wmdp-bio", "tier": "hazard"}
     for n, folder in ((5, tmp_path / "one"), (9, tmp_path / "two")):
         assert len(read_source(DatasetSource(**spec), str(folder))) == n
+
+
+def test_yaml_forms_compose_into_a_prompt_source(hub_copies):
+    """The forms a method config uses (``prompts: {preset: ...}`` / ``{sources: [...]}``) after OmegaConf."""
+    from omegaconf import OmegaConf
+
+    from cbd_plugin.refusal.prompts import check_source
+
+    node = OmegaConf.create(f"""
+    by_preset: {{preset: wmdp_mmlu_bio, n_per_tier: 12, seed: 3, data_dir: {hub_copies}}}
+    by_sources:
+      sources:
+        - {{id: cais/wmdp, subset: wmdp-bio, splits: [test], tier: hazard, template: "{{question}}"}}
+        - {{id: cais/mmlu, subset: [anatomy], tier: benign, template: "{{question}}"}}
+        - {{id: cais/mmlu, subset: virology, splits: [test, validation], tier: dual_use, template: "{{question}}"}}
+      n_per_tier: 12
+      match_length: false
+      data_dir: {hub_copies}
+    """)
+    for key in ("by_preset", "by_sources"):
+        source = PromptSource(**OmegaConf.to_container(node[key], resolve=True))
+        check_source(source)
+        frame = load_prompts(source)
+        assert (frame["tier"].value_counts() == 12).all(), key
