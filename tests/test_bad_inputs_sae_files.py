@@ -497,3 +497,11 @@ TopKSAE({D}, {DICT}, {K}).save_pretrained({str(folder)!r})
     topk(2).save_pretrained(folder)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sae"]
     assert torch.equal(load_dictionary(folder).W_enc, topk(2).W_enc)
+
+
+def test_finite_check_is_exact_when_the_sum_overflows():
+    huge = torch.full((4,), 3e38)
+    assert not torch.isfinite(huge.sum())
+    folder_module.check_finite({"W": huge}, "x")  # finite values whose sum overflows: accepted
+    with pytest.raises(ValueError, match=r"x: key 'W' holds 1 non-finite"):
+        folder_module.check_finite({"W": torch.cat([huge, torch.tensor([float("inf")])])}, "x")
