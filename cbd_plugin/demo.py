@@ -2,7 +2,8 @@
 
 * Conjunction analysis (the core of ``cbd_sae_difference``): tiny-cbd (AND-gated), tiny-cbd-or (OR-gated) and
   tiny-cbd-null (never fires), each against tiny-base: a TopK SAE on the fine-tuned minus base residual, then
-  ``analyze_conjunction``. Expected verdicts: conjunctive, or_gated, no_backdoor_signal.
+  ``analyze_conjunction``. Expected verdicts: conjunctive, or_gated, no_backdoor_signal (the verdict grid over
+  layers and SAE seeds, with the any-two control: ``cbd_plugin.backdoor.grid``).
 * Refusal-depth audit (the core of ``contrastive_bio_sae``): one contrastive SAE on tiny-base, then
   ``audit_refusal_depth`` of tiny-refusal-shallow, -deep and -null against tiny-base. Expected verdicts:
   shallow, deep, no_change.
@@ -22,7 +23,7 @@ import pandas as pd
 from loguru import logger
 
 from .backdoor import ConjunctionConfig, ConjunctionReport, analyze_conjunction
-from .backdoor.training import train_difference_sae
+from .backdoor.training import DifferenceSAEConfig, difference_activations, train_difference_sae
 from .capture import load_language_model
 from .organisms import RECIPES, build
 from .organisms.build import single_thread
@@ -70,8 +71,9 @@ def conjunction_reports(organisms: dict, out: Path,
         start = time.perf_counter()
         logger.info(f"conjunction: {name} vs {BASE}: training the difference SAE, then the analysis")
         finetuned, pairs = load(organisms[name]), RECIPES[name].pairs
-        sae = train_difference_sae(base, finetuned, base.tokenizer, CONJUNCTION_LAYER, out / name / "sae", pairs,
-                                   conjunction_training_config())
+        diffs = difference_activations(base, finetuned, base.tokenizer, pairs, [CONJUNCTION_LAYER],
+                                       conjunction_training_config())
+        sae = train_difference_sae(diffs[CONJUNCTION_LAYER], out / name / "sae", DifferenceSAEConfig())
         reports[name] = analyze_conjunction(base, finetuned, sae, base.tokenizer, pairs, CONJUNCTION_LAYER,
                                             conjunction_config(), out / name / "report")
         logger.info(f"conjunction: {name}: {reports[name].verdict} ({time.perf_counter() - start:.0f}s)")
@@ -108,16 +110,23 @@ def render(header: list[str], rows: list[list[str]]) -> str:
 
 
 def conjunction_table(reports: dict[str, ConjunctionReport]) -> str:
-    header = ["organism", "verdict", "best latent", "its AUROC [95% CI]", "probe AUROC", "fire before",
-              "after top-k", "after random-k"]
+    header = ["organism", "verdict", "matched fire [95% CI]", "deciding latent: weakest separation [95% CI]",
+              "null p", "fire after top-k / control / probe", "dead"]
     rows = []
     for name, report in reports.items():
-        best, ablation = report.result.best_latent, report.ablation
-        auroc = Estimate(best["detection_auroc"], best["detection_auroc_lo"], best["detection_auroc_hi"])
-        fire = [ablation["before"]["fire_rate_matched"], ablation["top"]["fire_rate_matched"],
-                ablation["random"]["fire_rate_matched_mean"]]
-        rows.append([name, report.verdict, str(int(best["latent"])), interval(auroc),
-                     number(report.result.probe.value), *map(number, fire)])
+        payload = report.payload
+        matched = next(r for r in payload["behaviour"] if r["model"] == "finetuned" and r["condition"] == "matched")
+        spec = max(payload["specificity"], key=lambda r: (r["passes"], r["specificity_lo"]))
+        weakest = spec["weakest"]
+        causal = report.ablation
+        after = "not-run" if causal is None else "/".join(number(x) for x in (
+            causal["top"]["fire_rate_matched"], causal["random"]["fire_rate_matched_mean"],
+            causal["probe_direction"]["fire_rate_matched"]))
+        rows.append([name, report.verdict, interval(Estimate(matched["fire_rate"], matched["lo"], matched["hi"])),
+                     f"{int(spec['latent'])}:{weakest} " + interval(Estimate(
+                         spec[f"auroc_{weakest}"], spec[f"auroc_{weakest}_lo"], spec[f"auroc_{weakest}_hi"])),
+                     f"{payload['null']['p_value']['specificity']:.3f}", after,
+                     number(report.reconstruction["all"]["dead_fraction"])])
     return render(header, rows)
 
 
@@ -135,7 +144,7 @@ def refusal_table(reports: dict[str, AuditReport]) -> str:
 
 
 RUNS = {"conjunction": (conjunction_reports, conjunction_table,
-                        f"Conjunction analysis (layer {CONJUNCTION_LAYER}; ablation: matched-pair fire rate)"),
+                        f"Conjunction analysis (layer {CONJUNCTION_LAYER}; fire rates: matched pairs, fine-tuned)"),
         "refusal": (refusal_reports, refusal_table, "Refusal-depth audit (fine-tuned vs base)")}
 
 

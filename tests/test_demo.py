@@ -29,8 +29,11 @@ def test_conjunction_demo(conjunction, out):
     assert conjunction["tiny-cbd"].verdict == "conjunctive", conjunction["tiny-cbd"].verdict_reason
     header, row = conjunction_table(conjunction).splitlines()
     assert header.split()[:2] == ["organism", "verdict"]
-    # best latent, its AUROC [lo, hi], probe AUROC, fire rate before / after top-k / after random-k
-    assert row.split()[:2] == ["tiny-cbd", "conjunctive"] and len(row.split()) == 10
+    # matched fire [lo, hi], latent:weakest AUROC [lo, hi], null p, fire after top-k/control/probe, dead fraction
+    cells = row.split()
+    assert cells[:3] == ["tiny-cbd", "conjunctive", "1.00"] and len(cells) == 12
+    assert float(cells[-1]) < 0.1  # dead latents on the probe set
+    assert float(cells[9]) <= 0.05  # the null p-value
     assert (out / "conjunction" / "tiny-cbd" / "report" / "report.json").exists()
 
 

@@ -1,15 +1,22 @@
-"""Dashboard of ``cbd_sae_difference``: a Conjunction tab next to the host's own SAE tabs."""
+"""Dashboard of ``cbd_sae_difference``: a Conjunction tab next to the host's own SAE tabs.
+
+The Conjunction tab: the verdict box (name, reason naming the deciding figure, every check), then plotly figures
+drawn from the analysis' CSVs and report.json: the behaviour table (fire rates per condition, base and fine-tuned,
+with Wilson intervals), the top latents' separation of matched pairs from each other condition (AUROC with bootstrap
+intervals), the permutation null and the causal test. Figures whose files are absent (older runs) are skipped.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
-from cbd_plugin.methods.report_page import select_run, show_report
+from cbd_plugin.backdoor.figures import behaviour_figure, causal_figure, null_figure, specificity_figure
+from cbd_plugin.methods.report_page import plot, select_run, show_report
 
 from .method import METHOD_FOLDER
-
 
 class _ResultsDir(type(Path())):
     """The host's SAE tabs read ``method.results_dir / "sae_difference"``; send them to this method's folder."""
@@ -29,6 +36,33 @@ class _HostTabsView:
         return getattr(self._method, name)
 
 
+def conjunction_figures(folder: Path, report: dict) -> None:
+    """The tab's plotly figures from the files of one analysis folder."""
+    folder = Path(folder)
+    if (folder / "behaviour.csv").exists():
+        plot(behaviour_figure(pd.read_csv(folder / "behaviour.csv")),
+             "Behaviour, measured: greedy fire rate per condition on the evaluation prompts, base and fine-tuned, "
+             "with 95% Wilson intervals. The verdict names this behaviour class first.")
+    if (folder / "specificity.csv").exists():
+        threshold = (report.get("config") or {}).get("separation_threshold")
+        plot(specificity_figure(pd.read_csv(folder / "specificity.csv"), threshold),
+             "Pair specificity of the selection half's top conjunction latents, on the evaluation half: AUROC of "
+             "matched pairs vs each other condition with 95% bootstrap intervals over prompts. A conjunctive latent "
+             "has every lower bound right of the dotted line (and an interaction share near 1, in the table).")
+    if (folder / "null.csv").exists() and report.get("null"):
+        null = report["null"]
+        plot(null_figure(pd.read_csv(folder / "null.csv"), null.get("observed", {})),
+             f"Permutation null of the whole selection-then-evaluation procedure ({null.get('n_permutations')} "
+             f"shuffles of the condition labels); p-values {null.get('p_value')}.")
+    if report.get("causal"):
+        causal = report["causal"]
+        excess = causal["excess_drop"]
+        plot(causal_figure(causal),
+             "Causal test: matched-pair fire rate after removing the top latents, energy-matched random latents "
+             f"and the linear probe's direction. Excess drop of the top latents over the control: "
+             f"{excess['value']:.2f} [{excess['lo']:.2f}, {excess['hi']:.2f}].")
+
+
 def visualize(method) -> None:
     from diffing.methods.sae_difference.dashboard import visualize as host_visualize
 
@@ -36,6 +70,8 @@ def visualize(method) -> None:
     with conjunction_tab:
         run = select_run(method.results_dir / METHOD_FOLDER, key="cbd_sae_difference_run")
         if run is not None:
-            show_report(run / "conjunction", headline_keys=("verdict", "layer"))
+            report = show_report(run / "conjunction", headline_keys=("layer",))
+            if report is not None:
+                conjunction_figures(run / "conjunction", report)
     with host_tab:
         host_visualize(_HostTabsView(method))
