@@ -19,7 +19,11 @@ IDENTITY = lambda ids, mask: lambda resid: resid  # noqa: E731
 def env():
     tokenizer = make_tokenizer([f"w{i}" for i in range(VOCAB - len(SPECIALS))])
     hf = make_gemma(0)
+    broken = make_gemma(0)
+    with torch.no_grad():
+        broken.model.layers[1].mlp.down_proj.weight[0, 0] = torch.nan  # layer 0 stays finite, layer 1 does not
     return {"model": nnsight.LanguageModel(hf, tokenizer=tokenizer), "hf": hf,
+            "nan_model": nnsight.LanguageModel(broken, tokenizer=tokenizer),
             "other": nnsight.LanguageModel(hf, tokenizer=make_tokenizer([f"w{i}" for i in reversed(range(95))]))}
 
 
@@ -89,6 +93,11 @@ API_CASES = [
      ValueError, r"token_labels\['odd'\]\[1\] has 1 values but prompt 1 has 3 tokens"),
     ("label-reserved-name", lambda e: cap.iter_residuals(e["model"], PROMPTS, [0], labels={"position": [0] * 4}),
      ValueError, r"label name 'position' is reserved"),
+    ("model-makes-nan", lambda e: cap.capture_residuals(e["nan_model"], PROMPTS, [0, 1], batch_size=2), ValueError,
+     r"layer 1 residuals hold NaN/Inf on 11 of 11 tokens, first at prompt 0 position 0"),
+    ("paired-model-makes-nan",
+     lambda e: list(cap.iter_paired_residuals(e["model"], e["nan_model"], PROMPTS, [2], batch_size=4)), ValueError,
+     r"layer 2 residuals hold NaN/Inf on 18 of 18 tokens"),
     ("paired-tokenizers-differ", lambda e: cap.iter_paired_residuals(e["model"], e["other"], PROMPTS, [0]),
      ValueError, r"base and fine-tuned tokenisations differ on prompt 0"),
     ("string-prompts-plain-model", lambda e: cap.generate_greedy(e["hf"], PROMPTS, 2), ValueError,

@@ -117,7 +117,15 @@ def _capture_batch(model, job: _Job, prompt_ids: list[int], input_ids, attention
     padded = trace_residuals(model, input_ids, attention_mask, job.layers)
     keep = attention_mask.bool()  # row-major: prompt by prompt, positions in order, as in job.meta
     acts = {l: a[keep.to(a.device)].float().cpu() for l, a in padded.items()}
-    return TokenActivations(acts, job.meta(prompt_ids))
+    meta = job.meta(prompt_ids)
+    for layer, a in acts.items():
+        bad = ~torch.isfinite(a).all(-1)
+        if bad.any():  # e.g. float16 overflow: refuse here rather than let NaN reach an SAE or a statistic
+            row = int(torch.nonzero(bad)[0])
+            raise ValueError(f"layer {layer} residuals hold NaN/Inf on {int(bad.sum())} of {len(a)} tokens, first at "
+                             f"prompt {meta['prompt_id'][row]} position {meta['position'][row]}: the model's weights "
+                             "hold NaN/Inf or its dtype overflows (load it in bfloat16 or float32)")
+    return TokenActivations(acts, meta)
 
 
 def iter_residuals(model, prompts: Prompts, layers: Iterable[int], *, batch_size: int = 16,
