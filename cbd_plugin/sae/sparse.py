@@ -2,7 +2,8 @@
 
 ``SparseCodes(top_acts [n, m], top_indices [n, m])``: ``m`` is ``k`` for a TopK SAE and the largest number of
 active latents in the batch for the BatchTopK modes, so rows with fewer active latents carry zeros in ``top_acts``
-(padding slots hold index 0 and value 0: count or mask active latents with ``top_acts != 0``). Decoding gathers only the ``m`` decoder rows of each token.
+(padding slots hold index 0 and value 0: count or mask active latents with ``top_acts != 0``). Decoding gathers
+only the ``m`` decoder rows of each token.
 
 Kernels, measured on one CPU thread at the bio card's size (n 2048, d 2304, dict 6144, k 32), interleaved:
 the decode gathers rows with ``embedding_bag`` (as sparsify does; 2.3x faster than a CSR product there, but 15x

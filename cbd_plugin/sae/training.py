@@ -24,7 +24,6 @@ fraction (off when stderr is not a terminal, as under CI).
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import numbers
 import pickle
