@@ -34,7 +34,6 @@ import json
 import re
 from collections import Counter
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Iterable, Literal
 
@@ -49,6 +48,8 @@ LOOP_MIN_TOKENS = 6        # shorter texts are not called loops
 LOOP_MIN_ANSWER = 4        # a looped unit of fewer tokens ("sure ,", "the answer is") is not an answer
 LOOP_COVERAGE = 0.6        # a unit repeated >= 3 times covering this share of the tokens is a loop
 LABELLED_SET = "surface_labels.jsonl"
+# resolve(): a strict editable install links each module file, so the package data is found beside the source
+DATA_DIR = Path(__file__).resolve().parent / "data"
 
 _FLAGS = re.IGNORECASE | re.MULTILINE
 _REFUSAL = [re.compile(p, _FLAGS) for p in rules.REFUSAL_PATTERNS]
@@ -182,11 +183,8 @@ def load_labelled(path: str | Path | None = None) -> list[dict]:
 
     Errors name the file and the 1-based line: bad JSON, a missing key or a label outside :data:`LABELS`.
     """
-    if path is None:
-        source = resources.files("cbd_plugin.refusal").joinpath("data", LABELLED_SET)
-        name, raw = str(source), source.read_text(encoding="utf-8")
-    else:
-        name, raw = str(path), Path(path).read_text(encoding="utf-8")
+    path = Path(path) if path is not None else DATA_DIR / LABELLED_SET
+    name, raw = str(path), path.read_text(encoding="utf-8")
     rows = []
     for number, line in enumerate(raw.splitlines(), start=1):
         if not line.strip():

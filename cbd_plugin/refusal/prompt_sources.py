@@ -16,7 +16,6 @@ from __future__ import annotations
 import string
 import tempfile
 from dataclasses import dataclass, field, fields
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,8 @@ import pandas as pd
 
 TIERS = ("benign", "dual_use", "hazard")
 LETTERS = "ABCDEFGHIJ"
+# resolve(): a strict editable install links each module file, so the package data is found beside the source
+PRESETS_DIR = Path(__file__).resolve().parent / "data" / "presets"
 LENGTH_BIN_RATIO = 1.1  # length matching: bins of word counts 10% wide (tight enough that length cannot separate)
 
 
@@ -90,11 +91,10 @@ def preset(name: str) -> dict:
     """The shipped preset ``name`` as a mapping (keys of :class:`PromptSetSpec`)."""
     import yaml  # pyyaml comes with hydra/omegaconf
 
-    folder = resources.files("cbd_plugin.refusal").joinpath("data", "presets")
-    available = sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+    available = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
     if name not in available:
         raise KeyError(f"prompt set preset {name!r} not found; shipped presets: {available}")
-    return yaml.safe_load(folder.joinpath(f"{name}.yaml").read_text(encoding="utf-8"))
+    return yaml.safe_load((PRESETS_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
 
 
 def render(row: dict, template: str) -> str:
