@@ -240,6 +240,7 @@ def test_dictionary_learning_ae_pt_matches_its_encode(tmp_path, dict_class):
 
 @pytest.fixture(scope="module")
 def conjunction_organisms():
+    pytest.importorskip("sparsify", reason="the interop extra (eai-sparsify) is not installed")
     from cbd_plugin.organisms import build
 
     return build(["tiny-base", "tiny-cbd", "tiny-cbd-or"])  # only these: cached per machine, built on first use
@@ -256,7 +257,6 @@ def test_conjunction_found_with_a_sparsify_trained_sae(conjunction_organisms, tm
     where the causal control cannot tell the top latents from energy-matched random ones, inconclusive saying so:
     never a confident wrong verdict. tiny-cbd-or (fires on single words): or_gated.
     """
-    pytest.importorskip("sparsify", reason="the interop extra (eai-sparsify) is not installed")
     import sparsify
 
     from cbd_plugin.backdoor import analyze_conjunction
