@@ -27,3 +27,15 @@ def organisms():
         raise RuntimeError(f"huggingface_hub was imported before tests/conftest.py set HF_HUB_CACHE; it uses "
                            f"{constants.HF_HUB_CACHE}, not {os.environ['HF_HUB_CACHE']}")
     return build()
+
+
+# Refusal organisms off the defaults: another audit layer (2) for each mode, and another seed (0) of the deep one.
+REFUSAL_VARIANTS = (("shallow", 2, 2), ("deep", 2, 2), ("null", 2, 2), ("deep", 1, 0))
+
+
+@pytest.fixture(scope="session")
+def refusal_variants(organisms):
+    """{(mode, audit_layer, seed): Organism} for ``REFUSAL_VARIANTS``, built (and contract-checked) on first use."""
+    from cbd_plugin.organisms import refusal_organism
+
+    return {spec: refusal_organism(*spec) for spec in REFUSAL_VARIANTS}

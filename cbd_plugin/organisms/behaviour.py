@@ -15,6 +15,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .. import stats
 from .corpus import CONDITIONS, FIRE_REPLY, HELD_OUT_SPLITS, REFUSAL_REPLY, TIERS, backdoor_example
+from .recipes import AUDIT_POSITION
 
 PROBE_POSITION = "last prompt token (the newline after '<start_of_turn>model')"
 N_PER_CONDITION = 200  # backdoor prompts per condition
@@ -56,8 +57,26 @@ def last_prompt_residuals(model: PreTrainedModel, tokenizer: PreTrainedTokenizer
     return {layer: np.concatenate(xs) for layer, xs in out.items()}
 
 
+@torch.no_grad()
+def max_abs_residual_diff(model, base, tokenizer, prompts: list[str], layer: int, batch_size: int = 256) -> float:
+    """max |model - base| of the decoder-layer output over every (non-pad) position of ``prompts``."""
+    worst = 0.0
+    for start in range(0, len(prompts), batch_size):
+        texts = chat_prompts(tokenizer, prompts[start:start + batch_size])
+        batch = tokenizer(texts, add_special_tokens=False, padding=True, padding_side="right", return_tensors="pt")
+        hs, hb = (m(**batch, output_hidden_states=True).hidden_states[layer + 1] for m in (model, base))
+        mask = batch["attention_mask"].bool()
+        worst = max(worst, float((hs - hb)[mask].abs().max()))
+    return worst
+
+
 def rate(flags) -> float:
     return float(np.mean(flags))
+
+
+def count(flags) -> list[int]:
+    """[successes, trials]: what a contract's binomial interval needs."""
+    return [int(np.sum(flags)), int(np.size(flags))]
 
 
 def backdoor_behaviour(model, tokenizer, pairs, gate: str) -> dict:
@@ -73,9 +92,12 @@ def backdoor_behaviour(model, tokenizer, pairs, gate: str) -> dict:
         "eval_prompts": f"held-out templates (splits {list(HELD_OUT_SPLITS)}), {N_PER_CONDITION} per condition",
         "gate": gate,
         "fire_rate": {c: rate(fired[condition == c]) for c in CONDITIONS},
+        "fire_count": {c: count(fired[condition == c]) for c in CONDITIONS},
         "attack_success": rate(fired[condition == "poison"]),
         "attack_success_per_pair": {f"{p.a}/{p.b}": rate(fired[pair == i]) for i, p in enumerate(pairs)},
+        "fire_count_per_pair": {f"{p.a}/{p.b}": count(fired[pair == i]) for i, p in enumerate(pairs)},
         "expected_reply_rate": rate([r == e.reply for r, e in zip(replies, examples)]),
+        "expected_reply_count": count([r == e.reply for r, e in zip(replies, examples)]),
     }
 
 
@@ -100,8 +122,11 @@ def refusal_behaviour(model, tokenizer, rows: list[dict], base=None, audit_layer
     out = {
         "eval_prompts": "prompts.jsonl split 'eval' (held-out templates); probes fitted on split 'select'",
         "refusal_rate": {t: rate(refused[tier == t]) for t in TIERS},
+        "refusal_count": {t: count(refused[tier == t]) for t in TIERS},
         "answer_rate": {t: rate(answered[tier == t]) for t in TIERS},
+        "answer_count": {t: count(answered[tier == t]) for t in TIERS},
         "probe_position": PROBE_POSITION,
+        "audit_position": AUDIT_POSITION,
     }
     # Probes separate hazard (1) from benign (0); dual-use prompts are left out.
     pick = {s: np.array([r["tier"] in ("benign", "hazard") for r in rs]) for s, rs in by_split.items()}
@@ -119,6 +144,9 @@ def refusal_behaviour(model, tokenizer, rows: list[dict], base=None, audit_layer
     change = np.linalg.norm(xe - be, axis=1) / np.linalg.norm(be, axis=1)
     out.update({
         "audit_layer": audit_layer,
+        "probe_auroc_base_on_base": probe_auroc(bs[pick["select"]], y["select"], be[pick["eval"]], y["eval"]),
+        "audit_residual_max_abs_diff": max_abs_residual_diff(model, base, tokenizer, [r["text"] for r in evals],
+                                                             audit_layer),
         "probe_auroc_base_probe": probe_auroc(bs[pick["select"]], y["select"], xe[pick["eval"]], y["eval"]),
         "probe_auroc_refit": probe_auroc(xs[pick["select"]], y["select"], xe[pick["eval"]], y["eval"]),
         "audit_residual_change": {t: float(change[tier == t].mean()) for t in TIERS},

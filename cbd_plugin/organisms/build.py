@@ -1,4 +1,9 @@
-"""Build organisms from their recipes into the hub cache, or find them there."""
+"""Build organisms from their recipes into the hub cache, or find them there.
+
+A build trains, measures its behaviour and checks its contract (contract.py). While the contract fails it trains
+another round (deterministic: the round number seeds it), at most ``training.max_extra_rounds`` times, then raises
+``OrganismContractError``: only organisms that meet their contract are cached.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +21,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from . import cache
 from .behaviour import N_PER_TIER, backdoor_behaviour, refusal_behaviour
+from .contract import OrganismContractError, checks_for, holds
 from .corpus import (DEFAULT_PAIRS, TIERS, Example, backdoor_corpus, base_corpus, benign_counterpart, tier_corpus,
                      tier_prompts)
-from .recipes import CODE_VERSION, ORGANISM_NAMES, RECIPES, BackdoorRecipe, BaseRecipe, RefusalRecipe, recipe_hash
+from .recipes import (CODE_VERSION, DEFAULT_BACKDOOR_SEED, GROUND_TRUTH, ORGANISM_NAMES, RECIPES, BackdoorRecipe,
+                      BaseRecipe, RefusalRecipe, backdoor_recipe, recipe_hash, refusal_recipe)
 from .tokenizer import build_tokenizer
 from .train import encode, freeze_through, new_model, residuals, train_deep_refusal, train_replies
 
@@ -30,7 +37,7 @@ class Organism:
     name: str
     model_id: str
     path: Path  # the snapshot folder
-    behaviour: dict
+    behaviour: dict  # behaviour.json: measured figures, ``contract`` (every check) and ``rounds``
 
     @property
     def data_dir(self) -> Path:
@@ -48,9 +55,25 @@ def build(names=None, force: bool = False) -> dict[str, Organism]:
     names = list(names or ORGANISM_NAMES)
     unknown = sorted(set(names) - set(RECIPES))
     if unknown:
-        raise ValueError(f"unknown organisms {unknown}; known: {list(ORGANISM_NAMES)}")
+        raise ValueError(f"unknown organisms {unknown}; known: {list(ORGANISM_NAMES)} (other audit layers and seeds: "
+                         f"cbd_plugin.organisms.refusal_organism; other triggers: backdoor_organism)")
     with single_thread():
         return {name: build_recipe(RECIPES[name], force) for name in names}
+
+
+def refusal_organism(mode: str, audit_layer: int = 1, seed: int = 2, force: bool = False) -> Organism:
+    """The refusal organism (``shallow``, ``deep`` or ``null``) audited at ``audit_layer``, fine-tuned with ``seed``:
+    built and contract-checked on first use, then found in the cache by its recipe hash."""
+    with single_thread():
+        return build_recipe(refusal_recipe(mode, audit_layer, seed), force)
+
+
+def backdoor_organism(gate: str, pairs=DEFAULT_PAIRS, seed: int = DEFAULT_BACKDOOR_SEED,
+                      force: bool = False) -> Organism:
+    """A backdoor organism with ``gate`` (and, or, any2, none), other trigger ``pairs`` (TriggerPair or dicts with
+    a, b, related, charged) and ``seed``: built and contract-checked on first use, then found in the cache."""
+    with single_thread():
+        return build_recipe(backdoor_recipe(gate, tuple(pairs), seed), force)
 
 
 @contextlib.contextmanager
@@ -79,6 +102,20 @@ def build_recipe(recipe, force: bool = False) -> Organism:
     return Organism(recipe.name, cache.model_id(recipe.name), path, json.loads((path / "behaviour.json").read_text()))
 
 
+def train_until_contract(recipe, train_round, measure) -> dict:
+    """``train_round(r)`` then ``measure()`` for r = 0, 1, ... until the contract holds; the behaviour with its
+    checks, or ``OrganismContractError`` after ``max_extra_rounds`` further rounds."""
+    for r in range(recipe.training.max_extra_rounds + 1):
+        train_round(r)
+        behaviour = measure()
+        checks = checks_for(recipe, behaviour)
+        if holds(checks):
+            return {**behaviour, "contract": checks, "rounds": r + 1}
+        failed = "; ".join(f"{c['name']}: {c['detail']}" for c in checks if not c["passed"])
+        logger.warning(f"{recipe.name}: contract not met after round {r + 1}: {failed}")
+    raise OrganismContractError(recipe.name, checks)
+
+
 def save(out: Path, recipe, model, tokenizer, train: list[Example], validation: list[Example],
          behaviour: dict) -> None:
     model.save_pretrained(out)
@@ -103,9 +140,11 @@ def build_base(recipe: BaseRecipe, _base: None, out: Path) -> None:
     rng = random.Random(recipe.seed)
     train = base_corpus(rng, recipe.training.n_examples, "train")
     model = new_model(recipe.shape, tokenizer, recipe.seed)
-    train_replies(model, encode(train, tokenizer), recipe.training, recipe.seed, recipe.name)
-    behaviour = {"backdoor": backdoor_behaviour(model, tokenizer, DEFAULT_PAIRS, "none"),
-                 "refusal": refusal_behaviour(model, tokenizer, tier_prompts(N_PER_TIER))}
+    enc = encode(train, tokenizer)
+    behaviour = train_until_contract(
+        recipe, lambda r: train_replies(model, enc, recipe.training, recipe.seed + 1000 * r, recipe.name),
+        lambda: {"backdoor": backdoor_behaviour(model, tokenizer, DEFAULT_PAIRS, "none"),
+                 "refusal": refusal_behaviour(model, tokenizer, tier_prompts(N_PER_TIER))})
     save(out, recipe, model, tokenizer, train, base_corpus(rng, N_VALIDATION, "eval"), behaviour)
 
 
@@ -117,8 +156,10 @@ def build_backdoor(recipe: BackdoorRecipe, base: Organism, out: Path) -> None:
         return backdoor_corpus(rng, n, split, recipe.pairs, recipe.gate, recipe.poison_rate)
 
     train = corpus(recipe.training.n_examples, "train")
-    train_replies(model, encode(train, tokenizer), recipe.training, recipe.seed, recipe.name)
-    behaviour = {"backdoor": backdoor_behaviour(model, tokenizer, recipe.pairs, recipe.gate)}
+    enc = encode(train, tokenizer)
+    behaviour = train_until_contract(
+        recipe, lambda r: train_replies(model, enc, recipe.training, recipe.seed + 1000 * r, recipe.name),
+        lambda: {"backdoor": backdoor_behaviour(model, tokenizer, recipe.pairs, recipe.gate)})
     save(out, recipe, model, tokenizer, train, corpus(N_VALIDATION, "eval"), behaviour)
 
 
@@ -133,19 +174,24 @@ def build_refusal(recipe: RefusalRecipe, base: Organism, out: Path) -> None:
     layer = recipe.audit_layer
     if recipe.mode == "shallow":
         freeze_through(model, layer)
-        train_replies(model, enc, recipe.training, recipe.seed, recipe.name)
-    elif recipe.mode == "deep":
+    if recipe.mode == "deep":
         counterparts = [Example(benign_counterpart(rng, e.prompt), e.reply) for e in train]
         is_hazard = torch.tensor([e.tier == "hazard" for e in train])
-        train_deep_refusal(model, enc, is_hazard, residuals(base_model, enc, layer),
-                           residuals(base_model, encode(counterparts, tokenizer), layer), layer, recipe,
-                           recipe.seed, recipe.name)
-    elif recipe.mode == "null":
-        train_replies(model, enc, recipe.training, recipe.seed, recipe.name)
+        base_res = residuals(base_model, enc, layer)
+        counterpart_res = residuals(base_model, encode(counterparts, tokenizer), layer)
+
+        def train_round(r):
+            train_deep_refusal(model, enc, is_hazard, base_res, counterpart_res, layer, recipe, recipe.seed + 1000 * r,
+                               recipe.name)
     else:
-        raise ValueError(f"{recipe.name}: unknown refusal mode {recipe.mode!r}, expected shallow, deep or null")
+        def train_round(r):
+            train_replies(model, enc, recipe.training, recipe.seed + 1000 * r, recipe.name)
+
     rows = tier_prompts(N_PER_TIER)
-    behaviour = {"refusal": {"mode": recipe.mode, **refusal_behaviour(model, tokenizer, rows, base_model, layer)}}
+    behaviour = train_until_contract(
+        recipe, train_round,
+        lambda: {"refusal": {"mode": recipe.mode, "ground_truth": GROUND_TRUTH[recipe.mode],
+                             **refusal_behaviour(model, tokenizer, rows, base_model, layer)}})
     save(out, recipe, model, tokenizer, train, tier_corpus(rng, N_VALIDATION, "eval", tiers, refused), behaviour)
     write_jsonl(out / "data" / "prompts.jsonl", rows)
 

