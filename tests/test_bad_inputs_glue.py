@@ -96,16 +96,19 @@ CASES = [
     Case("prompt file that does not exist", lambda t: settings.prompt_source(
         bio_cfg(**{"diffing.method.prompts": str(t / "nope.jsonl")})), ConfigError,
         ("diffing.method.prompts", "nope.jsonl", "does not exist")),
+    Case("prompt set naming two kinds of source", lambda t: settings.prompt_source(
+        bio_cfg(**{"diffing.method.prompts": {"path": "x.jsonl", "dataset": "owner/name"}})), ConfigError,
+        ("diffing.method.prompts", "exactly one of")),
     Case("organism prompt file that does not exist", lambda t: settings.prompt_source(
         bio_cfg(**{"organism.prompt_set": str(t / "gone.jsonl")})), ConfigError, ("organism.prompt_set", "gone.jsonl")),
     Case("prompt set with an unknown key", lambda t: settings.prompt_source(
         bio_cfg(**{"diffing.method.prompts": {"paht": "x.jsonl"}})), ConfigError, ("diffing.method.prompts", "paht")),
     Case("unknown preset", lambda t: settings.prompt_source(
         bio_cfg(**{"diffing.method.prompts": {"preset": "wmdp_chem"}})), ConfigError,
-        ("diffing.method.prompts.preset", "wmdp_chem")),
-    Case("preset with extra keys", lambda t: settings.prompt_source(
-        bio_cfg(**{"diffing.method.prompts": {"preset": "x", "path": "y"}})), ConfigError,
-        ("diffing.method.prompts", "preset takes no other keys", "path")),
+        ("diffing.method.prompts", "wmdp_chem", "wmdp_mmlu_bio")),
+    Case("preset and a path together", lambda t: settings.prompt_source(
+        bio_cfg(**{"diffing.method.prompts": {"preset": "wmdp_mmlu_bio", "path": "y"}})), ConfigError,
+        ("diffing.method.prompts", "exactly one of")),
     # Audit layer (contrastive_bio_sae)
     Case("audit layer past the last layer", lambda t: settings.audit_layer(26, 26, "organism.audit_layer"),
          ConfigError, ("organism.audit_layer=26", "26-layer")),

@@ -146,6 +146,9 @@ def test_instruction_tuning_refusal_audit_composes_with_the_card_values(host_roo
     assert (sae.dict_size, sae.k, sae.lr) == (6144, 32, 3e-4)
     assert cfg.diffing.method.pretrained_sae.endswith(":sae_weights.pt")
     assert cfg.infrastructure.device_map.base == "auto"
+    from cbd_plugin.methods.settings import prompt_source
+
+    assert prompt_source(cfg).preset == "wmdp_mmlu_bio"  # the shipped preset exists (checked, nothing read)
 
 
 def test_cbd_method_makes_the_host_cache_its_layers(host_root_config_dir):

@@ -123,8 +123,11 @@ def conjunction_config(cfg: DictConfig) -> ConjunctionConfig:
 
 
 def prompt_source(cfg: DictConfig) -> PromptSource:
-    """The organism's ``prompt_set`` (it knows its tiers) or the method's ``prompts``: a jsonl path, a mapping of
-    :class:`PromptSource` fields, or ``{preset: <name>}`` for a shipped public set. A path must exist now."""
+    """The organism's ``prompt_set`` (it knows its tiers) or the method's ``prompts``: a jsonl path, or a mapping
+    of :class:`PromptSource` fields (``{preset: wmdp_mmlu_bio}`` for the shipped public set). Checked now (the file
+    or preset exists, one kind of source) by :func:`cbd_plugin.refusal.prompts.check_source`; nothing is read."""
+    from cbd_plugin.refusal.prompts import check_source
+
     key = "organism.prompt_set" if cfg.organism.get("prompt_set") else "diffing.method.prompts"
     node = cfg.organism.get("prompt_set") or cfg.diffing.method.get("prompts")
     if not node:
@@ -132,27 +135,16 @@ def prompt_source(cfg: DictConfig) -> PromptSource:
                           "{path: ...}, {dataset: <id>, ...} or {preset: wmdp_mmlu_bio} for real models) or the "
                           "organism's prompt_set")
     values = {"path": node} if isinstance(node, str) else OmegaConf.to_container(node, resolve=True)
-    if "preset" in values:
-        return _preset(values, key)
     known = {f.name for f in fields(PromptSource)}
     unknown = set(values) - known
     if unknown:
-        raise ConfigError(f"{key}: unknown keys {sorted(unknown)}; allowed {sorted(known)} or preset")
-    if values.get("path") is not None and not Path(values["path"]).expanduser().is_file():
-        raise ConfigError(f"{key}: prompt file {values['path']} does not exist")
-    return PromptSource(**values)
-
-
-def _preset(values: dict, key: str) -> PromptSource:
-    """``{preset: <name>}``: a public prompt set shipped by :mod:`cbd_plugin.refusal.prompts`."""
-    from cbd_plugin.refusal import prompts
-
-    presets = getattr(prompts, "PRESETS", {})
-    if set(values) != {"preset"}:
-        raise ConfigError(f"{key}: a preset takes no other keys, got {sorted(set(values) - {'preset'})}")
-    if values["preset"] not in presets:
-        raise ConfigError(f"{key}.preset={values['preset']!r}: unknown; shipped presets {sorted(presets)}")
-    return presets[values["preset"]]
+        raise ConfigError(f"{key}: unknown keys {sorted(unknown)}; allowed {sorted(known)}")
+    source = PromptSource(**values)
+    try:
+        check_source(source)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"{key}: {exc}") from exc
+    return source
 
 
 def load_pretrained_sae(spec: str, layer: int, d_model: int, k: int | None = None) -> Dictionary:
