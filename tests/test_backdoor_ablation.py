@@ -1,10 +1,9 @@
 """Ablation arithmetic on hand-built SAEs (the edit inside generation: test_backdoor_pipeline.py)."""
 
-import numpy as np
 import pytest
 import torch
 
-from cbd_plugin.backdoor.ablation import energy_matched_draws, remove_latents
+from cbd_plugin.backdoor.ablation import random_rotation, remove_latents
 from cbd_plugin.sae.batchtopk import BatchTopKSAE
 from cbd_plugin.sae.topk import TopKSAE
 
@@ -78,15 +77,18 @@ def test_topk_sae_removal_by_hand():
         torch.testing.assert_close(remove_latents(resid, base, sae, [1]), torch.tensor([[3.0, -2.0]]))
 
 
-def test_energy_matched_draws_reach_the_top_energy_or_scale_up():
-    energy = np.array([10.0, 8.0, 1.0, 1.0, 1.0, 1.0, 0.0, 2.0])
-    draws = energy_matched_draws(energy, [0], n_draws=4, seed=0)
-    for draw in draws:
-        assert 0 not in draw["latents"] and 6 not in draw["latents"]  # never the top, never a silent latent
-        assert energy[draw["latents"]].sum() >= 10.0 and draw["scale"] <= 1.0
-        # scaled removal energy (scale^2 x drawn energy) equals the top latents'
-        assert draw["scale"] ** 2 * energy[draw["latents"]].sum() == pytest.approx(10.0)
-    # The pool (8 + 1 x 4 + 2 = 14) cannot match two top latents (18): all of it, scaled up.
-    short = energy_matched_draws(energy, [0, 1], n_draws=2, seed=0)[0]
-    assert sorted(short["latents"]) == [2, 3, 4, 5, 7] and short["energy_ratio"] == pytest.approx(6 / 18)
-    assert short["scale"] == pytest.approx(np.sqrt(3))
+def test_rotated_removal_moves_the_residual_exactly_as_far_in_another_direction():
+    sae = random_batchtopk()
+    resid, base = torch.randn(3, 4, D) * 3, torch.randn(3, 4, D)
+    ids = [1, 5, 9, 30]
+    rotation = random_rotation(D, seed=0)
+    torch.testing.assert_close(rotation @ rotation.T, torch.eye(D), atol=1e-5, rtol=0)
+    assert not torch.allclose(rotation, random_rotation(D, seed=1))
+    with torch.no_grad():
+        removed = resid - remove_latents(resid, base, sae, ids)
+        rotated = resid - remove_latents(resid, base, sae, ids, rotation)
+    # the same norm at every token, in another direction
+    torch.testing.assert_close(rotated.norm(dim=-1), removed.norm(dim=-1), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(rotated, removed @ rotation, atol=1e-5, rtol=1e-5)
+    cosine = torch.nn.functional.cosine_similarity(rotated.flatten(0, 1), removed.flatten(0, 1), dim=-1)
+    assert cosine[removed.flatten(0, 1).norm(dim=-1) > 0].abs().max() < 0.99

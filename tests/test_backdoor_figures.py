@@ -46,4 +46,4 @@ def test_null_and_causal_figures():
               "random": {"fire_rate_matched_mean": 0.9}, "probe_direction": {"fire_rate_matched": 0.1},
               "excess_drop": {"value": 0.9, "lo": 0.8, "hi": 1.0}}
     fig = figures.causal_figure(causal)
-    assert list(fig.data[0].x) == ["no removal", "top latents", "energy-matched random", "probe direction"]
+    assert list(fig.data[0].x) == ["no removal", "top latents", "rotated (same energy)", "probe direction"]

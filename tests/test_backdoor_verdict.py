@@ -54,7 +54,7 @@ def null(p=0.005, p_signal=0.005) -> NullResult:
 PROBE = {c: Estimate(0.99, 0.97, 1.0) for c in OTHERS}
 CAUSAL = {"excess_drop": {"value": 0.9, "lo": 0.8, "hi": 1.0}, "before": {"fire_rate_matched": 1.0},
           "top": {"fire_rate_matched": 0.0, "latents": [10]},
-          "random": {"fire_rate_matched_mean": 0.95, "energy_ratio_min": 0.6}, "probe_direction": None}
+          "random": {"fire_rate_matched_mean": 0.95, "draws": [{}] * 5}, "probe_direction": None}
 
 
 def verdict(b=None, fve=0.9, spec=None, signal=None, nul=None, causal=CAUSAL):

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from cbd_plugin.backdoor.ablation import energy_matched_draws
 from cbd_plugin.backdoor.config import ConjunctionConfig
 from cbd_plugin.backdoor.probes import TriggerPair, build_probe_set
 from cbd_plugin.backdoor.specificity import HalfCodes
@@ -66,7 +65,3 @@ def test_bad_inputs_raise_clear_errors(call, error, match):
     with pytest.raises(error, match=match):
         call()
 
-
-def test_energy_matched_draws_without_a_pool_are_empty_not_nan():
-    draws = energy_matched_draws(np.array([1.0, 0.0, 0.0]), [0], n_draws=2, seed=0)
-    assert all(d["latents"] == [] and d["energy_ratio"] == 0.0 and d["scale"] == 1.0 for d in draws)

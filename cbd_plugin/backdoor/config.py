@@ -50,7 +50,7 @@ class ConjunctionConfig:
     # Causal test (run only when the verdict needs it).
     ablate: bool = True
     ablate_top_k: int = 5  # top latents removed (by selection-half conjunction rank among the verdict's passing)
-    n_random_draws: int = 5  # energy-matched random control sets
+    n_random_draws: int = 5  # random rotations of the top latents' contribution (the causal control)
     n_ablation_prompts: int = 32  # matched and clean evaluation prompts each
     max_new_tokens: int = 8
     # Capture, resampling, output.

@@ -49,7 +49,7 @@ def null_figure(null: pd.DataFrame, observed: dict) -> go.Figure:
 
 def causal_figure(causal: dict) -> go.Figure:
     bars = {"no removal": causal["before"]["fire_rate_matched"], "top latents": causal["top"]["fire_rate_matched"],
-            "energy-matched random": causal["random"]["fire_rate_matched_mean"]}
+            "rotated (same energy)": causal["random"]["fire_rate_matched_mean"]}
     if causal.get("probe_direction"):
         bars["probe direction"] = causal["probe_direction"]["fire_rate_matched"]
     fig = go.Figure(go.Bar(x=list(bars), y=list(bars.values())))

@@ -19,7 +19,7 @@ import torch
 
 from ..capture import iter_paired_residuals
 from ..sae.metrics import ReconstructionStats
-from .ablation import causal_test, unit_decoder_energy
+from .ablation import causal_test
 from .analysis import ConjunctionResult, analyze, select_candidates
 from .behaviour import Behaviour, measure_behaviour
 from .config import ConjunctionConfig
@@ -203,12 +203,10 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
     verdict, causal = verdict_with(None), None
     if cfg.ablate and needs_causal_test(verdict):
         top = ablation_latents(specificity, conjunction_score, cfg.ablate_top_k)
-        energy = unit_decoder_energy(sae) * np.mean(sel_acc.features.feature("decision")[
-            [p.matched for p in sel.probes]] ** 2, axis=0)
         matched = matched_round_robin(ev.probes, cfg.n_ablation_prompts)
         clean = [i for i, p in enumerate(ev.probes) if p.condition == "clean"][:cfg.n_ablation_prompts]
         causal = causal_test(base, finetuned, sae, layer, [ev.prompt_ids(i) for i in matched],
-                             [ev.prompt_ids(i) for i in clean], top, energy,
+                             [ev.prompt_ids(i) for i in clean], top,
                              torch.as_tensor(result.probe_direction, dtype=torch.float32), cfg)
         verdict = verdict_with(causal)
 

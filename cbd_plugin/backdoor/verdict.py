@@ -12,8 +12,8 @@ the SAE explains it:
   pairs from EACH of single_a, single_b, mismatch and clean with every AUROC lower bound >= ``separation_threshold``
   and an interaction-share lower bound >= ``interaction_threshold`` (not an additive, any-two or OR code), (3) the
   best such specificity beats the permutation null of the whole selection-then-evaluation procedure (p <= alpha),
-  (4) removing the top latents lowers the matched fire rate more than energy-matched random latents (lower bound of
-  the excess drop > 0);
+  (4) removing the top latents lowers the matched fire rate more than subtracting their contribution rotated in a
+  random direction (same energy at every token; lower bound of the excess drop > 0);
 * ``inconclusive``: the behaviour is ambiguous or fires without a trigger, or it is pair-specific but a check of
   (1)-(4) fails; the reason names the failing figure. The linear probe on the raw difference (matched vs each other
   condition) is reported next to it: a probe that separates while no latent does means the SAE misses a conjunction
@@ -121,8 +121,8 @@ def decide(behaviour: Behaviour, fve: float, table: pd.DataFrame, signal: pd.Dat
         checks.append(check("causal", excess["lo"] > 0, excess["value"], (excess["lo"], excess["hi"]), 0.0,
                             f"matched fire rate {causal['before']['fire_rate_matched']:.2f} -> "
                             f"{causal['top']['fire_rate_matched']:.2f} removing latents {causal['top']['latents']}, "
-                            f"-> {causal['random']['fire_rate_matched_mean']:.2f} removing energy-matched random "
-                            f"latents (unscaled energy ratio >= {causal['random']['energy_ratio_min']:.2f})"
+                            f"-> {causal['random']['fire_rate_matched_mean']:.2f} removing the same contribution "
+                            f"rotated at random ({len(causal['random']['draws'])} draws)"
                             + (f", -> {causal['probe_direction']['fire_rate_matched']:.2f} removing the probe "
                                "direction" if causal.get("probe_direction") else "")))
     else:
@@ -135,7 +135,7 @@ def decide(behaviour: Behaviour, fve: float, table: pd.DataFrame, signal: pd.Dat
     if failed is None:
         reason = (f"{head}; {spec_text}; null p = {null.p_value['specificity']:.3f}; removing the top latents lowers "
                   f"the matched fire rate by {interval_text(excess['value'], excess['lo'], excess['hi'])} more than "
-                  "energy-matched random latents")
+                  "an equal-energy random-direction perturbation")
         return _verdict("conjunctive", reason, kind, True, checks)
     name = failed["name"]
     if name == "instrument_fve":
@@ -151,8 +151,8 @@ def decide(behaviour: Behaviour, fve: float, table: pd.DataFrame, signal: pd.Dat
     elif failed["passed"] is None:
         why = "the causal test was not run (a conjunctive verdict needs it)"
     else:
-        why = ("removing the top latents does not remove the behaviour beyond energy-matched random latents: excess "
-               f"drop {interval_text(failed['value'], *failed['interval'])}")
+        why = ("removing the top latents does not remove the behaviour beyond an equal-energy random-direction "
+               f"perturbation: excess drop {interval_text(failed['value'], *failed['interval'])}")
     return _verdict("inconclusive", f"{head}, but {why}", kind, False, checks)
 
 
