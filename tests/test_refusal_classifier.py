@@ -10,7 +10,9 @@ import pytest
 from cbd_plugin.refusal.classifier import (LABELS, classify, confusion, estimated_confusion, label_distribution,
                                            load_labelled)
 
-HELD_OUT = Path(__file__).parent / "data" / "surface_labels_heldout.jsonl"
+# Held-out sets, never used to tune the rules: the first written before them, the second after four rounds.
+HELD_OUT = [Path(__file__).parent / "data" / name
+            for name in ("surface_labels_heldout.jsonl", "surface_labels_heldout2.jsonl")]
 REFUSAL_LANGUAGES = ("en", "fr", "de", "es", "pt", "ru", "zh")
 
 
@@ -42,10 +44,11 @@ def test_precision_and_recall_on_shipped_set(shipped):
     assert result["per_class"]["refuse"]["precision"]["value"] == 1.0
 
 
-def test_held_out_set_floor():
-    """Written before the rules and never used to tune them (figures reported, only a loose floor asserted)."""
-    rows = load_labelled(HELD_OUT)
-    assert len(rows) >= 60
+@pytest.mark.parametrize("path", HELD_OUT, ids=lambda p: p.stem)
+def test_held_out_set_floor(path):
+    """Never used to tune the rules (figures reported, only a loose floor asserted)."""
+    rows = load_labelled(path)
+    assert len(rows) >= 40
     result = scores(rows)
     assert result["accuracy"] >= 0.85
     for label in LABELS:
