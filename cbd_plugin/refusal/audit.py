@@ -138,9 +138,9 @@ def run_model(name: str, model, tokenizer, frame: pd.DataFrame, layers: list[int
 
 def prompt_table(samples: pd.DataFrame) -> pd.DataFrame:
     """Per-prompt refuse/comply fractions and majority label (``other`` unless a label has > half the samples)."""
-    grouped = samples.groupby(["id", "tier", "split"], sort=False)["label"]
-    table = grouped.agg(refuse_frac=lambda s: (s == "refuse").mean(),
-                        comply_frac=lambda s: (s == "comply").mean()).reset_index()
+    flags = samples.assign(refuse_frac=(samples["label"] == "refuse").astype(float),
+                           comply_frac=(samples["label"] == "comply").astype(float))
+    table = flags.groupby(["id", "tier", "split"], sort=False)[["refuse_frac", "comply_frac"]].mean().reset_index()
     table["label"] = np.select([table["refuse_frac"] > 0.5, table["comply_frac"] > 0.5], ["refuse", "comply"],
                                "other")
     return table

@@ -201,5 +201,5 @@ def plot_profile(report):
     if report.verdict is not None:
         title += f" - verdict: {report.verdict.name}"
     ax.set_title(title)
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig

@@ -23,10 +23,12 @@ from ..sae.data import TIER_BENIGN, TIER_HAZARD, TIER_OTHER
 from .features import chat_prompt
 
 TIER_CODES = {"benign": TIER_BENIGN, "hazard": TIER_HAZARD}
-# The audit SAE for the tiny organisms (d_model 128), used by cbd-demo, the verdict grid and the tests. A batch
-# carries ~40 prompts (~400 tokens), so 300 steps see ~120k tokens: AuxK must call a latent dead after a few
-# thousand silent tokens (here ~10 steps), not the 10M of a gemma-scale run, or it never acts.
-TINY_SAE = ContrastiveSAEConfig(steps=300, dict_size=512, k=8, lr=3e-3, seed=0, contrastive_weight=1.0,
+# The audit SAE for the tiny organisms (d_model 128), used by cbd-demo, the verdict grid and the tests. Their
+# select split holds ~11k prompt tokens but only ~6.8k distinct residuals (a 159-word vocabulary): measured dead
+# fractions on those tokens (300 steps, k 8): 512 latents 0.72, 256 latents 0.44 (0.27 with auxk_alpha 0.5), 128
+# latents 0.07 at FVE 0.96. A batch carries ~40 prompts (~480 tokens), so AuxK must call a latent dead after a
+# few thousand silent tokens (~8 steps), not the 10M of a gemma-scale run.
+TINY_SAE = ContrastiveSAEConfig(steps=300, dict_size=128, k=8, lr=3e-3, seed=0, contrastive_weight=1.0,
                                 dead_after_tokens=4000)
 
 
