@@ -42,12 +42,19 @@ class GridConfig:
                                                                    batch_size=64, n_boot=200, n_perm=199))
 
 
-def organism(mode: str, layer: int, seed: int | None):
-    """The refusal organism for ``mode`` at ``layer`` (built and contract-checked on first use)."""
+def organism(mode: str, layer: int, seed: int | None, unavailable: dict):
+    """The refusal organism for ``mode`` at ``layer`` (built and contract-checked on first use), or None, with the
+    reason in ``unavailable``, when its build cannot meet its contract (its cells then have no ground truth)."""
     from .. import organisms
+    from ..organisms.contract import OrganismContractError
 
     kwargs = {} if seed is None else {"seed": seed}
-    return organisms.refusal_organism(mode, audit_layer=layer, **kwargs)
+    try:
+        return organisms.refusal_organism(mode, audit_layer=layer, **kwargs)
+    except OrganismContractError as err:
+        unavailable[f"{mode}@layer{layer}"] = str(err)
+        logger.warning(f"grid: no {mode} organism at layer {layer}: {err}")
+        return None
 
 
 def classify_cell(expected: str, verdict: str) -> str:
@@ -57,15 +64,21 @@ def classify_cell(expected: str, verdict: str) -> str:
 
 
 def run_grid(cfg: GridConfig | None = None, work_dir: str | Path | None = None) -> pd.DataFrame:
-    """One row per (layer, mode, SAE seed): the verdict, its class, the deciding figures and the SAE's health."""
+    """One row per (layer, mode, SAE seed): the verdict, its class, the deciding figures and the SAE's health.
+    ``attrs["unavailable"]``: organisms whose build failed its contract (no cells), with the reason."""
     from ..organisms import build
     from ..organisms.build import single_thread
 
     cfg = cfg or GridConfig()
     work_dir = Path(work_dir or tempfile.mkdtemp(prefix="refusal_grid_"))
     start = time.perf_counter()
+    unavailable: dict[str, str] = {}
     with single_thread():
-        orgs = {(mode, layer): organism(mode, layer, cfg.organism_seed) for layer in cfg.layers for mode in cfg.modes}
+        orgs = {(mode, layer): organism(mode, layer, cfg.organism_seed, unavailable)
+                for layer in cfg.layers for mode in cfg.modes}
+        orgs = {key: org for key, org in orgs.items() if org is not None}
+        if not orgs:
+            raise RuntimeError(f"run_grid: no refusal organism meets its contract: {unavailable}")
         base = load_language_model(str(build(["tiny-base"])["tiny-base"].path))
         first = next(iter(orgs.values()))
         frame, notes, check = prepare_prompts(first.data_dir / "prompts.jsonl", base.tokenizer, cfg.audit)
@@ -98,6 +111,7 @@ def run_grid(cfg: GridConfig | None = None, work_dir: str | Path | None = None) 
                 logger.info(f"grid: layer {layer} {mode} seed {seed}: {report.verdict.name}")
     table = pd.DataFrame(rows)
     table.attrs["seconds"] = time.perf_counter() - start
+    table.attrs["unavailable"] = unavailable
     return table
 
 
@@ -114,6 +128,8 @@ def main(argv=None) -> None:
     print(table[columns].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     counts = table["outcome"].value_counts().to_dict()
     print(f"\n{len(table)} cells: {counts}; {table.attrs['seconds']:.0f}s")
+    for name, reason in table.attrs["unavailable"].items():
+        print(f"no cells for {name}: {reason}")
     if args.out:
         table.to_csv(args.out, index=False)
 
