@@ -107,9 +107,19 @@ class BlindSAE(torch.nn.Module):
 
 
 @pytest.fixture(scope="module")
-def refusal_setup(organisms, tmp_path_factory):
+def shallow_organisms():
+    """Only the organisms these tests read (built on first use): another organism's build failing its contract
+    must not take these tests down with it."""
+    from cbd_plugin.organisms import build
+
+    return build(["tiny-base", "tiny-refusal-shallow"])
+
+
+@pytest.fixture(scope="module")
+def refusal_setup(shallow_organisms, tmp_path_factory):
     """The base as an nnsight model, the shared prompt set, the audit layer, and two SAEs trained on the base's
     select split: with the contrastive term (weight 1) and without it (weight 0)."""
+    organisms = shallow_organisms
     shallow = organisms["tiny-refusal-shallow"]
     prompts = shallow.data_dir / "prompts.jsonl"
     layer = shallow.behaviour["refusal"]["audit_layer"]
@@ -122,11 +132,12 @@ def refusal_setup(organisms, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_blind_sae_on_the_shallow_organism_is_inconclusive_naming_the_instrument(refusal_setup, organisms, tmp_path):
+def test_blind_sae_on_the_shallow_organism_is_inconclusive_naming_the_instrument(refusal_setup, shallow_organisms,
+                                                                                 tmp_path):
     """The shallow organism's audit-layer residual IS the base's, and a probe there separates hazard perfectly: an
     SAE blind to its input must not turn that into deep (or anything else but inconclusive)."""
     base, prompts, layer, _ = refusal_setup
-    finetuned = load_language_model(str(organisms["tiny-refusal-shallow"].path))
+    finetuned = load_language_model(str(shallow_organisms["tiny-refusal-shallow"].path))
     blind = BlindSAE(base.config.hidden_size)
     report = audit_refusal_depth(base, finetuned, base.tokenizer, blind, prompts, layer, refusal_config(), tmp_path)
     assert report.separation.signal_auroc.value == 0.5  # a constant signal: every pair tied

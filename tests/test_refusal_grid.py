@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def grid(organisms, tmp_path_factory):
+def grid(tmp_path_factory):
     layers = (1, 2) if hasattr(organisms_module, "refusal_organism") else ()
     if not layers:
         pytest.skip("cbd_plugin.organisms.refusal_organism is missing: no organisms for other audit layers")

@@ -24,12 +24,12 @@ from .features import chat_prompt
 
 TIER_CODES = {"benign": TIER_BENIGN, "hazard": TIER_HAZARD}
 # The audit SAE for the tiny organisms (d_model 128), used by cbd-demo, the verdict grid and the tests. Their
-# select split holds ~11k prompt tokens but only ~6.8k distinct residuals (a 159-word vocabulary): measured dead
-# fractions on those tokens (300 steps, k 8): 512 latents 0.72, 256 latents 0.44 (0.27 with auxk_alpha 0.5), 128
-# latents 0.07 at FVE 0.96. A batch carries ~40 prompts (~480 tokens), so AuxK must call a latent dead after a
-# few thousand silent tokens (~8 steps), not the 10M of a gemma-scale run.
+# select split holds ~11k prompt tokens but only ~6.8k distinct residuals (a 159-word vocabulary). Dead fraction on
+# those tokens, 300 steps, k 8, measured: 512 latents 0.72, 256 latents 0.44, 128 latents 0.06-0.09 (seeds 0-2),
+# and 128 latents with auxk_alpha 0.25 0.008-0.039 (layers 1-2, seeds 0-2) at FVE 0.957-0.961 (0.958 with 1/32).
+# A batch carries ~40 prompts (~480 tokens), so AuxK calls a latent dead after 4000 silent tokens (~8 steps).
 TINY_SAE = ContrastiveSAEConfig(steps=300, dict_size=128, k=8, lr=3e-3, seed=0, contrastive_weight=1.0,
-                                dead_after_tokens=4000)
+                                auxk_alpha=0.25, dead_after_tokens=4000)
 
 
 def select_split_activations(model, tokenizer, prompts: pd.DataFrame, layer: int,
