@@ -62,7 +62,7 @@ def load_prompts(source: PromptSource) -> pd.DataFrame:
     if source.preset is not None or source.sources is not None:
         return _load_prompt_set(source)
     if source.path is not None:
-        frame, lines = _read_jsonl(Path(source.path))
+        frame, lines = _read_jsonl(Path(source.path).expanduser())
         where = [f"{source.path}:{n}" for n in lines]
     else:
         import datasets  # lazy: only needed for hub/local datasets
