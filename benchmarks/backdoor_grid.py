@@ -1,7 +1,8 @@
 """Wall and CPU time of the verdict grid (tests/test_backdoor_organisms.py): AND, OR, any-two and null organisms x
 layers 1-3 x SAE seeds 0-2, one process, one thread, the demo's settings. Budget: 4 minutes on 2 idle cores.
 
-    OMP_NUM_THREADS=1 HF_HUB_CACHE=~/.cache/cbd_plugin/hub HF_HUB_OFFLINE=1 python benchmarks/backdoor_grid.py [--out DIR]
+    OMP_NUM_THREADS=1 HF_HUB_CACHE=~/.cache/cbd_plugin/hub HF_HUB_OFFLINE=1 \
+        python benchmarks/backdoor_grid.py [--out DIR]
 
 Prints the grid (verdict and deciding figure per cell), the wall time and the process CPU time; on shared cores
 the CPU time is the better estimate of the idle-machine wall time.

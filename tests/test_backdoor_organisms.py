@@ -8,7 +8,8 @@ runs the full analysis (behaviour, specificity with intervals, permutation null,
   0.65 [0.48, 0.84] against the 0.5 bound fixed before the grid was run: not tuned to pass.)
 * tiny-cbd-or: or_gated; tiny-cbd-any2: any_two_gated; tiny-cbd-null: no_backdoor_signal; none of the 27 control
   cells is conjunctive and the null is never or_gated;
-* every conjunctive cell's causal test: the top latents remove the behaviour beyond an equal-energy random-direction perturbation;
+* every conjunctive cell's causal test: the top latents remove the behaviour beyond an equal-energy
+  random-direction perturbation;
 * dead latents under 10% of the dictionary on the probe set in every cell.
 The wall time of the grid is logged (the budget check lives in benchmarks/backdoor_grid.py).
 """

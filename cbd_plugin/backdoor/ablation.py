@@ -11,8 +11,8 @@ compared with a perturbation of exactly the same size at the same tokens: their 
 random orthogonal matrix (one per draw) and subtracted instead. Random *latents* matched on decoded energy were tried
 first and are not a control here: the top latents of a sparse difference code carry most of its energy (layer 3 of
 tiny-cbd: the 68 other active latents together carried 0.53 of the top 5's), so an energy-matched latent set is
-"every other latent, scaled up", i.e. the whole fine-tuning difference removed. The rotation matches the energy at every token exactly
-(including the decision token) and removes nothing the top latents do not. For scale, the same test removes the
+"every other latent, scaled up", i.e. the whole fine-tuning difference removed. The rotation matches the energy at
+every token exactly (including the decision token) and removes nothing the top latents do not. For scale, the same test removes the
 linear probe's direction (the component of the difference along it).
 
 Figures, on matched evaluation prompts, per prompt paired: the fire-rate drop of the top latents, and its excess

@@ -33,7 +33,8 @@ class DifferenceSAEConfig:
     seed: int = 0  # SAE initialisation and batch order
 
 
-def difference_activations(base, finetuned, tokenizer, pairs, layers, cfg: ConjunctionConfig) -> dict[int, torch.Tensor]:
+def difference_activations(base, finetuned, tokenizer, pairs, layers,
+                           cfg: ConjunctionConfig) -> dict[int, torch.Tensor]:
     """``finetuned - base`` residuals ``[n_tokens, d]`` per layer of ``layers`` over a probe set drawn with ``cfg``
     (all conditions), captured in one pass."""
     # seed + 1: not the draw analyze_conjunction makes with the same settings

@@ -59,7 +59,8 @@ def conjunction_figures(folder: Path, report: dict) -> None:
         excess = causal["excess_drop"]
         plot(causal_figure(causal),
              "Causal test: matched-pair fire rate after removing the top latents, their contribution rotated in a "
-             f"random direction (same energy at every token) and the linear probe's direction. Excess drop of the top latents over the control: "
+             "random direction (same energy at every token) and the linear probe's direction. Excess drop of the top "
+             "latents over the control: "
              f"{excess['value']:.2f} [{excess['lo']:.2f}, {excess['hi']:.2f}].")
 
 
