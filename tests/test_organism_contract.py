@@ -100,3 +100,20 @@ def test_a_failing_build_trains_a_bounded_number_of_rounds_then_raises():
     figures = iter([gate_figures("and"), gate_figures("any2")])
     behaviour = train_until_contract(recipe, lambda r: None, lambda: next(figures))
     assert behaviour["rounds"] == 2 and holds(behaviour["contract"])
+
+
+def test_cli_prints_every_contract_figure(monkeypatch, capsys, tmp_path):
+    from cbd_plugin.organisms import Organism, cli
+
+    behaviour = {**gate_figures("any2"), "rounds": 1}
+    behaviour["backdoor"]["fire_rate"] = {c: float(fires("any2", c)) for c in CONDITIONS}
+    behaviour["contract"] = checks_for(RECIPES["tiny-cbd-any2"], behaviour)
+    fake = Organism("tiny-cbd-any2", "cbd-plugin/tiny-cbd-any2", tmp_path, behaviour)
+    monkeypatch.setattr(cli, "build", lambda names, force: {"tiny-cbd-any2": fake})
+    cli.main(["tiny-cbd-any2"])
+    out = capsys.readouterr().out
+    assert "ok   fire_rate[mismatch]: 200/200 = 1.000 [0.981, 1.000], needs lower bound >= 0.85" in out
+    assert out.count("\n  ok   ") == len(behaviour["contract"])
+    with pytest.raises(SystemExit):
+        cli.main(["--refusal", "deep-2-0"])
+    assert "MODE:AUDIT_LAYER:SEED" in capsys.readouterr().err

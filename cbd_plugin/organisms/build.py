@@ -24,8 +24,9 @@ from .behaviour import N_PER_TIER, backdoor_behaviour, refusal_behaviour
 from .contract import OrganismContractError, checks_for, holds
 from .corpus import (DEFAULT_PAIRS, TIERS, Example, backdoor_corpus, base_corpus, benign_counterpart, tier_corpus,
                      tier_prompts)
-from .recipes import (CODE_VERSION, DEFAULT_BACKDOOR_SEED, GROUND_TRUTH, ORGANISM_NAMES, RECIPES, BackdoorRecipe,
-                      BaseRecipe, RefusalRecipe, backdoor_recipe, recipe_hash, refusal_recipe)
+from .recipes import (CODE_VERSION, DEFAULT_AUDIT_LAYER, DEFAULT_BACKDOOR_SEED, DEFAULT_REFUSAL_SEED, GROUND_TRUTH,
+                      ORGANISM_NAMES, RECIPES, BackdoorRecipe, BaseRecipe, RefusalRecipe, backdoor_recipe, recipe_hash,
+                      refusal_recipe)
 from .tokenizer import build_tokenizer
 from .train import encode, freeze_through, new_model, residuals, train_deep_refusal, train_replies
 
@@ -61,7 +62,8 @@ def build(names=None, force: bool = False) -> dict[str, Organism]:
         return {name: build_recipe(RECIPES[name], force) for name in names}
 
 
-def refusal_organism(mode: str, audit_layer: int = 1, seed: int = 2, force: bool = False) -> Organism:
+def refusal_organism(mode: str, audit_layer: int = DEFAULT_AUDIT_LAYER, seed: int = DEFAULT_REFUSAL_SEED,
+                     force: bool = False) -> Organism:
     """The refusal organism (``shallow``, ``deep`` or ``null``) audited at ``audit_layer``, fine-tuned with ``seed``:
     built and contract-checked on first use, then found in the cache by its recipe hash."""
     with single_thread():

@@ -170,7 +170,8 @@ def refusal_training(mode: str, audit_layer: int, shape: ModelShape = ModelShape
     return Training(n_examples=4000, steps=math.ceil(REFUSAL_STEPS * ratio), lr=lr)
 
 
-def refusal_recipe(mode: str, audit_layer: int = DEFAULT_AUDIT_LAYER, seed: int = DEFAULT_REFUSAL_SEED) -> RefusalRecipe:
+def refusal_recipe(mode: str, audit_layer: int = DEFAULT_AUDIT_LAYER,
+                   seed: int = DEFAULT_REFUSAL_SEED) -> RefusalRecipe:
     """A refusal organism's recipe; named ``tiny-refusal-<mode>``, plus ``-l<layer>-s<seed>`` off the defaults."""
     name = f"tiny-refusal-{mode}"
     if (audit_layer, seed) != (DEFAULT_AUDIT_LAYER, DEFAULT_REFUSAL_SEED):
