@@ -6,7 +6,7 @@ Stages, each in a fresh process so its peak memory is its own: ``conjunction`` (
 random TopK SAE of d 2304 / 9216 / k 128 on the difference of two random models), ``refusal_sae``
 (``train_tier_sae``: the contrastive SAE of d 2304 / 6144 / k 32 for ``--sae-steps`` steps) and ``refusal_audit``
 (``audit_refusal_depth`` with that SAE). Prints wall time and peak RSS per stage and scale; the verdicts of random
-models mean nothing. Needs the tiny organisms' tokenizer and prompts (``cbd-organisms build``).
+models mean nothing. Uses the tiny organisms' tokenizer and tiered prompt generator (no organism is built).
 
     OMP_NUM_THREADS=1 python benchmarks/dry_run.py [--scale 8] [--layers 2] [--hidden 2304]
 """
@@ -24,16 +24,16 @@ import torch
 from harness import options, peak_memory_mib, start
 
 STAGES = ("conjunction", "refusal_sae", "refusal_audit")
+N_PER_TIER = 24  # prompts per tier at 1x
 
 
 def build_models(args, folder: Path) -> None:
     """Two random real-width Gemma-2 folders (``base``, ``finetuned``) with the tiny organisms' tokenizer."""
-    from transformers import AutoTokenizer, Gemma2Config, Gemma2ForCausalLM
+    from transformers import Gemma2Config, Gemma2ForCausalLM
 
-    from cbd_plugin.organisms import build
+    from cbd_plugin.organisms.tokenizer import build_tokenizer
 
-    tiny = build(["tiny-base"])["tiny-base"]
-    tokenizer = AutoTokenizer.from_pretrained(tiny.path)
+    tokenizer = build_tokenizer()
     heads = args.hidden // 288 if args.hidden >= 2304 else max(1, args.hidden // 64)
     config = Gemma2Config(vocab_size=len(tokenizer), hidden_size=args.hidden, intermediate_size=4 * args.hidden,
                           num_hidden_layers=args.layers, num_attention_heads=heads,
@@ -47,14 +47,12 @@ def build_models(args, folder: Path) -> None:
 
 
 def refusal_prompts(scale: int):
-    """The tiny refusal organisms' prompt set, repeated ``scale`` times with fresh ids."""
+    """The tiny refusal organisms' kind of tiered prompt set, ``scale`` times as many prompts."""
     import pandas as pd
 
-    from cbd_plugin.organisms import build
+    from cbd_plugin.organisms.corpus import tier_prompts
 
-    organism = build(["tiny-refusal-null"])["tiny-refusal-null"]  # every refusal organism ships this prompt set
-    frame = pd.read_json(organism.data_dir / "prompts.jsonl", lines=True)
-    return pd.concat([frame.assign(id=frame["id"].astype(str) + f"-{r}") for r in range(scale)], ignore_index=True)
+    return pd.DataFrame(tier_prompts(N_PER_TIER * scale, seed=0))
 
 
 def run_stage(args) -> dict:

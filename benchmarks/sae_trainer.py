@@ -62,6 +62,8 @@ def saelens_step(sae):
 def main():
     parser = options(__doc__.split("\n\n")[0])
     parser.add_argument("--tokens-per-example", type=int, default=32)
+    parser.add_argument("--without", nargs="*", default=[], choices=["sparsify", "SAELens"],
+                        help="leave these libraries out (SAELens's dense step is slow: more rounds fit without it)")
     args = parser.parse_args()
     start(args)
     for size in args.sizes:
@@ -72,10 +74,10 @@ def main():
         plain, contrastive = our_step(args, d, dict_size, k, contrastive_weight=0.0), our_step(args, d, dict_size, k)
         variants = {"ours plain": lambda: plain(x), "ours contrastive (mean)": lambda: contrastive(packed)}
         reference = our_topk(d, dict_size, k, args.device)
-        sparse = sparsify_topk(reference)
+        sparse = None if "sparsify" in args.without else sparsify_topk(reference)
         if sparse is not None:
             variants["sparsify"] = lambda step=sparsify_step(sparse): step(x)
-        lens = saelens_topk(reference, training=True)
+        lens = None if "SAELens" in args.without else saelens_topk(reference, training=True)
         if lens is not None:
             variants["SAELens"] = lambda step=saelens_step(lens): step(x)
         print(f"# {size}: d {d}, dict {dict_size}, k {k}, batch {args.batch} tokens "
