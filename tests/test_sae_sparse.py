@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cbd_plugin.sae import BatchTopKSAE, TopKSAE
-from cbd_plugin.sae.sparse import SelectedPreActivations, SparseCodes, SparseDecode, topk_codes
+from cbd_plugin.sae.sparse import dense_to_codes, SelectedPreActivations, SparseCodes, SparseDecode, topk_codes
 
 D, DICT = 24, 96
 
@@ -123,3 +123,10 @@ def test_empty_codes_decode_to_the_bias():
     codes = SparseCodes(torch.zeros(4, 0), torch.zeros(4, 0, dtype=torch.long))
     with torch.no_grad():
         assert torch.equal(sae.decode_sparse(codes), sae.b_dec.expand(4, D))
+
+
+def test_dense_codes_round_trip():
+    f = torch.tensor([[0.0, 2.0, 0.0, -1.0], [0.0, 0.0, 0.0, 0.0], [3.0, 0.0, 0.0, 0.0]])
+    codes = dense_to_codes(f)
+    assert codes.top_acts.shape == (3, 2) and codes.active().sum(1).tolist() == [2, 0, 1]
+    assert torch.equal(codes.to_dense(4), f)

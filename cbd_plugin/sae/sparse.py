@@ -95,6 +95,14 @@ def sparse_matmul(codes: SparseCodes, weight_rows: torch.Tensor) -> torch.Tensor
     return codes_matrix(codes, weight_rows.shape[0]) @ weight_rows  # embedding_bag is 15x slower on strided rows
 
 
+def dense_to_codes(f: torch.Tensor) -> SparseCodes:
+    """Sparse codes of dense codes ``[n, dict_size]`` (width: the most active latents of any row): the fallback
+    ``encode_sparse`` for dictionaries without a sparse encoder (ReLU, JumpReLU)."""
+    width = max(int((f != 0).sum(1).max()) if f.shape[0] else 0, 1)
+    top = f.abs().topk(width, dim=1, sorted=False)  # abs: codes of either sign are kept
+    return SparseCodes(f.gather(1, top.indices), top.indices)
+
+
 def topk_codes(pre: torch.Tensor, k: int) -> SparseCodes:
     """Row-wise top-k of pre-activations, then ReLU: equal to top-k of ``relu(pre)`` without the full-width ReLU."""
     top = pre.topk(k, dim=-1, sorted=False)
