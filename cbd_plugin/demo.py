@@ -110,7 +110,7 @@ def render(header: list[str], rows: list[list[str]]) -> str:
 
 
 def conjunction_table(reports: dict[str, ConjunctionReport]) -> str:
-    header = ["organism", "verdict", "matched fire [95% CI]", "deciding latent: weakest separation [95% CI]",
+    header = ["organism", "verdict", "matched fire [95% CI]", "best conjunction latent: weakest separation [95% CI]",
               "null p", "fire after top-k / control / probe", "dead"]
     rows = []
     for name, report in reports.items():
