@@ -88,7 +88,7 @@ def run_stage(args) -> dict:
             outcome = "trained"
         else:
             sae = Dictionary.from_pretrained(sae_dir / "dictionary_model")
-            cfg = AuditConfig(positions="last_prompt", max_new_tokens=4, batch_size=16, n_boot=50, n_perm=20)
+            cfg = AuditConfig(positions="last_prompt", max_new_tokens=4, batch_size=16, n_boot=50, n_perm=199)
             report = audit_refusal_depth(base, finetuned, base.tokenizer, sae, prompts, layer, cfg,
                                          folder / f"audit-{args.scale}")
             outcome = report.verdict.name
