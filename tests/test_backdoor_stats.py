@@ -103,7 +103,7 @@ def test_accumulate_encodes_with_the_sae_and_feeds_every_accumulator():
     n_prompts = int(prompt_id.max()) + 1
     acc = PassStats(LatentStats(N_LATENTS, N_GROUPS), PromptFeatures(n_prompts, [1, 2], D),
                     ReconstructionStats(N_LATENTS), ReconstructionStats(N_LATENTS))
-    accumulate(stream, sae, acc)
+    accumulate(stream, sae, acc, fired=np.arange(n_prompts) % 2 == 0)  # fire tokens of even prompts only
     with torch.no_grad():
         latents = sae.encode(inputs)
         x_hat = sae.decode(latents)
@@ -111,7 +111,8 @@ def test_accumulate_encodes_with_the_sae_and_feeds_every_accumulator():
     one_shot.update(latents, group, role)
     torch.testing.assert_close(acc.stats.sums, one_shot.sums)
     torch.testing.assert_close(acc.stats.fires, one_shot.fires)
-    fire = role == FIRE
+    fire = (role == FIRE) & (prompt_id % 2 == 0)
+    assert 0 < fire.sum() < (role == FIRE).sum()
     rec = ReconstructionStats(N_LATENTS)
     rec.update(inputs[fire], x_hat[fire], latents[fire])
     assert acc.reconstruction_fire.result() == pytest.approx(rec.result())
