@@ -1,9 +1,12 @@
 """Conjunction analysis of a backdoor with an SAE on the fine-tuned minus base residual (host-free).
 
 Entry point: :func:`analyze_conjunction` with a :class:`ConjunctionConfig`; it returns a :class:`ConjunctionReport`
-and writes ``report.json``, ``latents.csv`` and plots. Modules: ``probes`` (prompt sets), ``roles`` (token roles),
-``latent_stats`` (streaming accumulators), ``analysis`` (scores, AUROCs, verdict), ``ablation`` (causal check),
-``report`` (files), ``pipeline`` (the entry point).
+and writes ``report.json``, CSVs and plots. Modules: ``probes`` (prompt sets), ``roles`` (token roles),
+``latent_stats`` (streaming accumulators), ``behaviour`` (fire rates per condition, measured), ``analysis`` (latent
+tables, AUROCs, linear probe), ``specificity`` (per-condition separations with intervals, permutation null),
+``ablation`` (causal test with its control), ``verdict`` (the decision rule), ``report`` and ``figures`` (files,
+plotly figures), ``pipeline`` (the entry point), ``training`` (host-free difference SAE), ``grid`` (verdicts over
+organisms x layers x SAE seeds).
 """
 
 from .config import ConjunctionConfig
