@@ -22,7 +22,7 @@ import pytest
 from cbd_plugin.backdoor.grid import GridSpec, run_grid
 from cbd_plugin.backdoor.training import DifferenceSAEConfig
 from cbd_plugin.demo import BASE, conjunction_config, conjunction_training_config, load
-from cbd_plugin.organisms import RECIPES
+from cbd_plugin.organisms import RECIPES, build
 
 pytestmark = pytest.mark.slow
 
@@ -32,8 +32,9 @@ LAYERS, SEEDS = (1, 2, 3), (0, 1, 2)
 
 
 @pytest.fixture(scope="module")
-def grid(organisms, tmp_path_factory):
-    names = [n for n in EXPECTED if n in organisms]
+def grid(tmp_path_factory):
+    names = [n for n in EXPECTED if n in RECIPES]
+    organisms = build([BASE, *names])  # only these: cached per machine, built on first use
     spec = GridSpec(replace(conjunction_config(), plots=False), conjunction_training_config(), DifferenceSAEConfig(),
                     LAYERS, SEEDS)
     start = time.perf_counter()

@@ -16,8 +16,10 @@ def out(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def conjunction(organisms, out):
-    return conjunction_reports(organisms, out / "conjunction", names=("tiny-cbd",))
+def conjunction(out):
+    from cbd_plugin.organisms import build
+
+    return conjunction_reports(build(["tiny-base", "tiny-cbd"]), out / "conjunction", names=("tiny-cbd",))
 
 
 @pytest.fixture(scope="module")
