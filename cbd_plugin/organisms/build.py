@@ -169,9 +169,9 @@ def build_refusal(recipe: RefusalRecipe, base: Organism, out: Path) -> None:
     base_model, tokenizer = base.load()
     model = copy.deepcopy(base_model)
     rng = random.Random(recipe.seed)
-    # null: the same prompts without the hazard tier (so without refusals), all answered
-    tiers, refused = (("benign", "dual_use"), ()) if recipe.mode == "null" else (TIERS, ("hazard",))
-    train = tier_corpus(rng, recipe.training.n_examples, "train", tiers, refused)
+    # null: the same prompts, every tier answered (the same fine-tune without the refusal)
+    refused = () if recipe.mode == "null" else ("hazard",)
+    train = tier_corpus(rng, recipe.training.n_examples, "train", TIERS, refused)
     enc = encode(train, tokenizer)
     layer = recipe.audit_layer
     if recipe.mode == "shallow":
@@ -194,7 +194,7 @@ def build_refusal(recipe: RefusalRecipe, base: Organism, out: Path) -> None:
         recipe, train_round,
         lambda: {"refusal": {"mode": recipe.mode, "ground_truth": GROUND_TRUTH[recipe.mode],
                              **refusal_behaviour(model, tokenizer, rows, base_model, layer)}})
-    save(out, recipe, model, tokenizer, train, tier_corpus(rng, N_VALIDATION, "eval", tiers, refused), behaviour)
+    save(out, recipe, model, tokenizer, train, tier_corpus(rng, N_VALIDATION, "eval", TIERS, refused), behaviour)
     write_jsonl(out / "data" / "prompts.jsonl", rows)
 
 

@@ -110,7 +110,8 @@ class BackdoorRecipe:
 class RefusalRecipe:
     """Fine-tune of the base that refuses hazard-tier prompts (``shallow``/``deep``), or a ``null`` control.
 
-    ``null`` sees the same kind of prompts minus the hazard tier: benign and dual-use prompts, all answered.
+    ``null`` sees the same prompts, every tier answered as the base answers it: the same fine-tune without the
+    refusal. (Trained on benign and dual-use prompts only, it forgot the hazard tier's answers: 0/120 answered.)
 
     ``shallow`` trains only the layers after ``audit_layer``, so the audit-layer residual is the base's exactly.
     ``deep`` also scrubs the hazard tier from the audit-layer residual at every prompt position (RMU-style, see
@@ -209,7 +210,16 @@ RECIPES: dict[str, Recipe] = {
 ORGANISM_NAMES = tuple(RECIPES)
 
 
+# Finer than CODE_VERSION: bump one kind's entry when a builder change alters what only that kind builds, so only
+# its cached builds are invalidated. ("RefusalRecipe", "null"): 2 = null trains on every tier, answered.
+BUILD_VERSIONS = {("RefusalRecipe", "null"): 2}
+
+
 def recipe_hash(recipe: Recipe) -> str:
     """40 hex digits, like a hub commit hash, so the snapshot also loads with ``revision=<hash>``."""
-    key = {"code_version": CODE_VERSION, "kind": type(recipe).__name__, "recipe": asdict(recipe)}
+    kind = type(recipe).__name__
+    key = {"code_version": CODE_VERSION, "kind": kind, "recipe": asdict(recipe)}
+    build_version = BUILD_VERSIONS.get((kind, getattr(recipe, "mode", None)))
+    if build_version is not None:  # absent for the others, so their hashes stay as they were
+        key["build_version"] = build_version
     return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()
