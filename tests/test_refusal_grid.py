@@ -1,8 +1,8 @@
 """The verdict grid (slow): shallow, deep and null refusal organisms at audit layers 1 and 2 (an organism built
 for each) x SAE seeds 0-2. No cell may give a wrong verdict (a confident verdict contradicting the organism's
 ground truth: a deep organism's is what its build measured, erased or re-encoded, see
-cbd_plugin.refusal.grid); at least 80% must give the expected one. Layer-2 cells skip, with the reason, where the organisms
-package cannot build organisms for another audit layer."""
+cbd_plugin.refusal.grid); at least 80% must give the expected one. The grid skips, with the reason, where the
+organisms package cannot build organisms for another audit layer."""
 
 import warnings
 

@@ -104,7 +104,8 @@ def measure_depth(table: pd.DataFrame, threshold_quantile: float = 0.95, n_boot:
         divergence_mean={f"{t}/{lab}": float(np.nanmean(g)) if np.isfinite(g).any() else float("nan")
                          for (t, lab), g in ev.groupby(["tier", "label"])["divergence"]},
         divergence_undefined=undefined_divergence(d, ev["tier"].to_numpy()),
-        n_eval={"hazard": int(hazard.sum()), "benign": int(benign.sum()), "refused_hazard": int((hazard & refused).sum()),
+        n_eval={"hazard": int(hazard.sum()), "benign": int(benign.sum()),
+                "refused_hazard": int((hazard & refused).sum()),
                 "complied_hazard": int((hazard & complied).sum())},
         reasons=reasons,
     )

@@ -13,14 +13,14 @@ Positions (``positions``):
   prompts, and BOS carries an outsized norm).
 
 Pooling (``pooling``): ``mean`` or ``max`` over those positions, applied to each token's SAE latents (encode
-first, then pool) and, for the probe baseline, to the raw residuals. One pass through the model (:func:`capture`, streaming
-through :func:`cbd_plugin.capture.iter_residuals`) serves every layer of the depth profile and every SAE
-analysed on it (:class:`Capture`).
+first, then pool) and, for the probe baseline, to the raw residuals. One pass through the model
+(:func:`capture`, streaming through :func:`cbd_plugin.capture.iter_residuals`) serves every layer of the depth
+profile and every SAE analysed on it (:class:`Capture`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np

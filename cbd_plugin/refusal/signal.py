@@ -149,7 +149,8 @@ def evaluate_separation(latents: np.ndarray, raw: np.ndarray, tiers: np.ndarray,
     count = lambda mask: {t: int((tiers[mask] == t).sum()) for t in ("hazard", "benign")}  # noqa: E731
     return Separation(chosen, observed, selection_null, float(selection_null.mean()),
                       float(np.quantile(selection_null, 0.95)), _p_value(selection_null, observed.value),
-                      float(np.quantile(label_null, 0.95)), _p_value(label_null, observed.value), n_perm, 1 / (1 + n_perm), probe,
+                      float(np.quantile(label_null, 0.95)), _p_value(label_null, observed.value), n_perm,
+                      1 / (1 + n_perm), probe,
                       count(sel), count(ev))
 
 
