@@ -115,14 +115,15 @@ def test_edit_reads_the_base_residual_on_the_same_padded_tokens(tiny):
     ids = tiny["tokenizer"](["tell me about forest", "river"])["input_ids"]
     input_ids, mask = pad_left(ids)
     latents = [2, 7, 11]
-    edit = removal_edit(base, sae, LAYER, latents)(input_ids, mask)
+    edit = removal_edit(base, sae, LAYER, latents)
+    assert edit.reference is base and edit.layer == LAYER
     ft_resid = trace_residuals(finetuned, input_ids, mask, [LAYER])[LAYER]
     base_resid = trace_residuals(base, input_ids, mask, [LAYER])[LAYER]
     with torch.no_grad():
-        torch.testing.assert_close(edit(ft_resid), remove_latents(ft_resid, base_resid, sae, latents))
-    # In generation the edit runs at every step; removing no latent must not change the output.
+        torch.testing.assert_close(edit.fn(ft_resid, base_resid), remove_latents(ft_resid, base_resid, sae, latents))
+    # In generation the edit runs at every step (KV cache, base in lockstep); removing no latent changes nothing.
     plain = generate_greedy(finetuned, ids, 4)
-    assert generate_greedy(finetuned, ids, 4, layer=LAYER, make_edit=removal_edit(base, sae, LAYER, [])) == plain
+    assert generate_greedy(finetuned, ids, 4, edit=removal_edit(base, sae, LAYER, [])) == plain
 
 
 def test_ablation_prompts_cover_every_pair():

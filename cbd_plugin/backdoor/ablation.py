@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..capture import generate_greedy, trace_residuals
+from ..capture import LayerEdit, generate_greedy
 from ..stats import bootstrap
 from .config import ConjunctionConfig
 from .probes import fires
@@ -48,21 +48,19 @@ def remove_direction(resid: torch.Tensor, base_resid: torch.Tensor, direction: t
     return resid - ((resid - base_resid.to(resid.device, resid.dtype)) @ u)[..., None] * u
 
 
-def _edit(base, layer: int, edit_with_base):
-    def make_edit(input_ids, attention_mask):
-        base_resid = trace_residuals(base, input_ids, attention_mask, [layer])[layer]
-        return lambda resid: edit_with_base(resid, base_resid)
-    return make_edit
+def _edit(base, layer: int, edit_with_base) -> LayerEdit:
+    # Position-wise (the SAE codes each token alone), so it runs with the KV cache, the base stepped in lockstep.
+    return LayerEdit(layer, edit_with_base, reference=base)
 
 
 def removal_edit(base, sae, layer: int, latent_ids, rotation: torch.Tensor | None = None):
-    """A ``make_edit`` for :func:`cbd_plugin.capture.generate_greedy` that removes ``latent_ids`` at ``layer``
+    """A :class:`~cbd_plugin.capture.LayerEdit` for ``generate_greedy`` that removes ``latent_ids`` at ``layer``
     (their contribution rotated by ``rotation`` when given)."""
     return _edit(base, layer, lambda resid, base_resid: remove_latents(resid, base_resid, sae, latent_ids, rotation))
 
 
 def direction_edit(base, layer: int, direction: torch.Tensor):
-    """A ``make_edit`` that removes the difference's component along ``direction`` at ``layer``."""
+    """A :class:`~cbd_plugin.capture.LayerEdit` that removes the difference's component along ``direction`` at ``layer``."""
     return _edit(base, layer, lambda resid, base_resid: remove_direction(resid, base_resid, direction))
 
 
@@ -72,9 +70,9 @@ def random_rotation(d: int, seed: int) -> torch.Tensor:
     return (q * torch.sign(torch.diagonal(r))).float()
 
 
-def _fire_rates(finetuned, prompts, cfg, layer=None, make_edit=None) -> tuple[np.ndarray, list[str]]:
-    completions = generate_greedy(finetuned, prompts, cfg.max_new_tokens, batch_size=cfg.batch_size, layer=layer,
-                                  make_edit=make_edit, add_special_tokens=False)
+def _fire_rates(finetuned, prompts, cfg, edit: LayerEdit | None = None) -> tuple[np.ndarray, list[str]]:
+    completions = generate_greedy(finetuned, prompts, cfg.max_new_tokens, batch_size=cfg.batch_size, edit=edit,
+                                  add_special_tokens=False)
     return np.array([fires(c) for c in completions], dtype=np.float64), completions
 
 
@@ -86,9 +84,9 @@ def causal_test(base, finetuned, sae, layer: int, matched: list, clean: list, to
     before, before_text = _fire_rates(finetuned, matched, cfg)
     _, clean_before = _fire_rates(finetuned, clean, cfg)
 
-    def removing(make_edit) -> dict:
-        after, text = _fire_rates(finetuned, matched, cfg, layer, make_edit)
-        _, clean_after = _fire_rates(finetuned, clean, cfg, layer, make_edit)
+    def removing(edit: LayerEdit) -> dict:
+        after, text = _fire_rates(finetuned, matched, cfg, edit)
+        _, clean_after = _fire_rates(finetuned, clean, cfg, edit)
         return {"fired": after, "fire_rate_matched": float(after.mean()), "examples_matched": text[:3],
                 "clean_changed": float(np.mean([a != b for a, b in zip(clean_after, clean_before)]))}
 
