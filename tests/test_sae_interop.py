@@ -254,7 +254,8 @@ def test_conjunction_found_with_a_sparsify_trained_sae(conjunction_organisms, tm
 
     tiny-cbd: the SAE must find the conjunction (a latent separating matched pairs from every false trigger at
     AUROC >= 0.95 with an AND-like interaction, beating the permutation null); the verdict must be conjunctive or,
-    where the causal control cannot tell the top latents from energy-matched random ones, inconclusive saying so:
+    where the causal control cannot tell the top latents from their own contribution rotated in a random
+    direction, inconclusive saying so:
     never a confident wrong verdict. tiny-cbd-or (fires on single words): or_gated.
     """
     import sparsify
@@ -286,4 +287,4 @@ def test_conjunction_found_with_a_sparsify_trained_sae(conjunction_organisms, tm
     assert checks["pair_specificity"]["value"] >= 0.95, checks["pair_specificity"]
     assert report.verdict in ("conjunctive", "inconclusive"), report.verdict_reason
     if report.verdict == "inconclusive":
-        assert checks["causal"]["passed"] is False and "energy-matched random" in report.verdict_reason
+        assert checks["causal"]["passed"] is False and "random-direction" in report.verdict_reason
