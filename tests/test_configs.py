@@ -231,14 +231,6 @@ def test_value_rules_of_the_dataclasses_run_before_any_model_loads(schema_checke
         validate_method_config(method)
 
 
-def _contrastive_config_checks_values() -> bool:
-    from cbd_plugin.sae import ContrastiveSAEConfig
-
-    return hasattr(ContrastiveSAEConfig, "__post_init__")
-
-
-@pytest.mark.xfail(not _contrastive_config_checks_values(), strict=True,
-                   reason="ContrastiveSAEConfig has no value checks yet (owned by the SAE helpers)")
 @pytest.mark.parametrize("override", ["diffing.method.sae.temperature=0", "diffing.method.sae.contrastive_weight=-1"])
 def test_contrastive_sae_value_rules_run_before_any_model_loads(schema_checked_dir, override):
     from cbd_plugin.configstore import validate_method_config
@@ -248,8 +240,6 @@ def test_contrastive_sae_value_rules_run_before_any_model_loads(schema_checked_d
         validate_method_config(method)
 
 
-@pytest.mark.xfail(strict=True, reason="the method YAML files (not owned by the glue helper) do not yet name their "
-                                       "schemas in their defaults lists; remove this marker once they do")
 @pytest.mark.parametrize("method, blocks", [("cbd_sae_difference", ["conjunction"]),
                                             ("contrastive_bio_sae", ["sae", "audit"])])
 def test_shipped_method_files_are_type_checked_at_compose_time(host_like_config_dir, method, blocks):
