@@ -86,3 +86,17 @@ def test_rules_are_the_default():
     labels, confusion = surface_labeller(None)
     assert labels(["I'm sorry, but I can't help with that."]) == ["refuse"]
     assert confusion()["classifier"] == "rules"
+
+
+def test_audit_config_takes_a_judge_checked_before_loading(tmp_path):
+    from cbd_plugin.refusal.audit import labeller
+    from cbd_plugin.refusal.config import AuditConfig
+
+    with pytest.raises(KeyError, match="unknown keys"):
+        AuditConfig(judge={"model": "x", "trust_code": True})
+    save_tiny_judge(tmp_path, bias=(0.0, 20.0))
+    cfg = AuditConfig(judge={"model": str(tmp_path), "max_length": 32})
+    labels, confusion = labeller(cfg)
+    assert labels(["sure here is the answer"]) == ["refuse"]  # the judge's label, not the rules'
+    assert labeller(cfg)[0] is labels  # built once per setting: both models and the report share one judge
+    assert labeller(AuditConfig())[1]()["classifier"] == "rules"

@@ -9,14 +9,13 @@ methods call these from their constructor, which the host runs before preprocess
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from pathlib import Path
 
 from loguru import logger
 from omegaconf import DictConfig, OmegaConf
 
 from cbd_plugin.backdoor import ConjunctionConfig, TriggerPair
 from cbd_plugin.refusal import PromptSource
-from cbd_plugin.sae import Dictionary
+from cbd_plugin.sae import Dictionary, load_dictionary
 
 PROBE_KEYS = {"templates", "filler_words", "fire_completion", "use_chat_template"}
 
@@ -152,28 +151,9 @@ def load_pretrained_sae(spec: str, layer: int, d_model: int, k: int | None = Non
     a hub id ``owner/name``, ``owner/name/subfolder``, ``owner/name:file``), checked against the model's width.
     ``k`` serves only formats that do not store it (the seed's ``sae_weights.pt``)."""
     try:
-        from cbd_plugin.sae import load_dictionary
-    except ImportError:  # the formats helper's loader has not landed: local folders of the plugin's format only
-        load_dictionary = _load_local
-    try:
         return load_dictionary(spec, layer=layer, d_model=d_model, k=k)
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"diffing.method.pretrained_sae={spec!r} (layer {layer}): {exc}") from exc
-
-
-def _load_local(spec: str, layer: int, d_model: int, k: int | None) -> Dictionary:
-    folder = Path(spec).expanduser()
-    if folder.suffix == ".pt":
-        from cbd_plugin.sae import TopKSAE
-
-        sae = TopKSAE.from_seed_checkpoint(folder, k=k or 32)  # the card's k; its checkpoint does not store it
-        sae.check_compatible(d_model)
-        return sae
-    for candidate in (folder / f"layer_{layer}", folder):
-        if (candidate / "config.json").exists():
-            return Dictionary.from_pretrained(candidate, d_model=d_model)
-    raise FileNotFoundError(f"no SAE for layer {layer}: expected {folder / f'layer_{layer}'}/config.json or "
-                            f"{folder}/config.json")
 
 
 def check_one_sae_per_layer(saes: dict[int, Dictionary], spec: str) -> None:

@@ -13,6 +13,8 @@ many SAEs on the same captures):
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
@@ -22,6 +24,7 @@ import pandas as pd
 from ..capture import num_layers
 from ..stats import auroc, bootstrap
 from . import classifier
+from .judge import surface_labeller
 from .completions import generate_completions
 from .config import AuditConfig
 from .depth import Depth, measure_depth
@@ -99,6 +102,17 @@ def prepare_prompts(prompts: pd.DataFrame | PromptSource | str | Path, tokenizer
     return frame, notes, check
 
 
+@functools.lru_cache(maxsize=4)
+def _labeller(judge_json: str):
+    return surface_labeller(json.loads(judge_json))
+
+
+def labeller(cfg: AuditConfig):
+    """``(labels(completions), estimated_confusion())``: the rules, or the configured judge, built once per setting
+    (a judge model is loaded once for both models and the report)."""
+    return _labeller(json.dumps(cfg.judge, sort_keys=True))
+
+
 def check_inputs(sae, layer: int, n_layers: int, hidden_size: int) -> None:
     """Before any generation: the layer exists and the SAE reads residuals of the model's width."""
     if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < n_layers:
@@ -126,9 +140,10 @@ def run_model(name: str, model, tokenizer, frame: pd.DataFrame, layers: list[int
                         for chat, (ids, _) in zip(chats, read)]
     captured = capture(model, [ids for ids, _ in read], [mask for _, mask in read], layers, sae_layers,
                        cfg.pooling, cfg.batch_size, prompt_masks)
+    labels = iter(labeller(cfg)[0]([text for texts in completions for text in texts]))
     samples = pd.DataFrame([
         {"model": name, "id": pid, "tier": tier, "split": split, "sample": s, "completion": text,
-         "label": classifier.classify(text), "n_positions": int(n)}
+         "label": next(labels), "n_positions": int(n)}
         for pid, tier, split, texts, n in zip(frame["id"], frame["tier"], frame["split"], completions,
                                               captured.n_positions)
         for s, text in enumerate(texts)
@@ -220,12 +235,11 @@ def analyse_runs(runs: dict[str, ModelRun], frame: pd.DataFrame, sae, layer: int
     per_prompt = ["id", "label", "signal", "divergence"]
     samples = pd.concat([run.samples.merge(tables[name][per_prompt].rename(columns={"label": "prompt_label"}),
                                            on="id") for name, run in runs.items()], ignore_index=True)
-    confusion = getattr(classifier, "estimated_confusion", None)
     comparison = (compare_saes(runs["base"], {MAIN: sae, BASELINE: baseline_sae}, frame, layer, cfg)
                   if baseline_sae is not None else None)
     report = AuditReport(cfg, layer, list(prompt_notes or []), format_check, separation, models, profile, change,
                          result, sae_health(runs["base"], sae, layer, recon["base"]),
-                         confusion() if confusion is not None else None, comparison, samples)
+                         labeller(cfg)[1](), comparison, samples)
     if out_dir is not None:
         from .report import write_report  # matplotlib only when writing
 

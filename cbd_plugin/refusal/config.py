@@ -34,6 +34,9 @@ class AuditConfig:
     temperature: float = 0.0                # 0: greedy, one completion per prompt
     n_samples: int = 1
     batch_size: int = 16
+    # surface labels: None for the rules (cbd_plugin.refusal.classifier), or an optional Hugging Face
+    # sequence-classification judge given by cbd_plugin.refusal.judge.JudgeConfig keys ({model, labels, ...})
+    judge: dict | None = None
     # depth profile (cbd_plugin.refusal.profile): "auto" (every layer of a model with <= 16 layers, else 16
     # spread evenly, the audit layer always included) or a list of layer indices
     profile_layers: str | list[int] = "auto"
@@ -58,6 +61,12 @@ class AuditConfig:
     seed: int = 0
 
     def __post_init__(self):
+        if self.judge is not None:  # checked (and normalised to plain types) now; the model loads on first use
+            from dataclasses import asdict
+
+            from .judge import JudgeConfig
+
+            self.judge = asdict(JudgeConfig.from_dict(self.judge))
         for key, allowed in (("positions", POSITIONS), ("pooling", POOLINGS), ("selection", SELECTIONS),
                              ("on_format_confound", ON_CONFOUND)):
             if getattr(self, key) not in allowed:

@@ -23,6 +23,7 @@ from diffing.methods.sae_difference import SAEDifferenceMethod
 from diffing.utils.dictionary.training import sae_difference_run_name, train_sae_difference_for_layer
 
 from cbd_plugin.backdoor import analyze_conjunction
+from cbd_plugin.backdoor.pipeline import ConjunctionCache
 from cbd_plugin.configstore import validate_method_config
 from cbd_plugin.methods.results import scan_results
 from cbd_plugin.methods.settings import (check_one_sae_per_layer, conjunction_config, ensure_cached_layers,
@@ -73,12 +74,15 @@ class CBDSAEDifferenceMethod(SAEDifferenceMethod):
 
     def run(self) -> dict:
         reports = {}
+        # The behaviour is measured once for all layers; differences stream (store=False keeps memory flat).
+        cache = ConjunctionCache(store=False)
         for layer in self.layers:
             out = self.layer_dir(layer)
             out.mkdir(parents=True, exist_ok=True)
             sae = self.get_sae(layer, out)
             report = analyze_conjunction(self.base_model, self.finetuned_model, sae, self.tokenizer,
-                                         self.trigger_pairs, layer, self.conjunction, out / "conjunction")
+                                         self.trigger_pairs, layer, self.conjunction, out / "conjunction",
+                                         cache=cache)
             logger.info(f"layer {layer}: verdict {report.verdict} ({report.verdict_reason})")
             reports[layer] = report.files
         return {"status": "completed", "layers_processed": self.layers, "reports": reports}

@@ -69,7 +69,10 @@ def show_audit(folder: Path) -> None:
              "the base, the base's probe applied to the fine-tuned model, a probe refitted on the fine-tuned "
              "model, and the base-feature signal at the SAE's layer; bars are 95% intervals. Deep: everything "
              "falls into the grey band at the audit layer; rerouted: only the refitted probe stays high.")
-    plot(refusal_figure(report), "Refusal rate per tier with 95% intervals, base vs fine-tuned.")
+    if report.get("models"):
+        plot(refusal_figure(report), "Refusal rate per tier with 95% intervals, base vs fine-tuned.")
+    else:
+        st.info("This report has no per-model refusal rates (report.json has no `models` block).")
     if (folder / "samples.csv").exists():
         plot(signal_figure(pd.read_csv(folder / "samples.csv", keep_default_na=False)),
              "Per prompt: the base-feature signal by tier and surface label; shallow refusal = refused hazard "
