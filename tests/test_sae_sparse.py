@@ -130,3 +130,18 @@ def test_dense_codes_round_trip():
     codes = dense_to_codes(f)
     assert codes.top_acts.shape == (3, 2) and codes.active().sum(1).tolist() == [2, 0, 1]
     assert torch.equal(codes.to_dense(4), f)
+
+
+def test_every_dictionary_has_sparse_codes_equal_to_its_dense_code():
+    """The Dictionary defaults (used by dictionaries without a sparse encoder, here JumpReLU) round-trip."""
+    from cbd_plugin.sae import JumpReLUSAE
+
+    torch.manual_seed(0)
+    sae = JumpReLUSAE(16, 64)
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.normal_()
+    x = torch.randn(5, 16)
+    codes = sae.encode_sparse(x)
+    torch.testing.assert_close(codes.to_dense(64), sae.encode(x))
+    torch.testing.assert_close(sae.decode_sparse(codes), sae.decode(sae.encode(x)))

@@ -5,7 +5,7 @@ hub ids), the SAELens export, the contrastive TopK trainer (trainSAE protocol; t
 see :mod:`cbd_plugin.sae.data`), a resumable training loop and streaming held-out metrics."""
 
 from .batchtopk import BatchTopKSAE
-from .contrastive_trainer import ContrastiveSAEConfig, ContrastiveTopKTrainer
+from .contrastive_trainer import ContrastiveSAEConfig, ContrastiveTopKTrainer, NonFiniteError
 from .data import BalancedTierBatches, pack_labels, unpack_labels
 from .dictionary import atomic_write, Dictionary, save_folder
 from .export import saelens_state, write_saelens
@@ -13,10 +13,11 @@ from .jumprelu import JumpReLUSAE
 from .loading import load_dictionary
 from .metrics import evaluate_sae, ReconstructionStats
 from .relu import ReLUSAE
+from .sparse import SparseCodes
 from .topk import TopKSAE
 from .training import train_sae
 
 __all__ = ["BalancedTierBatches", "BatchTopKSAE", "ContrastiveSAEConfig", "ContrastiveTopKTrainer", "Dictionary",
-           "JumpReLUSAE", "ReLUSAE", "ReconstructionStats", "TopKSAE", "atomic_write", "evaluate_sae",
+           "JumpReLUSAE", "NonFiniteError", "ReLUSAE", "SparseCodes", "ReconstructionStats", "TopKSAE", "atomic_write", "evaluate_sae",
            "load_dictionary", "pack_labels", "saelens_state", "save_folder", "train_sae", "unpack_labels",
            "write_saelens"]

@@ -78,6 +78,17 @@ class Dictionary(nn.Module, ABC):
         Equals ``decode(f) - decode(f with those latents zeroed)``: subtract it from an activation to ablate them.
         """
 
+    def encode_sparse(self, x: torch.Tensor):
+        """``SparseCodes(top_acts, top_indices)``; this default goes through the dense code (subclasses override it
+        to never build the dense ``[n, dict_size]`` tensor)."""
+        from .sparse import dense_to_codes
+
+        return dense_to_codes(self.encode(x).reshape(-1, self.dict_size))
+
+    def decode_sparse(self, codes) -> torch.Tensor:
+        """``decode`` of ``SparseCodes``; this default scatters them into a dense code first."""
+        return self.decode(codes.to_dense(self.dict_size))
+
     @abstractmethod
     def config_dict(self) -> dict:
         """JSON-able constructor arguments, written to ``config.json``."""
