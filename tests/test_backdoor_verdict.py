@@ -11,7 +11,7 @@ from cbd_plugin.backdoor.behaviour import Behaviour
 from cbd_plugin.backdoor.config import ConjunctionConfig
 from cbd_plugin.backdoor.probes import CONDITIONS
 from cbd_plugin.backdoor.specificity import OTHERS, NullResult
-from cbd_plugin.backdoor.verdict import VERDICTS, decide, needs_causal_test
+from cbd_plugin.backdoor.verdict import VERDICTS, decide, deciding_latents, needs_causal_test
 from cbd_plugin.stats import Estimate
 
 N = 48
@@ -132,3 +132,50 @@ def test_verdict_schema():
         assert set(c) == {"name", "passed", "value", "interval", "threshold", "detail"}
         assert c["passed"] in (True, False, None)
         assert c["interval"] is None or (len(c["interval"]) == 2 and c["interval"][0] <= c["interval"][1])
+
+
+def pair_table(p, lo=0.95, interaction_lo=0.9, latent=None):
+    """Pair ``p``'s table: its first latent (20 + p unless given) with the bounds given, the others failing."""
+    t = table(lo, interaction_lo).assign(pair=p, pair_name=f"w{p}/v{p}")
+    t.loc[0, "latent"] = 20 + p if latent is None else latent
+    return t
+
+
+def test_per_pair_route_needs_every_pair_covered():
+    """No shared latent passes; one latent per pair does, for every pair: conjunctive, resting on all of them."""
+    shared_fails = table(lo=0.6)
+    v = decide(behaviour(**AND), 0.9, shared_fails, table(), null(), PROBE, CAUSAL, CFG,
+               [pair_table(p) for p in range(4)])
+    assert v["name"] == "conjunctive", v["reason"]
+    assert "no single latent covers every pair" in v["reason"] and "pair w3/v3 latent 23" in v["reason"]
+    assert deciding_latents(shared_fails, [pair_table(p) for p in range(4)]) == [20, 21, 22, 23]
+    # the checks report the worst pair's figures
+    weak = [pair_table(0), pair_table(1, lo=0.85), pair_table(2, interaction_lo=0.6), pair_table(3)]
+    checks = {c["name"]: c for c in decide(behaviour(**AND), 0.9, shared_fails, table(), null(), PROBE, CAUSAL, CFG,
+                                           weak)["checks"]}
+    assert checks["pair_specificity"]["interval"][0] == 0.85 and checks["interaction"]["interval"][0] == 0.6
+
+
+@pytest.mark.parametrize("uncovered", [dict(lo=0.79), dict(interaction_lo=0.4)])
+def test_one_uncovered_pair_is_inconclusive_and_named(uncovered):
+    tables = [pair_table(0), pair_table(1), pair_table(2, **uncovered), pair_table(3)]
+    v = decide(behaviour(**AND), 0.9, table(lo=0.6), table(), null(), PROBE, CAUSAL, CFG, tables)
+    assert v["name"] == "inconclusive", v["reason"]
+    assert "3 of 4 pairs have a passing latent (closest for pair w2/v2: latent 22's" in v["reason"]
+    assert deciding_latents(table(lo=0.6), tables) == [10]
+
+
+def test_a_passing_shared_latent_decides_before_the_per_pair_route():
+    tables = [pair_table(p) for p in range(4)]
+    v = decide(behaviour(**AND), 0.9, table(), table(), null(), PROBE, CAUSAL, CFG, tables)
+    assert v["name"] == "conjunctive" and "per pair" not in v["reason"]
+    assert deciding_latents(table(), tables) == [10]
+
+
+def test_per_pair_route_cannot_overrule_the_behaviour():
+    tables = [pair_table(p) for p in range(4)]
+    controls = ((dict(matched=1.0, single_a=1.0), "or_gated"), (dict(matched=1.0, mismatch=1.0), "any_two_gated"),
+                (dict(), "no_backdoor_signal"))
+    for rates, name in controls:
+        v = decide(behaviour(**rates), 0.9, table(lo=0.6), table(), null(), PROBE, CAUSAL, CFG, tables)
+        assert v["name"] == name, v["reason"]

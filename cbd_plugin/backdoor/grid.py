@@ -40,6 +40,17 @@ def deciding_figure(verdict: dict) -> str:
     return f"{c['name']} {value}{interval}"
 
 
+def sae_rule(payload: dict) -> dict:
+    """What the SAE checks alone say, whatever the behaviour (controls included): ``route`` ``shared`` (one latent
+    passes the pair-specificity and interaction bounds), ``per_pair`` (every pair has its own) or ``none``, and
+    ``pairs_covered`` (pairs with a passing latent of their own, of all)."""
+    per_pair = pd.DataFrame(payload.get("pair_specificity") or [], columns=["pair", "passes"])
+    covered = per_pair.groupby("pair").passes.any()
+    shared = any(r["passes"] for r in payload["specificity"])
+    route = "shared" if shared else ("per_pair" if len(covered) and covered.all() else "none")
+    return {"route": route, "pairs_covered": f"{int(covered.sum())}/{len(covered)}"}
+
+
 def run_grid(base, organisms: dict, spec: GridSpec, out: Path) -> pd.DataFrame:
     """``organisms``: {name: (finetuned model, trigger pairs)}. One row per cell: verdict, behaviour, deciding
     figure, reason, SAE quality."""
@@ -59,7 +70,7 @@ def run_grid(base, organisms: dict, spec: GridSpec, out: Path) -> pd.DataFrame:
                              "behaviour": verdict["behaviour"], "deciding": deciding_figure(verdict),
                              "fve": report.reconstruction["all"]["fve"],
                              "dead_fraction": report.reconstruction["all"]["dead_fraction"],
-                             "null_p": report.payload["null"]["p_value"]["specificity"],
+                             "null_p": report.payload["null"]["p_value"]["specificity"], **sae_rule(report.payload),
                              "reason": verdict["reason"]})
                 logger.info(f"grid {name} layer {layer} seed {seed}: {verdict['name']} ({rows[-1]['deciding']})")
         logger.info(f"grid {name}: {time.perf_counter() - start:.0f}s")

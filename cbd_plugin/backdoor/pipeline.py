@@ -19,6 +19,7 @@ import torch
 
 from ..capture import iter_paired_residuals
 from ..sae.metrics import ReconstructionStats
+from ..sae.sparse import SparseCodes
 from .ablation import causal_test
 from .analysis import ConjunctionResult, analyze, select_candidates
 from .behaviour import Behaviour, measure_behaviour
@@ -27,8 +28,8 @@ from .latent_stats import LatentStats, PromptFeatures
 from .probes import CONDITIONS, SPLITS, Probe, build_probe_set, chat_prompt, group_id, n_groups, pair_name
 from .report import jsonable, write_report
 from .roles import DECISION, FIRE, locate_spans, token_roles
-from .specificity import HalfCodes, permutation_null, selection_scores, specificity_table, top_latents
-from .verdict import deciding_latent, decide, needs_causal_test
+from .specificity import HalfCodes, pair_tables, permutation_null, selection_scores, specificity_table, top_latents
+from .verdict import decide, deciding_latents, needs_causal_test
 
 
 @dataclass
@@ -83,9 +84,11 @@ class PassStats:
 
 
 def new_pass(sae, n_pairs: int, n_prompts: int) -> PassStats:
-    """Accumulators of one half; per-prompt features for every latent (the null reruns selection on them)."""
-    return PassStats(LatentStats(sae.dict_size, n_groups(n_pairs)),
-                     PromptFeatures(n_prompts, np.arange(sae.dict_size), sae.activation_dim),
+    """Accumulators of one half, on the SAE's device; per-prompt features for every latent (the null reruns
+    selection on them)."""
+    device = next(sae.parameters()).device
+    return PassStats(LatentStats(sae.dict_size, n_groups(n_pairs), device=device),
+                     PromptFeatures(n_prompts, np.arange(sae.dict_size), sae.activation_dim, device=device),
                      ReconstructionStats(sae.dict_size), ReconstructionStats(sae.dict_size))
 
 
@@ -93,21 +96,37 @@ def accumulate(batches: Iterable[tuple[torch.Tensor, dict]], sae, acc: PassStats
                fired: np.ndarray | None = None) -> PassStats:
     """Encode each batch of SAE inputs and add it to every accumulator of ``acc``. Fire-token reconstruction counts
     the fire tokens of the prompts where ``fired`` (per prompt of the half) is true: the fire completion is appended
-    to every prompt, but only where the model produces it is it the model card's quantity."""
+    to every prompt, but only where the model produces it is it the model card's quantity.
+
+    Codes are sparse (``encode_sparse``/``decode_sparse``) where the SAE has them, else dense; inputs, codes and
+    reconstructions stay on the SAE's device (the accumulators follow them there): only per-token labels cross
+    from the host, and nothing comes back per batch."""
     param = next(sae.parameters())
+    sparse = hasattr(sae, "encode_sparse") and hasattr(sae, "decode_sparse")
     for inputs, meta in batches:
+        inputs = inputs.to(param.device)
         with torch.no_grad():
-            latents = sae.encode(inputs.to(param.device, param.dtype))
-            reconstruction = sae.decode(latents)
-        latents, reconstruction, inputs = latents.float().cpu(), reconstruction.float().cpu(), inputs.float().cpu()
+            if sparse:  # never a dense [n, dict_size] code
+                codes = sae.encode_sparse(inputs.to(param.dtype))
+                reconstruction = sae.decode_sparse(codes)
+                latents = SparseCodes(codes.top_acts.float(), codes.top_indices)
+            else:
+                latents = sae.encode(inputs.to(param.dtype))
+                reconstruction = sae.decode(latents)
+                latents = latents.float()
+        # The statistics read float32 (the old host copies were float32): a no-op for a float32 SAE.
+        inputs, reconstruction = inputs.float(), reconstruction.float()
         role = np.asarray(meta["role"])
         acc.stats.update(latents, meta["group"], role)
         acc.features.update(latents, inputs, meta["prompt_id"], role)
         acc.reconstruction.update(inputs, reconstruction, latents)
         if fired is not None:
-            fire = torch.as_tensor((role == FIRE) & fired[np.asarray(meta["prompt_id"])])
-            if fire.any():  # an empty update would poison the running mean
-                acc.reconstruction_fire.update(inputs[fire], reconstruction[fire], latents[fire])
+            fire = np.flatnonzero((role == FIRE) & fired[np.asarray(meta["prompt_id"])])
+            if len(fire):  # an empty update would poison the running mean
+                fire = torch.as_tensor(fire, device=param.device)  # an index decided on the host: no device sync
+                codes_fire = (SparseCodes(latents.top_acts[fire], latents.top_indices[fire]) if sparse
+                              else latents[fire])
+                acc.reconstruction_fire.update(inputs[fire], reconstruction[fire], codes_fire)
     return acc
 
 
@@ -189,20 +208,22 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
     reconstruction = {"all": ev_acc.reconstruction.result(),
                       "fire": ev_acc.reconstruction_fire.result() if ev_acc.reconstruction_fire.n else None}
 
-    codes = [HalfCodes(acc.features.feature(cfg.detection_feature), [CONDITIONS.index(p.condition) for p in h.probes])
+    codes = [HalfCodes(acc.features.feature(cfg.detection_feature), [CONDITIONS.index(p.condition) for p in h.probes],
+                       [p.pair for p in h.probes], [p.other_pair for p in h.probes])
              for acc, h in zip((sel_acc, ev_acc), halves)]
     conjunction_score, signal_score = selection_scores(codes[0])
     specificity = specificity_table(codes[1], top_latents(conjunction_score, cfg.n_top), cfg)
     signal = specificity_table(codes[1], top_latents(signal_score, cfg.n_top), cfg)
+    per_pair = [t.assign(pair_name=pair_name(pairs[i])) for i, t in enumerate(pair_tables(*codes, cfg))]
     null = permutation_null(*codes, cfg)
 
     def verdict_with(causal):
         return decide(behaviour, reconstruction["all"]["fve"], specificity, signal, null, result.probe_by_condition,
-                      causal, cfg)
+                      causal, cfg, per_pair)
 
     verdict, causal = verdict_with(None), None
     if cfg.ablate and needs_causal_test(verdict):
-        top = ablation_latents(specificity, conjunction_score, cfg.ablate_top_k)
+        top = ablation_latents(deciding_latents(specificity, per_pair), conjunction_score, cfg.ablate_top_k)
         matched = matched_round_robin(ev.probes, cfg.n_ablation_prompts)
         clean = [i for i, p in enumerate(ev.probes) if p.condition == "clean"][:cfg.n_ablation_prompts]
         causal = causal_test(base, finetuned, sae, layer, [ev.prompt_ids(i) for i in matched],
@@ -216,6 +237,7 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
                "n_prompts": {s: len(h.probes) for s, h in zip(SPLITS, halves)},
                "n_tokens": {s: int(a.stats.tokens.sum()) for s, a in zip(SPLITS, (sel_acc, ev_acc))},
                "specificity": specificity.to_dict(orient="records"), "signal_latents": signal.to_dict(orient="records"),
+               "pair_specificity": pd.concat(per_pair).to_dict(orient="records"),
                "null": null.to_dict(), "causal": causal,
                "linear_probe": result.probe.to_dict(),
                "linear_probe_by_condition": {c: e.to_dict() for c, e in result.probe_by_condition.items()},
@@ -223,17 +245,18 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
                "breakdown": result.pairs, "pair_overlap_jaccard": result.overlap,
                "reconstruction": reconstruction}
     tables = {"behaviour": pd.DataFrame(behaviour.table()), "specificity": specificity,
+              "pair_specificity": pd.concat(per_pair),
               "null": pd.DataFrame(null.null)}
     files = write_report(payload, result, tables, cfg.n_top, cfg.score_role, Path(out_dir), cfg.plots)
     return ConjunctionReport(verdict["name"], verdict["reason"], result, reconstruction, causal, files,
                              jsonable(payload))
 
 
-def ablation_latents(specificity: pd.DataFrame, conjunction_score: np.ndarray, k: int) -> list[int]:
-    """The deciding latent, then the selection's next best conjunction latents, ``k`` in all."""
-    first = int(deciding_latent(specificity).latent)
-    rest = [int(j) for j in top_latents(conjunction_score, k + 1) if j != first]
-    return [first, *rest][:k]
+def ablation_latents(first: list[int], conjunction_score: np.ndarray, k: int) -> list[int]:
+    """The deciding latent(s) (one per pair on the per-pair route, all kept), then the selection's next best
+    conjunction latents, ``k`` in all at least."""
+    rest = [int(j) for j in top_latents(conjunction_score, k + len(first)) if j not in first]
+    return [*first, *rest][:max(k, len(first))]
 
 
 def matched_round_robin(probes: list[Probe], n: int) -> list[int]:

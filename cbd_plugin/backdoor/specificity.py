@@ -14,9 +14,18 @@ latent, on both halves, with each prompt's condition. Definitions, for latent j:
 * ``specificity(j) = min_c separation_c(j)`` (point estimate), and the procedure's statistic ``max_j
   specificity(j)`` over the selection-chosen latents.
 
-The null shuffles the condition labels among the prompts of each half and reruns selection and evaluation:
-``p = (1 + #{null >= observed}) / (1 + n_permutations)``. A signal null does the same for the best AUROC of
-matched vs clean among the top latents by selection-half separation from clean.
+Per pair (when each prompt's pair is known): an SAE may code the conjunction with one latent per pair (or per few
+pairs) rather than one for all; such latents each separate only their pairs' matched prompts, so no single one
+passes the pooled rule. Pair p's view keeps p's matched, single_a and single_b prompts, EVERY mismatch holding a
+word of p (whichever pair owns the prompt) and every clean prompt, labelled as the pooled conditions; the same
+definitions then hold within it. Pair p's candidates are its own top ``n_top`` by its selection-half conjunction
+score plus the pooled top ``n_top``. The per-pair statistic is ``min_p max_j specificity_p(j)`` (every pair must be
+covered), and the procedure's statistic is the larger of the pooled and the per-pair one.
+
+The null shuffles the prompts' labels (condition, pair, other pair: jointly) among the prompts of each half and
+reruns selection and evaluation, per pair included: ``p = (1 + #{null >= observed}) / (1 + n_permutations)``. A
+signal null does the same for the best AUROC of matched vs clean among the top latents by selection-half
+separation from clean.
 """
 
 from __future__ import annotations
@@ -32,29 +41,57 @@ from .config import ConjunctionConfig
 from .probes import CONDITIONS
 
 OTHERS = ("single_a", "single_b", "mismatch", "clean")
+MISMATCH, CLEAN = CONDITIONS.index("mismatch"), CONDITIONS.index("clean")
 VAR_FLOOR = 1e-12  # keeps the standardised separation of never-varying latents finite
 
 
 @dataclass
 class HalfCodes:
-    """One half's per-prompt feature of every latent ``x [prompts, latents]`` and condition index per prompt."""
+    """One half's per-prompt feature of every latent ``x [prompts, latents]`` and condition index per prompt; with
+    ``pair`` (the pair owning each prompt, -1 for clean) and ``other`` (a mismatch's second pair, else -1) the
+    per-pair route is available."""
 
     x: np.ndarray
     condition: np.ndarray  # index into CONDITIONS
+    pair: np.ndarray | None = None
+    other: np.ndarray | None = None
 
     def __post_init__(self):
         self.x = np.asarray(self.x, dtype=np.float64)
         self.condition = np.asarray(self.condition, dtype=np.int64)
         if self.x.ndim != 2 or len(self.condition) != len(self.x):
             raise ValueError(f"HalfCodes: x {self.x.shape} and {len(self.condition)} conditions")
+        if self.pair is not None:
+            self.pair = np.asarray(self.pair, dtype=np.int64)
+            self.other = np.full(len(self.pair), -1) if self.other is None else np.asarray(self.other, dtype=np.int64)
+            if len(self.pair) != len(self.x) or len(self.other) != len(self.x):
+                raise ValueError(f"HalfCodes: x {self.x.shape}, {len(self.pair)} pairs and {len(self.other)} others")
+            if ((self.condition == CLEAN) != (self.pair < 0)).any():
+                raise ValueError("HalfCodes: clean prompts (and only they) have pair -1")
         if not np.isfinite(self.x).all():
             raise ValueError("HalfCodes: non-finite latent activations")
         missing = [c for k, c in enumerate(CONDITIONS) if not (self.condition == k).any()]
         if missing:
             raise ValueError(f"HalfCodes: no prompt of condition(s) {missing}")
 
+    @property
+    def n_pairs(self) -> int:
+        """0 when pairs are unknown (the per-pair route is off)."""
+        return 0 if self.pair is None else int(self.pair.max()) + 1
+
     def shuffled(self, rng) -> "HalfCodes":
-        return HalfCodes(self.x, rng.permutation(self.condition))
+        """Labels permuted jointly among the prompts (the same draw as permuting the conditions alone)."""
+        order = rng.permutation(len(self.condition))
+        if self.pair is None:
+            return HalfCodes(self.x, self.condition[order])
+        return HalfCodes(self.x, self.condition[order], self.pair[order], self.other[order])
+
+    def pair_view(self, p: int) -> "HalfCodes":
+        """The prompts that concern pair ``p`` (module docstring), labelled as the pooled conditions."""
+        own = (self.pair == p) & (self.condition < MISMATCH)
+        mismatch = (self.condition == MISMATCH) & ((self.pair == p) | (self.other == p))
+        keep = own | mismatch | (self.condition == CLEAN)
+        return HalfCodes(self.x[keep], self.condition[keep])
 
 
 def condition_moments(half: HalfCodes) -> tuple[np.ndarray, np.ndarray]:
@@ -82,12 +119,16 @@ def top_latents(score: np.ndarray, n: int) -> np.ndarray:
 
 
 def aurocs_vs(half: HalfCodes, latents: np.ndarray, condition: str) -> np.ndarray:
-    """AUROC of matched vs ``condition`` for each of ``latents`` at once (Mann-Whitney on average ranks)."""
+    """AUROC of matched vs ``condition`` for each of ``latents`` at once: the share of (matched, other) prompt pairs
+    ordered correctly, ties counting half (the Mann-Whitney statistic; counted directly, as the null calls this
+    thousands of times on a few dozen prompts, where ranking costs more than comparing every pair)."""
     pos = half.x[half.condition == CONDITIONS.index("matched")][:, latents]
     neg = half.x[half.condition == CONDITIONS.index(condition)][:, latents]
-    ranks = rankdata(np.concatenate([pos, neg]), axis=0)
-    n_pos, n_neg = len(pos), len(neg)
-    return (ranks[:n_pos].sum(0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    if len(pos) * len(neg) > 1 << 16:  # large halves: ranks, linear in the prompts
+        ranks = rankdata(np.concatenate([pos, neg]), axis=0)
+        return (ranks[:len(pos)].sum(0) - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
+    diff = pos[:, None, :] - neg[None, :, :]
+    return ((diff > 0).sum((0, 1)) + 0.5 * (diff == 0).sum((0, 1))) / (len(pos) * len(neg))
 
 
 def interaction(means: dict[str, np.ndarray]) -> np.ndarray:
@@ -126,13 +167,36 @@ def specificity_table(evaluation: HalfCodes, latents: np.ndarray, cfg: Conjuncti
     return table
 
 
+def pair_candidates(selection: HalfCodes, p: int, pooled_top: np.ndarray, n_top: int) -> np.ndarray:
+    """Pair ``p``'s top ``n_top`` latents by its own selection-half conjunction score, then the pooled top ones."""
+    own = top_latents(selection_scores(selection.pair_view(p))[0], n_top)
+    return np.concatenate([own, pooled_top[~np.isin(pooled_top, own)]])
+
+
+def pair_tables(selection: HalfCodes, evaluation: HalfCodes, cfg: ConjunctionConfig) -> list[pd.DataFrame]:
+    """Per pair: :func:`specificity_table` of its candidates on its view of the evaluation half (column ``pair``);
+    empty when pairs are unknown."""
+    pooled = top_latents(selection_scores(selection)[0], cfg.n_top)
+    return [specificity_table(evaluation.pair_view(p), pair_candidates(selection, p, pooled, cfg.n_top), cfg)
+            .assign(pair=p) for p in range(selection.n_pairs)]
+
+
+def _best_specificity(evaluation: HalfCodes, latents: np.ndarray) -> float:
+    return float(np.min([aurocs_vs(evaluation, latents, c) for c in OTHERS], axis=0).max())
+
+
 def procedure_statistics(selection: HalfCodes, evaluation: HalfCodes, n_top: int) -> tuple[float, float]:
     """The statistics the null calibrates: best evaluation-half specificity among the selection's top conjunction
-    latents, and best matched-vs-clean AUROC among the selection's top signal latents."""
+    latents (or, when larger, the per-pair statistic: every pair's best among its candidates, the worst pair), and
+    best matched-vs-clean AUROC among the selection's top signal latents."""
     conjunction, signal = selection_scores(selection)
     top = top_latents(conjunction, n_top)
-    specificity = np.min([aurocs_vs(evaluation, top, c) for c in OTHERS], axis=0).max()
-    return float(specificity), float(aurocs_vs(evaluation, top_latents(signal, n_top), "clean").max())
+    specificity = _best_specificity(evaluation, top)
+    if selection.n_pairs:
+        per_pair = min(_best_specificity(evaluation.pair_view(p), pair_candidates(selection, p, top, n_top))
+                       for p in range(selection.n_pairs))
+        specificity = max(specificity, per_pair)
+    return specificity, float(aurocs_vs(evaluation, top_latents(signal, n_top), "clean").max())
 
 
 @dataclass

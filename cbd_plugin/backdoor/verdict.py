@@ -10,8 +10,11 @@ the SAE explains it:
 * ``conjunctive``: it fires on matched pairs only, AND the SAE explains it: (1) the SAE reconstructs at least
   ``min_fve`` of the difference (the instrument works), (2) one of the selection's top latents separates matched
   pairs from EACH of single_a, single_b, mismatch and clean with every AUROC lower bound >= ``separation_threshold``
-  and an interaction-share lower bound >= ``interaction_threshold`` (not an additive, any-two or OR code), (3) the
-  best such specificity beats the permutation null of the whole selection-then-evaluation procedure (p <= alpha),
+  and an interaction-share lower bound >= ``interaction_threshold`` (not an additive, any-two or OR code), or,
+  failing a shared latent, EVERY pair has such a latent within its own view (its matched prompts vs its single
+  words, every mismatch holding one of its words, clean: :func:`specificity.pair_tables`), (3) the best such
+  specificity beats the permutation null of the whole selection-then-evaluation procedure, per-pair route
+  included (p <= alpha),
   (4) removing the top latents lowers the matched fire rate more than subtracting their contribution rotated in a
   random direction (same energy at every token; lower bound of the excess drop > 0);
 * ``inconclusive``: the behaviour is ambiguous or fires without a trigger, or it is pair-specific but a check of
@@ -55,6 +58,42 @@ def deciding_latent(table: pd.DataFrame) -> pd.Series:
     return pool.sort_values(["specificity_lo", "interaction_lo"], ascending=False).iloc[0]
 
 
+def per_pair_route(table: pd.DataFrame, pair_tables: list[pd.DataFrame] | None) -> list[pd.Series] | None:
+    """Each pair's deciding row when no shared latent passes but every pair has a passing latent of its own."""
+    if table.passes.any() or not pair_tables or not all(t.passes.any() for t in pair_tables):
+        return None
+    return [deciding_latent(t) for t in pair_tables]
+
+
+def deciding_latents(table: pd.DataFrame, pair_tables: list[pd.DataFrame] | None = None) -> list[int]:
+    """The latents the verdict rests on (the causal test removes them first): the shared deciding latent, or each
+    pair's (distinct, in pair order) on the per-pair route."""
+    rows = per_pair_route(table, pair_tables) or [deciding_latent(table)]
+    return list(dict.fromkeys(int(r.latent) for r in rows))
+
+
+def _row_text(j: pd.Series, who: str = "latent") -> str:
+    weakest = j.weakest
+    return (f"{who} {int(j.latent)}'s weakest separation is matched vs {weakest}, AUROC "
+            f"{interval_text(j[f'auroc_{weakest}'], j[f'auroc_{weakest}_lo'], j[f'auroc_{weakest}_hi'])}, "
+            f"interaction share {interval_text(j.interaction, j.interaction_lo, j.interaction_hi)}")
+
+
+def _coverage_text(pair_tables: list[pd.DataFrame] | None) -> str:
+    if not pair_tables:
+        return ""
+    uncovered = [t for t in pair_tables if not t.passes.any()]
+    text = f"; per pair, {len(pair_tables) - len(uncovered)} of {len(pair_tables)} pairs have a passing latent"
+    if uncovered:
+        t = uncovered[0]
+        text += f" (closest for {_pair_label(t)}: {_row_text(deciding_latent(t))})"
+    return text
+
+
+def _pair_label(t: pd.DataFrame) -> str:
+    return f"pair {t.pair_name.iloc[0]}" if "pair_name" in t else f"pair {int(t.pair.iloc[0])}"
+
+
 def behaviour_check(behaviour: Behaviour, cfg: ConjunctionConfig) -> tuple[str, dict]:
     kind = behaviour.classify(cfg.fire_rate_threshold)
     m = behaviour.rate("finetuned", "matched")
@@ -64,12 +103,14 @@ def behaviour_check(behaviour: Behaviour, cfg: ConjunctionConfig) -> tuple[str, 
 
 
 def decide(behaviour: Behaviour, fve: float, table: pd.DataFrame, signal: pd.DataFrame, null: NullResult,
-           probe: dict[str, Estimate], causal: dict | None, cfg: ConjunctionConfig) -> dict:
+           probe: dict[str, Estimate], causal: dict | None, cfg: ConjunctionConfig,
+           pair_tables: list[pd.DataFrame] | None = None) -> dict:
     """The verdict dict (name, reason, behaviour, explained, checks) of ``report.json``.
 
     ``table``: :func:`specificity.specificity_table` of the top conjunction latents; ``signal``: the same for the top
     signal latents; ``probe``: linear-probe AUROC of matched vs each other condition; ``causal``: the causal test, or
-    None when not run (the verdict then cannot be ``conjunctive``).
+    None when not run (the verdict then cannot be ``conjunctive``); ``pair_tables``: :func:`specificity.pair_tables`
+    (None or empty: the shared-latent route only).
     """
     kind, behaviour_row = behaviour_check(behaviour, cfg)
     checks = [behaviour_row]
@@ -96,17 +137,23 @@ def decide(behaviour: Behaviour, fve: float, table: pd.DataFrame, signal: pd.Dat
     fve_ok = fve >= cfg.min_fve
     checks.append(check("instrument_fve", fve_ok, fve, None, cfg.min_fve, "SAE fraction of variance explained on "
                         "the probe set's difference (all tokens)"))
-    j = deciding_latent(table)
+    per_pair = per_pair_route(table, pair_tables)
+    if per_pair is None:
+        j = k = deciding_latent(table)
+        spec_text = _row_text(j) + (_coverage_text(pair_tables) if not table.passes.any() else "")
+    else:  # every figure is the worst pair's: j the weakest separation, k the weakest interaction
+        j = min(per_pair, key=lambda r: r.specificity_lo)
+        k = min(per_pair, key=lambda r: r.interaction_lo)
+        spec_text = "no single latent covers every pair; per pair: " + "; ".join(
+            _row_text(r, _pair_label(t) + " latent") for r, t in zip(per_pair, pair_tables))
     weakest = j.weakest
     spec_interval = (j[f"auroc_{weakest}_lo"], j[f"auroc_{weakest}_hi"])
-    spec_text = (f"latent {int(j.latent)}'s weakest separation is matched vs {weakest}, AUROC "
-                 f"{interval_text(j[f'auroc_{weakest}'], *spec_interval)}, interaction share "
-                 f"{interval_text(j.interaction, j.interaction_lo, j.interaction_hi)}")
     checks.append(check("pair_specificity", j.specificity_lo >= cfg.separation_threshold, j[f"auroc_{weakest}"],
                         spec_interval, cfg.separation_threshold, spec_text))
-    checks.append(check("interaction", j.interaction_lo >= cfg.interaction_threshold, j.interaction,
-                        (j.interaction_lo, j.interaction_hi), cfg.interaction_threshold,
-                        "(m - a - b + clean) / (m - clean): 1 AND, 0 additive, < 0 OR"))
+    checks.append(check("interaction", k.interaction_lo >= cfg.interaction_threshold, k.interaction,
+                        (k.interaction_lo, k.interaction_hi), cfg.interaction_threshold,
+                        "(m - a - b + clean) / (m - clean): 1 AND, 0 additive, < 0 OR"
+                        + ("" if per_pair is None else "; the weakest pair's")))
     checks.append(check("null", null.p_value["specificity"] <= cfg.alpha, null.p_value["specificity"], None,
                         cfg.alpha, f"best specificity {null.observed['specificity']:.3f} vs "
                                    f"{len(null.null['specificity'])} label permutations"))
