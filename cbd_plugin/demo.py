@@ -26,6 +26,7 @@ from loguru import logger
 
 from .backdoor import ConjunctionConfig, ConjunctionReport, analyze_conjunction
 from .backdoor.training import DifferenceSAEConfig, difference_activations, train_difference_sae
+from .backdoor.verdict import per_pair_route
 from .capture import load_language_model
 from .organisms import RECIPES, build
 from .organisms.build import single_thread
@@ -111,6 +112,32 @@ def render(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows])
 
 
+def separation_text(row) -> str:
+    """``latent:condition AUROC [lo, hi]`` of a specificity row's weakest separation."""
+    weakest = row["weakest"]
+    return f"{int(row['latent'])}:{weakest} " + interval(Estimate(
+        row[f"auroc_{weakest}"], row[f"auroc_{weakest}_lo"], row[f"auroc_{weakest}_hi"]))
+
+
+def pair_tables_of(payload: dict) -> list[pd.DataFrame]:
+    """report.json's ``pair_specificity`` records as one table per pair (report order); empty for older reports."""
+    records = payload.get("pair_specificity") or []
+    return [t.reset_index(drop=True) for _, t in pd.DataFrame(records).groupby("pair", sort=False)] if records else []
+
+
+def conjunction_latent_cell(payload: dict) -> str:
+    """What the specificity checks rest on (:mod:`cbd_plugin.backdoor.verdict`): the shared latent, as
+    ``latent:condition AUROC [95% CI]`` of its weakest separation (the best shared latent when no route passes),
+    or on the per-pair route ``per-pair: n/n pairs, weakest pair:latent:condition AUROC [95% CI]``, the pair whose
+    deciding latent has the lowest separation lower bound."""
+    per_pair = per_pair_route(pd.DataFrame(payload["specificity"]), pair_tables_of(payload))
+    if per_pair is None:
+        return separation_text(max(payload["specificity"], key=lambda r: (r["passes"], r["specificity_lo"])))
+    j = min(per_pair, key=lambda r: r.specificity_lo)
+    pair = j["pair_name"] if "pair_name" in j else f"pair {int(j['pair'])}"
+    return f"per-pair: {len(per_pair)}/{len(per_pair)} pairs, weakest {pair}:{separation_text(j)}"
+
+
 def conjunction_table(reports: dict[str, ConjunctionReport]) -> str:
     header = ["organism", "verdict", "matched fire [95% CI]", "best conjunction latent: weakest separation [95% CI]",
               "null p", "fire after top-k / control / probe", "dead"]
@@ -118,15 +145,12 @@ def conjunction_table(reports: dict[str, ConjunctionReport]) -> str:
     for name, report in reports.items():
         payload = report.payload
         matched = next(r for r in payload["behaviour"] if r["model"] == "finetuned" and r["condition"] == "matched")
-        spec = max(payload["specificity"], key=lambda r: (r["passes"], r["specificity_lo"]))
-        weakest = spec["weakest"]
         causal = report.ablation
         after = "not-run" if causal is None else "/".join(number(x) for x in (
             causal["top"]["fire_rate_matched"], causal["random"]["fire_rate_matched_mean"],
             causal["probe_direction"]["fire_rate_matched"]))
         rows.append([name, report.verdict, interval(Estimate(matched["fire_rate"], matched["lo"], matched["hi"])),
-                     f"{int(spec['latent'])}:{weakest} " + interval(Estimate(
-                         spec[f"auroc_{weakest}"], spec[f"auroc_{weakest}_lo"], spec[f"auroc_{weakest}_hi"])),
+                     conjunction_latent_cell(payload),
                      f"{payload['null']['p_value']['specificity']:.3f}", after,
                      number(report.reconstruction["all"]["dead_fraction"])])
     return render(header, rows)

@@ -27,6 +27,24 @@ CBD_VERDICT = {
     ],
 }
 
+
+def specificity_record(latent: int, lo: float, interaction_lo: float = 0.9, **extra) -> dict:
+    """A report.json specificity record: every AUROC lower bound ``lo``, the weakest (mismatch) 0.01 lower."""
+    row = {"latent": latent, "interaction": 0.95, "interaction_lo": interaction_lo, "interaction_hi": 1.0,
+           "weakest": "mismatch", **extra}
+    for c in ("single_a", "single_b", "mismatch", "clean"):
+        low = lo - 0.01 if c == "mismatch" else lo
+        row |= {f"auroc_{c}": round(low + 0.05, 2), f"auroc_{c}_lo": low, f"auroc_{c}_hi": min(low + 0.1, 1.0)}
+    return row | {"specificity_lo": lo - 0.01, "specificity": round(lo + 0.04, 2),
+                  "passes": lo - 0.01 >= 0.8 and interaction_lo >= 0.5}
+
+
+# The shared route: latent 41 passes for every pair; each pair also has its own passing latent.
+CBD_SPECIFICITY = [specificity_record(41, 0.94), specificity_record(7, 0.6, interaction_lo=0.1)]
+CBD_PAIR_SPECIFICITY = [specificity_record(latent, lo, pair=p, pair_name=name)
+                        for p, name, own in ((0, "apple/river", 12), (1, "candle/forest", 30))
+                        for latent, lo in ((own, 0.9 - 0.04 * p), (41, 0.7))]
+
 BIO_VERDICT = {
     "name": "shallow",
     "reason": "Refusal of hazard prompts rose by 0.62 [0.51, 0.72] while the hazard signal of refused prompts "
@@ -53,9 +71,12 @@ def make_results(results_dir: Path) -> dict[str, Path]:
     }
     verdicts = {"cbd_sae_difference": CBD_VERDICT, "contrastive_bio_sae": BIO_VERDICT}
     layers = {"cbd_sae_difference": 13, "contrastive_bio_sae": 12}
+    extra = {"cbd_sae_difference": {"specificity": CBD_SPECIFICITY, "pair_specificity": CBD_PAIR_SPECIFICITY},
+             "contrastive_bio_sae": {}}
     for method, folder in folders.items():
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "report.json").write_text(json.dumps({"verdict": verdicts[method], "layer": layers[method]}))
+        (folder / "report.json").write_text(json.dumps({"verdict": verdicts[method], "layer": layers[method],
+                                                        **extra[method]}))
     return folders
 
 

@@ -13,7 +13,7 @@ pytest.importorskip("streamlit")
 pytest.importorskip("plotly")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from dashboard_fixtures import BIO_VERDICT, CBD_VERDICT, make_results  # noqa: E402
+from dashboard_fixtures import BIO_VERDICT, CBD_VERDICT, make_results, specificity_record  # noqa: E402
 
 TESTS = str(Path(__file__).resolve().parent)
 
@@ -138,6 +138,38 @@ def test_each_method_page_renders_its_fixture_results(tmp_path, clean_modules, m
     at = run_app(method_page, method=method, results_dir=str(tmp_path), tests_dir=TESTS)
     shown = " ".join(str(e.value) for e in [*at.info, *at.warning, *at.markdown])
     assert f"Verdict: {verdict['name']}" in shown and verdict["reason"] in shown
+    if method == "cbd_sae_difference":  # the per-pair table: each pair's deciding latent
+        pairs = at.dataframe[1].value
+        assert list(pairs.columns) == ["pair", "deciding latent", "weakest separation [95% CI]",
+                                       "interaction share [95% CI]", "passes"]
+        assert list(pairs["pair"]) == ["apple/river", "candle/forest"] and list(pairs["deciding latent"]) == [12, 30]
+        assert pairs["weakest separation [95% CI]"][1] == "matched vs mismatch: 0.90 [0.85, 0.95]"
+        assert pairs["interaction share [95% CI]"][0] == "0.95 [0.90, 1.00]" and pairs["passes"].all()
+        caption = " ".join(c.value for c in at.caption)
+        assert "Per-pair route:" in caption and "the shared route decided (2 of 2 pairs covered)" in caption
+
+
+@pytest.mark.parametrize("pair_los, route", [
+    ((0.9, 0.86), "all 2 pairs are covered: the per-pair route decided"),
+    ((0.9, 0.7), "only 1 of 2 pairs are covered: neither route passes"),
+])
+def test_conjunction_tab_says_which_route_decided(tmp_path, clean_modules, pair_los, route):
+    folder = make_results(tmp_path)["cbd_sae_difference"]
+    report = json.loads((folder / "report.json").read_text())
+    report["specificity"] = [specificity_record(41, 0.7)]  # no shared latent passes
+    report["pair_specificity"] = [specificity_record(20 + p, lo, pair=p, pair_name=f"w{p}/v{p}")
+                                  for p, lo in enumerate(pair_los)]
+    (folder / "report.json").write_text(json.dumps(report))
+    at = run_app(method_page, method="cbd_sae_difference", results_dir=str(tmp_path), tests_dir=TESTS)
+    assert list(at.dataframe[1].value["passes"]) == [lo >= 0.81 for lo in pair_los]
+    assert route in " ".join(c.value for c in at.caption)
+
+
+def test_conjunction_tab_without_pair_records_shows_no_pair_table(tmp_path, clean_modules):
+    folder = make_results(tmp_path)["cbd_sae_difference"]
+    (folder / "report.json").write_text(json.dumps({"verdict": CBD_VERDICT, "layer": 13}))
+    at = run_app(method_page, method="cbd_sae_difference", results_dir=str(tmp_path), tests_dir=TESTS)
+    assert len(at.dataframe) == 1 and not any("Per-pair route" in c.value for c in at.caption)
 
 
 @pytest.mark.parametrize("method", ["cbd_sae_difference", "contrastive_bio_sae"])
