@@ -105,7 +105,7 @@ class BatchTopKSAE(Dictionary):
         return codes.to_dense(self.dict_size).reshape(*x.shape[:-1], self.dict_size)
 
     def decode_sparse(self, codes: SparseCodes) -> torch.Tensor:
-        return self.denormalize_activations(sparse_matmul(codes, self.decoder.weight.T) + self.b_dec)
+        return self.denormalize_activations(sparse_matmul(codes, self.decoder.weight.T).add_(self.b_dec))
 
     def decode(self, f: torch.Tensor) -> torch.Tensor:
         return self.denormalize_activations(self.decoder(f) + self.b_dec)

@@ -53,7 +53,7 @@ class ReLUSAE(Dictionary):
         return f @ self.W_dec + self.b_dec
 
     def decode_sparse(self, codes: SparseCodes) -> torch.Tensor:
-        return sparse_matmul(codes, self.W_dec) + self.b_dec
+        return sparse_matmul(codes, self.W_dec).add_(self.b_dec)  # in place: no second [n, d] buffer
 
     def decode_latents(self, f: torch.Tensor, latent_ids) -> torch.Tensor:
         ids = torch.as_tensor(latent_ids, dtype=torch.long, device=f.device)

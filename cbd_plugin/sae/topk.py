@@ -58,7 +58,7 @@ class TopKSAE(Dictionary):
 
     def decode_sparse(self, codes: SparseCodes) -> torch.Tensor:
         """``[n, activation_dim]`` reconstruction gathering each token's ``k`` decoder rows."""
-        return sparse_matmul(codes, self.W_dec) + self.b_dec
+        return sparse_matmul(codes, self.W_dec).add_(self.b_dec)  # in place: no second [n, d] buffer
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encode_sparse(x).to_dense(self.dict_size).reshape(*x.shape[:-1], self.dict_size)
