@@ -12,6 +12,13 @@ from scipy.stats import binomtest, rankdata
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from tqdm.auto import tqdm
+
+
+def progress(iterable, desc: str, total: int | None = None):
+    """A tqdm bar for a resampling loop, shown only when the loop has run 2 s (the many short bootstraps of a
+    report stay silent) and only on a terminal (``disable=None``: quiet under CI and in logs)."""
+    return tqdm(iterable, desc=desc, total=total, delay=2, disable=None, leave=False)
 
 
 @dataclass(frozen=True)
@@ -64,7 +71,7 @@ def bootstrap(statistic, *arrays, n_boot: int = 1000, level: float = 0.95, seed:
     rng = np.random.default_rng(seed)
     groups = [np.arange(n)] if stratify is None else [np.flatnonzero(stratify == g) for g in np.unique(stratify)]
     reps = []
-    for _ in range(n_boot):
+    for _ in progress(range(n_boot), "bootstrap"):
         idx = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
         try:
             reps.append(float(statistic(*(a[idx] for a in arrays))))
@@ -102,7 +109,7 @@ def permutation_null(statistic, scores, labels, n_perm: int = 200, seed: int = 0
     """Values of ``statistic(scores, shuffled_labels)`` under label permutation."""
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels)
-    return np.array([statistic(scores, rng.permutation(labels)) for _ in range(n_perm)])
+    return np.array([statistic(scores, rng.permutation(labels)) for _ in progress(range(n_perm), "permutations")])
 
 
 def proportion_ci(successes: int, n: int, level: float = 0.95) -> Estimate:

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from ..stats import auroc_ci_many
+from ..stats import auroc_ci_many, progress
 from .config import ConjunctionConfig
 from .probes import CONDITIONS
 
@@ -218,7 +218,7 @@ def permutation_null(selection: HalfCodes, evaluation: HalfCodes, cfg: Conjuncti
     observed = dict(zip(keys, procedure_statistics(selection, evaluation, cfg.n_top)))
     rng = np.random.default_rng(cfg.seed + 1)
     null = np.array([procedure_statistics(selection.shuffled(rng), evaluation.shuffled(rng), cfg.n_top)
-                     for _ in range(cfg.n_permutations)])
+                     for _ in progress(range(cfg.n_permutations), "permutation null")])
     nulls = {k: null[:, i] for i, k in enumerate(keys)}
     p = {k: float((1 + (nulls[k] >= observed[k] - 1e-12).sum()) / (1 + cfg.n_permutations)) for k in keys}
     return NullResult(observed, nulls, p)
