@@ -8,7 +8,10 @@ random TopK SAE of d 2304 / 9216 / k 128 on the difference of two random models)
 (``audit_refusal_depth`` with that SAE). Prints wall time and peak RSS per stage and scale; the verdicts of random
 models mean nothing. Uses the tiny organisms' tokenizer and tiered prompt generator (no organism is built).
 
-    OMP_NUM_THREADS=1 python benchmarks/dry_run.py [--scale 8] [--layers 2] [--hidden 2304]
+    OMP_NUM_THREADS=1 python benchmarks/dry_run.py [--scale 8] [--layers 2] [--hidden 2304] [--stages refusal_audit]
+
+``--stages`` picks stages; ``refusal_audit`` reads the ``refusal_sae`` stage's SAE of the same scale, so that stage
+runs first (and is printed) when its SAE is not in ``--workdir`` yet.
 """
 
 from __future__ import annotations
@@ -102,6 +105,7 @@ def main():
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--hidden", type=int, default=2304)
     parser.add_argument("--sae-steps", type=int, default=20)
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="stages to run")
     parser.add_argument("--stage", choices=STAGES, help="(internal) run one stage in this process")
     parser.add_argument("--workdir", default="/tmp/cbd-dry-run")
     args = parser.parse_args()
@@ -116,8 +120,12 @@ def main():
     common = ["--layers", str(args.layers), "--hidden", str(args.hidden), "--sae-steps", str(args.sae_steps),
               "--workdir", args.workdir, "--threads", str(args.threads)]
     print(f"# random Gemma-2: hidden {args.hidden}, {args.layers} layers; stage, token scale, seconds, peak RSS")
-    for scale in (1, args.scale):
+    for scale in sorted({1, args.scale}):
+        missing_sae = not (folder / f"refusal-sae-{scale}" / "dictionary_model").exists()
         for stage in STAGES:
+            if stage not in args.stages and not (stage == "refusal_sae" and missing_sae
+                                                 and "refusal_audit" in args.stages):
+                continue
             run = subprocess.run([sys.executable, __file__, "--stage", stage, "--scale", str(scale), *common],
                                  capture_output=True, text=True)
             result = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]

@@ -53,7 +53,8 @@ def organism_grid(name: str, tmp_path_factory):
 # One class per organism: pytest-xdist's loadscope (README's command) sends each class to a worker of its own.
 class TestAndOrganism:
     @pytest.fixture(scope="class")
-    def rows(self, tmp_path_factory):
+    @classmethod
+    def rows(cls, tmp_path_factory):
         return organism_grid("tiny-cbd", tmp_path_factory)
 
     def test_conjunctive_at_layer_3_for_every_seed(self, rows):
@@ -73,8 +74,9 @@ class ControlOrganism:
     name: str
 
     @pytest.fixture(scope="class")
-    def rows(self, tmp_path_factory):
-        return organism_grid(self.name, tmp_path_factory)
+    @classmethod
+    def rows(cls, tmp_path_factory):
+        return organism_grid(cls.name, tmp_path_factory)
 
     def test_own_verdict_in_every_cell(self, rows):
         assert not (rows.verdict == "conjunctive").any()

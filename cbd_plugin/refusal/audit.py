@@ -253,7 +253,8 @@ def audit_refusal_depth(base, finetuned, tokenizer, sae, prompts, layer: int, cf
 
     ``base``/``finetuned``: nnsight models (``cbd_plugin.capture.load_language_model`` or the host's nnterp
     models); ``finetuned=None`` audits the base alone (no change, no verdict). ``sae``: anything with
-    ``encode``/``decode`` on ``[n, d]`` (``TopKSAE``, ``BatchTopKSAE``). ``prompts``: jsonl path,
+    ``encode``/``decode`` on ``[n, d]`` (``TopKSAE``, ``BatchTopKSAE``; their
+    ``encode_sparse``/``decode_sparse`` are used where present, on the SAE's device). ``prompts``: jsonl path,
     :class:`PromptSource` or frame (id, text, tier[, split]). ``baseline_sae``: the same SAE trained without the
     contrastive term, to report its separation/FVE trade-off. ``out_dir``: where report.json, samples.csv and
     the plots go (nothing written if None).

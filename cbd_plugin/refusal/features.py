@@ -16,11 +16,17 @@ Pooling (``pooling``): ``mean`` or ``max`` over those positions, applied to each
 first, then pool) and, for the probe baseline, to the raw residuals. One pass through the model
 (:func:`capture`, streaming through :func:`cbd_plugin.capture.iter_residuals`) serves every layer of the depth
 profile and every SAE analysed on it (:class:`Capture`).
+
+Memory is flat in the number of tokens: the token residuals a capture keeps for later SAEs sit in anonymous
+temporary files (:class:`TokenRows`), and :func:`encode_pooled` encodes them in batches as sparse codes on the
+SAE's device, pooling into a ``[n_prompts, d_sae]`` accumulator there; only the pooled latents reach the CPU.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +34,13 @@ import torch
 
 from ..capture import iter_residuals
 from ..sae.metrics import ReconstructionStats
+from ..sae.sparse import SparseCodes, dense_to_codes
 from .config import POOLINGS, POSITIONS
+
+# Tokens encoded at a time: the dense pre-activations [batch, dict_size] (24 MiB at 1024 x 6144 float32) are the
+# encode's largest transient, so the batch bounds it. 1024 ran no slower than 4096 (median 0.91x, 5 interleaved
+# rounds, one CPU thread, 8192 tokens through a 2304 / 6144 / k 32 TopK SAE).
+BATCH_TOKENS = 1024
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,40 @@ def read_positions(prompt: ChatPrompt, completion_ids: Sequence[int], positions:
     raise ValueError(f"positions must be one of {POSITIONS}, got {positions!r}")
 
 
+class TokenRows:
+    """Token residuals ``[n, width]`` appended batch by batch to an anonymous temporary file and read back by row
+    range (``rows[a:b]``, ``len(rows)``), so a capture's memory does not grow with the tokens it keeps.
+
+    The file (``tempfile.TemporaryFile``: already unlinked, gone when closed or collected) sits in the OS page cache
+    rather than in the process; reads copy only the rows asked for. Values come back bit for bit.
+    """
+
+    def __init__(self, width: int, dtype: torch.dtype):
+        self.width, self.dtype, self.n = width, dtype, 0
+        self._row_bytes = width * torch.empty(0, dtype=dtype).element_size()
+        self._file = tempfile.TemporaryFile()
+
+    def append(self, x: torch.Tensor) -> None:
+        if x.shape[1:] != (self.width,) or x.dtype != self.dtype:
+            raise ValueError(f"TokenRows: rows {tuple(x.shape)} {x.dtype}, expected [n, {self.width}] {self.dtype}")
+        self._file.seek(0, os.SEEK_END)
+        self._file.write(x.detach().cpu().contiguous().view(torch.uint8).numpy())  # the buffer, not a copy
+        self.n += len(x)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, rows: slice) -> torch.Tensor:
+        start, stop, step = rows.indices(self.n)
+        if step != 1:
+            raise IndexError("TokenRows: only contiguous row ranges")
+        if stop <= start:
+            return torch.empty(0, self.width, dtype=self.dtype)
+        self._file.seek(start * self._row_bytes)
+        data = bytearray(self._file.read((stop - start) * self._row_bytes))  # writable: no frombuffer warning
+        return torch.frombuffer(data, dtype=torch.uint8).view(self.dtype).view(stop - start, self.width)
+
+
 @dataclass
 class Capture:
     """One model's residuals on the prompt set, captured once and read by every analysis of it.
@@ -92,19 +138,20 @@ class Capture:
     number of SAEs can be encoded later without running the model again: ``read_acts[layer]``
     [n_read_tokens, d] at the positions read (``read_prompt`` gives each token's prompt) and, if asked for,
     ``prompt_acts[layer]`` at every prompt token from the content's first token on (the distribution the audit's
-    SAE is trained on: its dead fraction is measured there). Memory: O(tokens kept x d) per SAE layer.
+    SAE is trained on: its dead fraction is measured there). Those token residuals are :class:`TokenRows` on disk,
+    read back in batches, so memory is O(n_prompts x d) per layer, not O(tokens x d).
     """
 
     pooled: dict[int, np.ndarray]
-    read_acts: dict[int, torch.Tensor]
+    read_acts: dict[int, TokenRows]
     read_prompt: np.ndarray
-    prompt_acts: dict[int, torch.Tensor]
+    prompt_acts: dict[int, TokenRows]
     n_positions: np.ndarray
 
 
 def _pool(values: torch.Tensor, groups: torch.Tensor, n_groups: int, pooling: str) -> torch.Tensor:
     """Mean or max of ``values`` rows per group id in ``[0, n_groups)`` (every group non-empty)."""
-    out = torch.zeros(n_groups, values.shape[1], dtype=values.dtype)
+    out = torch.zeros(n_groups, values.shape[1], dtype=values.dtype, device=values.device)
     index = groups[:, None].expand_as(values)
     if pooling == "mean":
         counts = torch.bincount(groups, minlength=n_groups).clamp(min=1).to(values.dtype)
@@ -112,6 +159,12 @@ def _pool(values: torch.Tensor, groups: torch.Tensor, n_groups: int, pooling: st
     if pooling == "max":
         return out.fill_(-torch.inf).scatter_reduce_(0, index, values, reduce="amax")
     raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+
+
+def _keep(store: dict[int, TokenRows], layer: int, x: torch.Tensor) -> None:
+    if layer not in store:
+        store[layer] = TokenRows(x.shape[1], x.dtype)
+    store[layer].append(x)
 
 
 @torch.no_grad()
@@ -124,54 +177,112 @@ def capture(model, inputs: Sequence[Sequence[int]], masks: Sequence[np.ndarray],
     n = len(inputs)
     all_layers = sorted(set(layers) | set(sae_layers))
     labels = {"read": list(masks)} | ({"prompt": list(prompt_masks)} if prompt_masks is not None else {})
-    pooled = {layer: [None] * n for layer in all_layers}
-    read_acts, prompt_acts = {l: [] for l in sae_layers}, {l: [] for l in sae_layers}
-    read_prompt = []
+    # Outputs are preallocated and each batch's results copied in: small per-batch arrays kept alive between the
+    # batches' large transients pinned the malloc heap, whose retained size then grew with the number of batches.
+    pooled: dict[int, np.ndarray] = {}
+    read_acts, prompt_acts = {}, {}
+    n_positions = np.array([int(m.sum()) for m in masks])
+    read_prompt, filled = np.empty(int(n_positions.sum()), dtype=np.int64), 0
     for batch in iter_residuals(model, [list(ids) for ids in inputs], all_layers, batch_size=batch_size,
                                 token_labels=labels):
         keep = batch.meta["read"].astype(bool)
         prompt_ids = batch.meta["prompt_id"][keep]
         present, groups = np.unique(prompt_ids, return_inverse=True)
         groups_t = torch.from_numpy(groups)
-        read_prompt.append(prompt_ids)
+        read_prompt[filled:filled + len(prompt_ids)] = prompt_ids
+        filled += len(prompt_ids)
         for layer in all_layers:
             x = batch.acts[layer][torch.from_numpy(keep)]
-            for row, value in zip(present, _pool(x, groups_t, len(present), pooling).numpy()):
-                pooled[layer][row] = value
-            if layer in read_acts:
-                read_acts[layer].append(x)
+            if layer not in pooled:
+                pooled[layer] = np.full((n, x.shape[1]), np.nan, dtype=x.numpy().dtype)
+            pooled[layer][present] = _pool(x, groups_t, len(present), pooling).numpy()
+            if layer in sae_layers:
+                _keep(read_acts, layer, x)
                 if prompt_masks is not None:
-                    prompt_acts[layer].append(batch.acts[layer][torch.from_numpy(batch.meta["prompt"].astype(bool))])
-    return Capture({l: np.stack(v) for l, v in pooled.items()}, {l: torch.cat(v) for l, v in read_acts.items()},
-                   np.concatenate(read_prompt),
-                   {l: torch.cat(v) for l, v in prompt_acts.items() if v},
-                   np.array([int(m.sum()) for m in masks]))
+                    _keep(prompt_acts, layer, batch.acts[layer][torch.from_numpy(batch.meta["prompt"].astype(bool))])
+    return Capture(pooled, read_acts, read_prompt, prompt_acts, n_positions)
+
+
+def _sparse_batches(sae, acts: torch.Tensor | TokenRows, stats: ReconstructionStats,
+                    batch_size: int) -> Iterator[tuple[slice, SparseCodes]]:
+    """Each batch's codes as :class:`SparseCodes` on the SAE's device, its reconstruction added to ``stats``.
+
+    ``encode_sparse``/``decode_sparse`` where the SAE has them (no dense ``[n, dict_size]`` codes; the same
+    numbers as ``encode``/``decode`` up to rounding); else ``encode``/``decode`` and the dense batch made sparse.
+    """
+    device = next(sae.parameters()).device
+    for start in range(0, len(acts), batch_size):
+        x = acts[start:start + batch_size].to(device)
+        if hasattr(sae, "encode_sparse"):
+            codes = sae.encode_sparse(x)
+            x_hat = sae.decode_sparse(codes)
+        else:
+            f = sae.encode(x)
+            x_hat, codes = sae.decode(f), dense_to_codes(f.reshape(len(x), -1))
+        stats.update(x, x_hat.to(x.dtype), codes)
+        yield slice(start, start + len(x)), codes
+
+
+class _SparsePool:
+    """Per-group mean or max of sparse codes, accumulated batch by batch in ``[n_groups, dict_size]`` on the codes'
+    device: equal to pooling the dense codes (zeros at inactive latents), but memory flat in the number of tokens.
+
+    Max of non-negative codes (every SAE here: ReLU, TopK, BatchTopK, JumpReLU) is the max over the active entries
+    clamped at 0, the value of any inactive token; a batch holding a negative code is pooled densely (memory
+    bounded by the batch) to keep that exact. Groups with no token stay 0 (mean) or -inf (max), as in :func:`_pool`.
+    """
+
+    def __init__(self, n_groups: int, dict_size: int, pooling: str, device):
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.pooling, self.dict_size = pooling, dict_size
+        fill = 0.0 if pooling == "mean" else -torch.inf
+        self.acc = torch.full((n_groups, dict_size), fill, device=device)
+        self.counts = torch.zeros(n_groups, device=device)
+
+    def add(self, codes: SparseCodes, groups: torch.Tensor) -> None:
+        values = codes.top_acts.float()
+        if self.pooling == "mean":
+            self.counts.index_add_(0, groups, torch.ones_like(groups, dtype=self.counts.dtype))
+            flat = groups[:, None] * self.dict_size + codes.top_indices  # padding slots add 0
+            self.acc.view(-1).index_add_(0, flat.reshape(-1), values.reshape(-1))
+            return
+        present, local = torch.unique(groups, return_inverse=True)
+        if bool((values < 0).any()):
+            part = _pool(codes.to_dense(self.dict_size).float(), local, len(present), "max")
+            self.acc[present] = torch.maximum(self.acc[present], part)
+            return
+        self.acc[present] = self.acc[present].clamp_min(0)  # every present group has a token at 0 or above
+        flat = groups[:, None] * self.dict_size + codes.top_indices
+        self.acc.view(-1).scatter_reduce_(0, flat.reshape(-1), values.reshape(-1), reduce="amax")
+
+    def result(self) -> torch.Tensor:
+        if self.pooling == "mean":
+            return self.acc / self.counts.clamp(min=1)[:, None]
+        return self.acc
 
 
 @torch.no_grad()
-def _encode(sae, acts: torch.Tensor, stats: ReconstructionStats, batch_size: int = 4096) -> torch.Tensor:
-    device = next(sae.parameters()).device
-    codes = []
-    for start in range(0, len(acts), batch_size):
-        x = acts[start:start + batch_size]
-        f = sae.encode(x.to(device))
-        stats.update(x, sae.decode(f).float().cpu(), f)
-        codes.append(f.float().cpu())
-    return torch.cat(codes) if codes else torch.zeros(0, sae.dict_size)
-
-
-def encode_pooled(sae, acts: torch.Tensor, prompt_of_token: np.ndarray, n_prompts: int,
-                  pooling: str) -> tuple[np.ndarray, dict]:
+def encode_pooled(sae, acts: torch.Tensor | TokenRows, prompt_of_token: np.ndarray, n_prompts: int,
+                  pooling: str, batch_size: int = BATCH_TOKENS) -> tuple[np.ndarray, dict]:
     """Encode token residuals with ``sae`` (encode first, then pool per prompt); returns the pooled latents
-    [n_prompts, d_sae] and the SAE's FVE / L0 / dead fraction on those tokens."""
+    [n_prompts, d_sae] and the SAE's FVE / L0 / dead fraction on those tokens.
+
+    Streams ``batch_size`` tokens at a time on the SAE's device as sparse codes (:class:`_SparsePool`); only the
+    pooled ``[n_prompts, d_sae]`` comes back to the CPU. Memory: O(batch_size x d_sae + n_prompts x d_sae).
+    """
     stats = ReconstructionStats(sae.dict_size)
-    codes = _encode(sae, acts, stats)
-    groups = torch.from_numpy(np.asarray(prompt_of_token, dtype=np.int64))
-    return _pool(codes, groups, n_prompts, pooling).numpy(), stats.result()
+    pool = _SparsePool(n_prompts, sae.dict_size, pooling, next(sae.parameters()).device)
+    groups = torch.from_numpy(np.asarray(prompt_of_token, dtype=np.int64)).to(pool.acc.device)
+    for rows, codes in _sparse_batches(sae, acts, stats, batch_size):
+        pool.add(codes, groups[rows])
+    return pool.result().cpu().numpy(), stats.result()
 
 
-def reconstruction(sae, acts: torch.Tensor) -> dict:
-    """FVE / L0 / dead fraction of ``sae`` on token residuals ``acts``."""
+@torch.no_grad()
+def reconstruction(sae, acts: torch.Tensor | TokenRows, batch_size: int = BATCH_TOKENS) -> dict:
+    """FVE / L0 / dead fraction of ``sae`` on token residuals ``acts`` (streamed, sparse codes)."""
     stats = ReconstructionStats(sae.dict_size)
-    _encode(sae, acts, stats)
+    for _ in _sparse_batches(sae, acts, stats, batch_size):
+        pass
     return stats.result()
