@@ -21,6 +21,20 @@ if WORKER:
 import pytest  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def seeded_global_rngs():
+    """Every test starts from the same global RNG state, whatever ran before it on its worker: an unseeded draw
+    otherwise makes a test pass or fail by the order xdist hands out tests."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
 def build_order(items) -> list:
     """Odd-numbered xdist workers build organisms in reverse order: two workers starting on an empty cache then
     build different organisms side by side (a file lock per organism makes the other wait, then find it cached)."""

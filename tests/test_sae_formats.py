@@ -102,10 +102,13 @@ def test_decode_latents_is_the_ablated_contribution(tmp_path, cls_name):
         sae = Dictionary.from_pretrained(write_fork_folder(tmp_path / "sae", fork_folder_tensors()))
     else:
         sae = TopKSAE(D, DICT, K, generator=torch.Generator().manual_seed(0))
-    x = torch.randn(8, D) * 3
-    ids = [0, 5, 17, 39]
+    x = torch.randn(8, D, generator=torch.Generator().manual_seed(1)) * 3
     with torch.no_grad():
         f = sae.encode(x)
+        # Three latents that fire on this batch and one that does not: fixed ids could all be silent (k=3 of 40).
+        active = (f != 0).any(0).nonzero().flatten().tolist()
+        silent = (f == 0).all(0).nonzero().flatten().tolist()
+        ids = active[:3] + silent[:1]
         f_without = f.clone()
         f_without[:, ids] = 0
         expected = sae.decode(f) - sae.decode(f_without)
