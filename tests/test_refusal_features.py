@@ -6,8 +6,8 @@ import torch
 
 from cbd_plugin.organisms.corpus import answer
 from cbd_plugin.organisms.tokenizer import build_tokenizer
-from cbd_plugin.refusal.features import (_pool, chat_prompt, encode_pooled, read_positions, reconstruction,
-                                         TokenRows)
+from cbd_plugin.capture import TokenRows
+from cbd_plugin.refusal.features import _pool, chat_prompt, encode_pooled, read_positions, reconstruction
 from cbd_plugin.sae import ReconstructionStats, ReLUSAE, TopKSAE
 
 PROMPT = "how would you describe moonpetal next to bread ?"

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from cbd_plugin.capture import TokenRows
 from cbd_plugin.sae import BalancedTierBatches, evaluate_sae, pack_labels, ReconstructionStats, TopKSAE, unpack_labels
 
 D = 6
@@ -81,6 +82,24 @@ def test_balanced_batches_are_deterministic_and_resume():
     assert all(torch.equal(a, b) for a, b in zip(first[5:], iter(resumed)))
     with pytest.raises(ValueError, match=r"cannot resume: the batch stream differs in \['seed'\]"):
         BalancedTierBatches(acts, tier, eid, 3, seed=9).load_state_dict(state)
+
+
+def test_balanced_batches_from_rows_on_disk_equal_the_tensors():
+    acts, tier, eid = corpus()
+    rows = TokenRows(D, acts.dtype)
+    rows.append(acts[:7])
+    rows.append(acts[7:])
+    from_tensor, from_disk = (BalancedTierBatches(a, tier, eid, 2, seed=3, other_per_batch=1) for a in (acts, rows))
+    assert from_disk.fingerprint() == from_tensor.fingerprint()
+    assert all(torch.equal(a, b) for _, a, b in zip(range(12), from_tensor, from_disk))
+    four = TokenRows(D, torch.float32)
+    four.append(torch.randn(4, D))
+    with pytest.raises(ValueError, match="example id 0's tokens are not contiguous rows"):
+        BalancedTierBatches(four, np.zeros(4, int), np.array([0, 1, 0, 1]), 1)  # example 0: rows 0 and 2
+    bad = TokenRows(D, torch.float32)
+    bad.append(torch.cat([acts[:3], torch.full((1, D), float("nan"))]))
+    with pytest.raises(ValueError, match=r"1 token\(s\) of acts hold NaN/Inf, first at token 3 \(counted in rows \[0, 4\)"):
+        BalancedTierBatches(bad, np.zeros(len(bad), int), np.arange(len(bad)), 1)
 
 
 def test_balanced_batches_reject_bad_inputs():

@@ -3,6 +3,7 @@
 * :mod:`.models`: loading, layer accessors of plain nnsight and the host's nnterp models, token ids, padding.
 * :mod:`.residuals`: decoder-layer outputs at any set of layers, for one model or a base/fine-tuned pair on the
   same tokens, padding dropped, per-token metadata (``prompt_id``, ``position``, ``token_id``, labels).
+* :mod:`.rows`: token residuals in an anonymous temporary file (:class:`TokenRows`), read back by row range.
 * :mod:`.shards`: bounded-memory streaming of captures to safetensors shards, sha256-checked, manifest last.
 * :mod:`.generation`: greedy and seeded sampled generation with a KV cache, optionally editing one layer's
   residual with a reference model stepped in lockstep.
@@ -12,10 +13,11 @@ from .generation import (END_OF_TURN, Edit, LayerEdit, MakeEdit, Sampling, gener
                          generate_tokens, stop_token_ids)
 from .models import Prompts, load_language_model, num_layers, pad_left
 from .residuals import TokenActivations, capture_residuals, iter_paired_residuals, iter_residuals, trace_residuals
+from .rows import TokenRows
 from .shards import MANIFEST, SHARD_FORMAT, ShardWriter, iter_shards, read_manifest, read_shards, write_shards
 
 __all__ = ["END_OF_TURN", "Edit", "LayerEdit", "MANIFEST", "MakeEdit", "Prompts", "SHARD_FORMAT", "Sampling",
-           "ShardWriter", "TokenActivations", "capture_residuals", "generate_greedy", "generate_sampled",
+           "ShardWriter", "TokenActivations", "TokenRows", "capture_residuals", "generate_greedy", "generate_sampled",
            "generate_tokens", "iter_paired_residuals", "iter_residuals", "iter_shards", "load_language_model",
            "num_layers", "pad_left", "read_manifest", "read_shards", "stop_token_ids", "trace_residuals",
            "write_shards"]

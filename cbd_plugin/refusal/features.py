@@ -24,15 +24,13 @@ SAE's device, pooling into a ``[n_prompts, d_sae]`` accumulator there; only the 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..capture import iter_residuals
+from ..capture import iter_residuals, TokenRows
 from ..sae.metrics import ReconstructionStats
 from ..sae.sparse import SparseCodes, dense_to_codes
 from .config import POOLINGS, POSITIONS
@@ -93,40 +91,6 @@ def read_positions(prompt: ChatPrompt, completion_ids: Sequence[int], positions:
             mask[-1] = True
         return prompt.ids + response, mask
     raise ValueError(f"positions must be one of {POSITIONS}, got {positions!r}")
-
-
-class TokenRows:
-    """Token residuals ``[n, width]`` appended batch by batch to an anonymous temporary file and read back by row
-    range (``rows[a:b]``, ``len(rows)``), so a capture's memory does not grow with the tokens it keeps.
-
-    The file (``tempfile.TemporaryFile``: already unlinked, gone when closed or collected) sits in the OS page cache
-    rather than in the process; reads copy only the rows asked for. Values come back bit for bit.
-    """
-
-    def __init__(self, width: int, dtype: torch.dtype):
-        self.width, self.dtype, self.n = width, dtype, 0
-        self._row_bytes = width * torch.empty(0, dtype=dtype).element_size()
-        self._file = tempfile.TemporaryFile()
-
-    def append(self, x: torch.Tensor) -> None:
-        if x.shape[1:] != (self.width,) or x.dtype != self.dtype:
-            raise ValueError(f"TokenRows: rows {tuple(x.shape)} {x.dtype}, expected [n, {self.width}] {self.dtype}")
-        self._file.seek(0, os.SEEK_END)
-        self._file.write(x.detach().cpu().contiguous().view(torch.uint8).numpy())  # the buffer, not a copy
-        self.n += len(x)
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, rows: slice) -> torch.Tensor:
-        start, stop, step = rows.indices(self.n)
-        if step != 1:
-            raise IndexError("TokenRows: only contiguous row ranges")
-        if stop <= start:
-            return torch.empty(0, self.width, dtype=self.dtype)
-        self._file.seek(start * self._row_bytes)
-        data = bytearray(self._file.read((stop - start) * self._row_bytes))  # writable: no frombuffer warning
-        return torch.frombuffer(data, dtype=torch.uint8).view(self.dtype).view(stop - start, self.width)
 
 
 @dataclass

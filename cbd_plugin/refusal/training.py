@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..capture import capture_residuals
+from ..capture import iter_residuals, TokenRows
 from ..sae import BalancedTierBatches, ContrastiveSAEConfig, TopKSAE, train_sae
 from ..sae.data import TIER_BENIGN, TIER_HAZARD, TIER_OTHER
 from .features import chat_prompt
@@ -33,20 +33,28 @@ TINY_SAE = ContrastiveSAEConfig(steps=300, dict_size=128, k=8, lr=3e-3, seed=0, 
 
 
 def select_split_activations(model, tokenizer, prompts: pd.DataFrame, layer: int,
-                             batch_size: int = 32) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+                             batch_size: int = 32) -> tuple[TokenRows, np.ndarray, np.ndarray]:
     """``(acts [n_tokens, d], tier code per token, prompt index per token)`` over the select split's prompts, from
-    the content's first token to the end of the generation prompt."""
+    the content's first token to the end of the generation prompt. ``acts`` are :class:`TokenRows` on disk, kept
+    batch by batch as the model runs: the training set never sits in memory (each prompt's tokens are adjacent
+    rows, which is how :class:`BalancedTierBatches` reads them)."""
     sel = prompts[prompts["split"] == "select"].reset_index(drop=True)
     if sel.empty:
         raise ValueError("select_split_activations: the prompt set has no 'select' split to train on")
     chats = [chat_prompt(tokenizer, text) for text in sel["text"]]
     trained = [np.arange(len(c.ids)) >= c.content_start for c in chats]
-    captured = capture_residuals(model, [c.ids for c in chats], [layer], batch_size=batch_size,
-                                 token_labels={"trained": trained})
-    keep = captured.meta["trained"].astype(bool)
-    prompt_index = captured.meta["prompt_id"][keep]
+    acts, prompt_index = None, []
+    for batch in iter_residuals(model, [c.ids for c in chats], [layer], batch_size=batch_size,
+                                token_labels={"trained": trained}):
+        keep = batch.meta["trained"].astype(bool)
+        x = batch.acts[layer][torch.from_numpy(keep)]
+        if acts is None:
+            acts = TokenRows(x.shape[1], x.dtype)
+        acts.append(x)
+        prompt_index.append(batch.meta["prompt_id"][keep])
+    prompt_index = np.concatenate(prompt_index)
     codes = sel["tier"].map(TIER_CODES).fillna(TIER_OTHER).astype(int).to_numpy()
-    return captured.acts[layer][keep], codes[prompt_index], prompt_index
+    return acts, codes[prompt_index], prompt_index
 
 
 def _fork_loop(batches, trainer_config: dict, steps: int, save_dir: Path):
@@ -60,7 +68,7 @@ def train_tier_sae(model, tokenizer, prompts: pd.DataFrame, layer: int, sae_conf
                    loop: str = "plugin") -> TopKSAE:
     """Train (or, with the plugin loop, resume) the audit SAE and save it to ``save_dir/dictionary_model``."""
     acts, tier, example = select_split_activations(model, tokenizer, prompts, layer)
-    sae_config = replace(sae_config, activation_dim=acts.shape[1], layer=layer)
+    sae_config = replace(sae_config, activation_dim=acts.width, layer=layer)
     n_other = len(np.unique(example[tier == TIER_OTHER]))
     batches = BalancedTierBatches(acts, tier, example, examples_per_tier=examples_per_tier,
                                   other_per_batch=min(other_per_batch, n_other), seed=sae_config.seed or 0)

@@ -80,15 +80,22 @@ class BalancedTierBatches:
                                   ("seed", seed, 0)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
                 raise ValueError(f"BalancedTierBatches: {key} must be an int >= {least}, got {value!r}")
-        self.acts = torch.as_tensor(acts)
-        if self.acts.ndim != 2 or not self.acts.is_floating_point():
+        # A tensor, or a row store read by contiguous range (``len``, ``store[a:b]`` -> tensor, e.g.
+        # ``cbd_plugin.capture.TokenRows`` on disk): a large training set then stays out of memory.
+        in_memory = torch.is_tensor(acts) or isinstance(acts, (np.ndarray, list, tuple))
+        self.acts = torch.as_tensor(acts) if in_memory else acts
+        first = self.acts[0:1] if not in_memory or self.acts.ndim else self.acts
+        if first.ndim != 2 or not first.is_floating_point():
+            shape = tuple(self.acts.shape) if in_memory else (len(self.acts), *first.shape[1:])
             raise ValueError(f"BalancedTierBatches: acts must be a float [tokens, d] matrix, got shape "
-                             f"{tuple(self.acts.shape)} dtype {self.acts.dtype}")
-        finite = torch.isfinite(self.acts).all(dim=1)
-        if not bool(finite.all()):
-            bad = torch.nonzero(~finite).flatten()
-            raise ValueError(f"BalancedTierBatches: {len(bad)} token(s) of acts hold NaN/Inf, first at token "
-                             f"{int(bad[0])}; they would train an all-NaN SAE")
+                             f"{shape} dtype {first.dtype}")
+        for start, chunk in self._chunks():
+            finite = torch.isfinite(chunk).all(dim=1)
+            if not bool(finite.all()):
+                bad = torch.nonzero(~finite).flatten()
+                raise ValueError(f"BalancedTierBatches: {len(bad)} token(s) of acts hold NaN/Inf, first at token "
+                                 f"{start + int(bad[0])} (counted in rows [{start}, {start + len(chunk)}), the first "
+                                 f"rows read that hold any); they would train an all-NaN SAE")
         self._fingerprint: str | None = None
         tier, example_id = np.asarray(tier, dtype=np.int64), np.asarray(example_id, dtype=np.int64)
         if not len(self.acts) == len(tier) == len(example_id):
@@ -104,6 +111,13 @@ class BalancedTierBatches:
         for tokens, eid, t in zip(self.tokens, ids, self.example_tier):
             if (tier[tokens] != t).any():
                 raise ValueError(f"example id {eid} mixes tiers {sorted(set(tier[tokens].tolist()))}")
+        # Each example's tokens as one row range where they are contiguous (capture order makes them so).
+        self.ranges = [(int(t[0]), int(t[-1]) + 1) if len(t) and t[-1] - t[0] + 1 == len(t) else None
+                       for t in self.tokens]
+        if not isinstance(self.acts, torch.Tensor) and None in self.ranges:
+            eid = ids[self.ranges.index(None)]
+            raise ValueError(f"BalancedTierBatches: example id {eid}'s tokens are not contiguous rows; a row store "
+                             f"({type(self.acts).__name__}) is read by range, so each example's tokens must be adjacent")
         self.members = {t: np.flatnonzero(self.example_tier == t) for t in self.TIERS}
         for t, m in self.per_batch.items():
             if m and len(self.members[t]) < m:
@@ -133,13 +147,22 @@ class BalancedTierBatches:
                 chosen.append(self._permutation(t, i // per_epoch)[start:start + m])
         return np.concatenate(chosen)
 
+    def _chunks(self, rows: int = 4096):
+        """``(start, acts[start:start + rows])`` over every row: what a check or hash of a row store reads (4096
+        rows: 36 MiB at width 2304, so reading a large training set costs no more memory than a batch)."""
+        for start in range(0, len(self.acts), rows):
+            yield start, self.acts[start:start + rows]
+
+    def _rows(self, e: int) -> torch.Tensor:
+        span = self.ranges[e]
+        return self.acts[torch.from_numpy(self.tokens[e])] if span is None else self.acts[span[0]:span[1]]
+
     def batch(self, i: int) -> torch.Tensor:
         examples = self.batch_examples(i)
-        tokens = torch.from_numpy(np.concatenate([self.tokens[e] for e in examples]))
         counts = [len(self.tokens[e]) for e in examples]
         tier = torch.from_numpy(np.repeat(self.example_tier[examples], counts))
         example_id = torch.from_numpy(np.repeat(self.example_id[examples], counts))
-        return pack_labels(self.acts[tokens], tier, example_id)
+        return pack_labels(torch.cat([self._rows(e) for e in examples]), tier, example_id)
 
     def __iter__(self):
         while True:
@@ -150,8 +173,9 @@ class BalancedTierBatches:
         """sha256 of the activations, tiers, example ids and seed: what a resumed run must see again."""
         if self._fingerprint is None:
             digest = hashlib.sha256()
-            for array in (self.acts.detach().cpu().contiguous().view(torch.uint8).numpy(), self.example_tier,
-                          self.example_id, np.concatenate(self.tokens), np.array([self.seed])):
+            for _, chunk in self._chunks():  # the same digest as hashing all the bytes at once
+                digest.update(chunk.detach().cpu().contiguous().view(torch.uint8).numpy())
+            for array in (self.example_tier, self.example_id, np.concatenate(self.tokens), np.array([self.seed])):
                 digest.update(np.ascontiguousarray(array).tobytes())
             self._fingerprint = digest.hexdigest()
         return self._fingerprint
