@@ -7,8 +7,8 @@ import torch
 from cbd_plugin.backdoor.latent_stats import LatentStats, PromptFeatures
 from cbd_plugin.backdoor.pipeline import PassStats, accumulate
 from cbd_plugin.backdoor.roles import DECISION, FIRE, ROLES
-from cbd_plugin.sae.batchtopk import BatchTopKSAE
 from cbd_plugin.sae.metrics import ReconstructionStats
+from sae_fixtures import batches, random_batchtopk
 
 N_LATENTS, N_GROUPS, D = 24, 5, 6
 
@@ -29,15 +29,6 @@ def tokens(seed=0, n_prompts=30):
     latents = torch.tensor(rng.exponential(size=(len(role), N_LATENTS)) * (rng.random((len(role), N_LATENTS)) < 0.3),
                            dtype=torch.float32)
     return latents, group, role, prompt_id
-
-
-def batches(n, sizes=(1, 7, 13, 40)):
-    """Uneven consecutive slices covering range(n); prompts may straddle batches."""
-    start, i = 0, 0
-    while start < n:
-        yield slice(start, min(n, start + sizes[i % len(sizes)]))
-        start += sizes[i % len(sizes)]
-        i += 1
 
 
 def test_latent_stats_streaming_equals_one_shot():
@@ -91,11 +82,7 @@ def test_prompt_features_demand_every_decision_token():
 
 
 def test_accumulate_encodes_with_the_sae_and_feeds_every_accumulator():
-    torch.manual_seed(0)
-    sae = BatchTopKSAE(D, N_LATENTS, k=4, activation_mean=torch.randn(D), activation_std=torch.rand(D) + 0.5)
-    with torch.no_grad():
-        sae.encoder.weight.normal_()
-        sae.decoder.weight.normal_()
+    sae = random_batchtopk(D, N_LATENTS)
     _, group, role, prompt_id = tokens(3)
     inputs = torch.randn(len(role), D)
     stream = ((inputs[s], {"group": group[s], "role": role[s], "prompt_id": prompt_id[s]})

@@ -8,9 +8,9 @@ import torch
 from cbd_plugin.backdoor.latent_stats import LatentStats, PromptFeatures
 from cbd_plugin.backdoor.pipeline import PassStats, accumulate
 from cbd_plugin.backdoor.roles import DECISION, FIRE, ROLES
-from cbd_plugin.sae.batchtopk import BatchTopKSAE
 from cbd_plugin.sae.metrics import ReconstructionStats
 from cbd_plugin.sae.sparse import SparseCodes
+from sae_fixtures import batches, random_batchtopk
 
 N_LATENTS, N_GROUPS, D, M = 40, 5, 6, 6
 
@@ -43,15 +43,6 @@ def sparse_codes(rng, n, signed=False):
     repeat = padding & torch.tensor(rng.random((n, M)) < 0.5) & (n_active[:, None] > 0)
     indices = torch.where(repeat, indices[:, :1].expand(n, M), torch.where(padding, 0, indices))
     return SparseCodes(values, indices)
-
-
-def batches(n, sizes=(1, 7, 13, 40)):
-    """Uneven consecutive slices covering range(n); prompts may straddle batches."""
-    start, i = 0, 0
-    while start < n:
-        yield slice(start, min(n, start + sizes[i % len(sizes)]))
-        start += sizes[i % len(sizes)]
-        i += 1
 
 
 def part(codes: SparseCodes, s) -> SparseCodes:
@@ -176,11 +167,7 @@ class DenseOnly(torch.nn.Module):
 
 
 def test_accumulate_sparse_equals_the_dense_fallback():
-    torch.manual_seed(0)
-    sae = BatchTopKSAE(D, N_LATENTS, k=4, activation_mean=torch.randn(D), activation_std=torch.rand(D) + 0.5)
-    with torch.no_grad():
-        sae.encoder.weight.normal_()
-        sae.decoder.weight.normal_()
+    sae = random_batchtopk(D, N_LATENTS)
     _, group, role, prompt_id = labelled_tokens(3)
     inputs = torch.randn(len(role), D)
     n_prompts = int(prompt_id.max()) + 1

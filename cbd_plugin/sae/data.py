@@ -84,11 +84,11 @@ class BalancedTierBatches:
         # ``cbd_plugin.capture.TokenRows`` on disk): a large training set then stays out of memory.
         in_memory = torch.is_tensor(acts) or isinstance(acts, (np.ndarray, list, tuple))
         self.acts = torch.as_tensor(acts) if in_memory else acts
-        first = self.acts[0:1] if not in_memory or self.acts.ndim else self.acts
-        if first.ndim != 2 or not first.is_floating_point():
-            shape = tuple(self.acts.shape) if in_memory else (len(self.acts), *first.shape[1:])
+        sample = self.acts if in_memory else self.acts[0:1]
+        if sample.ndim != 2 or not sample.is_floating_point():
+            shape = tuple(sample.shape) if in_memory else (len(self.acts), *sample.shape[1:])
             raise ValueError(f"BalancedTierBatches: acts must be a float [tokens, d] matrix, got shape "
-                             f"{shape} dtype {first.dtype}")
+                             f"{shape} dtype {sample.dtype}")
         for start, chunk in self._chunks():
             finite = torch.isfinite(chunk).all(dim=1)
             if not bool(finite.all()):
