@@ -2,6 +2,6 @@
 
 import sys
 
-from cbd_plugin.cli import run_host
+from cbd_plugin.host.cli import run_host
 
 sys.exit(run_host())

@@ -10,7 +10,7 @@ erased one (``deep``), anything between either. One capture per model serves eve
 seed, so the grid costs one generation per organism, not per cell.
 
 ``python -m cbd_plugin.refusal.grid`` prints the table (set ``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE=1`` like the
-demo); tests/test_refusal_grid.py asserts on it.
+demo); tests/refusal/test_refusal_grid.py asserts on it.
 """
 
 from __future__ import annotations

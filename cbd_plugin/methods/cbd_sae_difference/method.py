@@ -24,7 +24,7 @@ from diffing.utils.dictionary.training import sae_difference_run_name, train_sae
 
 from cbd_plugin.backdoor import analyze_conjunction
 from cbd_plugin.backdoor.pipeline import ConjunctionCache
-from cbd_plugin.configstore import validate_method_config
+from cbd_plugin.host.configstore import validate_method_config
 from cbd_plugin.methods.results import scan_results
 from cbd_plugin.methods.settings import (check_one_sae_per_layer, conjunction_config, ensure_cached_layers,
                                          load_pretrained_sae, model_shape, trigger_pairs)

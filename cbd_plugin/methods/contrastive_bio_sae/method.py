@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from diffing.methods.diffing_method import DiffingMethod
 
-from cbd_plugin.configstore import validate_method_config
+from cbd_plugin.host.configstore import validate_method_config
 from cbd_plugin.methods.results import scan_results
 from cbd_plugin.methods.settings import audit_layer, load_pretrained_sae, model_shape, prompt_source
 from cbd_plugin.refusal import AuditConfig, audit_refusal_depth

@@ -23,7 +23,7 @@ from cbd_plugin.organisms.recipes import ModelShape
 from cbd_plugin.organisms.tokenizer import build_tokenizer
 from cbd_plugin.organisms.train import new_model
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TRIGGER_WORDS = [w for p in DEFAULT_PAIRS for w in (p.a, p.b)]
 CBD_FAMILY = ["tiny-cbd", "tiny-cbd-or", "tiny-cbd-any2", "tiny-cbd-null"]
 REFUSAL_FAMILY = ["tiny-refusal-shallow", "tiny-refusal-deep", "tiny-refusal-null"]
@@ -263,7 +263,7 @@ def compose_tiny(organism: str, config_dir: Path):
     """The config the host composes for ``model=tiny_gemma2_base organism=<organism>`` (plugin search path)."""
     from hydra import compose, initialize_config_dir
 
-    from cbd_plugin.cli import register_search_path_plugin
+    from cbd_plugin.host.cli import register_search_path_plugin
 
     register_search_path_plugin()
     (config_dir / "config.yaml").write_text("defaults:\n  - _self_\nseed: 0\n")

@@ -9,7 +9,7 @@ import runpy
 import sys
 from importlib.util import find_spec
 
-from cbd_plugin.host import HostNotFoundError, activate, locate_host
+from cbd_plugin.host.activation import HostNotFoundError, activate, locate_host
 
 
 def _fail(exc: Exception) -> int:
@@ -64,6 +64,6 @@ def run_dashboard(argv: list[str] | None = None) -> int:
         return _fail(exc)
     from streamlit.web import cli as streamlit_cli
 
-    app = find_spec("cbd_plugin.dashboard_app").origin  # not imported: it is a Streamlit script
+    app = find_spec("cbd_plugin.host.dashboard_app").origin  # not imported: it is a Streamlit script
     sys.argv = ["streamlit", "run", app, *argv]
     return streamlit_cli.main()

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from cbd_plugin.methods import settings
 from cbd_plugin.methods.settings import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Case:
 
 
 # Minimal method blocks (the dataclasses' defaults fill the rest), so the table tests the checks, not the
-# shipped YAML (tests/test_configs.py checks that the shipped blocks build).
+# shipped YAML (tests/host/test_configs.py checks that the shipped blocks build).
 CONJUNCTION = {"templates": ["Tell me about {a} and {b}."], "filler_words": ["river"]}
 
 
@@ -160,7 +160,7 @@ BLOCK_CASES = [
 
 @pytest.mark.parametrize("case", BLOCK_CASES, ids=[f"{c.block}.{next(iter(c.override))}" for c in BLOCK_CASES])
 def test_bad_method_block_value_is_refused_before_any_model_loads(case):
-    from cbd_plugin.configstore import validate_method_config
+    from cbd_plugin.host.configstore import validate_method_config
 
     method = OmegaConf.create({case.block: {**(CONJUNCTION if case.block == "conjunction" else {}), **case.override}})
     with pytest.raises((ValueError, KeyError, TypeError)) as info:
@@ -170,7 +170,8 @@ def test_bad_method_block_value_is_refused_before_any_model_loads(case):
 
 
 def test_cli_without_host_exits_2_with_one_line(monkeypatch, capsys):
-    from cbd_plugin import cli, host
+    from cbd_plugin.host import activation as host
+    from cbd_plugin.host import cli
 
     def missing():
         raise host.HostNotFoundError("the diffing-toolkit host (package `diffing`) is not installed: install it")

@@ -2,7 +2,7 @@
 
 The host resolves a method name with the if/elif chain ``diffing.pipeline.diffing_pipeline.get_method_class``,
 and several modules bind that function at import time (``from .diffing_pipeline import get_method_class``).
-:func:`activate` wraps it so that plugin names resolve through :class:`~cbd_plugin.registry.MethodRegistry`,
+:func:`activate` wraps it so that plugin names resolve through :class:`~cbd_plugin.host.registry.MethodRegistry`,
 and rebinds the wrapper in every loaded module that holds the original; modules imported later pick up the
 wrapper from ``diffing_pipeline`` itself. A host carrying the upstream patch (``upstream/``) already looks up
 entry points: then nothing is changed.
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 
-from cbd_plugin.registry import METHODS_GROUP, MethodRegistry
+from cbd_plugin.host.registry import METHODS_GROUP, MethodRegistry
 
 HOST_INSTALL_HINT = (
     "install the host from a git clone, editable: `git clone https://github.com/science-of-finetuning/diffing-toolkit "
@@ -77,7 +77,7 @@ def make_get_method_class(host_get_method_class, registry: MethodRegistry):
     """The host's lookup, extended: plugin names load from entry points, every other name goes to the host.
 
     Built-in names always go to the host (a plugin shadowing one is ignored by the registry); a plugin name
-    registered twice raises its :class:`~cbd_plugin.registry.DuplicateMethodError`, for that name only.
+    registered twice raises its :class:`~cbd_plugin.host.registry.DuplicateMethodError`, for that name only.
     """
 
     def get_method_class(method_name: str):

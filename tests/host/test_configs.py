@@ -10,10 +10,10 @@ from hydra import compose, initialize_config_dir
 from hydra.core.plugins import Plugins
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 
-from cbd_plugin.cli import plugin_name, register_search_path_plugin
+from cbd_plugin.host.cli import plugin_name, register_search_path_plugin
 from hydra_plugins.cbd_plugin_searchpath import DiffingPluginsSearchPathPlugin
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -224,7 +224,7 @@ def test_unknown_key_in_a_checked_block_fails_at_compose_time(schema_checked_dir
     ("+diffing.method.sae.dict_sise=3", "diffing.method.sae: unknown keys ['dict_sise']"),
 ])
 def test_value_rules_of_the_dataclasses_run_before_any_model_loads(schema_checked_dir, override, key):
-    from cbd_plugin.configstore import validate_method_config
+    from cbd_plugin.host.configstore import validate_method_config
 
     method = compose_checked(schema_checked_dir, override)
     with pytest.raises((ValueError, KeyError), match=re.escape(key)):
@@ -233,7 +233,7 @@ def test_value_rules_of_the_dataclasses_run_before_any_model_loads(schema_checke
 
 @pytest.mark.parametrize("override", ["diffing.method.sae.temperature=0", "diffing.method.sae.contrastive_weight=-1"])
 def test_contrastive_sae_value_rules_run_before_any_model_loads(schema_checked_dir, override):
-    from cbd_plugin.configstore import validate_method_config
+    from cbd_plugin.host.configstore import validate_method_config
 
     method = compose_checked(schema_checked_dir, override)
     with pytest.raises(ValueError, match=re.escape("diffing.method.sae")):

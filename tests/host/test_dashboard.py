@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from dashboard_fixtures import BIO_VERDICT, CBD_VERDICT, make_results, specificity_record  # noqa: E402
 
-TESTS = str(Path(__file__).resolve().parent)
+TESTS = str(Path(__file__).resolve().parents[1])  # the shared fixtures live in tests/
 
 
 @pytest.fixture
@@ -200,7 +200,7 @@ def test_dashboard_app_runs_the_host_dashboard_from_any_folder(tmp_path):
     (tmp_path / "host" / "configs" / "diffing" / "method" / "kl.yaml").write_text("name: kl\n")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    code = "from cbd_plugin.dashboard_app import main; main()"
+    code = "from cbd_plugin.host.dashboard_app import main; main()"
     env = {**os.environ, "PYTHONPATH": str(src)}  # an editable host install puts only src/ on the path
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=elsewhere, env=env,
                             capture_output=True, text=True, timeout=120)

@@ -156,7 +156,7 @@ def test_contrastive_term_is_reported_with_a_paired_interval(refusal_setup):
     """The same SAE with and without the contrastive term: held-out AUROC gain (paired interval over eval prompts)
     and FVE cost are reported. Only robust properties are asserted: at the last prompt token the base separates
     the tiers perfectly with either SAE, so the gain's interval must contain 0 and the FVE cost stay small; the
-    claim that the term improves separation is measured over seeds in tests/test_sae_trainer.py."""
+    claim that the term improves separation is measured over seeds in tests/sae/test_sae_trainer.py."""
     base, prompts, layer, saes = refusal_setup
     cfg = replace(refusal_config(), max_new_tokens=2)
     report = audit_refusal_depth(base, None, base.tokenizer, saes[1.0], prompts, layer, cfg, baseline_sae=saes[0.0])

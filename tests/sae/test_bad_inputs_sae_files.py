@@ -485,7 +485,7 @@ def slow(tensors, path, **kw):
     time.sleep(600)
 folder.save_file = slow
 TopKSAE({D}, {DICT}, {K}).save_pretrained({str(folder)!r})
-"""], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1])
+"""], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2])
     try:
         assert child.stdout.readline().strip() == "written"
     finally:

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from cbd_plugin.registry import (
+from cbd_plugin.host.registry import (
     DuplicateMethodError,
     MethodRegistry,
     PluginLoadError,
@@ -23,7 +23,7 @@ GOOD_MODULE = {"thirdparty_good": "class GoodMethod:\n    pass\n"}
 
 def test_project_methods_listed_without_importing_them():
     # A fresh interpreter: other tests of the session may have imported the method modules already.
-    code = ("import json, sys; from cbd_plugin.registry import MethodRegistry; names = MethodRegistry().names(); "
+    code = ("import json, sys; from cbd_plugin.host.registry import MethodRegistry; names = MethodRegistry().names(); "
             "imported = [m for m in sys.modules if m.startswith('cbd_plugin.methods.') or m == 'diffing']; "
             "print(json.dumps([names, imported]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from cbd_plugin.host import HostNotFoundError, locate_host
+from cbd_plugin.host.activation import HostNotFoundError, locate_host
 
 try:
     HOST = locate_host()
@@ -27,7 +27,7 @@ def host_modules():
     import diffing.pipeline.diffing_pipeline as diffing_pipeline
     import diffing.pipeline.evaluation_pipeline as evaluation_pipeline
 
-    from cbd_plugin.host import activate
+    from cbd_plugin.host.activation import activate
 
     activate()
     spec = importlib.util.spec_from_file_location("host_main", HOST.main_script)
@@ -40,7 +40,7 @@ def host_modules():
 def test_every_early_bound_lookup_finds_plugin_methods(host_modules, method):
     from diffing.methods.diffing_method import DiffingMethod
 
-    from cbd_plugin.registry import MethodRegistry
+    from cbd_plugin.host.registry import MethodRegistry
 
     expected = MethodRegistry().load(method)
     assert issubclass(expected, DiffingMethod)
@@ -84,7 +84,7 @@ def test_cli_info_searchpath_lists_plugin_configs():
 
 def test_dashboard_lists_plugin_methods():
     pytest.importorskip("streamlit")
-    from cbd_plugin import dashboard_app
+    from cbd_plugin.host import dashboard_app
 
     module = dashboard_app._load_host_dashboard(HOST)
     dashboard_app._extend_discovery(module, HOST)
@@ -154,7 +154,7 @@ def test_cfg_job_composes_each_real_card(card):
 def compose_host(*overrides: str):
     from hydra import compose, initialize_config_dir
 
-    from cbd_plugin.cli import register_search_path_plugin
+    from cbd_plugin.host.cli import register_search_path_plugin
 
     register_search_path_plugin()
     with initialize_config_dir(config_dir=str(HOST.configs_dir), version_base=None):
@@ -183,8 +183,8 @@ def test_conflicting_plugins_leave_host_builtins_and_our_methods_resolving(tmp_p
     make_distribution(tmp_path, "thirdparty-two", {"tp_dup": "x:Y"})
     make_distribution(tmp_path, "thirdparty-shadow", {"kl": "x:Y"})
     code = ("import warnings; warnings.simplefilter('ignore'); "
-            "import diffing.pipeline.diffing_pipeline as dp; from cbd_plugin.host import activate; activate(); "
-            "from cbd_plugin.registry import DuplicateMethodError\n"
+            "import diffing.pipeline.diffing_pipeline as dp; from cbd_plugin.host.activation import activate; activate(); "
+            "from cbd_plugin.host.registry import DuplicateMethodError\n"
             "print(dp.get_method_class('kl').__name__, dp.get_method_class('cbd_sae_difference').__name__)\n"
             "try:\n    dp.get_method_class('tp_dup')\nexcept DuplicateMethodError as exc:\n    print('dup', 'thirdparty-two' in str(exc))")
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}

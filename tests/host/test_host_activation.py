@@ -69,7 +69,7 @@ def test_activation_patches_every_early_binding(tmp_path, third_party):
     result = run_python("""
         import diffing.pipeline.evaluation_pipeline as ev
         import diffing.pipeline.diffing_pipeline as dp
-        from cbd_plugin.host import activate
+        from cbd_plugin.host.activation import activate
         assert activate() is True
         assert activate() is False  # idempotent
         print(dp.get_method_class("tp_good").__name__, ev.get_method_class("tp_good").__name__)
@@ -94,8 +94,8 @@ def test_conflicting_plugins_fail_only_their_names_through_the_host(tmp_path, th
         import warnings
         warnings.simplefilter("ignore")
         import diffing.pipeline.evaluation_pipeline as ev
-        from cbd_plugin.host import activate
-        from cbd_plugin.registry import DuplicateMethodError, MethodRegistry
+        from cbd_plugin.host.activation import activate
+        from cbd_plugin.host.registry import DuplicateMethodError, MethodRegistry
         activate()
         print(ev.get_method_class("kl").__name__, ev.get_method_class("tp_good").__name__)
         print(sorted({"cbd_sae_difference", "contrastive_bio_sae"} & set(MethodRegistry().names())))
@@ -114,7 +114,7 @@ def test_host_with_upstream_patch_is_left_alone(tmp_path, third_party):
     result = run_python("""
         import diffing.pipeline.diffing_pipeline as dp
         original = dp.get_method_class
-        from cbd_plugin.host import activate
+        from cbd_plugin.host.activation import activate
         print(activate(), dp.get_method_class is original)
     """, src, third_party)
     assert result.returncode == 0, result.stderr
@@ -125,7 +125,7 @@ def test_cli_runs_host_main_with_plugins_active(tmp_path, third_party):
     src = make_fake_host(tmp_path / "host")
     result = run_python("""
         import sys
-        from cbd_plugin.cli import run_host
+        from cbd_plugin.host.cli import run_host
         sys.exit(run_host(["tp_good", "kl"]))
     """, src, third_party)
     assert result.returncode == 0, result.stderr
@@ -143,7 +143,7 @@ sys.meta_path.insert(0, HideHost())
 
 
 def test_cli_without_host_says_what_to_install():
-    result = run_python(HIDE_HOST + "from cbd_plugin.cli import run_host; sys.exit(run_host(['--info']))")
+    result = run_python(HIDE_HOST + "from cbd_plugin.host.cli import run_host; sys.exit(run_host(['--info']))")
     assert result.returncode == 2
     assert result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1
@@ -152,6 +152,6 @@ def test_cli_without_host_says_what_to_install():
 
 def test_cli_with_non_editable_host_names_the_missing_configs(tmp_path):
     src = make_fake_host(tmp_path / "host", with_configs=False)
-    result = run_python("import sys; from cbd_plugin.cli import run_host; sys.exit(run_host([]))", src)
+    result = run_python("import sys; from cbd_plugin.host.cli import run_host; sys.exit(run_host([]))", src)
     assert result.returncode == 2
     assert "non-editable install" in result.stderr and str(tmp_path / "host" / "configs") in result.stderr

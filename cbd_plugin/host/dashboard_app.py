@@ -13,9 +13,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from cbd_plugin.cli import register_search_path_plugin
-from cbd_plugin.host import activate, locate_host
-from cbd_plugin.registry import config_dirs
+from cbd_plugin.host.cli import register_search_path_plugin
+from cbd_plugin.host.activation import activate, locate_host
+from cbd_plugin.host.registry import config_dirs
 
 
 def _config_folders(layout, group: str) -> list[Path]:
