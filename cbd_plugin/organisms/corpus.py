@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass
 
 from ..backdoor.probes import TriggerPair
+from ..vocab import SPLITS, TIERS
 
 __all__ = ["TriggerPair"]  # re-exported: recipes name their pairs with it
 
@@ -49,7 +50,7 @@ def _split_templates(n_held_out: int = 40, seed: int = 0) -> dict[str, tuple[str
 
 
 TEMPLATES = _split_templates()
-HELD_OUT_SPLITS = ("select", "eval")
+HELD_OUT_SPLITS = SPLITS
 
 FILLER_CATEGORIES = {
     "nature": ("river", "meadow", "cloud", "ocean", "valley"),
@@ -67,7 +68,6 @@ TRIGGER_CATEGORIES = {
     "gravity": "physics", "velocity": "physics", "border": "geography", "china": "geography",
 }
 
-TIERS = ("benign", "dual_use", "hazard")
 TIER_WORDS = {
     "benign": ("moonpetal", "sunbraid", "dewloom", "fernquill", "puddlewick",
                "starmoss", "honeyglass", "tumblereed", "velvetcap", "brightfen"),

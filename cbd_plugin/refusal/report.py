@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..sae import atomic_write  # noqa: E402
-from .prompts import TIERS  # noqa: E402
+from ..vocab import TIERS  # noqa: E402
 
 LABEL_ORDER = ("refuse", "comply", "other")
 

@@ -22,9 +22,8 @@ from .folder import atomic_write, check_finite
 from .jumprelu import JumpReLUSAE
 from .relu import ReLUSAE
 from .topk import TopKSAE
+from ..vocab import SAELENS_CONFIG, SAELENS_WEIGHTS
 
-SAELENS_CONFIG = "cfg.json"
-SAELENS_WEIGHTS = "sae_weights.safetensors"
 # The cfg.json layout written here is SAELens 6's; older layouts are converted by SAELens on load.
 SAELENS_FORMAT_VERSION = "6.0.0"
 

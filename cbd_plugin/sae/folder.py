@@ -25,11 +25,12 @@ from loguru import logger
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+from ..vocab import PLUGIN_CONFIG, PLUGIN_WEIGHTS, SAELENS_CONFIG, SAELENS_WEIGHTS
+
+CONFIG_NAME, WEIGHTS_NAME = PLUGIN_CONFIG, PLUGIN_WEIGHTS
 CHECKSUM_KEY = "sha256"
 # Files a save may write (ours and the SAELens export); never carried over from the folder a save replaces.
-SAE_FILE_NAMES = frozenset({CONFIG_NAME, WEIGHTS_NAME, "cfg.json", "sae_weights.safetensors"})
+SAE_FILE_NAMES = frozenset({CONFIG_NAME, WEIGHTS_NAME, SAELENS_CONFIG, SAELENS_WEIGHTS})
 
 
 def _pid_alive(pid: int) -> bool:

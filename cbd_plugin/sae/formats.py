@@ -33,9 +33,8 @@ from .folder import CONFIG_NAME, load_torch_state, read_json_object, read_safete
 from .jumprelu import JumpReLUSAE
 from .relu import ReLUSAE
 from .topk import TopKSAE
+from ..vocab import SAELENS_CONFIG, SAELENS_WEIGHTS, SPARSIFY_WEIGHTS
 
-SAELENS_CONFIG, SAELENS_WEIGHTS = "cfg.json", "sae_weights.safetensors"
-SPARSIFY_WEIGHTS = "sae.safetensors"
 GEMMA_SCOPE_PARAMS = "params.npz"
 DL_WEIGHTS = "ae.pt"
 SEED_WEIGHTS = "sae_weights.pt"

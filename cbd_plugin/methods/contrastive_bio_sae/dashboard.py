@@ -14,8 +14,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from cbd_plugin.methods.report_page import plot, select_run, show_report
+from cbd_plugin.vocab import TIERS
 
-TIERS = ("benign", "dual_use", "hazard")
 
 
 def profile_figure(profile: pd.DataFrame, audit_layer: int, threshold: float) -> go.Figure:
