@@ -5,6 +5,7 @@ method says which layer it audits, and dashboard captions read as words."""
 import inspect
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -176,3 +177,34 @@ def test_full_width_uses_stretch_where_streamlit_has_it():
     assert full_width(old_dataframe) == {"use_container_width": True}
     if inspect.signature(st.dataframe).parameters["width"].default == "stretch":
         assert full_width(st.dataframe) == {"width": "stretch"} and full_width(st.plotly_chart) == {"width": "stretch"}
+
+
+def test_dashboard_default_finds_a_run_of_readmes_host_command(tmp_path, runs):
+    """The run (``diffing-toolkit +experiment=cbd_tiny_cpu``) and the dashboard (plain ``diffing-dashboard``, which
+    composes the host's config with its own model/organism/method choice and the arguments the launcher adds)
+    resolve the same results folder, and the method's ``has_results`` scan finds the run there."""
+    from hydra import compose, initialize_config_dir
+
+    from cbd_plugin.host.cli import register_search_path_plugin
+    from cbd_plugin.methods.results import scan_results
+
+    configs = tmp_path / "configs"  # the host's root config, reduced to its groups and results folders
+    configs.mkdir()
+    (configs / "config.yaml").write_text(
+        "defaults:\n  - organism: ???\n  - model: ???\n  - diffing/method: ???\n  - infrastructure: ???\n"
+        "  - _self_\ndiffing:\n  results_base_dir: ${infrastructure.storage.base_dir}/diffing_results\n"
+        "  results_dir: ${diffing.results_base_dir}/${model.name}/${organism.name}\n")
+    (configs / "diffing" / "method").mkdir(parents=True)
+    (configs / "diffing" / "method" / "sae_difference.yaml").write_text(
+        "# @package diffing.method\nname: sae_difference\ntraining:\n  k: 100\n")
+    register_search_path_plugin()
+    dashboard_overrides = dashboard_arguments([])[0][1:]  # what follows "--"
+    with initialize_config_dir(config_dir=str(configs), version_base=None):
+        run = compose("config", overrides=["+experiment=cbd_tiny_cpu"])
+        dashboard = compose("config", overrides=["model=tiny_gemma2_base", "organism=tiny_cbd",
+                                                 "diffing/method=cbd_sae_difference", *dashboard_overrides])
+    run_folder = Path(run.diffing.results_dir) / "cbd_sae_difference" / "layer_3" / "SAEdiff-run"
+    run_folder.mkdir(parents=True)
+    assert Path(dashboard.diffing.results_base_dir) == runs / "diffing_results"
+    assert scan_results(dashboard.diffing.results_base_dir, "cbd_sae_difference") == {
+        "tiny_gemma2_base": {"tiny_cbd": str(run_folder.parents[1])}}
