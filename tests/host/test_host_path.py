@@ -137,12 +137,28 @@ def test_diffing_toolkit_exits_2_in_one_line_before_the_host_starts(tmp_path, hu
 
 # --- the fork's trained SAE saved by the plugin's writer (sha256 recorded) ----------------------------------------
 
-def test_fork_trained_sae_is_saved_with_its_checksum(tmp_path):
-    from cbd_plugin.sae import BatchTopKSAE, Dictionary
+@pytest.fixture
+def method_module():
+    """The cbd method module, imported under the host stand-ins, which are removed again afterwards (a later test
+    must not take them for an installed host)."""
+    import sys
+
     from dashboard_fixtures import install_host_stub
 
+    before = set(sys.modules)
     install_host_stub()
-    from cbd_plugin.methods.cbd_sae_difference.method import plugin_copy
+    from cbd_plugin.methods.cbd_sae_difference import method
+
+    yield method
+    for name in set(sys.modules) - before:
+        if name == "diffing" or name.startswith(("diffing.", "cbd_plugin.methods.")):
+            del sys.modules[name]
+
+
+def test_fork_trained_sae_is_saved_with_its_checksum(tmp_path, method_module):
+    from cbd_plugin.sae import BatchTopKSAE, Dictionary
+
+    plugin_copy = method_module.plugin_copy
 
     trained = BatchTopKSAE(8, 16, k=3)  # the fork's class has the same parameter names and buffers
     with torch.no_grad():
