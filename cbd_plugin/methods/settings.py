@@ -228,7 +228,8 @@ def check_models_available(cfg: DictConfig, offline: bool | None = None) -> None
     local folder nor in the hub cache while offline (online, only its ``config.json`` is fetched to check)."""
     from huggingface_hub import constants
 
-    offline = constants.is_offline_mode() if offline is None else offline
+    if offline is None:  # is_offline_mode() reads the environment now; older huggingface_hub has only the constant
+        offline = getattr(constants, "is_offline_mode", lambda: constants.HF_HUB_OFFLINE)()
     for ref in model_references(cfg):
         reason = why_unavailable(ref, offline)
         if reason is not None:

@@ -85,6 +85,12 @@ def test_missing_base_model_offline_is_named_with_its_config_key(hub_cache):
     assert str(hub_cache) in message and "\n" not in message
 
 
+def test_offline_mode_is_read_from_the_environment(hub_cache, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # tests/conftest.py sets it too: nothing here may reach the hub
+    with pytest.raises(ConfigError, match="offline"):
+        check_models_available(run_config("google/gemma-2-2b"))
+
+
 def test_missing_finetuned_model_names_the_organism_key(hub_cache):
     fake_hub_cache(hub_cache, "google/gemma-2-2b", ["config.json"])
     with pytest.raises(ConfigError, match=r"^organism\.finetuned_models\.m\.default\.model_id=me/gemma-ft: "):
