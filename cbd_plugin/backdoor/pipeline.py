@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from loguru import logger
 
 from ..capture import iter_paired_residuals
 from ..sae.metrics import ReconstructionStats
@@ -192,17 +193,21 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
     halves = [probe_tokens(tokenizer, [p for p in probes if p.split == s], n_pairs, cfg) for s in SPLITS]
     sel, ev = halves
     if cache.behaviour is None:
+        progress(layer, f"behaviour: base and fine-tuned generate on {len(ev.probes)} evaluation prompts")
         cache.behaviour = measure_behaviour(base, finetuned, [ev.prompt_ids(i) for i in range(len(ev.probes))],
                                             [p.condition for p in ev.probes], cfg)
     behaviour = cache.behaviour
+    progress(layer, f"capture and SAE codes, selection half ({len(sel.probes)} prompts)")
     sel_acc = accumulate(cache.batches(base, finetuned, sel, SPLITS[0], layer, cfg.batch_size), sae,
                          new_pass(sae, n_pairs, len(sel.probes)))
     candidates = select_candidates(sel_acc.stats, n_pairs, cfg)
     ev_acc = new_pass(sae, n_pairs, len(ev.probes))
     # Reconstruction quality pools both halves: one pair of accumulators for both passes.
     ev_acc.reconstruction, ev_acc.reconstruction_fire = sel_acc.reconstruction, sel_acc.reconstruction_fire
+    progress(layer, f"capture and SAE codes, evaluation half ({len(ev.probes)} prompts)")
     accumulate(cache.batches(base, finetuned, ev, SPLITS[1], layer, cfg.batch_size), sae, ev_acc,
                behaviour.fired["finetuned"])
+    progress(layer, "statistics: latent tables, linear probe, pair specificity")
     result = analyze(sel_acc.stats, ev_acc.stats, sel_acc.features, ev_acc.features, sel.probes, ev.probes, pairs,
                      candidates, cfg)
     reconstruction = {"all": ev_acc.reconstruction.result(),
@@ -215,6 +220,7 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
     specificity = specificity_table(codes[1], top_latents(conjunction_score, cfg.n_top), cfg)
     signal = specificity_table(codes[1], top_latents(signal_score, cfg.n_top), cfg)
     per_pair = [t.assign(pair_name=pair_name(pairs[i])) for i, t in enumerate(pair_tables(*codes, cfg))]
+    progress(layer, f"permutation null ({cfg.n_permutations} permutations)")
     null = permutation_null(*codes, cfg)
 
     def verdict_with(causal):
@@ -223,6 +229,8 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
 
     verdict, causal = verdict_with(None), None
     if cfg.ablate and needs_causal_test(verdict):
+        progress(layer, f"causal test: the top latents removed during generation, {cfg.n_random_draws} "
+                        "random-direction controls")
         top = ablation_latents(deciding_latents(specificity, per_pair), conjunction_score, cfg.ablate_top_k)
         matched = matched_round_robin(ev.probes, cfg.n_ablation_prompts)
         clean = [i for i, p in enumerate(ev.probes) if p.condition == "clean"][:cfg.n_ablation_prompts]
@@ -248,8 +256,14 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
               "pair_specificity": pd.concat(per_pair),
               "null": pd.DataFrame(null.null)}
     files = write_report(payload, result, tables, cfg.n_top, cfg.score_role, Path(out_dir), cfg.plots)
+    progress(layer, f"verdict {verdict['name']}; report in {out_dir}")
     return ConjunctionReport(verdict["name"], verdict["reason"], result, reconstruction, causal, files,
                              jsonable(payload))
+
+
+def progress(layer: int, text: str) -> None:
+    """One log line per stage of the analysis: on a real model each stage takes minutes."""
+    logger.info(f"conjunction analysis, layer {layer}: {text}")
 
 
 def ablation_latents(first: list[int], conjunction_score: np.ndarray, k: int) -> list[int]:

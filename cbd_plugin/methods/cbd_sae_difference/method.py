@@ -26,17 +26,28 @@ from cbd_plugin.backdoor import analyze_conjunction
 from cbd_plugin.backdoor.pipeline import ConjunctionCache
 from cbd_plugin.host.configstore import validate_method_config
 from cbd_plugin.methods.results import scan_results
-from cbd_plugin.methods.settings import (check_one_sae_per_layer, conjunction_config, ensure_cached_layers,
-                                         load_pretrained_sae, model_shape, trigger_pairs)
-from cbd_plugin.sae import Dictionary
+from cbd_plugin.methods.settings import (check_models_available, check_one_sae_per_layer, conjunction_config,
+                                         ensure_cached_layers, load_pretrained_sae, model_shape, trigger_pairs)
+from cbd_plugin.sae import BatchTopKSAE, Dictionary
 
 METHOD_FOLDER = "cbd_sae_difference"
+
+
+def plugin_copy(fork_sae, source) -> BatchTopKSAE:
+    """The fork's trained ``BatchTopKSAE`` as the plugin's class (same parameter names, same arithmetic), so that
+    it is saved by the plugin's writer: the fork's own ``save_pretrained`` records no sha256, and every later load
+    then warned that the SAE was saved by an older version."""
+    state = {name: tensor.detach().cpu() for name, tensor in fork_sae.state_dict().items()}
+    config = {"activation_dim": int(fork_sae.activation_dim), "dict_size": int(fork_sae.dict_size),
+              "k": int(fork_sae.k)}
+    return BatchTopKSAE._from_state(config, state, source)
 
 
 class CBDSAEDifferenceMethod(SAEDifferenceMethod):
     """SAE difference training (host) plus conjunction analysis and causal ablation (plugin)."""
 
     def __init__(self, cfg):
+        check_models_available(cfg)  # before the host's constructor, which reads the base model's config.json
         super().__init__(cfg)
         # Fail fast: all of this reads configs (and a pretrained SAE), never a model's weights or a dataset.
         validate_method_config(self.method_cfg)
@@ -67,7 +78,8 @@ class CBDSAEDifferenceMethod(SAEDifferenceMethod):
         from diffing.utils.dictionary.utils import load_dictionary_model
 
         metrics, model_path = train_sae_difference_for_layer(self.cfg, layer, self.device, out.name)
-        load_dictionary_model(model_path).save_pretrained(folder)
+        sae = plugin_copy(load_dictionary_model(model_path), model_path)
+        sae.save_pretrained(folder)  # the plugin's writer: sha256 recorded, SAELens pair beside it
         (out / "training_metrics.json").write_text(json.dumps(metrics, default=str))
         OmegaConf.save(self.cfg, out / "training_config.yaml")
         return Dictionary.from_pretrained(folder, device=self.device, d_model=d_model)
