@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .formats import DL_WEIGHTS, SAE_FILES
+from .formats import DL_WEIGHT_NAMES, SAE_FILES
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w.-]+)?(/[^:@]+)?(:.+)?")
 
@@ -65,7 +65,7 @@ def _patterns(spec: HubSpec, layer: int | None) -> list[str]:
     """``allow_patterns`` for the files the spec needs, and nothing else."""
     if spec.is_file:
         file = PurePosixPath(spec.path)
-        if file.suffix in (".pt", ".npz") and file.name != DL_WEIGHTS:
+        if file.suffix in (".pt", ".npz") and file.name not in DL_WEIGHT_NAMES:
             return [spec.path]
         folders = [str(file.parent)]
     else:
