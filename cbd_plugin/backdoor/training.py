@@ -53,8 +53,8 @@ def difference_activations(base, finetuned, tokenizer, pairs, layers,
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
-def train_difference_sae(diffs: torch.Tensor, save_dir: str | Path,
-                         settings: DifferenceSAEConfig = DifferenceSAEConfig(), metadata: dict | None = None) -> TopKSAE:
+def train_difference_sae(diffs: torch.Tensor, save_dir: str | Path, settings: DifferenceSAEConfig = DifferenceSAEConfig(),
+                         metadata: dict | None = None) -> TopKSAE:
     """A TopK SAE on difference activations ``diffs [n_tokens, d]``, saved to ``save_dir``; it records ``metadata``
     (:func:`difference_metadata`; without it, only that it reads a difference)."""
     if diffs.ndim != 2 or not torch.isfinite(diffs).all():

@@ -218,7 +218,10 @@ class FinetunedLatents(Dictionary):
         self.source, self.metadata, self.origin = crosscoder.source, crosscoder.metadata, crosscoder.origin
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.crosscoder.encode(x)[:, self.latent_ids]
+        """Codes ``[..., dict_size]`` of ``x [..., 2, d]``."""
+        lead = x.shape[:-2]
+        codes = self.crosscoder.encode(x.reshape(-1, *x.shape[-2:]))[:, self.latent_ids]
+        return codes.reshape(*lead, self.dict_size)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """The whole crosscoder's reconstruction of ``x [n, 2, d]`` (its fidelity, not the candidates')."""
@@ -230,9 +233,11 @@ class FinetunedLatents(Dictionary):
 
     def decode_latents(self, f: torch.Tensor, latent_ids) -> torch.Tensor:
         ids = torch.as_tensor(latent_ids, dtype=torch.long, device=f.device)
-        full = torch.zeros(*f.shape[:-1], self.crosscoder.dict_size, dtype=f.dtype, device=f.device)
-        full[..., self.latent_ids[ids]] = f[..., ids]
-        return self.crosscoder.decode_latents(full, self.latent_ids[ids])[:, FINETUNED]
+        flat = f.reshape(-1, self.dict_size)
+        full = torch.zeros(len(flat), self.crosscoder.dict_size, dtype=f.dtype, device=f.device)
+        full[:, self.latent_ids[ids]] = flat[:, ids]
+        part = self.crosscoder.decode_latents(full, self.latent_ids[ids])[:, FINETUNED]
+        return part.reshape(*f.shape[:-1], self.activation_dim)
 
     def config_dict(self) -> dict:
         return {"threshold": self.threshold, **self.crosscoder.config_dict()}
