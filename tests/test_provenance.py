@@ -157,3 +157,16 @@ def test_audit_report_json_carries_provenance(organisms, by_id, saved_sae, tmp_p
     rows = pd.read_json(path, lines=True).astype({"id": str})[["id", "text", "tier", "split"]].to_dict("records")
     assert block["prompts"] == {"source": str(path), "n_prompts": len(frame),
                                 "sha256": prompt_set_provenance("", rows)["sha256"]}
+
+
+def test_an_sae_without_a_file_is_identified_by_its_state_hash():
+    from cbd_plugin.provenance import sae_provenance
+    from cbd_plugin.sae import BatchTopKSAE
+
+    sae = BatchTopKSAE(8, 16, k=2)  # 0-dim buffers (k, threshold) included
+    first = sae_provenance(sae)
+    assert first["weights_file"] is None and first["weights_sha256"] is None and len(first["state_sha256"]) == 64
+    assert sae_provenance(sae)["state_sha256"] == first["state_sha256"]
+    with torch.no_grad():
+        sae.encoder.weight[0, 0] = 1.0
+    assert sae_provenance(sae)["state_sha256"] != first["state_sha256"]

@@ -123,13 +123,17 @@ def load_saelens(folder: Path, options: LoadOptions) -> Dictionary:
     config = {"activation_dim": d, "dict_size": d_sae, "subtract_b_dec": subtract}
     if arch == "topk" and cfg.get("rescale_acts_by_decoder_norm"):
         tensors = _fold_decoder_norm(tensors, weights_path)
-    if arch == "topk":
-        return TopKSAE._from_state({**config, "k": _positive_int(cfg, "k", cfg_path)}, tensors, weights_path, cfg_path)
-    classes = {"standard": ReLUSAE, "jumprelu": JumpReLUSAE}
+    classes = {"topk": TopKSAE, "standard": ReLUSAE, "jumprelu": JumpReLUSAE}
     if arch not in classes:
         raise ValueError(f"{cfg_path}: SAELens architecture {arch!r} is not supported; supported: "
                          f"['topk', 'standard', 'jumprelu']")
-    return classes[arch]._from_state(config, tensors, weights_path, cfg_path)
+    if arch == "topk":
+        config["k"] = _positive_int(cfg, "k", cfg_path)
+    sae = classes[arch]._from_state(config, tensors, weights_path, cfg_path)
+    model_name = metadata.get("model_name") or cfg.get("model_name")
+    if hook_name or model_name:
+        sae.metadata = {"model_name": model_name, "hook_name": hook_name, "layer": recorded}
+    return sae
 
 
 def _fold_decoder_norm(tensors: dict, source) -> dict:

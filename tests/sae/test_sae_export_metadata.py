@@ -49,3 +49,13 @@ def test_trained_sae_records_the_trainer_model_and_layer(tmp_path):
     expected = {"model_name": "cbd-plugin/tiny-base", "hook_name": "blocks.2.hook_resid_post", "layer": 2}
     assert trainer.ae.metadata == expected
     assert load_dictionary(tmp_path / "dictionary_model").metadata == expected
+
+
+def test_saelens_folder_metadata_is_read_back(tmp_path):
+    sae = TopKSAE(D, 32, 4)
+    sae.metadata = reads("some/model", 7)
+    sae.save_pretrained(tmp_path)
+    for name in ("config.json", "model.safetensors"):  # leave the SAELens pair only
+        (tmp_path / name).unlink()
+    assert load_dictionary(tmp_path).metadata == {"model_name": "some/model", "hook_name": "blocks.7.hook_resid_post",
+                                                  "layer": 7}
