@@ -105,10 +105,12 @@ def test_local_folder_revision_is_the_sha256_of_its_weight_files(organisms, tmp_
 
 def test_plugin_commit_from_the_checkout_and_none_without_git(monkeypatch):
     package = Path(provenance.__file__).parent
-    top = subprocess.run(["git", "-C", str(package), "rev-parse", "--show-toplevel"], capture_output=True, text=True)
+    top = subprocess.run(["git", "-C", str(package), "rev-parse", "--show-toplevel"], capture_output=True, text=True,
+                         check=False)
     block = plugin_provenance()
     if top.returncode == 0 and Path(top.stdout.strip()).resolve() == package.parent.resolve():
-        head = subprocess.run(["git", "-C", str(package), "rev-parse", "HEAD"], capture_output=True, text=True)
+        head = subprocess.run(["git", "-C", str(package), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=False)
         assert block["git_commit"] == head.stdout.strip() and isinstance(block["git_dirty"], bool)
     plugin_provenance.cache_clear()
     monkeypatch.setenv("PATH", "/nonexistent")  # no git executable: unknown, not a failure

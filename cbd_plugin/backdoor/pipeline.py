@@ -112,11 +112,11 @@ def accumulate(batches: Iterable[tuple[torch.Tensor, dict]], sae, acc: PassStats
         with torch.no_grad():
             if sparse:  # never a dense [n, dict_size] code
                 codes = sae.encode_sparse(inputs.to(param.dtype))
-                reconstruction = sae.reconstruct(inputs) if pair else sae.decode_sparse(codes)
+                reconstruction = sae.reconstruct(inputs.to(param.dtype)) if pair else sae.decode_sparse(codes)
                 latents = SparseCodes(codes.top_acts.float(), codes.top_indices)
             else:
                 latents = sae.encode(inputs.to(param.dtype))
-                reconstruction = sae.reconstruct(inputs) if pair else sae.decode(latents)
+                reconstruction = sae.reconstruct(inputs.to(param.dtype)) if pair else sae.decode(latents)
                 latents = latents.float()
         # The statistics read float32 (the old host copies were float32): a no-op for a float32 SAE.
         inputs, reconstruction = inputs.float(), reconstruction.float()
