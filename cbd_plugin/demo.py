@@ -25,7 +25,8 @@ import pandas as pd
 from loguru import logger
 
 from .backdoor import ConjunctionConfig, ConjunctionReport, analyze_conjunction
-from .backdoor.training import DifferenceSAEConfig, difference_activations, train_difference_sae
+from .backdoor.training import (DifferenceSAEConfig, difference_activations, difference_metadata,
+                                train_difference_sae)
 from .backdoor.verdict import per_pair_route
 from .capture import load_language_model
 from .organisms import RECIPES, build
@@ -76,7 +77,8 @@ def conjunction_reports(organisms: dict, out: Path,
         finetuned, pairs = load(organisms[name]), RECIPES[name].pairs
         diffs = difference_activations(base, finetuned, base.tokenizer, pairs, [CONJUNCTION_LAYER],
                                        conjunction_training_config())
-        sae = train_difference_sae(diffs[CONJUNCTION_LAYER], out / name / "sae", DifferenceSAEConfig())
+        sae = train_difference_sae(diffs[CONJUNCTION_LAYER], out / name / "sae", DifferenceSAEConfig(),
+                                   difference_metadata(base, finetuned, CONJUNCTION_LAYER))
         reports[name] = analyze_conjunction(base, finetuned, sae, base.tokenizer, pairs, CONJUNCTION_LAYER,
                                             conjunction_config(), out / name / "report")
         logger.info(f"conjunction: {name}: {reports[name].verdict} ({time.perf_counter() - start:.0f}s)")

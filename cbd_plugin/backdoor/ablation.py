@@ -27,16 +27,17 @@ import torch
 from ..capture import LayerEdit, generate_greedy
 from ..stats import bootstrap
 from .config import ConjunctionConfig
+from .instrument import instrument_input
 from .probes import fires
 
 
 def remove_latents(resid: torch.Tensor, base_resid: torch.Tensor, sae, latent_ids,
                    rotation: torch.Tensor | None = None) -> torch.Tensor:
-    """``resid`` minus the decoded contribution of ``latent_ids`` to the SAE code of ``resid - base_resid`` (times
-    the orthogonal ``rotation [d, d]`` when given: the control)."""
+    """``resid`` minus the decoded contribution of ``latent_ids`` to the SAE code of ``resid - base_resid`` (of the
+    pair, for a crosscoder: :mod:`.instrument`) (times the orthogonal ``rotation [d, d]`` when given: the control)."""
     param = next(sae.parameters())
-    diff = (resid - base_resid.to(resid.device, resid.dtype)).to(param.device, param.dtype)
-    contribution = sae.decode_latents(sae.encode(diff), latent_ids).to(resid.device, resid.dtype)
+    x = instrument_input(sae, base_resid.to(resid.device, resid.dtype), resid).to(param.device, param.dtype)
+    contribution = sae.decode_latents(sae.encode(x), latent_ids).to(resid.device, resid.dtype)
     if rotation is not None:
         contribution = contribution @ rotation.to(resid.device, resid.dtype)
     return resid - contribution

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..capture import num_layers
+from ..provenance import build_provenance, prompt_set_provenance
 from ..stats import auroc, bootstrap
 from . import classifier
 from .judge import surface_labeller
@@ -75,6 +76,7 @@ class AuditReport:
     sae_comparison: dict | None
     samples: pd.DataFrame = field(repr=False)  # one row per (model, prompt, sample); written as CSV
     files: dict[str, str] = field(default_factory=dict)
+    provenance: dict | None = None  # what was analysed (cbd_plugin.provenance)
 
     def to_dict(self) -> dict:
         """Everything but the per-sample frame (numpy values as they are; the report makes them JSON)."""
@@ -202,8 +204,9 @@ def sae_health(base: ModelRun, sae, layer: int, at_read: dict) -> dict:
 
 def analyse_runs(runs: dict[str, ModelRun], frame: pd.DataFrame, sae, layer: int, cfg: AuditConfig,
                  prompt_notes: list[str] | None = None, format_check: FormatCheck | None = None,
-                 baseline_sae=None, out_dir: str | Path | None = None) -> AuditReport:
-    """Phase 2 (module docstring) for ``runs`` = {"base": ..., optionally "finetuned": ...} of ``frame``."""
+                 baseline_sae=None, out_dir: str | Path | None = None, provenance: dict | None = None) -> AuditReport:
+    """Phase 2 (module docstring) for ``runs`` = {"base": ..., optionally "finetuned": ...} of ``frame``;
+    ``provenance`` (:func:`audit_provenance`) goes into the report as it is."""
     tiers, splits = frame["tier"].to_numpy(), frame["split"].to_numpy()
     latents, recon = {}, {}
     for name, run in runs.items():
@@ -239,7 +242,7 @@ def analyse_runs(runs: dict[str, ModelRun], frame: pd.DataFrame, sae, layer: int
                   if baseline_sae is not None else None)
     report = AuditReport(cfg, layer, list(prompt_notes or []), format_check, separation, models, profile, change,
                          result, sae_health(runs["base"], sae, layer, recon["base"]),
-                         labeller(cfg)[1](), comparison, samples)
+                         labeller(cfg)[1](), comparison, samples, provenance=provenance)
     if out_dir is not None:
         from .report import write_report  # matplotlib only when writing
 
@@ -266,4 +269,16 @@ def audit_refusal_depth(base, finetuned, tokenizer, sae, prompts, layer: int, cf
     runs = {"base": run_model("base", base, tokenizer, frame, layers, [layer], cfg, keep_prompt_tokens=True)}
     if finetuned is not None:
         runs["finetuned"] = run_model("finetuned", finetuned, tokenizer, frame, layers, [layer], cfg)
-    return analyse_runs(runs, frame, sae, layer, cfg, notes, check, baseline_sae, out_dir)
+    return analyse_runs(runs, frame, sae, layer, cfg, notes, check, baseline_sae, out_dir,
+                        audit_provenance(base, finetuned, sae, prompts, frame, cfg))
+
+
+def audit_provenance(base, finetuned, sae, prompts, frame: pd.DataFrame, cfg: AuditConfig) -> dict:
+    """The provenance block: models, SAE, the prompt set (its source and the hash of the validated rows: id, text,
+    tier, split), seeds, config, versions."""
+    if isinstance(prompts, PromptSource):
+        source = json.dumps({k: v for k, v in asdict(prompts).items() if v not in (None, {}, [])}, default=str)
+    else:
+        source = str(prompts) if isinstance(prompts, (str, Path)) else "in-memory DataFrame"
+    rows = frame[["id", "text", "tier", "split"]].to_dict(orient="records")
+    return build_provenance({"base": base, "finetuned": finetuned}, sae, prompt_set_provenance(source, rows), cfg)

@@ -68,6 +68,10 @@ DEFINITIONS = {
                          "change inside +-max_auroc_change (the instrument valid)",
     "verdict_inconclusive": "anything else; the reason names the failed check and its figure. verdict.checks lists "
                             "every check in the order the rule consults them (cbd_plugin.refusal.verdict)",
+    "provenance": "what was analysed: model ids and resolved revisions (hub snapshot commit, or sha256 of a local "
+                  "folder's weight files), dtype, device map; the SAE's source and weights sha256; the prompt set's "
+                  "source and content sha256; seeds; the resolved config; package and plugin versions "
+                  "(cbd_plugin.provenance)",
     "sae_health": "the SAE's FVE, mean L0 and dead fraction on the base's prompt tokens from the content on (its "
                   "training distribution) and at the positions read; warning above max_dead_fraction",
 }

@@ -57,6 +57,10 @@ class Dictionary(nn.Module, ABC):
     activation_dim: int
     dict_size: int
     source: str = "<in memory>"
+    # What the SAE reads ({"model_name", "hook_name", "layer", ...}): written to config.json and the SAELens cfg.
+    metadata: dict | None = None
+    # Where load_dictionary found it ({"spec", "weights_file", "hub_id", "revision", ...}), for provenance.
+    origin: dict | None = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -116,7 +120,10 @@ class Dictionary(nn.Module, ABC):
             from .export import write_saelens  # export imports the Dictionary classes
 
             extra = lambda tmp: write_saelens(self, tmp)  # noqa: E731
-        return save_folder(folder, state, {**self.config_dict(), "dict_class": self.dict_class}, extra=extra)
+        config = {**self.config_dict(), "dict_class": self.dict_class}
+        if self.metadata:
+            config["metadata"] = dict(self.metadata)
+        return save_folder(folder, state, config, extra=extra)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device=None, d_model: int | None = None) -> "Dictionary":
@@ -128,6 +135,8 @@ class Dictionary(nn.Module, ABC):
         config, tensors, weights_path = read_folder(path)
         target = cls._resolve(config.get("dict_class"), Path(path) / CONFIG_NAME)
         model = target._from_state(config, tensors, weights_path, Path(path) / CONFIG_NAME)
+        if isinstance(config.get("metadata"), dict):
+            model.metadata = config["metadata"]
         if d_model is not None:
             model.check_compatible(d_model)
         return model.to(device) if device is not None else model

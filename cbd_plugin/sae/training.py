@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from .contrastive_trainer import NonFiniteError
 from .dictionary import atomic_write
+from .export import reads
 
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_DIR = "dictionary_model"
@@ -123,8 +124,10 @@ def check_positive(name: str, value, optional: bool = False) -> None:
 
 
 def train_sae(batches, trainer_config: dict, steps: int, save_dir, save_every: int | None = None,
-              log_every: int | None = None, resume: bool = True, allow_data_change: bool = False):
-    """Train for ``steps`` updates, checkpointing every ``save_every``; returns the trainer."""
+              log_every: int | None = None, resume: bool = True, allow_data_change: bool = False,
+              metadata: dict | None = None):
+    """Train for ``steps`` updates, checkpointing every ``save_every``; returns the trainer. The saved SAE records
+    ``metadata`` (default: the trainer config's ``lm_name`` and ``layer``, see :func:`cbd_plugin.sae.export.reads`)."""
     check_positive("steps", steps)
     check_positive("save_every", save_every, optional=True)
     check_positive("log_every", log_every, optional=True)
@@ -175,6 +178,7 @@ def train_sae(batches, trainer_config: dict, steps: int, save_dir, save_every: i
     finally:
         bar.close()
     save_checkpoint(trainer, batches, steps, checkpoint, stream_fingerprint(batches, digest))
+    trainer.ae.metadata = metadata if metadata is not None else reads(trainer.lm_name, trainer.layer)
     trainer.ae.save_pretrained(save_dir / MODEL_DIR)
     run_config = {"trainer": trainer.config, "data": getattr(batches, "config", None)}
     atomic_write(save_dir / CONFIG_NAME, lambda tmp: tmp.write_text(json.dumps(run_config, indent=2)))
