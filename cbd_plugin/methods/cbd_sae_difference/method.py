@@ -28,7 +28,9 @@ from cbd_plugin.host.configstore import validate_method_config
 from cbd_plugin.methods.results import scan_results
 from cbd_plugin.methods.settings import (check_models_available, check_one_sae_per_layer, conjunction_config,
                                          ensure_cached_layers, load_pretrained_sae, model_shape, trigger_pairs)
+from cbd_plugin.backdoor.training import DIFFERENCE_INPUT
 from cbd_plugin.sae import BatchTopKSAE, Dictionary
+from cbd_plugin.sae.export import reads
 
 METHOD_FOLDER = "cbd_sae_difference"
 
@@ -79,6 +81,8 @@ class CBDSAEDifferenceMethod(SAEDifferenceMethod):
 
         metrics, model_path = train_sae_difference_for_layer(self.cfg, layer, self.device, out.name)
         sae = plugin_copy(load_dictionary_model(model_path), model_path)
+        sae.metadata = reads(self.finetuned_model_cfg.model_id, layer, base_model_name=self.base_model_cfg.model_id,
+                             input=DIFFERENCE_INPUT)  # so an export opens with the right hook_name
         sae.save_pretrained(folder)  # the plugin's writer: sha256 recorded, SAELens pair beside it
         (out / "training_metrics.json").write_text(json.dumps(metrics, default=str))
         OmegaConf.save(self.cfg, out / "training_config.yaml")
