@@ -20,6 +20,7 @@ import torch
 from loguru import logger
 from torch import nn
 
+from .export import SAELensForm, write_saelens
 from .folder import atomic_write, check_finite, CONFIG_NAME, read_folder, save_folder, WEIGHTS_NAME
 
 __all__ = ["CONFIG_NAME", "Dictionary", "WEIGHTS_NAME", "atomic_write", "check_tensors", "read_folder",
@@ -102,6 +103,11 @@ class Dictionary(nn.Module, ABC):
         x_hat = self.decode(f)
         return (x_hat, f) if output_features else x_hat
 
+    def saelens_form(self) -> SAELensForm:
+        """How SAELens writes this SAE (the architecture whose ``encode`` gives the same codes); each class declares
+        its own, so the exporter needs no list of classes. A class without an equivalent raises."""
+        raise TypeError(f"{type(self).__name__} has no SAELens equivalent")
+
     def check_compatible(self, d_model: int) -> None:
         """Raise ``ValueError`` unless this dictionary reads activations of the model's hidden size."""
         if self.activation_dim != d_model:
@@ -115,11 +121,7 @@ class Dictionary(nn.Module, ABC):
         """
         state = self.state_dict()
         check_finite(state, f"{self.dict_class} to be saved in {folder}", self.nan_sentinel_keys)
-        extra = None
-        if saelens:
-            from .export import write_saelens  # export imports the Dictionary classes
-
-            extra = lambda tmp: write_saelens(self, tmp)  # noqa: E731
+        extra = (lambda tmp: write_saelens(self, tmp)) if saelens else None
         config = {**self.config_dict(), "dict_class": self.dict_class}
         if self.metadata:
             config["metadata"] = dict(self.metadata)

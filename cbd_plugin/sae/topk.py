@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .dictionary import Dictionary
+from .export import SAELensForm
 from .folder import load_torch_state
 from .sparse import check_activations, SparseCodes, sparse_matmul, topk_codes
 
@@ -73,6 +74,10 @@ class TopKSAE(Dictionary):
     def config_dict(self) -> dict:
         return {"activation_dim": self.activation_dim, "dict_size": self.dict_size, "k": self.k,
                 "subtract_b_dec": self.subtract_b_dec}
+
+    def saelens_form(self) -> SAELensForm:
+        state = {"W_enc": self.W_enc, "b_enc": self.b_enc, "W_dec": self.W_dec, "b_dec": self.b_dec}
+        return SAELensForm("topk", self.subtract_b_dec, state, {"k": self.k, "rescale_acts_by_decoder_norm": False})
 
     @classmethod
     def from_seed_checkpoint(cls, path: str | Path, k: int = 32, subtract_b_dec: bool = False) -> "TopKSAE":
