@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import torch
 from safetensors.torch import save_file
 
 from ..vocab import SAELENS_CONFIG, SAELENS_WEIGHTS
 from .folder import atomic_write, check_finite
-
-if TYPE_CHECKING:
-    from .dictionary import Dictionary
 
 # The cfg.json layout written here is SAELens 6's; older layouts are converted by SAELens on load.
 SAELENS_FORMAT_VERSION = "6.0.0"
@@ -52,8 +49,9 @@ def reads(model_name: str | None, layer: int, **extra) -> dict:
     return {"model_name": model_name, "hook_name": hook_name(layer), "layer": int(layer), **extra}
 
 
-def saelens_state(sae: Dictionary, hook: str | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
-    """``(cfg.json dict, state dict)`` of ``sae`` in SAELens's format; ``hook`` overrides the recorded hook name."""
+def saelens_state(sae, hook: str | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
+    """``(cfg.json dict, state dict)`` of ``sae`` (a :class:`~cbd_plugin.sae.Dictionary`) in SAELens's format;
+    ``hook`` overrides the recorded hook name."""
     form = sae.saelens_form()
     recorded = dict(sae.metadata or {})
     layer, recorded_hook = recorded.pop("layer", None), recorded.pop("hook_name", None)
@@ -66,7 +64,7 @@ def saelens_state(sae: Dictionary, hook: str | None = None) -> tuple[dict, dict[
     return cfg, {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in form.tensors.items()}
 
 
-def write_saelens(sae: Dictionary, folder: str | Path, hook: str | None = None) -> dict[str, Path]:
+def write_saelens(sae, folder: str | Path, hook: str | None = None) -> dict[str, Path]:
     """Write ``cfg.json`` + ``sae_weights.safetensors`` into ``folder`` (each atomically, config last).
 
     Returns ``{file name: path}`` of the weights, for the caller's checksums.

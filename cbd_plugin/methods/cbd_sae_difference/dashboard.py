@@ -18,7 +18,7 @@ from cbd_plugin.backdoor.figures import behaviour_figure, causal_figure, null_fi
 from cbd_plugin.backdoor.verdict import deciding_latent, per_pair_route
 from cbd_plugin.methods.report_page import full_width, p_values_text, plot, select_run, show_report
 
-from .method import METHOD_FOLDER
+from . import METHOD_FOLDER
 
 PAIR_COLUMNS = ["pair", "deciding latent", "weakest separation [95% CI]", "interaction share [95% CI]", "passes"]
 

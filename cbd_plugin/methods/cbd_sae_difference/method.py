@@ -16,23 +16,28 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from diffing.methods.sae_difference import SAEDifferenceMethod
+from diffing.utils.dictionary.training import sae_difference_run_name, train_sae_difference_for_layer
 from loguru import logger
 from omegaconf import OmegaConf
 
-from diffing.methods.sae_difference import SAEDifferenceMethod
-from diffing.utils.dictionary.training import sae_difference_run_name, train_sae_difference_for_layer
-
 from cbd_plugin.backdoor import analyze_conjunction
 from cbd_plugin.backdoor.pipeline import ConjunctionCache
-from cbd_plugin.host.configstore import validate_method_config
-from cbd_plugin.methods.results import scan_results
-from cbd_plugin.methods.settings import (check_models_available, check_one_sae_per_layer, conjunction_config,
-                                         ensure_cached_layers, load_pretrained_sae, model_shape, trigger_pairs)
 from cbd_plugin.backdoor.training import DIFFERENCE_INPUT
+from cbd_plugin.host.configstore import validate_method_config
+from cbd_plugin.methods.cbd_sae_difference import METHOD_FOLDER
+from cbd_plugin.methods.results import scan_results
+from cbd_plugin.methods.settings import (
+    check_models_available,
+    check_one_sae_per_layer,
+    conjunction_config,
+    ensure_cached_layers,
+    load_pretrained_sae,
+    model_shape,
+    trigger_pairs,
+)
 from cbd_plugin.sae import BatchTopKSAE, Dictionary
 from cbd_plugin.sae.export import reads
-
-METHOD_FOLDER = "cbd_sae_difference"
 
 
 def plugin_copy(fork_sae, source) -> BatchTopKSAE:

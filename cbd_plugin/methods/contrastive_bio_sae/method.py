@@ -17,21 +17,24 @@ from __future__ import annotations
 from importlib.util import find_spec
 from pathlib import Path
 
+from diffing.methods.diffing_method import DiffingMethod
 from loguru import logger
 from omegaconf import DictConfig, OmegaConf
 
-from diffing.methods.diffing_method import DiffingMethod
-
 from cbd_plugin.host.configstore import validate_method_config
+from cbd_plugin.methods.contrastive_bio_sae import METHOD_FOLDER
 from cbd_plugin.methods.results import scan_results
-from cbd_plugin.methods.settings import (audit_layer, check_models_available, load_pretrained_sae, model_shape,
-                                         prompt_source)
+from cbd_plugin.methods.settings import (
+    audit_layer,
+    check_models_available,
+    load_pretrained_sae,
+    model_shape,
+    prompt_source,
+)
 from cbd_plugin.refusal import AuditConfig, audit_refusal_depth
 from cbd_plugin.refusal.audit import prepare_prompts
 from cbd_plugin.refusal.training import train_tier_sae
 from cbd_plugin.sae import ContrastiveSAEConfig, Dictionary
-
-METHOD_FOLDER = "contrastive_bio_sae"
 
 
 class ContrastiveBioSAEMethod(DiffingMethod):
