@@ -4,6 +4,9 @@ type and that the message names the value, prompt, key or file at fault."""
 import json
 import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import nnsight
 import pytest
@@ -236,15 +239,68 @@ def test_no_batches_writes_nothing_complete(tmp_path):
 
 
 def test_killed_writers_temporaries_are_cleaned(env, shards):
-    dead = shards / ".shard_00002.safetensors.tmp-999999999-abcdef01"  # no such process
-    dead_manifest = shards / ".manifest.json.tmp-999999998-abcdef02"
-    live = shards / f".shard_00001.safetensors.tmp-{os.getppid()}-abcdef03"  # a writer still running
-    for path in (dead, dead_manifest, live):
-        path.write_bytes(b"partial")
+    dead = shards.parent / f".{shards.name}.tmp-999999999-abcdef01"  # a killed capture's folder: no such process
+    dead_old = shards.parent / f".{shards.name}.old-999999998-abcdef02"
+    live = shards.parent / f".{shards.name}.tmp-{os.getppid()}-abcdef03"  # a writer still running
+    for path in (dead, dead_old, live):
+        path.mkdir()
+        (path / "shard_00000.safetensors").write_bytes(b"partial")
     cap.write_shards(cap.iter_residuals(env["model"], PROMPTS, [0]), shards, model_ids=["tiny"], shard_tokens=5)
-    assert not dead.exists() and not dead_manifest.exists() and live.exists()
-    assert sorted(p.name for p in shards.iterdir() if p.name.startswith(".")) == [live.name]
+    assert not dead.exists() and not dead_old.exists() and live.exists()
+    assert not [p.name for p in shards.iterdir() if p.name.startswith(".")]
     assert len(cap.read_shards(shards)) == 18
+
+
+def _failing_at(n_good: int, env):
+    for i, batch in enumerate(cap.iter_residuals(env["model"], PROMPTS, [0], batch_size=1)):
+        if i == n_good:
+            raise RuntimeError("capture failed")
+        yield batch
+
+
+@pytest.mark.parametrize("n_good", [0, 2])
+def test_failed_recapture_keeps_the_earlier_capture(env, shards, n_good):
+    before = {p.name: p.read_bytes() for p in shards.iterdir()}
+    with pytest.raises(RuntimeError, match="capture failed"):
+        cap.write_shards(_failing_at(n_good, env), shards, model_ids=["tiny"], shard_tokens=5)
+    assert {p.name: p.read_bytes() for p in shards.iterdir()} == before
+    assert [p.name for p in shards.parent.iterdir() if p.name.startswith(f".{shards.name}.")] == []
+    assert len(cap.read_shards(shards)) == 18
+
+
+def test_recapture_replaces_the_shards_and_keeps_other_files(env, shards):
+    (shards / "NOTES.md").write_text("mine")
+    cap.write_shards(cap.iter_residuals(env["model"], PROMPTS, [0]), shards, model_ids=["tiny"], shard_tokens=9)
+    assert sorted(p.name for p in shards.iterdir()) == ["NOTES.md", "manifest.json", "shard_00000.safetensors",
+                                                        "shard_00001.safetensors"]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_text("my notes"), r"FOLDER: exists and is a file, not a capture \(shard\) folder; refusing"),
+    (lambda p: p.mkdir() or (p / "thesis.tex").write_text("x"),
+     r"FOLDER: holds \['thesis.tex'\] and is not a capture \(shard\) folder; refusing to write into it"),
+])
+def test_capture_onto_something_else_is_refused(env, tmp_path, make, message):
+    target = tmp_path / "out"
+    make(target)
+    before = target.read_bytes() if target.is_file() else (target / "thesis.tex").read_bytes()
+    with pytest.raises(FileExistsError, match=message.replace("FOLDER", re.escape(str(target)))):
+        cap.write_shards(cap.iter_residuals(env["model"], PROMPTS, [0]), target, model_ids=["tiny"])
+    assert (target.read_bytes() if target.is_file() else (target / "thesis.tex").read_bytes()) == before
+
+
+def test_second_writer_of_the_same_folder_fails_at_once(env, tmp_path):
+    first = cap.ShardWriter(tmp_path / "out", ["tiny"])
+    try:
+        script = ("import cbd_plugin.capture as cap\n"
+                  f"cap.ShardWriter({str(tmp_path / 'out')!r}, ['tiny'])")
+        second = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                cwd=Path(__file__).parents[2])
+    finally:
+        first.abort()
+    assert second.returncode != 0
+    assert re.search(rf"OutputBusyError: {re.escape(str(tmp_path / 'out'))}: another process is writing it \(pid "
+                     rf"{os.getpid()} on .*, started 20", second.stderr)
 
 
 def test_manifest_records_a_checksum_per_shard(shards):

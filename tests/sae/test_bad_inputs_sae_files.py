@@ -418,7 +418,7 @@ def test_failed_swap_restores_the_old_sae(tmp_path, monkeypatch):
             raise OSError("disk gone")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(folder_module.os, "replace", replace)
+    monkeypatch.setattr(os, "replace", replace)
     with pytest.raises(OSError, match="disk gone"):
         topk(9).save_pretrained(folder)
     monkeypatch.undo()
