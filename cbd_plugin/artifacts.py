@@ -165,11 +165,11 @@ def check_replaceable(target: Path, kind: ArtifactKind) -> None:
     if not target.exists() and not target.is_symlink():
         return
     if not target.is_dir():
-        raise NotAnArtifactError(f"{target}: exists and is a file, not a {kind.name}; refusing to replace it (its "
+        raise NotAnArtifactError(f"{target}: exists and is a file, not {kind.name}; refusing to replace it (its "
                                  f"content would be lost): pass another path, or move the file away")
     entries = sorted(p.name for p in target.iterdir() if not is_temporary(p.name))
     if entries and not kind.marker(target):
-        raise NotAnArtifactError(f"{target}: holds {entries[:6]}{' ...' if len(entries) > 6 else ''} and is not a "
+        raise NotAnArtifactError(f"{target}: holds {entries[:6]}{' ...' if len(entries) > 6 else ''} and is not "
                                  f"{kind.name}; refusing to write into it: pass a new or empty folder")
 
 

@@ -53,7 +53,7 @@ def _is_capture_file(name: str) -> bool:
     return name == MANIFEST or (name.startswith("shard_") and name.endswith(".safetensors"))
 
 
-CAPTURE_FOLDER = ArtifactKind("capture (shard) folder", _is_capture_file,
+CAPTURE_FOLDER = ArtifactKind("a capture (shard) folder", _is_capture_file,
                               lambda folder: any(_is_capture_file(p.name) for p in folder.iterdir()))
 
 

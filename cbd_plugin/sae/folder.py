@@ -57,7 +57,7 @@ def check_finite(tensors: dict[str, torch.Tensor], source, nan_sentinel_keys: It
                          f"this SAE is broken (e.g. training diverged): retrain it or use another file")
 
 
-SAE_FOLDER = ArtifactKind("SAE folder", SAE_FILE_NAMES.__contains__,
+SAE_FOLDER = ArtifactKind("an SAE folder", SAE_FILE_NAMES.__contains__,
                           lambda folder: any((folder / name).is_file() for name in SAE_FILE_NAMES))
 
 
