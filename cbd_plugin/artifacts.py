@@ -307,3 +307,16 @@ def _describe(holder: dict) -> str:
         return "pid unknown"
     return f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}"
 
+
+
+def report_folder(folder: str | Path, index: str = "report.json") -> ArtifactKind:
+    """A report folder: ``index`` (written last) lists the report's files under ``"files"``; anything else in the
+    folder (a user's notes, other runs' subfolders) is carried over when a new report replaces it."""
+    folder = Path(folder)
+    listed = {index}
+    try:
+        files = json.loads((folder / index).read_text()).get("files", {})
+        listed |= {Path(str(name)).name for name in (files.values() if isinstance(files, dict) else files)}
+    except (OSError, ValueError, AttributeError):
+        pass
+    return ArtifactKind("a report folder", listed.__contains__, lambda f: (f / index).is_file())
