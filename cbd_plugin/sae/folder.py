@@ -28,6 +28,9 @@ WEIGHTS_NAME = "model.safetensors"
 CHECKSUM_KEY = "sha256"
 # Files a save may write (ours and the SAELens export); never carried over from the folder a save replaces.
 SAE_FILE_NAMES = frozenset({CONFIG_NAME, WEIGHTS_NAME, "cfg.json", "sae_weights.safetensors"})
+# Files of formats that Dictionary.from_pretrained does not read (load_dictionary does), for its hint.
+FOREIGN_FILES = {"sae_weights.safetensors": "SAELens", "sae.safetensors": "sparsify", "params.npz": "Gemma Scope",
+                 "ae.pt": "dictionary_learning", "cfg.json": "SAELens or sparsify"}
 
 
 def sha256_file(path: str | Path) -> str:
@@ -131,8 +134,11 @@ def read_folder(folder: str | Path) -> tuple[dict, dict[str, torch.Tensor], Path
                                 f"{WEIGHTS_NAME}{hint}")
     if not config_path.is_file():
         below = sorted(p.parent.name for p in folder.glob(f"*/{CONFIG_NAME}"))
+        foreign = next((fmt for name, fmt in FOREIGN_FILES.items() if (folder / name).is_file()), None)
         hint = (f"; it holds SAE folders {below}: pick one (for layer folders: load_dictionary(folder, layer=L))"
-                if below else "")
+                if below else f"; it holds a {foreign} SAE: read it with "
+                              f"cbd_plugin.sae.load_dictionary({str(folder)!r}), which reads every format"
+                if foreign else "")
         raise FileNotFoundError(f"{config_path} is missing: the folder is incomplete or not a dictionary folder"
                                 f"{hint}")
     if not weights_path.is_file():
