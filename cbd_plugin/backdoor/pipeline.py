@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..capture import iter_paired_residuals
+from ..capture import check_model_pair, iter_paired_residuals
 from ..sae.metrics import ReconstructionStats
 from ..sae.sparse import SparseCodes
 from .ablation import causal_test
@@ -183,6 +183,7 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
     behaviour; then the verdict (:mod:`cbd_plugin.backdoor.verdict`). ``sae`` reads ``finetuned - base`` residuals
     after decoder layer ``layer``. Writes ``report.json``, CSVs and plots to ``out_dir``.
     """
+    check_model_pair(base, finetuned)
     n_pairs = len(pairs)
     cache = cache if cache is not None else ConjunctionCache(store=False)
     cache.bind((tuple(pairs), cfg.templates, cfg.filler_words, cfg.n_per_cell, cfg.n_clean, cfg.seed,

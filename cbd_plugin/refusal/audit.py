@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..capture import num_layers
+from ..capture import check_model_pair, num_layers
 from ..stats import auroc, bootstrap
 from . import classifier
 from .judge import surface_labeller
@@ -260,6 +260,8 @@ def audit_refusal_depth(base, finetuned, tokenizer, sae, prompts, layer: int, cf
     the plots go (nothing written if None).
     """
     cfg = cfg or AuditConfig()
+    if finetuned is not None:
+        check_model_pair(base, finetuned)
     check_inputs(sae, layer, num_layers(base), base.config.hidden_size)
     frame, notes, check = prepare_prompts(prompts, tokenizer, cfg)
     layers = cfg.layers_to_profile(num_layers(base), layer)

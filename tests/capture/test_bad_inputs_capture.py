@@ -13,6 +13,8 @@ import pytest
 import torch
 
 from cbd_plugin import capture as cap
+from transformers import Gemma2Config, Gemma2ForCausalLM
+
 from test_capture import PROMPTS, make_gemma, make_tokenizer, VOCAB, SPECIALS
 
 IDENTITY = lambda ids, mask: lambda resid: resid  # noqa: E731
@@ -25,8 +27,14 @@ def env():
     broken = make_gemma(0)
     with torch.no_grad():
         broken.model.layers[1].mlp.down_proj.weight[0, 0] = torch.nan  # layer 0 stays finite, layer 1 does not
+    wide = make_gemma(0)
+    wide.config._name_or_path = "tiny-base"
+    narrow_config = Gemma2Config(**{**wide.config.to_dict(), "hidden_size": 32, "_name_or_path": "tiny-narrow"})
+    broken.config._name_or_path = "tiny-broken"
     return {"model": nnsight.LanguageModel(hf, tokenizer=tokenizer), "hf": hf,
             "nan_model": nnsight.LanguageModel(broken, tokenizer=tokenizer),
+            "named": nnsight.LanguageModel(wide, tokenizer=tokenizer),
+            "narrow": nnsight.LanguageModel(Gemma2ForCausalLM(narrow_config).eval(), tokenizer=tokenizer),
             "other": nnsight.LanguageModel(hf, tokenizer=make_tokenizer([f"w{i}" for i in reversed(range(95))]))}
 
 
@@ -100,7 +108,16 @@ API_CASES = [
      r"layer 1 residuals hold NaN/Inf on 11 of 11 tokens, first at prompt 0 position 0"),
     ("paired-model-makes-nan",
      lambda e: list(cap.iter_paired_residuals(e["model"], e["nan_model"], PROMPTS, [2], batch_size=4)), ValueError,
-     r"layer 2 residuals hold NaN/Inf on 18 of 18 tokens"),
+     r"fine-tuned model 'tiny-broken': weight 'model\.layers\.1\.mlp\.down_proj\.weight' holds 1 NaN/Inf "
+     r"value\(s\) of 8192: the checkpoint is broken"),
+    ("paired-base-has-nan-weights",
+     lambda e: cap.iter_paired_residuals(e["nan_model"], e["model"], PROMPTS, [0]), ValueError,
+     r"base model 'tiny-broken': weight 'model\.layers\.1\.mlp\.down_proj\.weight' holds 1 NaN/Inf"),
+    ("paired-models-of-different-widths",
+     lambda e: cap.iter_paired_residuals(e["named"], e["narrow"], PROMPTS, [0]), ValueError,
+     r"base model 'tiny-base' has hidden size 64 but fine-tuned model 'tiny-narrow' has 32: a model diff needs"),
+    ("capture-nan-names-the-model", lambda e: cap.capture_residuals(e["nan_model"], PROMPTS, [1]), ValueError,
+     r"model 'tiny-broken': layer 1 residuals hold NaN/Inf"),
     ("paired-tokenizers-differ", lambda e: cap.iter_paired_residuals(e["model"], e["other"], PROMPTS, [0]),
      ValueError, r"base and fine-tuned tokenisations differ on prompt 0"),
     ("string-prompts-plain-model", lambda e: cap.generate_greedy(e["hf"], PROMPTS, 2), ValueError,
