@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import json
@@ -30,6 +31,8 @@ from typing import Callable
 
 from loguru import logger
 
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)-[0-9a-z]+$")
 
 
@@ -67,13 +70,19 @@ def remove_path(path: Path) -> None:
 
 
 def clean_stale_temporaries(folder: Path, name: str | None = None) -> list[Path]:
-    """Remove temporaries in ``folder`` (of ``name`` only, if given) whose writer process is gone."""
+    """Remove temporaries in ``folder`` (of ``name`` only, if given) whose writer process is gone; an artifact
+    such a writer had moved aside and not replaced is put back."""
     removed = []
     if not folder.is_dir():
         return removed
-    for path in folder.glob(f".{name}.*" if name else ".*"):
+    for path in sorted(folder.glob(f".{name}.*" if name else ".*")):
         match = _TEMPORARY.match(path.name)
         if match and (name is None or match["name"] == name) and not pid_alive(int(match["pid"])):
+            target = folder / match["name"]
+            if match["kind"] == "old" and not target.exists() and not target.is_symlink():
+                os.replace(path, target)  # killed between moving the old artifact aside and the new one in
+                logger.warning(f"{target}: restored the previous artifact that a killed writer had moved aside")
+                continue
             remove_path(path)
             removed.append(path)
     if removed:
@@ -187,21 +196,40 @@ def carry_over(old: Path, new: Path, owns: Callable[[str], bool]) -> None:
             os.link(entry, dest)
 
 
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    renameat2 = getattr(_LIBC, "renameat2", None)
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
 def swap_in(new: Path, target: Path) -> None:
-    """Rename the complete ``new`` to ``target``; an existing ``target`` is moved aside first and removed after."""
-    old = None
-    if target.exists():
-        old = temporary_name(target, "old")
-        os.replace(target, old)
+    """Put the complete ``new`` at ``target``. An existing ``target`` is exchanged with it in one atomic step, so
+    ``new`` then holds the earlier artifact, for the caller to remove. Where the filesystem cannot exchange, the
+    earlier one is moved aside first and removed after; a writer killed between those two renames leaves it as
+    ``.<name>.old-<pid>-*``, which the next writer puts back."""
+    if not target.exists() or exchange(new, target):
+        if not target.exists():
+            os.replace(new, target)
+        fsync(target.parent)
+        return
+    old = temporary_name(target, "old")
+    os.replace(target, old)
     try:
         os.replace(new, target)
     except BaseException:
-        if old is not None:
-            os.replace(old, target)
+        os.replace(old, target)
         raise
-    fsync(target.parent)
-    if old is not None:
-        shutil.rmtree(old)
+    try:
+        fsync(target.parent)
+    finally:
+        remove_path(old)
 
 
 def start_folder(target: Path, kind: ArtifactKind) -> Path:
