@@ -123,7 +123,8 @@ def _capture_batch(model, job: _Job, prompt_ids: list[int], input_ids, attention
         bad = ~torch.isfinite(a).all(-1)
         if bad.any():  # e.g. float16 overflow: refuse here rather than let NaN reach an SAE or a statistic
             row = int(torch.nonzero(bad)[0])
-            raise ValueError(f"model {model_name(model)!r}: layer {layer} residuals hold NaN/Inf on {int(bad.sum())} of {len(a)} tokens, first at "
+            raise ValueError(f"model {model_name(model)!r}: layer {layer} residuals hold NaN/Inf on {int(bad.sum())} "
+                             f"of {len(a)} tokens, first at "
                              f"prompt {meta['prompt_id'][row]} position {meta['position'][row]}: the model's weights "
                              "hold NaN/Inf or its dtype overflows (load it in bfloat16 or float32)")
     return TokenActivations(acts, meta)

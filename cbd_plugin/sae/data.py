@@ -95,7 +95,8 @@ class BalancedTierBatches:
     """Endless, seeded stream of packed batches with ``examples_per_tier`` whole benign and hazard examples each.
 
     ``acts [N, d]`` are token activations (a tensor, or rows on disk such as ``cbd_plugin.capture.TokenRows``) with
-    per-token ``tier`` (codes, or names: see :func:`tier_codes`) and ``example_id`` (all tokens of an example share its tier). ``other_per_batch`` unlabelled (tier -1) examples may be mixed in. Each tier is walked in epochs,
+    per-token ``tier`` (codes, or names: see :func:`tier_codes`) and ``example_id`` (all tokens of an example share
+    its tier). ``other_per_batch`` unlabelled (tier -1) examples may be mixed in. Each tier is walked in epochs,
     each a permutation drawn from ``(seed, tier, epoch)`` cut into ``n_examples // per_batch`` slices, so no batch
     repeats an example, batch ``i`` depends on ``(seed, i)`` alone and ``state_dict()`` is the index of the next
     batch: a resumed run continues the same stream.

@@ -10,7 +10,8 @@ Forms (``spec`` is a hub id only when it is not an existing local path):
   format (``layer_13/config.json``), its folder.
 
 A hub web address (``https://huggingface.co/owner/name[/tree/main/sub]`` or ``.../blob/main/file``) is converted to
-these forms by :func:`id_from_url`. Only files named in :data:`cbd_plugin.sae.formats.SAE_FILES` are downloaded. ``HF_HUB_OFFLINE=1`` reads the cache only.
+these forms by :func:`id_from_url`. Only files named in :data:`cbd_plugin.sae.formats.SAE_FILES` are downloaded.
+``HF_HUB_OFFLINE=1`` reads the cache only.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 from diffing.methods.sae_difference import SAEDifferenceMethod
 from diffing.utils.dictionary.training import sae_difference_run_name, train_sae_difference_for_layer
 
+from cbd_plugin.artifacts import atomic_write_text
 from cbd_plugin.backdoor import analyze_conjunction
 from cbd_plugin.backdoor.pipeline import ConjunctionCache
 from cbd_plugin.host.configstore import validate_method_config
@@ -68,7 +69,7 @@ class CBDSAEDifferenceMethod(SAEDifferenceMethod):
 
         metrics, model_path = train_sae_difference_for_layer(self.cfg, layer, self.device, out.name)
         load_dictionary_model(model_path).save_pretrained(folder)
-        (out / "training_metrics.json").write_text(json.dumps(metrics, default=str))
+        atomic_write_text(out / "training_metrics.json", json.dumps(metrics, default=str))
         OmegaConf.save(self.cfg, out / "training_config.yaml")
         return Dictionary.from_pretrained(folder, device=self.device, d_model=d_model)
 
