@@ -18,6 +18,8 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import functools
+import inspect
 import json
 import os
 import re
@@ -348,3 +350,20 @@ def report_folder(folder: str | Path, index: str = "report.json") -> ArtifactKin
     except (OSError, ValueError, AttributeError):
         pass
     return ArtifactKind("a report folder", listed.__contains__, lambda f: (f / index).is_file())
+
+
+def holds_output(argument: str):
+    """Decorator for a run that writes into the folder passed as ``argument``: the whole call holds
+    :class:`OutputLock` on it (none when it is None), so a second concurrent run fails at once, before any work."""
+    def wrap(function):
+        signature = inspect.signature(function)
+
+        @functools.wraps(function)
+        def call(*args, **kwargs):
+            target = signature.bind(*args, **kwargs).arguments.get(argument)
+            if target is None:
+                return function(*args, **kwargs)
+            with OutputLock(target):
+                return function(*args, **kwargs)
+        return call
+    return wrap

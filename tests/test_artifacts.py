@@ -73,3 +73,24 @@ def test_a_file_never_replaces_a_folder(tmp_path):
     with pytest.raises(NotAnArtifactError, match=r"runs: is a folder; refusing to replace it with a file"):
         atomic_write_text(tmp_path / "runs", "x")
     assert (tmp_path / "runs").is_dir()
+
+
+@pytest.mark.parametrize("run", ["analyze_conjunction", "audit_refusal_depth"])
+def test_a_second_analysis_into_the_same_folder_fails_before_any_work(tmp_path, run):
+    from cbd_plugin.backdoor import analyze_conjunction
+    from cbd_plugin.refusal import audit_refusal_depth
+
+    script = ("import time\nfrom cbd_plugin.artifacts import OutputLock\n"
+              f"with OutputLock({str(tmp_path / 'run')!r}):\n    print('held', flush=True)\n    time.sleep(600)\n")
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                             cwd=Path(__file__).parents[1])
+    try:
+        assert child.stdout.readline().strip() == "held"
+        with pytest.raises(OutputBusyError, match=rf"run: another process is writing it \(pid {child.pid} "):
+            if run == "analyze_conjunction":  # models None: the lock is taken before anything is read
+                analyze_conjunction(None, None, None, None, [], 0, None, tmp_path / "run")
+            else:
+                audit_refusal_depth(None, None, None, None, None, 0, out_dir=tmp_path / "run")
+    finally:
+        child.kill()
+        child.wait()

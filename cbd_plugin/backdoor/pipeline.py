@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..artifacts import holds_output
 from ..capture import check_model_pair, iter_paired_residuals
 from ..sae.metrics import ReconstructionStats
 from ..sae.sparse import SparseCodes
@@ -176,6 +177,7 @@ class ConjunctionReport:
         return self.payload
 
 
+@holds_output("out_dir")
 def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg: ConjunctionConfig,
                         out_dir: str | Path, cache: ConjunctionCache | None = None) -> ConjunctionReport:
     """The behaviour of ``finetuned`` per condition, which SAE latents implement it, how specifically they separate

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..artifacts import holds_output
 from ..capture import check_model_pair, num_layers
 from ..stats import auroc, bootstrap
 from . import classifier
@@ -247,6 +248,7 @@ def analyse_runs(runs: dict[str, ModelRun], frame: pd.DataFrame, sae, layer: int
     return report
 
 
+@holds_output("out_dir")
 def audit_refusal_depth(base, finetuned, tokenizer, sae, prompts, layer: int, cfg: AuditConfig | None = None,
                         out_dir: str | Path | None = None, baseline_sae=None) -> AuditReport:
     """Audit refusal depth of ``base`` and (if given) ``finetuned`` with one SAE at residual layer ``layer``.
