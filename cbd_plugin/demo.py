@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 from loguru import logger
 
+from .artifacts import atomic_write_text
 from .backdoor import ConjunctionConfig, ConjunctionReport, analyze_conjunction
 from .backdoor.training import (DifferenceSAEConfig, difference_activations, difference_metadata,
                                 train_difference_sae)
@@ -192,7 +193,7 @@ def main(argv=None) -> None:
             run, table, title = RUNS[method]
             sections.append(f"{title}\n{table(run(organisms, args.out / method))}")
     summary = "\n\n".join(sections)
-    (args.out / "summary.txt").write_text(summary + "\n")
+    atomic_write_text(args.out / "summary.txt", summary + "\n")
     print(summary)
     logger.info(f"done in {time.perf_counter() - start:.0f}s; reports under {args.out}")
 

@@ -18,7 +18,8 @@ import pandas as pd
 import torch
 from loguru import logger
 
-from ..capture import iter_paired_residuals
+from ..artifacts import holds_output
+from ..capture import check_model_pair, iter_paired_residuals
 from ..provenance import build_provenance, prompt_set_provenance
 from ..sae.metrics import ReconstructionStats
 from ..sae.sparse import SparseCodes
@@ -185,6 +186,7 @@ class ConjunctionReport:
         return self.payload
 
 
+@holds_output("out_dir")
 def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg: ConjunctionConfig,
                         out_dir: str | Path, cache: ConjunctionCache | None = None) -> ConjunctionReport:
     """The behaviour of ``finetuned`` per condition, which SAE latents implement it, how specifically they separate
@@ -192,6 +194,7 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
     behaviour; then the verdict (:mod:`cbd_plugin.backdoor.verdict`). ``sae`` reads ``finetuned - base`` residuals
     after decoder layer ``layer``. Writes ``report.json``, CSVs and plots to ``out_dir``.
     """
+    check_model_pair(base, finetuned)
     n_pairs = len(pairs)
     sae = as_instrument(sae)
     cache = cache if cache is not None else ConjunctionCache(store=False)

@@ -11,13 +11,14 @@
 
 from .generation import (END_OF_TURN, Edit, LayerEdit, MakeEdit, Sampling, generate_greedy, generate_sampled,
                          generate_tokens, stop_token_ids)
-from .models import Prompts, load_language_model, num_layers, pad_left
+from .models import Prompts, check_model_pair, load_language_model, num_layers, pad_left
 from .residuals import TokenActivations, capture_residuals, iter_paired_residuals, iter_residuals, trace_residuals
 from .rows import TokenRows
 from .shards import MANIFEST, SHARD_FORMAT, ShardWriter, iter_shards, read_manifest, read_shards, write_shards
 
 __all__ = ["END_OF_TURN", "Edit", "LayerEdit", "MANIFEST", "MakeEdit", "Prompts", "SHARD_FORMAT", "Sampling",
-           "ShardWriter", "TokenActivations", "TokenRows", "capture_residuals", "generate_greedy", "generate_sampled",
+           "ShardWriter", "TokenActivations", "TokenRows", "capture_residuals", "check_model_pair", "generate_greedy",
+           "generate_sampled",
            "generate_tokens", "iter_paired_residuals", "iter_residuals", "iter_shards", "load_language_model",
            "num_layers", "pad_left", "read_manifest", "read_shards", "stop_token_ids", "trace_residuals",
            "write_shards"]

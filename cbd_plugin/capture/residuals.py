@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .models import Prompts, check_layers, check_lengths, layer_output, model_inputs, pad_id, pad_left, token_lists
+from .models import (Prompts, check_layers, check_lengths, check_model_pair, layer_output, model_inputs, model_name,
+                     pad_id, pad_left, token_lists)
 
 RESERVED_META = ("prompt_id", "position", "token_id")
 
@@ -122,7 +123,8 @@ def _capture_batch(model, job: _Job, prompt_ids: list[int], input_ids, attention
         bad = ~torch.isfinite(a).all(-1)
         if bad.any():  # e.g. float16 overflow: refuse here rather than let NaN reach an SAE or a statistic
             row = int(torch.nonzero(bad)[0])
-            raise ValueError(f"layer {layer} residuals hold NaN/Inf on {int(bad.sum())} of {len(a)} tokens, first at "
+            raise ValueError(f"model {model_name(model)!r}: layer {layer} residuals hold NaN/Inf on {int(bad.sum())} "
+                             f"of {len(a)} tokens, first at "
                              f"prompt {meta['prompt_id'][row]} position {meta['position'][row]}: the model's weights "
                              "hold NaN/Inf or its dtype overflows (load it in bfloat16 or float32)")
     return TokenActivations(acts, meta)
@@ -156,6 +158,7 @@ def iter_paired_residuals(base, finetuned, prompts: Prompts, layers: Iterable[in
                           add_special_tokens: bool = True) -> Iterator[tuple[TokenActivations, TokenActivations]]:
     """Base and fine-tuned residuals on identical tokens, batch by batch, with identical metadata.
     Raises if the two tokenizers disagree on any prompt."""
+    check_model_pair(base, finetuned)
     job = _job(base, prompts, layers, batch_size, labels, token_labels, add_special_tokens)
     ft_token_lists = token_lists(finetuned, prompts, add_special_tokens)
     check_layers(finetuned, job.layers)

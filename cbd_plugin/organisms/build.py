@@ -92,6 +92,11 @@ def single_thread():
 def build_recipe(recipe, force: bool = False) -> Organism:
     revision = recipe_hash(recipe)
     path = cache.snapshot_dir(recipe.name, revision)
+    if not force and path.is_dir() and cache.current_revision(recipe.name) == revision:
+        # A snapshot that exists is complete (renamed into place): reading it needs no lock, so a read-only cache
+        # serves it.
+        return Organism(recipe.name, cache.model_id(recipe.name), path,
+                        json.loads((path / "behaviour.json").read_text()))
     with cache.build_lock(recipe.name):
         if force or not path.exists():
             base = None if isinstance(recipe, BaseRecipe) else build_recipe(recipe.base)

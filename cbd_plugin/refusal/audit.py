@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..capture import num_layers
+from ..artifacts import holds_output
+from ..capture import check_model_pair, num_layers
 from ..provenance import build_provenance, prompt_set_provenance
 from ..stats import auroc, bootstrap
 from . import classifier
@@ -250,6 +251,7 @@ def analyse_runs(runs: dict[str, ModelRun], frame: pd.DataFrame, sae, layer: int
     return report
 
 
+@holds_output("out_dir")
 def audit_refusal_depth(base, finetuned, tokenizer, sae, prompts, layer: int, cfg: AuditConfig | None = None,
                         out_dir: str | Path | None = None, baseline_sae=None) -> AuditReport:
     """Audit refusal depth of ``base`` and (if given) ``finetuned`` with one SAE at residual layer ``layer``.
@@ -263,6 +265,8 @@ def audit_refusal_depth(base, finetuned, tokenizer, sae, prompts, layer: int, cf
     the plots go (nothing written if None).
     """
     cfg = cfg or AuditConfig()
+    if finetuned is not None:
+        check_model_pair(base, finetuned)
     check_inputs(sae, layer, num_layers(base), base.config.hidden_size)
     frame, notes, check = prepare_prompts(prompts, tokenizer, cfg)
     layers = cfg.layers_to_profile(num_layers(base), layer)

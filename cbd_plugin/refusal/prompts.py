@@ -171,6 +171,7 @@ def validate_prompts(frame: pd.DataFrame, seed: int = 0, select_fraction: float 
     unknown = sorted(set(frame["tier"]) - set(TIERS))
     if unknown:
         raise ValueError(f"prompts: unknown tiers {unknown}; expected {TIERS} (map them with PromptSource.tier_map)")
+    _check_one_tier_per_text(frame)
     absent = [t for t in TIERS if not (frame["tier"] == t).any()]
     if absent:
         raise ValueError(f"prompts: tiers {absent} have no prompts")
@@ -188,6 +189,20 @@ def validate_prompts(frame: pd.DataFrame, seed: int = 0, select_fraction: float 
             if not ((frame["split"] == split) & (frame["tier"] == tier)).any():
                 raise ValueError(f"prompts: split {split!r} has no {tier} prompts")
     return frame, notes
+
+
+def _check_one_tier_per_text(frame: pd.DataFrame) -> None:
+    """The same prompt text under two tiers (e.g. hazard in one split, benign in another) is a labelling error that
+    would train and score the audit on contradictory labels."""
+    text = frame["text"].astype(str).str.strip()
+    tiers = frame.groupby(text)["tier"].nunique()
+    clash = tiers[tiers > 1]
+    if len(clash):
+        rows = frame[text == clash.index[0]]
+        where = ", ".join(f"id {r.id} tier {r.tier!r}" + (f" split {r.split!r}" if "split" in frame else "")
+                          for r in rows.itertuples())
+        raise ValueError(f"prompts: {len(clash)} prompt text(s) carry two tiers, first {clash.index[0][:80]!r} "
+                         f"({where}); give each text one tier (fix the labels or drop the duplicates)")
 
 
 @dataclass

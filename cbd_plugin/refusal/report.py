@@ -4,7 +4,8 @@ divergence, n_positions) and PNG plots:
 ``signal_by_tier_label.png`` (signal per tier and label, base and fine-tuned side by side, shallow threshold
 dashed), ``refusal_rates.png`` (per tier, with 95% intervals), ``permutation_null.png`` (null eval AUROCs
 with the observed one) and ``depth_profile.png`` (probe and signal AUROCs per layer, with intervals; the same
-numbers in ``depth_profile.csv``). Every file is written atomically."""
+numbers in ``depth_profile.csv``). The folder is written whole under a temporary name and swapped in for an
+earlier report (:mod:`cbd_plugin.artifacts`): a failed write keeps the earlier report."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..sae import atomic_write  # noqa: E402
+from ..artifacts import atomic_write, atomic_write_text, publish_folder, report_folder  # noqa: E402
 from ..vocab import TIERS  # noqa: E402
 
 LABEL_ORDER = ("refuse", "comply", "other")
@@ -93,21 +94,25 @@ def jsonable(value):
 def write_report(report, out_dir: str | Path) -> dict[str, str]:
     """Write all files of ``report`` (an :class:`~cbd_plugin.refusal.audit.AuditReport`); returns their paths."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     files = {"samples": out_dir / "samples.csv", "signal_plot": out_dir / "signal_by_tier_label.png",
              "refusal_plot": out_dir / "refusal_rates.png", "null_plot": out_dir / "permutation_null.png",
              "profile_plot": out_dir / "depth_profile.png", "profile_csv": out_dir / "depth_profile.csv",
              "report": out_dir / "report.json"}
-    atomic_write(files["samples"], lambda tmp: report.samples.to_csv(tmp, index=False))
-    _save(plot_signals(report), files["signal_plot"])
-    _save(plot_refusal_rates(report), files["refusal_plot"])
-    _save(plot_null(report), files["null_plot"])
-    _save(plot_profile(report), files["profile_plot"])
-    atomic_write(files["profile_csv"], lambda tmp: profile_frame(report.depth_profile).to_csv(tmp, index=False))
     paths = {k: str(v) for k, v in files.items()}
-    # report.json last: its presence marks a complete report folder.
-    payload = jsonable(report.to_dict() | {"files": paths, "definitions": DEFINITIONS})
-    atomic_write(files["report"], lambda tmp: tmp.write_text(json.dumps(payload, indent=1, allow_nan=False)))
+
+    def write(tmp: Path) -> None:
+        at = {k: tmp / v.name for k, v in files.items()}
+        atomic_write(at["samples"], lambda t: report.samples.to_csv(t, index=False))
+        _save(plot_signals(report), at["signal_plot"])
+        _save(plot_refusal_rates(report), at["refusal_plot"])
+        _save(plot_null(report), at["null_plot"])
+        _save(plot_profile(report), at["profile_plot"])
+        atomic_write(at["profile_csv"], lambda t: profile_frame(report.depth_profile).to_csv(t, index=False))
+        # report.json last: its presence marks a complete report folder.
+        payload = jsonable(report.to_dict() | {"files": paths, "definitions": DEFINITIONS})
+        atomic_write_text(at["report"], json.dumps(payload, indent=1, allow_nan=False))
+
+    publish_folder(out_dir, write, report_folder(out_dir))
     return paths
 
 

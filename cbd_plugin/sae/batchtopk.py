@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dictionary import Dictionary
+from .dictionary import check_sizes, Dictionary
 from .export import SAELensForm
 from .sparse import check_activations, pack_rows, SparseCodes, sparse_matmul
 
@@ -44,6 +44,7 @@ class BatchTopKSAE(Dictionary):
     def __init__(self, activation_dim: int, dict_size: int, k: int, activation_mean: torch.Tensor | None = None,
                  activation_std: torch.Tensor | None = None, target_rms: float = 1.0):
         super().__init__()
+        activation_dim, dict_size, k = check_sizes("BatchTopKSAE", activation_dim, dict_size, k)
         self.activation_dim, self.dict_size = activation_dim, dict_size
         self.encoder = nn.Linear(activation_dim, dict_size)
         self.decoder = nn.Linear(dict_size, activation_dim, bias=False)

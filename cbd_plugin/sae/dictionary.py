@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
@@ -42,6 +43,18 @@ def check_tensors(tensors: dict[str, torch.Tensor], expected: dict[str, tuple[in
              for key, shape in expected.items() if tuple(tensors[key].shape) != tuple(shape)]
     if wrong:
         raise ValueError(f"{source}: " + "; ".join(wrong))
+
+
+def check_sizes(owner: str, activation_dim, dict_size, k) -> tuple[int, int, int]:
+    """Positive integer ``activation_dim``, ``dict_size`` and ``k``, with ``k <= dict_size``; returns them as ints.
+    Errors name ``owner`` (the class) and the key, or start with ``k=`` (loaders prefix the file)."""
+    for key, value in (("activation_dim", activation_dim), ("dict_size", dict_size), ("k", k)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{owner}: {key} must be a positive int, got {value!r}")
+    if not 0 < k <= dict_size:
+        raise ValueError(f"k={k} must be in [1, dict_size={dict_size}]: {owner} keeps k of the dict_size latents per "
+                         f"token; lower k or raise dict_size")
+    return int(activation_dim), int(dict_size), int(k)
 
 
 class Dictionary(nn.Module, ABC):

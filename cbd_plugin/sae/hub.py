@@ -12,7 +12,9 @@ Forms (``spec`` is a hub id only when it is not an existing local path):
   pins a branch, tag or commit (``load_dictionary(..., revision=...)`` does the same and also takes revisions with
   a ``/``, such as ``refs/pr/1``); the default is ``main``.
 
-Only files named in :data:`cbd_plugin.sae.formats.SAE_FILES` are downloaded. ``HF_HUB_OFFLINE=1`` reads the cache only.
+A hub web address (``https://huggingface.co/owner/name[/tree/main/sub]`` or ``.../blob/main/file``) is converted to
+these forms by :func:`id_from_url`. Only files named in :data:`cbd_plugin.sae.formats.SAE_FILES` are downloaded.
+``HF_HUB_OFFLINE=1`` reads the cache only.
 """
 
 from __future__ import annotations
@@ -46,6 +48,50 @@ def is_hub_id(spec) -> bool:
     if not isinstance(spec, str) or os.path.exists(spec) or spec.startswith((".", "/", "~")):
         return False
     return _HUB_ID.fullmatch(spec) is not None
+
+
+_URL = re.compile(r"https?://(www\.)?(huggingface\.co|hf\.co)/(?P<rest>.*)")
+
+
+def is_url(spec) -> bool:
+    return isinstance(spec, str) and re.match(r"[a-z]+://", spec) is not None
+
+
+def id_from_url(url: str) -> str:
+    """The hub id of a ``https://huggingface.co/...`` model address; other addresses are refused, naming the form."""
+    match = _URL.fullmatch(url.strip())
+    form = "owner/name, owner/name/sub/folder or owner/name:path/to/file"
+    if match is None:
+        raise ValueError(f"{url!r}: not a Hugging Face model address; pass a local path or a hub id ({form})")
+    parts = [p for p in match["rest"].split("?")[0].split("#")[0].split("/") if p]
+    if parts[:1] in (["datasets"], ["spaces"]):
+        raise ValueError(f"{url!r}: a {parts[0][:-1]} address, not a model repo; SAEs are read from model repos "
+                         f"({form})")
+    if len(parts) < 2:
+        raise ValueError(f"{url!r}: no repo in the address; expected https://huggingface.co/owner/name ({form})")
+    repo, rest = "/".join(parts[:2]), parts[2:]
+    if not rest:
+        return repo
+    if rest[0] not in ("tree", "blob", "resolve") or len(rest) < 2:
+        raise ValueError(f"{url!r}: expected https://huggingface.co/{repo}[/tree/main/<folder>] or "
+                         f"/blob/main/<file>; or pass the hub id ({form})")
+    # The address's revision becomes the id's @revision (a branch name with "/" cannot be told from the path).
+    pinned = repo if rest[1] == "main" else f"{repo}@{rest[1]}"
+    path = "/".join(rest[2:])
+    if rest[0] == "tree":
+        return f"{pinned}/{path}" if path else pinned
+    if not path:
+        raise ValueError(f"{url!r}: no file after /{rest[0]}/{rest[1]}/; pass the hub id {pinned}:<file>")
+    return f"{pinned}:{path}"
+
+
+def bad_id_hint(spec: str) -> str:
+    """Why a missing local ``spec`` shaped like an attempted hub id is not one (empty if it does not look like one)."""
+    head = spec.partition(":")[0]
+    if "/" not in head or spec.startswith((".", "/", "~")) or is_hub_id(spec):
+        return ""
+    return (f"; nor is it a hub id: owner/name allows letters, digits, '-', '_' and '.', then /sub/folder or "
+            f":path/to/file (got {spec!r})")
 
 
 def parse_hub_spec(spec: str, revision: str | None = None) -> HubSpec:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .dictionary import Dictionary
 from .formats import detect, load_file_spec, load_folder_sae, LoadOptions, looks_like, SAE_FILES
-from .hub import download, is_hub_id, parse_hub_spec, repo_listing
+from .hub import bad_id_hint, download, id_from_url, is_hub_id, is_url, parse_hub_spec, repo_listing
 
 _LAYER_FOLDER = re.compile(r"(?:layer_|layers\.|model\.layers\.|blocks\.)(\d+)(?:[._].*)?")
 
@@ -88,6 +88,8 @@ def load_dictionary(spec: str | Path, layer: int | None = None, d_model: int | N
     if d_model is not None and (isinstance(d_model, bool) or not isinstance(d_model, int) or d_model < 1):
         raise ValueError(f"d_model={d_model!r}: expected a positive integer (the model's hidden size)")
     options = LoadOptions(layer=layer, k=k)
+    if is_url(spec):
+        spec = id_from_url(spec)
     if is_hub_id(spec):
         hub_spec = parse_hub_spec(spec, revision)
         local = download(hub_spec, layer)
@@ -103,6 +105,8 @@ def load_dictionary(spec: str | Path, layer: int | None = None, d_model: int | N
                       "path_in_repo": weights.relative_to(snapshot).as_posix()
                       if weights.is_relative_to(snapshot) else None}
         sae.source = f"{spec} ({sae.source})"
+    elif isinstance(spec, str) and not os.path.exists(spec) and bad_id_hint(spec):
+        raise FileNotFoundError(f"{spec}: no such file or folder{bad_id_hint(spec)}")
     else:
         if revision is not None:
             raise ValueError(f"load_dictionary: revision={revision!r} applies to hub ids; {spec!r} is a local path")

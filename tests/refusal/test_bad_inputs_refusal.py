@@ -88,7 +88,8 @@ def test_prompts_without_both_tiers_in_a_split_fail_before_generation():
     from cbd_plugin.organisms.tokenizer import build_tokenizer
     from cbd_plugin.refusal.audit import prepare_prompts
 
-    frame = pd.DataFrame({"id": range(6), "text": ["a b"] * 6,
+    words = ("river", "garden", "music", "bread", "window", "coffee")  # one tier per text
+    frame = pd.DataFrame({"id": range(6), "text": [f"a b {w}" for w in words],
                           "tier": ["hazard", "benign", "dual_use", "hazard", "dual_use", "dual_use"],
                           "split": ["select", "select", "select", "eval", "eval", "eval"]})
     with pytest.raises(ValueError, match=r"split 'eval' has no benign"):

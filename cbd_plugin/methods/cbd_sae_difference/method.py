@@ -21,6 +21,7 @@ from diffing.utils.dictionary.training import sae_difference_run_name, train_sae
 from loguru import logger
 from omegaconf import OmegaConf
 
+from cbd_plugin.artifacts import atomic_write_text
 from cbd_plugin.backdoor import analyze_conjunction
 from cbd_plugin.backdoor.pipeline import ConjunctionCache
 from cbd_plugin.backdoor.training import DIFFERENCE_INPUT
@@ -89,7 +90,7 @@ class CBDSAEDifferenceMethod(SAEDifferenceMethod):
         sae.metadata = reads(self.finetuned_model_cfg.model_id, layer, base_model_name=self.base_model_cfg.model_id,
                              input=DIFFERENCE_INPUT)  # so an export opens with the right hook_name
         sae.save_pretrained(folder)  # the plugin's writer: sha256 recorded, SAELens pair beside it
-        (out / "training_metrics.json").write_text(json.dumps(metrics, default=str))
+        atomic_write_text(out / "training_metrics.json", json.dumps(metrics, default=str))
         OmegaConf.save(self.cfg, out / "training_config.yaml")
         return Dictionary.from_pretrained(folder, device=self.device, d_model=d_model)
 
