@@ -286,8 +286,6 @@ CASES = [
     # hub addresses and ids (no hub is reached: each is refused before any download)
     Case("hub_url_of_a_dataset", lambda t: "https://huggingface.co/datasets/owner/name", ValueError,
          r"'https://huggingface.co/datasets/owner/name': a dataset address, not a model repo"),
-    Case("hub_url_other_revision", lambda t: "https://huggingface.co/owner/name/tree/v2/layer_13", ValueError,
-         r"names revision 'v2'; SAEs are read at the repo's main revision: pass the hub id owner/name/layer_13"),
     Case("hub_url_not_the_hub", lambda t: "https://example.com/owner/name", ValueError,
          r"not a Hugging Face model address; pass a local path or a hub id \(owner/name"),
     Case("hub_url_without_repo", lambda t: "https://huggingface.co/owner", ValueError,
