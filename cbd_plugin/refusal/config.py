@@ -40,6 +40,9 @@ class AuditConfig:
     # depth profile (cbd_plugin.refusal.profile): "auto" (every layer of a model with <= 16 layers, else 16
     # spread evenly, the audit layer always included) or a list of layer indices
     profile_layers: str | list[int] = "auto"
+    # depth profile over positions too: every other position kind is captured at the profiled layers (probes only;
+    # one more forward pass of the prompts per kind and model)
+    profile_positions: bool = True
     # statistics
     n_boot: int = 1000                      # bootstrap replicates per interval (>= 2 / alpha, so each tail has one)
     n_perm: int = 999                       # permutations per null; the smallest p, 1/(1+n_perm), must be <= alpha/10
@@ -101,6 +104,8 @@ class AuditConfig:
         _number("min_mean_l0", self.min_mean_l0)
         if self.min_mean_l0 < 0:
             raise ValueError(f"AuditConfig.min_mean_l0={self.min_mean_l0!r}: must be >= 0")
+        if not isinstance(self.profile_positions, bool):
+            raise ValueError(f"AuditConfig.profile_positions={self.profile_positions!r}: expected true or false")
         _number("format_threshold", self.format_threshold)
         if not 0.5 < self.format_threshold <= 1:
             raise ValueError(f"AuditConfig.format_threshold={self.format_threshold!r}: expected a number in (0.5, 1]")

@@ -57,7 +57,14 @@ def test_audit_plumbing_on_identical_models(random_model, positions, tmp_path):
 
     written = json.loads((tmp_path / "report.json").read_text())  # strict JSON: NaN written as null
     assert written["verdict"]["name"] == "inconclusive" and written["config"]["positions"] == positions
-    assert set(written["verdict"]) == {"name", "reason", "checks"}
+    assert set(written["verdict"]) == {"name", "reason", "checks", "scope", "instrument", "title", "probe_verdict",
+                                       "probe_reason"}
+    assert written["verdict"]["instrument"] is True and written["verdict"]["title"].startswith(
+        "inconclusive (instrument) at layer 0, ")
+    assert written["verdict"]["reason"].startswith(f"at {written['verdict']['scope']}: ")
+    null = written["random_null"]
+    assert len(null["null_separation"]) == cfg.n_random_instruments and null["dict_size"] == 64
+    assert null["null_upper"] == max(null["null_separation"])
     assert {"name", "passed", "value", "interval", "threshold", "detail"} == set(written["verdict"]["checks"][0])
     assert {"verdict_shallow", "verdict_deep", "verdict_rerouted", "verdict_no_change",
             "verdict_inconclusive"} <= set(written["definitions"])
@@ -75,6 +82,13 @@ def test_audit_plumbing_on_identical_models(random_model, positions, tmp_path):
     profile = pd.read_csv(tmp_path / "depth_profile.csv")
     assert set(profile["series"]) == {"base_probe", "base_fitted_probe", "refit_probe", "base_signal",
                                       "finetuned_signal"}
+    assert set(profile["positions"]) == {positions}
+    # The profile covers every position kind at every layer (probes only away from the audit positions).
+    everywhere = pd.read_csv(tmp_path / "depth_profile_positions.csv")
+    assert set(everywhere["positions"]) == {"last_instruction", "last_prompt", "first_response", "all_prompt"}
+    assert len(everywhere[everywhere["series"] == "refit_probe"]) == 4 * 2
+    # Topics derived from the format-matched prompts: one hazard word per prompt, decoded on both models.
+    assert written["topic_decoding"]["base"]["n_topics"] >= 2
 
 
 def test_sampled_completions_are_aggregated_per_prompt(random_model, tmp_path):
