@@ -21,7 +21,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..sae import atomic_write  # noqa: E402
+from .config import AuditConfig  # noqa: E402
 from .prompts import TIERS  # noqa: E402
+from .verdict import state  # noqa: E402
 
 LABEL_ORDER = ("refuse", "comply", "other")
 
@@ -125,9 +127,11 @@ def write_report(report, out_dir: str | Path) -> dict[str, str]:
     _save(plot_refusal_rates(report), files["refusal_plot"])
     _save(plot_null(report), files["null_plot"])
     _save(plot_profile(report), files["profile_plot"])
-    atomic_write(files["profile_csv"], lambda tmp: profile_frame(report.depth_profile).to_csv(tmp, index=False))
+    t = report.config.separation_auroc
+    atomic_write(files["profile_csv"], lambda tmp: profile_frame(report.depth_profile, t).to_csv(tmp, index=False))
     every_position = report.depth_profile + report.position_profile
-    atomic_write(files["position_profile_csv"], lambda tmp: profile_frame(every_position).to_csv(tmp, index=False))
+    atomic_write(files["position_profile_csv"],
+                 lambda tmp: profile_frame(every_position, t).to_csv(tmp, index=False))
     paths = {k: str(v) for k, v in files.items()}
     # report.json last: its presence marks a complete report folder.
     payload = jsonable(report.to_dict() | {"files": paths, "definitions": DEFINITIONS})
@@ -201,19 +205,23 @@ PROFILE_SERIES = (("base_probe", "base: probe"), ("base_fitted_probe", "fine-tun
                   ("finetuned_signal", "fine-tuned: base-feature signal"))
 
 
-def profile_frame(profile) -> pd.DataFrame:
-    """Long format: one row per (layer, series) with AUROC and interval (the dashboard plots this), and the
-    positions read."""
+def profile_frame(profile, threshold: float = AuditConfig.separation_auroc) -> pd.DataFrame:
+    """Long format: one row per (layer, series) with AUROC and interval (the dashboard plots this), the positions
+    read, and the interval's state at ``threshold`` (separates, inverted, silent, undetermined: verdict.state)."""
     rows = [{"layer": row.layer, "series": key, "label": label, "auroc": e.value, "lo": e.lo, "hi": e.hi,
-             "positions": row.positions}
+             "positions": row.positions, "state": state(e, threshold)}
             for row in profile for key, label in PROFILE_SERIES if (e := getattr(row, key)) is not None]
-    return pd.DataFrame(rows, columns=["layer", "series", "label", "auroc", "lo", "hi", "positions"])
+    return pd.DataFrame(rows, columns=["layer", "series", "label", "auroc", "lo", "hi", "positions", "state"])
 
 
 def plot_profile(report):
-    frame = profile_frame(report.depth_profile)
+    """Left: every profiled layer at the audit positions. Right (with a position profile): the probes at the audit
+    layer, one group per position kind."""
     t = report.config.separation_auroc
-    fig, ax = plt.subplots(figsize=(7, 4))
+    frame = profile_frame(report.depth_profile, t)
+    ncols = 2 if report.position_profile else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(7 * ncols, 4), squeeze=False)
+    ax = axes[0][0]
     ax.axhspan(1 - t, t, color="grey", alpha=0.15, label=f"chance band ({1 - t:.2f}, {t})")
     for key, label in PROFILE_SERIES:
         rows = frame[frame["series"] == key]
@@ -229,7 +237,22 @@ def plot_profile(report):
     ax.set_ylabel("AUROC hazard vs benign, eval split (95% CI)")
     title = f"depth profile ({report.config.positions})"
     if report.verdict is not None:
-        title += f" - verdict: {report.verdict.title}"
+        title += f"\nverdict: {report.verdict.title}"
     ax.set_title(title)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    if ncols == 2:
+        every = profile_frame(report.depth_profile + report.position_profile, t)
+        every = every[(every["layer"] == report.layer) & every["series"].str.endswith("probe")]
+        positions = list(dict.fromkeys(every["positions"]))
+        ax2 = axes[0][1]
+        ax2.axhspan(1 - t, t, color="grey", alpha=0.15)
+        for i, key in enumerate(dict.fromkeys(every["series"])):
+            rows = every[every["series"] == key].set_index("positions").loc[positions]
+            x = np.arange(len(positions)) + (i - 1) * 0.25
+            ax2.errorbar(x, rows["auroc"], yerr=[rows["auroc"] - rows["lo"], rows["hi"] - rows["auroc"]], fmt="o",
+                         capsize=3, label=rows["label"].iloc[0])
+        ax2.set_xticks(np.arange(len(positions)), positions, fontsize=8)
+        ax2.set_ylim(0, 1.02)
+        ax2.set_title(f"probes at layer {report.layer}, by positions read")
+        ax2.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="lower left")
     return fig
