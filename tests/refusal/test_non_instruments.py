@@ -16,21 +16,20 @@ The non-instruments, each of the audit SAE's shape (TINY_SAE: 128 latents, k 8),
 from dataclasses import replace
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
-from cbd_plugin.capture import load_language_model, num_layers
+from cbd_plugin.capture import TokenRows, load_language_model, num_layers
 from cbd_plugin.demo import refusal_config
 from cbd_plugin.refusal.audit import analyse_runs, prepare_prompts, run_model
+from cbd_plugin.refusal.grid import expected_verdicts
 from cbd_plugin.refusal.training import TINY_SAE, select_split_activations, train_tier_sae
-from cbd_plugin.capture import TokenRows
 from cbd_plugin.sae import BalancedTierBatches, TopKSAE, train_sae
 from cbd_plugin.sae.data import TIER_BENIGN, TIER_HAZARD, TIER_OTHER
 
 pytestmark = pytest.mark.slow
 LAYER, OTHER_LAYER = 1, 3
-EXPECTED = {"tiny-refusal-shallow": "shallow", "tiny-refusal-deep": "rerouted"}
+MODES = {"tiny-refusal-shallow": "shallow", "tiny-refusal-deep": "deep"}
 
 
 def rows_of(x: torch.Tensor) -> TokenRows:
@@ -66,7 +65,7 @@ def project_out(sae: TopKSAE, directions: list[torch.Tensor]) -> TopKSAE:
 def setup(tmp_path_factory):
     from cbd_plugin.organisms import build
 
-    names = ["tiny-base", *EXPECTED]
+    names = ["tiny-base", *MODES]
     organisms = build(names)
     out = tmp_path_factory.mktemp("non_instruments")
     base = load_language_model(str(organisms["tiny-base"].path))
@@ -75,7 +74,7 @@ def setup(tmp_path_factory):
                                           base.tokenizer, cfg)
     layers = cfg.layers_to_profile(num_layers(base), LAYER)
     runs = {"base": run_model("base", base, base.tokenizer, frame, layers, [LAYER], cfg, keep_prompt_tokens=True)}
-    for name in EXPECTED:
+    for name in MODES:
         runs[name] = run_model("finetuned", load_language_model(str(organisms[name].path)), base.tokenizer, frame,
                                layers, [LAYER], cfg)
 
@@ -103,10 +102,11 @@ def setup(tmp_path_factory):
     }
     results = {}
     for sae_name, sae in saes.items():
-        for name in EXPECTED:
+        for name in MODES:
             report = analyse_runs({"base": runs["base"], "finetuned": runs[name]}, frame, sae, LAYER, cfg, notes,
                                   check)
-            results[sae_name, name] = report
+            results[sae_name, name] = report, expected_verdicts(MODES[name], organisms[name].behaviour,
+                                                                cfg.separation_auroc)
             null, fid = report.random_null, {m: report.models[m].reconstruction for m in report.models}
             print(f"{sae_name:15s} {name:21s} {report.verdict.title}\n"
                   f"    fve base {fid['base']['fve']:.3f} ft {fid['finetuned']['fve']:.3f}; error norm base "
@@ -119,24 +119,25 @@ def setup(tmp_path_factory):
     return results
 
 
-@pytest.mark.parametrize("organism", list(EXPECTED))
+@pytest.mark.parametrize("organism", list(MODES))
 @pytest.mark.parametrize("sae", ["random", "random_centred", "noise", "shuffled", "other_layer", "tier_projected"])
 def test_non_instrument_is_inconclusive_naming_the_instrument(setup, sae, organism):
-    verdict = setup[sae, organism].verdict
+    report, expected = setup[sae, organism]
+    verdict = report.verdict
     assert verdict.name == "inconclusive" and verdict.instrument, verdict.reason
     assert verdict.title.startswith("inconclusive (instrument) at layer 1, last prompt token")
     failed = [c.name for c in verdict.checks if c.passed is False]
     assert failed and failed[0] in verdict.reason
     # Two independent grounds: the fidelity floors, and the separation no better than random instruments'.
     assert "instrument_beats_random" in failed and any(name.startswith("fve_") for name in failed)
-    # The probes alone are reported, and they see what the organism is built to be.
-    assert verdict.probe_verdict in (EXPECTED[organism], "inconclusive")
+    # The probes alone are reported, and they see what the organism is built to be (its build's ground truth).
+    assert verdict.probe_verdict in (*expected, "inconclusive")
 
 
-@pytest.mark.parametrize("organism", list(EXPECTED))
+@pytest.mark.parametrize("organism", list(MODES))
 def test_audit_sae_keeps_its_verdict_and_beats_random_instruments(setup, organism):
-    report = setup["audit", organism]
-    assert report.verdict.name == EXPECTED[organism], report.verdict.reason
+    report, expected = setup["audit", organism]
+    assert report.verdict.name in expected, report.verdict.reason
     assert not report.verdict.instrument
     assert report.random_null.separation.lo > report.random_null.null_upper
-    assert report.verdict.title == f"{EXPECTED[organism]} at layer 1, last prompt token"
+    assert report.verdict.title == f"{report.verdict.name} at layer 1, last prompt token"
