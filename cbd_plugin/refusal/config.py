@@ -74,9 +74,10 @@ class AuditConfig:
     # gets the variation but not the residual's offset (e.g. an SAE of another layer or model).
     max_error_norm_fraction: float = 0.7
     # Fewer than one active latent per read token: most read tokens have empty codes, the signal is mostly zeros.
-    # (Dead latents: at least 2 * n_latents latents must fire at the positions read, or the selection of n_latents
-    # hazard and n_latents benign latents picks silent ones; a fixed dead fraction would fail large dictionaries
-    # read at one position, where most latents legitimately never fire.)
+    # (Dead latents: at least 2 * n_latents latents must fire on the base at the positions read, or the selection
+    # of n_latents hazard and n_latents benign latents, made there, picks silent ones; a fixed dead fraction would
+    # fail large dictionaries read at one position, where most latents legitimately never fire. Not a floor on the
+    # fine-tuned model: latents falling silent there is what the audit measures.)
     min_mean_l0: float = 1.0
     # Random-instrument null: the SAE's separation must exceed that of every one of this many random instruments of
     # its shape (the largest of ceil(1/alpha) - 1 draws is their 1 - alpha quantile); at least ceil(1/alpha) - 1.

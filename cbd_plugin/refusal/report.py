@@ -44,7 +44,8 @@ DEFINITIONS = {
                   "choosing latents by tier beat choosing at random; reported, not decisive)",
     "instrument": "before a verdict rests on SAE features: the SAE's fidelity at the positions read on the base AND "
                   "the fine-tuned model (FVE >= min_fve, error_norm_fraction = sqrt(sum|x - x_hat|^2 / sum|x|^2) <= "
-                  "max_error_norm_fraction, mean L0 >= min_mean_l0, at least 2 x n_latents latents firing), the "
+                  "max_error_norm_fraction, mean L0 >= min_mean_l0; on the base, where latents are chosen, at least 2 x "
+                  "n_latents latents firing), the "
                   "signal on the BASE model (AUROC lower bound >= separation_auroc, label permutation p < alpha), "
                   "and the random-instrument null (random_null); any failing: inconclusive (instrument), naming it",
     "random_null": "the same signal from n_random_instruments random SAEs of the audit SAE's shape (dict_size random "

@@ -159,9 +159,8 @@ def test_threshold_comes_from_the_config():
 def test_every_check_is_listed_in_rule_order_with_the_shared_schema():
     *_, result = audit(make_table(False), make_table(True, seed=1))
     names = [c.name for c in result.checks]
-    fidelity = [f"{figure}_{model}" for model in ("base", "finetuned")
-                for figure in ("fve", "error_norm", "mean_l0", "latents_firing")]
-    assert names == fidelity + [
+    fidelity = [f"{figure}_{model}" for model in ("base", "finetuned") for figure in ("fve", "error_norm", "mean_l0")]
+    assert names == fidelity + ["latents_firing_base",
         "instrument_separates", "instrument_beats_null", "instrument_beats_random", "hazard_refusal_rose",
         "refusal_unchanged", "representation_unchanged", "base_features_respond", "base_features_silent",
         "significant_drop", "probe_valid_on_base", "refitted_probe_recovers", "refitted_probe_silent",
@@ -189,11 +188,13 @@ def test_tables_must_cover_the_same_prompts():
         compare_depth(base, ft.iloc[1:], depth, depth, n_boot=50)
 
 
-@pytest.mark.parametrize("model", ["base", "finetuned"])
-@pytest.mark.parametrize("figure, value, check", [("fve", 0.3, "fve"), ("error_norm_fraction", 0.9, "error_norm"),
-                                                  ("mean_l0", 0.4, "mean_l0"), ("dead_fraction", 0.9, "latents_firing")])
+@pytest.mark.parametrize("model, figure, value, check", [
+    *((model, figure, value, check) for model in ("base", "finetuned")
+      for figure, value, check in (("fve", 0.3, "fve"), ("error_norm_fraction", 0.9, "error_norm"),
+                                   ("mean_l0", 0.4, "mean_l0"))),
+    ("base", "dead_fraction", 0.9, "latents_firing"),  # 13 of 128 firing: fewer than the 2 x 8 selected
+])
 def test_an_unfaithful_sae_is_inconclusive_instrument_naming_the_figure(model, figure, value, check):
-    # 0.9 dead of 128 latents leaves 13 firing, fewer than the 2 x 8 the selection takes.
     fidelity = {"base": FAITHFUL, "finetuned": FAITHFUL} | {model: FAITHFUL | {figure: value}}
     *_, result = audit(make_table(False), make_table(True, seed=1), fidelity=fidelity)
     assert result.name == "inconclusive" and result.instrument
@@ -242,3 +243,9 @@ def test_rerouted_says_whether_the_hazard_topic_is_still_there(decodable, words)
     *_, result = audit(make_table(False), make_table(True, hazard_centre=0.0, seed=1),
                        probes=(SEPARATES, SILENT, SEPARATES), topic=topic)
     assert result.name == "rerouted" and words in result.reason
+
+
+def test_latents_falling_silent_on_the_fine_tuned_model_is_the_finding_not_an_instrument_failure():
+    quiet = {"base": FAITHFUL, "finetuned": FAITHFUL | {"dead_fraction": 0.95}}
+    *_, result = audit(make_table(False), make_table(True, hazard_centre=0.0, seed=1), fidelity=quiet)
+    assert result.name == "deep" and not result.instrument, result.reason
