@@ -35,6 +35,11 @@ BAD_CONFIGS = [
     ({"separation_auroc": 1.0}, "separation_auroc"),
     ({"min_refusal_change": 0}, "min_refusal_change"),
     ({"max_auroc_change": 0.6}, "max_auroc_change"),
+    ({"min_fve": 1.0}, "min_fve"),
+    ({"max_error_norm_fraction": 0}, "max_error_norm_fraction"),
+    ({"min_mean_l0": -1}, "min_mean_l0"),
+    ({"n_random_instruments": 5}, "n_random_instruments"),  # fewer than ceil(1/alpha) - 1: its max is no quantile
+    ({"profile_positions": "yes"}, "profile_positions"),
     ({"format_threshold": 0.3}, "format_threshold"),
     ({"select_fraction": 1.0}, "select_fraction"),
     ({"seed": -1}, "seed"),
