@@ -292,6 +292,8 @@ CASES = [
          r"no repo in the address; expected https://huggingface.co/owner/name"),
     Case("hub_url_blob_without_file", lambda t: "https://huggingface.co/owner/name/blob/main", ValueError,
          r"'https://huggingface.co/owner/name/blob/main': no file after /blob/main/; pass the hub id owner/name:<file>"),
+    Case("hub_id_two_revisions", lambda t: "owner/name@v1", ValueError,
+         r"owner/name@v1: pins revision 'v1' but revision='v2' was given; give one", kwargs={"revision": "v2"}),
     Case("hub_url_unknown_page", lambda t: "https://huggingface.co/owner/name/discussions", ValueError,
          r"expected https://huggingface.co/owner/name\[/tree/main/<folder>\] or /blob/main/<file>"),
     Case("bad_hub_id_with_a_space", lambda t: "owner/my sae", FileNotFoundError,
