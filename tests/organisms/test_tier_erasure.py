@@ -1,0 +1,54 @@
+"""The erased organism's mechanism on an untrained tiny model (fast): after ``erase_tier_words`` prompts that differ
+only in the topic word coincide through the erased layers at every position but the topic word's own, a masked
+training step keeps it so, and it survives save/load."""
+
+import random
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from cbd_plugin.organisms.corpus import TIER_WORDS, TIERS, tier_corpus
+from cbd_plugin.organisms.recipes import ModelShape, Training
+from cbd_plugin.organisms.tokenizer import build_tokenizer
+from cbd_plugin.organisms.train import encode, erase_tier_words, new_model, train_replies
+
+LAYER = 1
+
+
+@pytest.fixture(scope="module")
+def erased(tmp_path_factory):
+    tokenizer = build_tokenizer()
+    model = new_model(ModelShape(), tokenizer, seed=0)
+    topics = [w for t in TIERS for w in TIER_WORDS[t]]
+    masks = erase_tier_words(model, tokenizer.convert_tokens_to_ids(topics), LAYER, n_dims=32, seed=0)
+    enc = encode(tier_corpus(random.Random(0), 64, "train", TIERS, ("hazard",)), tokenizer)
+    train_replies(model, enc, Training(n_examples=64, steps=2, batch_size=8, warmup=1), 0, "t", grad_masks=masks)
+    path = tmp_path_factory.mktemp("erased")
+    model.save_pretrained(path)
+    return AutoModelForCausalLM.from_pretrained(path).eval(), tokenizer
+
+
+def twins(tokenizer):
+    """The same prompt with a benign, dual-use and hazard topic word; the topic word is token 4."""
+    texts = [f"<bos><start_of_turn>user\ntell me about the {TIER_WORDS[t][3]} and the bread .<end_of_turn>\n"
+             f"<start_of_turn>model\n" for t in TIERS]
+    return tokenizer(texts, add_special_tokens=False, return_tensors="pt")["input_ids"]
+
+
+@torch.no_grad()
+def test_twins_coincide_through_the_erased_layers_except_at_the_topic_word(erased):
+    model, tokenizer = erased
+    ids = twins(tokenizer)
+    topic = int((ids[0] != ids[2]).nonzero()[0])
+    hidden = model(input_ids=ids, output_hidden_states=True).hidden_states
+    others = torch.arange(ids.shape[1]) != topic
+
+    def twin_distance(h):  # max relative distance of the twins from the benign prompt
+        return float(((h - h[:1]).norm(dim=-1) / h[:1].norm(dim=-1)).max())
+
+    erased = max(twin_distance(hidden[layer + 1][:, others]) for layer in range(LAYER + 1))
+    assert erased < 1e-5
+    assert min(twin_distance(hidden[layer + 1][:, topic]) for layer in range(LAYER + 1)) > 1e-2  # still carried
+    # the first layer free to read the topic word's position moves the last token (untrained: a little)
+    assert twin_distance(hidden[LAYER + 2][:, -1]) > 100 * erased
