@@ -20,12 +20,15 @@ def test_prefill_curve_rejects_mismatched_or_bad_inputs():
 
 
 @pytest.fixture(scope="module")
-def curves(organisms):
+def curves():
+    from cbd_plugin.organisms import build
     from cbd_plugin.organisms.build import single_thread
 
+    names = {name: f"tiny-{name}" if name == "base" else f"tiny-refusal-{name}"
+             for name in ("base", "null", "shallow", "recovery")}
+    built = build(list(names.values()))
     with single_thread():
-        models = {name: organisms[f"tiny-{name}" if name == "base" else f"tiny-refusal-{name}"]
-                  for name in ("base", "null", "shallow", "recovery")}
+        models = {name: built[full] for name, full in names.items()}
         rows = [json.loads(line) for line in (models["shallow"].data_dir / "prompts.jsonl").read_text().splitlines()]
         hazard = [r for r in rows if r["tier"] == "hazard" and r["split"] == "eval"]
         out = {}
@@ -33,6 +36,8 @@ def curves(organisms):
             model, tokenizer = org.load()
             out[name] = prefill_curve(model, tokenizer, [r["text"] for r in hazard], [r["answer"] for r in hazard],
                                       name=name)
+    print({name: [f"k={k}: {e.value:.3f} [{e.lo:.3f}, {e.hi:.3f}]" for k, e in zip(c.ks, c.refusal_rate)]
+           for name, c in out.items()})
     return out
 
 
