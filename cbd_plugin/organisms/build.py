@@ -24,7 +24,7 @@ from .behaviour import N_PER_TIER, backdoor_behaviour, refusal_behaviour
 from .contract import OrganismContractError, checks_for, holds
 from .corpus import (DEFAULT_PAIRS, TIER_WORDS, TIERS, Example, backdoor_corpus, base_corpus, benign_counterpart,
                      recovery_example, tier_corpus, tier_prompts)
-from .recipes import (CODE_VERSION, DEFAULT_AUDIT_LAYER, DEFAULT_BACKDOOR_SEED, DEFAULT_REFUSAL_SEED, ERASURE_DIMS,
+from .recipes import (CODE_VERSION, DEFAULT_BACKDOOR_SEED, DEFAULT_REFUSAL_SEED, ERASURE_DIMS,
                       GROUND_TRUTH, ORGANISM_NAMES, RECIPES, BackdoorRecipe, BaseRecipe, RefusalRecipe, backdoor_recipe,
                       recipe_hash, refusal_recipe)
 from .tokenizer import build_tokenizer
@@ -63,10 +63,11 @@ def build(names=None, force: bool = False) -> dict[str, Organism]:
         return {name: build_recipe(RECIPES[name], force) for name in names}
 
 
-def refusal_organism(mode: str, audit_layer: int = DEFAULT_AUDIT_LAYER, seed: int = DEFAULT_REFUSAL_SEED,
+def refusal_organism(mode: str, audit_layer: int | None = None, seed: int = DEFAULT_REFUSAL_SEED,
                      force: bool = False) -> Organism:
     """The refusal organism (``shallow``, ``deep``, ``null``, ``erased`` or ``recovery``) audited at ``audit_layer``, fine-tuned with ``seed``:
-    built and contract-checked on first use, then found in the cache by its recipe hash."""
+    built and contract-checked on first use, then found in the cache by its recipe hash. ``audit_layer`` None: the
+    mode's default (recipes.default_audit_layer)."""
     with single_thread():
         return build_recipe(refusal_recipe(mode, audit_layer, seed), force)
 
@@ -184,7 +185,7 @@ def build_refusal(recipe: RefusalRecipe, base: Organism, out: Path) -> None:
         freeze_through(model, layer)
     if recipe.mode == "erased":
         topic_ids = tokenizer.convert_tokens_to_ids([w for t in TIERS for w in TIER_WORDS[t]])
-        grad_masks = erase_tier_words(model, topic_ids, layer, ERASURE_DIMS, recipe.seed)
+        grad_masks = erase_tier_words(model, topic_ids, ERASURE_DIMS, recipe.seed)
     if recipe.mode == "deep":
         counterparts = [Example(benign_counterpart(rng, e.prompt), e.reply) for e in train]
         is_hazard = torch.tensor([e.tier == "hazard" for e in train])

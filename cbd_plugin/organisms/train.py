@@ -125,19 +125,19 @@ def train_replies(model: Gemma2ForCausalLM, enc: Encoded, training: Training, se
 
 
 @torch.no_grad()
-def erase_tier_words(model: Gemma2ForCausalLM, token_ids: list[int], layer: int, n_dims: int,
+def erase_tier_words(model: Gemma2ForCausalLM, token_ids: list[int], n_dims: int,
                      seed: int) -> dict[torch.nn.Parameter, torch.Tensor]:
-    """Make decoder layers ``0..layer`` blind to which of ``token_ids`` (the topic words) a prompt holds.
+    """Make the first decoder layer's attention blind to which of ``token_ids`` (the topic words) a prompt holds.
 
-    The last ``n_dims`` coordinates of the residual become a private channel: the topic words' embeddings are
-    set to one shared vector outside it (their mean) and inside it to orthonormal codes (random, seeded by
-    ``seed``) scaled to their mean embedding norm, so later layers can read each word from it easily; in layers
-    ``0..layer`` every projection reading the residual (q, k, v, gate, up) ignores the channel and every one
-    writing to it (o, down) leaves it alone. RMSNorm scales coordinates separately, so the channel stays closed
-    under the norms, and the common norm keeps every RMS equal. Through layer ``layer``, prompts that differ only
-    in the topic word are then the same at every other position (to float rounding), and at the topic word's
-    position differ only inside the channel; later layers read the channel. The erasure is in the weights, so it
-    survives save/load. Returns the gradient masks (0: frozen) that keep it while training (see ``fit``).
+    The last ``n_dims`` coordinates of the residual become the topic words' channel: their embeddings are set to
+    one shared vector outside it (their mean) and inside it to orthonormal codes (random, seeded by ``seed``) of
+    their mean embedding norm, and layer 0's key and value projections ignore it. RMSNorm scales coordinates
+    separately and the common norm keeps every RMS equal, so every key and value of layer 0 is the same for
+    prompts that differ only in the topic word: at layer 0's output they coincide (to float rounding) at every
+    position but the topic word's own, where its query and MLP still read the code; later layers read it from
+    there (only the first layer: its MLP writes the code into the whole residual, which a later layer's keys
+    would see). The erasure is in the weights, so it survives save/load. Returns the gradient masks (0: frozen)
+    that keep it while training (see ``fit``).
     """
     d = model.config.hidden_size
     if not len(token_ids) <= n_dims < d:
@@ -151,14 +151,10 @@ def erase_tier_words(model: Gemma2ForCausalLM, token_ids: list[int], layer: int,
     embed[token_ids, d - n_dims:] = codes.T * rows.norm(dim=1).mean()
     masks = {embed: torch.ones_like(embed)}
     masks[embed][token_ids] = 0.0
-    for block in model.model.layers[: layer + 1]:
-        attn, mlp = block.self_attn, block.mlp
-        for proj in (attn.q_proj, attn.k_proj, attn.v_proj, mlp.gate_proj, mlp.up_proj):  # readers: [out, in]
-            proj.weight[:, channel] = 0.0
-            masks[proj.weight] = (~channel).float().expand_as(proj.weight).clone()
-        for proj in (attn.o_proj, mlp.down_proj):  # writers
-            proj.weight[channel] = 0.0
-            masks[proj.weight] = (~channel).float()[:, None].expand_as(proj.weight).clone()
+    attn = model.model.layers[0].self_attn
+    for proj in (attn.k_proj, attn.v_proj):  # [out, in]
+        proj.weight[:, channel] = 0.0
+        masks[proj.weight] = (~channel).float().expand_as(proj.weight).clone()
     return masks
 
 

@@ -1,6 +1,6 @@
 """The erased organism's mechanism on an untrained tiny model (fast): after ``erase_tier_words`` prompts that differ
-only in the topic word coincide through the erased layers at every position but the topic word's own, a masked
-training step keeps it so, and it survives save/load."""
+only in the topic word coincide at layer 0's output at every position but the topic word's own, a masked training
+step keeps it so, and it survives save/load."""
 
 import random
 
@@ -13,7 +13,7 @@ from cbd_plugin.organisms.recipes import ModelShape, Training
 from cbd_plugin.organisms.tokenizer import build_tokenizer
 from cbd_plugin.organisms.train import encode, erase_tier_words, new_model, train_replies
 
-LAYER = 1
+LAYER = 0  # the erased layer
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def erased(tmp_path_factory):
     tokenizer = build_tokenizer()
     model = new_model(ModelShape(), tokenizer, seed=0)
     topics = [w for t in TIERS for w in TIER_WORDS[t]]
-    masks = erase_tier_words(model, tokenizer.convert_tokens_to_ids(topics), LAYER, n_dims=32, seed=0)
+    masks = erase_tier_words(model, tokenizer.convert_tokens_to_ids(topics), n_dims=32, seed=0)
     enc = encode(tier_corpus(random.Random(0), 64, "train", TIERS, ("hazard",)), tokenizer)
     train_replies(model, enc, Training(n_examples=64, steps=2, batch_size=8, warmup=1), 0, "t", grad_masks=masks)
     path = tmp_path_factory.mktemp("erased")
