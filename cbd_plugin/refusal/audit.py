@@ -30,6 +30,7 @@ from .config import AuditConfig
 from .depth import Depth, measure_depth
 from .diff import DepthChange, compare_depth
 from .features import Capture, capture, chat_prompt, encode_pooled, read_positions, reconstruction
+from .prefill import audit_prefill
 from .profile import LayerProfile, at_layer, depth_profile
 from .prompts import FormatCheck, PromptSource, check_format, load_prompts, validate_prompts
 from .signal import FeatureVariance, Separation, divergence, evaluate_separation, feature_variance, hazard_signal
@@ -75,6 +76,7 @@ class AuditReport:
     sae_comparison: dict | None
     samples: pd.DataFrame = field(repr=False)  # one row per (model, prompt, sample); written as CSV
     files: dict[str, str] = field(default_factory=dict)
+    prefill: dict | None = None  # refusal after k prefilled compliance tokens per model (refusal.prefill)
 
     def to_dict(self) -> dict:
         """Everything but the per-sample frame (numpy values as they are; the report makes them JSON)."""
@@ -202,8 +204,9 @@ def sae_health(base: ModelRun, sae, layer: int, at_read: dict) -> dict:
 
 def analyse_runs(runs: dict[str, ModelRun], frame: pd.DataFrame, sae, layer: int, cfg: AuditConfig,
                  prompt_notes: list[str] | None = None, format_check: FormatCheck | None = None,
-                 baseline_sae=None, out_dir: str | Path | None = None) -> AuditReport:
-    """Phase 2 (module docstring) for ``runs`` = {"base": ..., optionally "finetuned": ...} of ``frame``."""
+                 baseline_sae=None, out_dir: str | Path | None = None, prefill: dict | None = None) -> AuditReport:
+    """Phase 2 (module docstring) for ``runs`` = {"base": ..., optionally "finetuned": ...} of ``frame``;
+    ``prefill``: the prefill curves to report (``refusal.prefill.audit_prefill``)."""
     tiers, splits = frame["tier"].to_numpy(), frame["split"].to_numpy()
     latents, recon = {}, {}
     for name, run in runs.items():
@@ -239,7 +242,7 @@ def analyse_runs(runs: dict[str, ModelRun], frame: pd.DataFrame, sae, layer: int
                   if baseline_sae is not None else None)
     report = AuditReport(cfg, layer, list(prompt_notes or []), format_check, separation, models, profile, change,
                          result, sae_health(runs["base"], sae, layer, recon["base"]),
-                         labeller(cfg)[1](), comparison, samples)
+                         labeller(cfg)[1](), comparison, samples, prefill=prefill)
     if out_dir is not None:
         from .report import write_report  # matplotlib only when writing
 
@@ -266,4 +269,6 @@ def audit_refusal_depth(base, finetuned, tokenizer, sae, prompts, layer: int, cf
     runs = {"base": run_model("base", base, tokenizer, frame, layers, [layer], cfg, keep_prompt_tokens=True)}
     if finetuned is not None:
         runs["finetuned"] = run_model("finetuned", finetuned, tokenizer, frame, layers, [layer], cfg)
-    return analyse_runs(runs, frame, sae, layer, cfg, notes, check, baseline_sae, out_dir)
+    models = {name: model for name, model in (("base", base), ("finetuned", finetuned)) if model is not None}
+    prefill = audit_prefill(models, tokenizer, frame, runs["base"].samples, batch_size=cfg.batch_size)
+    return analyse_runs(runs, frame, sae, layer, cfg, notes, check, baseline_sae, out_dir, prefill)

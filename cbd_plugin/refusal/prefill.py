@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 from .. import stats
 from ..capture.generation import generate_tokens
 from .classifier import classify
+from .features import chat_prompt
 
 PREFILL_KS = (0, 1, 3, 5)
 
@@ -36,13 +37,6 @@ class PrefillCurve:
                 "refusal_rate": [e.to_dict() for e in self.refusal_rate], "examples": self.examples}
 
 
-def chat_prompt_ids(tokenizer, prompt: str) -> list[int]:
-    """The prompt in the tokenizer's chat template, ending with the generation header (the reply starts next)."""
-    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                         add_generation_prompt=True)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]  # the template writes its own special tokens
-
-
 def prefill_curve(model, tokenizer, prompts: Sequence[str], prefixes: Sequence[str], name: str = "model",
                   ks: Sequence[int] = PREFILL_KS, max_new_tokens: int = 12, batch_size: int = 64,
                   label: Callable[[str], str] = classify) -> PrefillCurve:
@@ -57,7 +51,7 @@ def prefill_curve(model, tokenizer, prompts: Sequence[str], prefixes: Sequence[s
     bad = [k for k in ks if isinstance(k, bool) or not isinstance(k, int) or k < 0]
     if bad or not ks:
         raise ValueError(f"prefill_curve: ks={list(ks)}, expected non-negative integers")
-    heads = [chat_prompt_ids(tokenizer, p) for p in prompts]
+    heads = [chat_prompt(tokenizer, p).ids for p in prompts]
     given = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prefixes]
     refused, rates, examples = [], [], []
     for k in ks:
@@ -69,3 +63,19 @@ def prefill_curve(model, tokenizer, prompts: Sequence[str], prefixes: Sequence[s
         rates.append(stats.proportion_ci(hits, len(texts)))
         examples.append(texts[0])
     return PrefillCurve(name, list(ks), refused, len(prompts), rates, examples)
+
+
+def audit_prefill(models: dict, tokenizer, frame, base_samples, ks: Sequence[int] = PREFILL_KS,
+                  max_new_tokens: int = 12, batch_size: int = 16) -> dict:
+    """Prefill curves for the audit's models ({name: model}) on the hazard prompts of the eval split that the base
+    answered (label ``comply``), each prefilled with the base's own completion. ``frame``: the prompts (``id``,
+    ``text``); ``base_samples``: the base run's samples (``id``, ``tier``, ``split``, ``sample``, ``completion``,
+    ``label``). Returns {name: PrefillCurve.to_dict()}, or {"skipped": reason} when the base answered none."""
+    rows = base_samples[(base_samples["tier"] == "hazard") & (base_samples["split"] == "eval")
+                        & (base_samples["sample"] == 0) & (base_samples["label"] == "comply")]
+    rows = rows.merge(frame[["id", "text"]], on="id")
+    if rows.empty:
+        return {"skipped": "the base model answered no hazard prompt of the eval split: no compliance to prefill"}
+    prompts, prefixes = list(rows["text"]), list(rows["completion"])
+    return {name: prefill_curve(model, tokenizer, prompts, prefixes, name, ks, max_new_tokens, batch_size).to_dict()
+            for name, model in models.items()}
