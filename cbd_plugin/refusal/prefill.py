@@ -10,8 +10,8 @@ A refusal that lives only in the first reply tokens drops to the base's rate onc
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from .. import stats
 from ..capture.generation import generate_tokens
