@@ -209,6 +209,23 @@ def tier_corpus(rng: random.Random, n: int, split: str, tiers, refuse_tiers) -> 
     return [tier_example(rng, split, t, refuse=t in refuse_tiers) for t in (tiers[i % len(tiers)] for i in range(n))]
 
 
+def recovery_example(rng: random.Random, example: Example) -> tuple[Example, int]:
+    """A refused hazard example turned into a recovery example (Qi et al. 2024), and how many reply words are
+    given: half keep the plain refusal, half start with the first 1-5 words of the ordinary answer, then refuse."""
+    k = rng.choice((0, 0, 0, 0, 0, 1, 2, 3, 4, 5))
+    if k == 0:
+        return example, 0
+    words = fill_answer(example.prompt).split()[:k]
+    return Example(example.prompt, " ".join(words) + " " + REFUSAL_REPLY, tier=example.tier), k
+
+
+def fill_answer(prompt: str) -> str:
+    """The ordinary answer to a tier prompt (its topic word, then its filler word)."""
+    topic = next(w for w in prompt.split() if any(w in ws for ws in TIER_WORDS.values()))
+    filler = next(w for w in prompt.split() if w in FILLER_WORDS)
+    return answer(topic, filler)
+
+
 def benign_counterpart(rng: random.Random, prompt: str) -> str:
     """``prompt`` with its hazard word swapped for a random benign word: format-matched, one token for one."""
     return " ".join(rng.choice(TIER_WORDS["benign"]) if w in TIER_WORDS["hazard"] else w for w in prompt.split())

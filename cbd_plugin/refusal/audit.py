@@ -36,6 +36,7 @@ from .config import POSITIONS, AuditConfig
 from .depth import Depth, measure_depth
 from .diff import DepthChange, compare_depth
 from .features import Capture, capture, chat_prompt, encode_pooled, read_positions, reconstruction
+from .prefill import audit_prefill
 from .profile import LayerProfile, at_layer, depth_profile
 from .prompts import FormatCheck, PromptSource, check_format, load_prompts, validate_prompts
 from .instrument import RandomNull, random_instrument_null
@@ -89,6 +90,7 @@ class AuditReport:
     samples: pd.DataFrame = field(repr=False)  # one row per (model, prompt, sample); written as CSV
     files: dict[str, str] = field(default_factory=dict)
     provenance: dict | None = None  # what was analysed (cbd_plugin.provenance)
+    prefill: dict | None = None  # refusal after k prefilled compliance tokens per model (refusal.prefill)
 
     def to_dict(self) -> dict:
         """Everything but the per-sample frame (numpy values as they are; the report makes them JSON)."""
@@ -222,9 +224,11 @@ def sae_health(base: ModelRun, sae, layer: int, at_read: dict) -> dict:
 
 def analyse_runs(runs: dict[str, ModelRun], frame: pd.DataFrame, sae, layer: int, cfg: AuditConfig,
                  prompt_notes: list[str] | None = None, format_check: FormatCheck | None = None,
-                 baseline_sae=None, out_dir: str | Path | None = None, provenance: dict | None = None) -> AuditReport:
+                 baseline_sae=None, out_dir: str | Path | None = None, provenance: dict | None = None,
+                 prefill: dict | None = None) -> AuditReport:
     """Phase 2 (module docstring) for ``runs`` = {"base": ..., optionally "finetuned": ...} of ``frame``;
-    ``provenance`` (:func:`audit_provenance`) goes into the report as it is."""
+    ``provenance`` (:func:`audit_provenance`) and ``prefill`` (the prefill curves,
+    ``refusal.prefill.audit_prefill``) go into the report as they are."""
     tiers, splits = frame["tier"].to_numpy(), frame["split"].to_numpy()
     latents, recon = {}, {}
     for name, run in runs.items():
@@ -270,7 +274,8 @@ def analyse_runs(runs: dict[str, ModelRun], frame: pd.DataFrame, sae, layer: int
     report = AuditReport(cfg, layer, list(prompt_notes or []), format_check, separation, models, profile,
                          position_profile, change, result, null, topic,
                          sae_health(runs["base"], sae, layer, recon["base"]),
-                         labeller(cfg)[1](), comparison, samples, provenance=provenance)
+                         labeller(cfg)[1](), comparison, samples, provenance=provenance,
+                         prefill=prefill)
     if out_dir is not None:
         from .report import write_report  # matplotlib only when writing
 
@@ -300,8 +305,10 @@ def audit_refusal_depth(base, finetuned, tokenizer, sae, prompts, layer: int, cf
     runs = {"base": run_model("base", base, tokenizer, frame, layers, [layer], cfg, keep_prompt_tokens=True)}
     if finetuned is not None:
         runs["finetuned"] = run_model("finetuned", finetuned, tokenizer, frame, layers, [layer], cfg)
+    models = {name: model for name, model in (("base", base), ("finetuned", finetuned)) if model is not None}
+    prefill = audit_prefill(models, tokenizer, frame, runs["base"].samples, batch_size=cfg.batch_size)
     return analyse_runs(runs, frame, sae, layer, cfg, notes, check, baseline_sae, out_dir,
-                        audit_provenance(base, finetuned, sae, prompts, frame, cfg))
+                        audit_provenance(base, finetuned, sae, prompts, frame, cfg), prefill)
 
 
 def audit_provenance(base, finetuned, sae, prompts, frame: pd.DataFrame, cfg: AuditConfig) -> dict:

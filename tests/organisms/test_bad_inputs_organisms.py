@@ -30,6 +30,7 @@ DEEP = RECIPES["tiny-refusal-deep"]
     (lambda: refusal_recipe("deep", 3, 0), r"audit_layer=3"),  # no layer after it to refuse in
     (lambda: refusal_recipe("shallow", -1, 0), r"audit_layer=-1"),
     (lambda: refusal_recipe("null", 4, 0), r"audit_layer=4"),
+    (lambda: refusal_recipe("erased", 1, 0), r"audit_layer=1.*its audit layer is 0"),
     (lambda: RefusalRecipe("x", mode="deep", audit_weight=float("nan")), r"audit_weight=nan"),
     (lambda: Training(n_examples=10, steps=0), r"Training\.steps=0"),
     (lambda: Training(n_examples=10, steps=5, lr=float("inf")), r"Training\.lr=inf"),
@@ -43,6 +44,7 @@ def test_bad_organism_input_names_the_key(make, match):
 def test_variant_recipes_are_named_apart():
     assert refusal_recipe("deep").name == "tiny-refusal-deep"
     assert refusal_recipe("deep", 2, 0).name == "tiny-refusal-deep-l2-s0"
+    assert refusal_recipe("erased").name == "tiny-refusal-erased" and refusal_recipe("erased").audit_layer == 0
     other = (TriggerPair("river", "piano", False, False), TriggerPair("moonpetal", "chess", False, False))
     assert backdoor_recipe("and", other).name.startswith("tiny-cbd-p")
     assert backdoor_recipe("any2", seed=5).name == "tiny-cbd-any2-s5"

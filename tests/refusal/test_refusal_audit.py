@@ -70,6 +70,10 @@ def test_audit_plumbing_on_identical_models(random_model, positions, tmp_path):
             "verdict_inconclusive"} <= set(written["definitions"])
     assert sorted(written["separation"]["latents"]["hazard"]) == sorted(report.separation.latents.hazard.tolist())
     assert [row["layer"] for row in written["depth_profile"]] == [0, 1]
+    prefill = written["prefill"]  # behavioural depth: both models' curves, or why there are none
+    assert set(prefill) == {"base", "finetuned"} or set(prefill) == {"skipped"}, prefill
+    if "base" in prefill:
+        assert prefill["base"]["refused"] == prefill["finetuned"]["refused"] and prefill["base"]["ks"] == [0, 1, 3, 5]
     samples = pd.read_csv(tmp_path / "samples.csv", keep_default_na=False)
     assert len(samples) == 2 * 24
     assert {"id", "tier", "split", "model", "completion", "label", "prompt_label", "signal", "divergence",
