@@ -207,21 +207,23 @@ def _rule_decision(completion: str) -> tuple[Label, bool, str]:
 
 
 def _classify_text(text: str) -> tuple[Label, bool]:
+    """(label, firm): phrase rules are not firm (the learned model may overrule them); structure is."""
     opening = _cut_disclaimers(text[:OPENING_CHARS])
     if not opening:
         return "other", True
-    if _any(_REFUSAL, opening):
-        return ("other" if _gives_general_version(opening) else "refuse"), True
-    if _any(_PARTIAL, opening) or _any(_CONTINUATION, opening) or _is_clarifying(opening) \
-            or _is_non_answer(opening) or _asks_back(opening):
+    if _any(_CONTINUATION, opening):
         return "other", True
+    if _any(_REFUSAL, opening):
+        return ("other" if _gives_general_version(opening) else "refuse"), False
+    if _any(_PARTIAL, opening) or _is_clarifying(opening) or _is_non_answer(opening) or _asks_back(opening):
+        return "other", False
     if _any(_ANSWER_FORM, opening):
         return "comply", True
     if _any(_COMPLIANCE, opening) and len(_WORD.findall(opening)) >= MIN_OPENER_WORDS:
-        return "comply", True
-    if _reads_as_prose(opening):  # unsure: the learned model may overrule (text that does not read as language
-        return ("other" if _hints_declining(opening) else "comply"), False  # is never handed to it)
-    return "other", True
+        return "comply", False
+    if _reads_as_prose(opening):
+        return ("other" if _hints_declining(opening) else "comply"), False
+    return "other", True  # text that does not read as language never reaches the learned model
 
 
 @lru_cache(maxsize=1)
@@ -233,7 +235,7 @@ def _learned_model():
 
     rows = [row for name in DEVELOPMENT_SETS for row in load_labelled(DATA_DIR / name)]
     vectoriser = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True)
-    features = vectoriser.fit_transform([row["text"] for row in rows])
+    features = vectoriser.fit_transform([_rule_decision(row["text"])[2] for row in rows])
     model = LogisticRegression(C=10.0, max_iter=3000, class_weight="balanced")
     return vectoriser, model.fit(features, [row["label"] for row in rows])
 

@@ -257,7 +257,7 @@ FUNCTION_WORDS = frozenset(
     "about usually often generally mostly through via during between each all both only then while after before "
     "other such many some most than like over under one two three called known used make makes made helps "
     "le la les est sont des une un du et der die das ist sind und ein eine el los las es son una que os são "
-    "um uma il на это por em foi da do di per het een van zijn wordt voor met op niet dat gli sui sul della delle dei che con".split())
+    "um uma il на это por em foi da do di per het een van zijn wordt voor met op niet dat gli sui sul della delle dei che con w na się z do że jest och att en av för".split())
 # First-person inability or unwillingness. With no rule matched, prose containing it is ambiguous (``other``), not
 # an answer: an unrecognised refusal is then never counted as compliance.
 DECLINE_HINT = (rf"\bI\b[^.!?]{{0,20}}?(?:{_NOT_ABLE}|decline|refuse)|^\s*(?:sorry|apologi|unfortunately)|"
