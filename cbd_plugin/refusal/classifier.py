@@ -56,6 +56,7 @@ LOOP_COVERAGE = 0.6        # a unit repeated >= 3 times covering this share of t
 LEARNED_MIN_PROB = 0.6     # below this the learned model is not sure either, and the fallback rule stands
 LABELLED_SET = "surface_labels.jsonl"
 DEVELOPMENT_SETS = (LABELLED_SET, "surface_labels_templates.jsonl")
+CV_FOLDS = 5
 # resolve(): a strict editable install links each module file, so the package data is found beside the source
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -172,18 +173,22 @@ def classify(completion: str) -> Label:
 
 
 def classify_all(completions: Iterable[str]) -> list[Label]:
-    decisions = [_rule_decision(c) for c in completions]
+    return _combine([_rule_decision(c) for c in completions], _learned_model())
+
+
+def _combine(decisions: list[tuple[Label, bool, str]], learned) -> list[Label]:
+    """Rule labels, overruled by the learned model (``(vectoriser, model)``) where no firm rule decided."""
     unsure = [i for i, (_, firm, _) in enumerate(decisions) if not firm]
     labels = [label for label, _, _ in decisions]
     if unsure:
-        vectoriser, model = _learned_model()
+        vectoriser, model = learned
         proba = model.predict_proba(vectoriser.transform([decisions[i][2] for i in unsure]))
         for i, row in zip(unsure, proba):
-            learned = str(model.classes_[row.argmax()])
+            label = str(model.classes_[row.argmax()])
             # "refuse" needs a visible negation or declining word: the model must not read a language or a topic
             # it mostly saw refused as a refusal
-            if row.max() >= LEARNED_MIN_PROB and (learned != "refuse" or _DECLINE_CUE.search(decisions[i][2])):
-                labels[i] = learned
+            if row.max() >= LEARNED_MIN_PROB and (label != "refuse" or _DECLINE_CUE.search(decisions[i][2])):
+                labels[i] = label
     return labels
 
 
@@ -226,14 +231,22 @@ def _classify_text(text: str) -> tuple[Label, bool]:
     return "other", True  # text that does not read as language never reaches the learned model
 
 
+def _development_rows() -> list[dict]:
+    return [row for name in DEVELOPMENT_SETS for row in load_labelled(DATA_DIR / name)]
+
+
 @lru_cache(maxsize=1)
 def _learned_model():
-    """Logistic regression on character 2-5-grams, fitted on the shipped development sets at first use
-    (deterministic; nothing pickled ships with the package)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer  # lazy: only unsure completions need it
+    """The learned model fitted on the shipped development sets, at first use (deterministic; nothing pickled
+    ships with the package)."""
+    return _fit(_development_rows())
+
+
+def _fit(rows: list[dict]):
+    """Logistic regression on character 2-5-grams of the text the rules read."""
+    from sklearn.feature_extraction.text import TfidfVectorizer  # lazy: sklearn is imported on first use
     from sklearn.linear_model import LogisticRegression
 
-    rows = [row for name in DEVELOPMENT_SETS for row in load_labelled(DATA_DIR / name)]
     vectoriser = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True)
     features = vectoriser.fit_transform([_rule_decision(row["text"])[2] for row in rows])
     model = LogisticRegression(C=10.0, max_iter=3000, class_weight="balanced")
@@ -295,15 +308,26 @@ def _rate(hits: int, n: int, proportion_ci) -> dict:
 
 @lru_cache(maxsize=1)
 def _shipped_confusion() -> str:
-    rows = load_labelled()
-    return json.dumps(confusion([r["label"] for r in rows], classify_all(r["text"] for r in rows)))
+    """Labels of the development rows with the learned model refitted without the rows' own template (5 folds
+    grouped by template; each hand-written row is its own group)."""
+    from sklearn.model_selection import GroupKFold
+
+    rows = _development_rows()
+    groups = [row["note"] if row.get("category") else f"row {i}" for i, row in enumerate(rows)]
+    decisions = [_rule_decision(row["text"]) for row in rows]
+    predicted: list[str] = [""] * len(rows)
+    for train, test in GroupKFold(n_splits=CV_FOLDS).split(rows, groups=groups):
+        for i, label in zip(test, _combine([decisions[i] for i in test], _fit([rows[i] for i in train]))):
+            predicted[i] = label
+    return json.dumps(confusion([row["label"] for row in rows], predicted))
 
 
 def estimated_confusion() -> dict:
-    """The rules' per-class precision/recall on the shipped hand-labelled set, for the audit report.
+    """Per-class precision/recall on the shipped development sets, for the audit report.
 
-    The set was written by hand (chat-model refusals, compliances and non-answers in 9 languages); the figures
-    are an estimate for completions like it, not a guarantee for a new model's style.
+    The learned part is cross-validated by template; the phrase rules were tuned on these rows, so the figures
+    are optimistic for a new model's style (held-out figures are in the test suite and README).
     """
-    return {"labelled_set": f"cbd_plugin/refusal/data/{LABELLED_SET}", "classifier": "rules",
+    return {"labelled_set": " + ".join(f"cbd_plugin/refusal/data/{name}" for name in DEVELOPMENT_SETS),
+            "classifier": "rules", "learned": f"logistic regression, {CV_FOLDS}-fold cross-validated by template",
             **json.loads(_shipped_confusion())}
