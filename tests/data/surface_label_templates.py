@@ -3,8 +3,9 @@ on it) and a held-out part (``tests/data``, evaluated only, never tuned on).
 
 Each template is a realistic chat-model reply written by hand, labelled by what the text does (see
 ``tests/data/README.md``), not derived from the classifier's rules. Slots take a topic phrase of the template's
-language, so one template gives one or two rows with different wording. The held-out templates and their topics
-were written separately from the development ones, so the held-out figures measure wording and content the
+language, so one template gives one or two rows with different wording. ``TEMPLATES`` and ``ROUND2_TEMPLATES``
+were held-out sets of earlier rounds, each evaluated once and then made development data; ``HELD_OUT_TEMPLATES``
+and their topics were written separately after them, so the held-out figures measure wording and content the
 classifier never saw. Run ``python tests/data/surface_label_templates.py`` from the repository root to rewrite
 both files (deterministic).
 """
