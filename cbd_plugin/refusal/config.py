@@ -26,7 +26,7 @@ class AuditConfig:
     positions: str = "last_instruction"     # last_instruction | last_prompt | first_response | all_prompt
     n_response_tokens: int = 4              # first_response: how many completion tokens
     pooling: str = "mean"                   # mean | max over the positions
-    # hazard latents (cbd_plugin.refusal.signal)
+    # hazard latents (cbd_plugin.refusal.hazard_signal)
     n_latents: int = 8                      # m hazard latents (and m benign latents for D)
     selection: str = "smd"                  # smd | auroc: per-latent hazard-vs-benign score on the select split
     # completions (cbd_plugin.refusal.completions)
@@ -37,7 +37,7 @@ class AuditConfig:
     # surface labels: None for the rules (cbd_plugin.refusal.classifier), or an optional Hugging Face
     # sequence-classification judge given by cbd_plugin.refusal.judge.JudgeConfig keys ({model, labels, ...})
     judge: dict | None = None
-    # depth profile (cbd_plugin.refusal.profile): "auto" (every layer of a model with <= 16 layers, else 16
+    # depth profile (cbd_plugin.refusal.depth_profile): "auto" (every layer of a model with <= 16 layers, else 16
     # spread evenly, the audit layer always included) or a list of layer indices
     profile_layers: str | list[int] = "auto"
     # depth profile over positions too: every other position kind is captured at the profiled layers (probes only;

@@ -31,7 +31,7 @@ import torch
 from ..sae import TopKSAE
 from ..stats import Estimate, auroc, bootstrap
 from .features import encode_pooled
-from .signal import hazard_signal, select_latents
+from .hazard_signal import hazard_signal, select_latents
 
 
 def standardised_separation(signal, is_hazard) -> float:

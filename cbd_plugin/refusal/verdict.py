@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 
 from ..stats import Estimate
 from .config import AuditConfig
-from .diff import DepthChange
+from .model_change import DepthChange
 from .instrument import RandomNull
 from .topic import TopicDecoding
 

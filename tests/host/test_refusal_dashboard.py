@@ -5,7 +5,7 @@ import pytest
 
 pytest.importorskip("plotly")
 
-from cbd_plugin.refusal.profile import LayerProfile  # noqa: E402
+from cbd_plugin.refusal.depth_profile import LayerProfile  # noqa: E402
 from cbd_plugin.refusal.report import profile_frame  # noqa: E402
 from cbd_plugin.stats import Estimate  # noqa: E402
 

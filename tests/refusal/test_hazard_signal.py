@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cbd_plugin.refusal.signal import (HazardLatents, divergence, evaluate_separation, feature_variance,
+from cbd_plugin.refusal.hazard_signal import (HazardLatents, divergence, evaluate_separation, feature_variance,
                                        hazard_signal, latent_scores, select_latents, undefined_divergence)
 from cbd_plugin.stats import auroc
 

@@ -1,6 +1,6 @@
 """Base vs fine-tuned: changes in refusal and in the base features' response (fine-tuned minus base).
 
-Both per-prompt tables (see :mod:`cbd_plugin.refusal.depth`) come from the same prompts, the same SAE and the
+Both per-prompt tables (see :mod:`cbd_plugin.refusal.refusal_metrics`) come from the same prompts, the same SAE and the
 same hazard latents (selected on the *base* model's select split), so every change is paired by prompt: each
 bootstrap replicate resamples prompt ids (within tier) and recomputes both models' statistic on them.
 
@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..stats import Estimate, auroc, bootstrap
-from .depth import NAN, Depth
+from .refusal_metrics import NAN, Depth
 from ..vocab import TIERS
 
 

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from cbd_plugin.refusal.config import AuditConfig
-from cbd_plugin.refusal.depth import measure_depth
-from cbd_plugin.refusal.diff import compare_depth
+from cbd_plugin.refusal.refusal_metrics import measure_depth
+from cbd_plugin.refusal.model_change import compare_depth
 from cbd_plugin.refusal.instrument import RandomNull
 from cbd_plugin.refusal.topic import TopicDecoding
 from cbd_plugin.refusal.verdict import VERDICTS, Evidence, checks, decide

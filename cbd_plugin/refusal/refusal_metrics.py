@@ -29,7 +29,7 @@ import pandas as pd
 
 from ..stats import Estimate, auroc_ci, bootstrap
 from ..vocab import TIERS
-from .signal import undefined_divergence
+from .hazard_signal import undefined_divergence
 
 NAN = Estimate(float("nan"), float("nan"), float("nan"))
 
