@@ -134,7 +134,8 @@ def organism_read(root: Path) -> str:
 # --- training checkpoint --------------------------------------------------------------------------------------
 
 def training_run(root: Path, steps: int):
-    from cbd_plugin.sae import BalancedTierBatches, ContrastiveTopKTrainer, train_sae
+    from cbd_plugin.refusal.tier_batches import BalancedTierBatches
+    from cbd_plugin.sae import ContrastiveTopKTrainer, train_sae
 
     g = torch.Generator().manual_seed(0)
     eid = torch.arange(16).repeat_interleave(4)

@@ -5,7 +5,7 @@ before the response; BOS and the user header are the same in every prompt); each
 contrastive term, hazard = 1, benign = 0, every other tier (dual_use) unlabelled, so it trains reconstruction
 but is never a positive or a negative. The eval split is never seen, so the audit's held-out numbers stay
 held out. ``loop`` picks who drives the trainer: the plugin's resumable :func:`~cbd_plugin.sae.train_sae`, or
-the host fork's ``trainSAE`` (same trainer protocol; labels travel as packed columns, see ``cbd_plugin.sae.data``).
+the host fork's ``trainSAE`` (same trainer protocol; labels travel as packed columns, see ``cbd_plugin.sae.labels``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import torch
 
 from ..capture import iter_residuals, TokenRows
 from ..provenance import model_name
-from ..sae import BalancedTierBatches, ContrastiveSAEConfig, TopKSAE, train_sae
-from ..sae.data import TIER_BENIGN, TIER_HAZARD, TIER_OTHER
+from ..sae import ContrastiveSAEConfig, TopKSAE, train_sae
+from ..sae.labels import TIER_BENIGN, TIER_HAZARD, TIER_OTHER
+from .tier_batches import BalancedTierBatches
 from .features import chat_prompt
 
 TIER_CODES = {"benign": TIER_BENIGN, "hazard": TIER_HAZARD}

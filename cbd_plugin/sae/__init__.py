@@ -2,11 +2,11 @@
 TopK SAE (also reads the BioRefusalAudit seed checkpoint), ReLU and JumpReLU SAEs, a reader/writer for the fork's
 BatchTopKSAE folders, ``load_dictionary`` for any format we read (SAELens, sparsify, Gemma Scope, dictionary_learning,
 hub ids), the SAELens export, the contrastive TopK trainer (trainSAE protocol; tier labels packed as extra columns,
-see :mod:`cbd_plugin.sae.data`), a resumable training loop and streaming held-out metrics."""
+see :mod:`cbd_plugin.sae.labels`), a resumable training loop and streaming held-out metrics."""
 
 from .batchtopk import BatchTopKSAE
 from .contrastive_trainer import ContrastiveSAEConfig, ContrastiveTopKTrainer, NonFiniteError
-from .data import BalancedTierBatches, pack_labels, unpack_labels
+from .labels import pack_labels, unpack_labels
 from .dictionary import atomic_write, Dictionary, save_folder
 from .export import saelens_state, write_saelens
 from .jumprelu import JumpReLUSAE
@@ -17,7 +17,7 @@ from .sparse import SparseCodes
 from .topk import TopKSAE
 from .training import train_sae
 
-__all__ = ["BalancedTierBatches", "BatchTopKSAE", "ContrastiveSAEConfig", "ContrastiveTopKTrainer", "Dictionary",
+__all__ = ["BatchTopKSAE", "ContrastiveSAEConfig", "ContrastiveTopKTrainer", "Dictionary",
            "JumpReLUSAE", "NonFiniteError", "ReLUSAE", "SparseCodes", "ReconstructionStats", "TopKSAE", "atomic_write", "evaluate_sae",
            "load_dictionary", "pack_labels", "saelens_state", "save_folder", "train_sae", "unpack_labels",
            "write_saelens"]

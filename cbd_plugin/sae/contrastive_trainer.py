@@ -3,7 +3,7 @@
 Protocol (``dictionary_learning.training.trainSAE``): ``trainer = cls(**config)``; ``trainer.update(step, act)``
 with ``act`` a tensor already on ``trainer.device``; ``trainer.loss(act, step=..., logging=True)`` for stats;
 ``trainer.config``, ``trainer.model``/``trainer.ae``, ``get_logging_parameters()``. Batches may carry tier labels
-as two extra columns (see :mod:`cbd_plugin.sae.data`).
+as two extra columns (see :mod:`cbd_plugin.sae.labels`).
 
 Loss = normalised MSE ``sum||x - x_hat||^2 / sum||x - mean(x)||^2``
      + ``auxk_alpha`` * AuxK (Gao et al. 2024: the dead latents' top-``top_k_aux`` reconstruct the residual)
@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from .data import TIER_BENIGN, TIER_HAZARD, unpack_labels
+from .labels import TIER_BENIGN, TIER_HAZARD, unpack_labels
 from .sparse import check_activations, SelectedPreActivations, SparseCodes, SparseDecode
 from .topk import TopKSAE
 

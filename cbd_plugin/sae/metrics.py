@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .data import unpack_labels
+from .labels import unpack_labels
 from .sparse import SparseCodes
 
 

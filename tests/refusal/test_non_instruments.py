@@ -24,8 +24,9 @@ from cbd_plugin.demo import refusal_config
 from cbd_plugin.refusal.audit import analyse_runs, prepare_prompts, run_model
 from cbd_plugin.refusal.grid import expected_verdicts
 from cbd_plugin.refusal.training import TINY_SAE, select_split_activations, train_tier_sae
-from cbd_plugin.sae import BalancedTierBatches, TopKSAE, train_sae
-from cbd_plugin.sae.data import TIER_BENIGN, TIER_HAZARD, TIER_OTHER
+from cbd_plugin.refusal.tier_batches import BalancedTierBatches
+from cbd_plugin.sae import TopKSAE, train_sae
+from cbd_plugin.sae.labels import TIER_BENIGN, TIER_HAZARD, TIER_OTHER
 
 pytestmark = pytest.mark.slow
 LAYER, OTHER_LAYER = 1, 3

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cbd_plugin.sae import (BalancedTierBatches, BatchTopKSAE, ContrastiveSAEConfig, ContrastiveTopKTrainer,
+from cbd_plugin.refusal.tier_batches import BalancedTierBatches
+from cbd_plugin.sae import (BatchTopKSAE, ContrastiveSAEConfig, ContrastiveTopKTrainer,
                             evaluate_sae, pack_labels, TopKSAE, train_sae, unpack_labels)
 from cbd_plugin.sae.contrastive_trainer import NonFiniteError
 from cbd_plugin.sae.training import CHECKPOINT_NAME, MODEL_DIR

@@ -8,7 +8,8 @@ import pytest
 import scipy.stats
 import torch
 
-from cbd_plugin.sae import (BalancedTierBatches, ContrastiveSAEConfig, ContrastiveTopKTrainer, Dictionary,
+from cbd_plugin.refusal.tier_batches import BalancedTierBatches
+from cbd_plugin.sae import (ContrastiveSAEConfig, ContrastiveTopKTrainer, Dictionary,
                             evaluate_sae, pack_labels, TopKSAE, train_sae)
 from cbd_plugin.sae.contrastive_trainer import pool_profiles, supervised_infonce
 from cbd_plugin.sae.sparse import SparseCodes
