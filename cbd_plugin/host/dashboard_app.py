@@ -13,8 +13,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from cbd_plugin.host.cli import register_search_path_plugin
 from cbd_plugin.host.activation import activate, locate_host
+from cbd_plugin.host.cli import register_search_path_plugin
 from cbd_plugin.host.registry import config_dirs
 
 

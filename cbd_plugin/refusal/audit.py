@@ -30,17 +30,17 @@ from ..capture import check_model_pair, num_layers
 from ..provenance import build_provenance, prompt_set_provenance
 from ..stats import auroc, bootstrap
 from . import classifier
-from .judge import surface_labeller
 from .completions import generate_completions
 from .config import POSITIONS, AuditConfig
-from .refusal_metrics import Depth, measure_depth
-from .model_change import DepthChange, compare_depth
-from .features import Capture, capture, chat_prompt, encode_pooled, read_positions, reconstruction
-from .prefill import audit_prefill
 from .depth_profile import LayerProfile, at_layer, depth_profile
-from .prompts import FormatCheck, PromptSource, check_format, load_prompts, validate_prompts
-from .instrument import RandomNull, random_instrument_null
+from .features import Capture, capture, chat_prompt, encode_pooled, read_positions, reconstruction
 from .hazard_signal import FeatureVariance, Separation, divergence, evaluate_separation, feature_variance, hazard_signal
+from .instrument import RandomNull, random_instrument_null
+from .judge import surface_labeller
+from .model_change import DepthChange, compare_depth
+from .prefill import audit_prefill
+from .prompts import FormatCheck, PromptSource, check_format, load_prompts, validate_prompts
+from .refusal_metrics import Depth, measure_depth
 from .topic import TopicDecoding, hazard_topics, topic_decoding
 from .verdict import Evidence, Verdict, decide, positions_phrase
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+from ..checks import is_finite_number, is_int
+
 POSITIONS = ("last_instruction", "last_prompt", "first_response", "all_prompt")
 POOLINGS = ("mean", "max")
 SELECTIONS = ("smd", "auroc")
@@ -157,12 +159,12 @@ class AuditConfig:
 
 
 def _number(key: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not is_finite_number(value):
         raise ValueError(f"AuditConfig.{key}={value!r}: expected a finite number")
 
 
 def _integer(key: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    if not is_int(value, low):
         raise ValueError(f"AuditConfig.{key}={value!r}: expected an integer >= {low}")
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..capture import iter_residuals, TokenRows
+from ..capture import TokenRows, iter_residuals
 from ..sae.metrics import ReconstructionStats
 from ..sae.sparse import SparseCodes, dense_to_codes
 from .config import POOLINGS, POSITIONS

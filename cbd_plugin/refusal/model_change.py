@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from ..stats import Estimate, auroc, bootstrap
-from .refusal_metrics import NAN, Depth
 from ..vocab import TIERS
+from .refusal_metrics import NAN, Depth
 
 
 @dataclass

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from .. import stats
 from ..capture.generation import generate_tokens
+from ..checks import is_int
 from .classifier import classify
 from .features import chat_prompt
 
@@ -48,7 +49,7 @@ def prefill_curve(model, tokenizer, prompts: Sequence[str], prefixes: Sequence[s
     if len(prompts) != len(prefixes) or not prompts:
         raise ValueError(f"prefill_curve: {len(prompts)} prompts and {len(prefixes)} prefixes; expected as many, "
                          "at least one")
-    bad = [k for k in ks if isinstance(k, bool) or not isinstance(k, int) or k < 0]
+    bad = [k for k in ks if not is_int(k, 0)]
     if bad or not ks:
         raise ValueError(f"prefill_curve: ks={list(ks)}, expected non-negative integers")
     heads = [chat_prompt(tokenizer, p).ids for p in prompts]

@@ -7,12 +7,12 @@ Every batch holds whole benign and hazard examples (and optionally unlabelled on
 from __future__ import annotations
 
 import hashlib
-import numbers
 
 import numpy as np
 import torch
 
-from ..sae.labels import TIER_BENIGN, TIER_HAZARD, TIER_OTHER, tier_codes, pack_labels
+from ..checks import is_int
+from ..sae.labels import TIER_BENIGN, TIER_HAZARD, TIER_OTHER, pack_labels, tier_codes
 
 
 class BalancedTierBatches:
@@ -31,7 +31,7 @@ class BalancedTierBatches:
     def __init__(self, acts, tier, example_id, examples_per_tier: int, seed: int = 0, other_per_batch: int = 0):
         for key, value, least in (("examples_per_tier", examples_per_tier, 1), ("other_per_batch", other_per_batch, 0),
                                   ("seed", seed, 0)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+            if not is_int(value, least):
                 raise ValueError(f"BalancedTierBatches: {key} must be an int >= {least}, got {value!r}")
         # A tensor, or a row store read by contiguous range (``len``, ``store[a:b]`` -> tensor, e.g.
         # ``cbd_plugin.capture.TokenRows`` on disk): a large training set then stays out of memory.

@@ -17,12 +17,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..capture import iter_residuals, TokenRows
+from ..capture import TokenRows, iter_residuals
 from ..provenance import model_name
 from ..sae import ContrastiveSAEConfig, TopKSAE, train_sae
 from ..sae.labels import TIER_BENIGN, TIER_HAZARD, TIER_OTHER
-from .tier_batches import BalancedTierBatches
 from .features import chat_prompt
+from .tier_batches import BalancedTierBatches
 
 TIER_CODES = {"benign": TIER_BENIGN, "hazard": TIER_HAZARD}
 # The audit SAE for the tiny organisms (d_model 128), used by cbd-demo, the verdict grid and the tests. Their

@@ -50,8 +50,8 @@ from dataclasses import dataclass, field
 
 from ..stats import Estimate
 from .config import AuditConfig
-from .model_change import DepthChange
 from .instrument import RandomNull
+from .model_change import DepthChange
 from .topic import TopicDecoding
 
 VERDICTS = ("shallow", "deep", "rerouted", "no_change", "inconclusive")

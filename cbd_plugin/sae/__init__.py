@@ -6,12 +6,12 @@ see :mod:`cbd_plugin.sae.labels`), a resumable training loop and streaming held-
 
 from .batchtopk import BatchTopKSAE
 from .contrastive_trainer import ContrastiveSAEConfig, ContrastiveTopKTrainer, NonFiniteError
-from .labels import pack_labels, unpack_labels
-from .dictionary import atomic_write, Dictionary, save_folder
+from .dictionary import Dictionary, atomic_write, save_folder
 from .export import saelens_state, write_saelens
 from .jumprelu import JumpReLUSAE
+from .labels import pack_labels, unpack_labels
 from .loading import load_dictionary
-from .metrics import evaluate_sae, ReconstructionStats
+from .metrics import ReconstructionStats, evaluate_sae
 from .relu import ReLUSAE
 from .sparse import SparseCodes
 from .topk import TopKSAE

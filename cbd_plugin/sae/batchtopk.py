@@ -21,12 +21,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .dictionary import check_sizes, Dictionary
+from .dictionary import Dictionary, check_sizes
 from .export import SAELensForm
-from .sparse import check_activations, pack_rows, SparseCodes, sparse_matmul
+from .sparse import SparseCodes, check_activations, pack_rows, sparse_matmul
 
 NORMALIZATION_KEYS = ("activation_mean", "activation_std", "activation_global_scale", "target_rms")
 

@@ -26,16 +26,15 @@ loss or gradient raises :class:`NonFiniteError` naming the step before any updat
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections import namedtuple
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 
+from ..checks import is_finite_number, is_int
 from .labels import TIER_BENIGN, TIER_HAZARD, unpack_labels
-from .sparse import check_activations, SelectedPreActivations, SparseCodes, SparseDecode
+from .sparse import SelectedPreActivations, SparseCodes, SparseDecode, check_activations
 from .topk import TopKSAE
 
 POOLINGS = ("mean", "max", "token")
@@ -78,11 +77,11 @@ class ContrastiveSAEConfig:
             value = getattr(self, key)
             if key == "top_k_aux" and value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            if not is_int(value, 1):
                 raise ValueError(f"ContrastiveSAEConfig.{key} must be a positive int, got {value!r}")
         for key in ("warmup_steps", "layer"):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            if not is_int(value, 0):
                 raise ValueError(f"ContrastiveSAEConfig.{key} must be an int >= 0, got {value!r}")
         if self.k > self.dict_size:
             raise ValueError(f"ContrastiveSAEConfig.k={self.k} must be at most dict_size={self.dict_size}")
@@ -90,7 +89,7 @@ class ContrastiveSAEConfig:
         non_negative = ("weight_decay", "auxk_alpha", "l1_coeff", "contrastive_weight")
         for key in positive + non_negative + ("dead_after_fraction",):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            if not is_finite_number(value):
                 raise ValueError(f"ContrastiveSAEConfig.{key} must be a finite number, got {value!r}")
             if (key in positive and value <= 0) or value < 0:
                 raise ValueError(f"ContrastiveSAEConfig.{key} must be {'> 0' if key in positive else '>= 0'}, got "

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import numbers
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
@@ -21,8 +20,9 @@ import torch
 from loguru import logger
 from torch import nn
 
+from ..checks import is_int
 from .export import SAELensForm, write_saelens
-from .folder import atomic_write, check_finite, CONFIG_NAME, read_folder, save_folder, WEIGHTS_NAME
+from .folder import CONFIG_NAME, WEIGHTS_NAME, atomic_write, check_finite, read_folder, save_folder
 
 __all__ = ["CONFIG_NAME", "Dictionary", "WEIGHTS_NAME", "atomic_write", "check_tensors", "read_folder",
            "save_folder"]
@@ -49,7 +49,7 @@ def check_sizes(owner: str, activation_dim, dict_size, k) -> tuple[int, int, int
     """Positive integer ``activation_dim``, ``dict_size`` and ``k``, with ``k <= dict_size``; returns them as ints.
     Errors name ``owner`` (the class) and the key, or start with ``k=`` (loaders prefix the file)."""
     for key, value in (("activation_dim", activation_dim), ("dict_size", dict_size), ("k", k)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        if not is_int(value, 1):
             raise ValueError(f"{owner}: {key} must be a positive int, got {value!r}")
     if not 0 < k <= dict_size:
         raise ValueError(f"k={k} must be in [1, dict_size={dict_size}]: {owner} keeps k of the dict_size latents per "
@@ -184,7 +184,7 @@ class Dictionary(nn.Module, ABC):
             if name not in config:
                 continue
             value, annotation = config[name], param.annotation
-            if annotation in _SIZE_ANNOTATIONS and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            if annotation in _SIZE_ANNOTATIONS and (not is_int(value, 1)):
                 raise ValueError(f"{config_source}: key '{name}' is {value!r} ({type(value).__name__}); "
                                  f"expected a positive integer")
             if annotation in ("float", float) and (isinstance(value, bool) or not isinstance(value, (int, float))

@@ -21,8 +21,8 @@ from loguru import logger
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..vocab import PLUGIN_CONFIG, PLUGIN_WEIGHTS, SAELENS_CONFIG, SAELENS_WEIGHTS, SPARSIFY_WEIGHTS
 from ..artifacts import ArtifactKind, atomic_write, publish_folder  # noqa: F401 (atomic_write: re-exported)
+from ..vocab import PLUGIN_CONFIG, PLUGIN_WEIGHTS, SAELENS_CONFIG, SAELENS_WEIGHTS, SPARSIFY_WEIGHTS
 
 CONFIG_NAME, WEIGHTS_NAME = PLUGIN_CONFIG, PLUGIN_WEIGHTS
 CHECKSUM_KEY = "sha256"

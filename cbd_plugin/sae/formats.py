@@ -29,15 +29,16 @@ import numpy as np
 import torch
 from loguru import logger
 
+from ..checks import is_int
+from ..vocab import SAELENS_CONFIG, SAELENS_WEIGHTS, SPARSIFY_WEIGHTS
 from .batchtopk import BatchTopKSAE
 from .crosscoder import BatchTopKCrossCoder, CrossCoder
-from .dictionary import check_tensors, Dictionary
+from .dictionary import Dictionary, check_tensors
 from .export import reads
-from .folder import CONFIG_NAME, load_torch_state, read_json_object, read_safetensors, WEIGHTS_NAME
+from .folder import CONFIG_NAME, WEIGHTS_NAME, load_torch_state, read_json_object, read_safetensors
 from .jumprelu import JumpReLUSAE
 from .relu import ReLUSAE
 from .topk import TopKSAE
-from ..vocab import SAELENS_CONFIG, SAELENS_WEIGHTS, SPARSIFY_WEIGHTS
 
 GEMMA_SCOPE_PARAMS = "params.npz"
 DL_WEIGHTS = "ae.pt"
@@ -57,7 +58,7 @@ class LoadOptions:
 
 def _positive_int(cfg: dict, key: str, source) -> int:
     value = cfg.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_int(value, 1):
         raise ValueError(f"{source}: key '{key}' is {value!r}; expected a positive integer")
     return value
 
@@ -328,6 +329,6 @@ def load_folder_sae(folder: Path, options: LoadOptions) -> Dictionary:
         partial = looks_like(folder)
         found = sorted(p.name for p in folder.iterdir())[:20]
         raise FileNotFoundError(f"{folder}: no SAE format recognised" + (f"; it looks like {partial}" if partial
-                                else f"; it holds {found}") + f". Readable formats: "
+                                else f"; it holds {found}") + ". Readable formats: "
                                 + "; ".join(f"{f.name} ({' + '.join(f.files)})" for f in FORMATS))
     return fmt.load(folder / fmt.reads_file if fmt.reads_file else folder, options)

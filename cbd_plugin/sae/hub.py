@@ -124,7 +124,7 @@ def _patterns(spec: HubSpec, layer: int | None) -> list[str]:
 
 def repo_listing(repo_id: str, snapshot: Path | None, limit: int = 40) -> str:
     """What the repo holds: the hub's file list when online, else what the local cache holds."""
-    from huggingface_hub import constants, HfApi
+    from huggingface_hub import HfApi, constants
 
     files, where = None, "the hub"
     if not constants.HF_HUB_OFFLINE:

@@ -18,7 +18,6 @@ in ``[0, 2**24)`` and training must run in float32 (``trainSAE``'s default; bf16
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 

@@ -11,8 +11,9 @@ import os
 import re
 from pathlib import Path
 
+from ..checks import is_int
 from .dictionary import Dictionary
-from .formats import detect, load_file_spec, load_folder_sae, LoadOptions, looks_like, SAE_FILES
+from .formats import SAE_FILES, LoadOptions, detect, load_file_spec, load_folder_sae, looks_like
 from .hub import bad_id_hint, download, id_from_url, is_hub_id, is_url, parse_hub_spec, repo_listing
 
 _LAYER_FOLDER = re.compile(r"(?:layer_|layers\.|model\.layers\.|blocks\.)(\d+)(?:[._].*)?")
@@ -83,9 +84,9 @@ def load_dictionary(spec: str | Path, layer: int | None = None, d_model: int | N
     """
     if not isinstance(spec, (str, os.PathLike)) or not str(spec).strip():
         raise ValueError(f"load_dictionary: spec={spec!r}: expected a local path or a hub id (owner/name)")
-    if layer is not None and (isinstance(layer, bool) or not isinstance(layer, int) or layer < 0):
+    if layer is not None and (not is_int(layer, 0)):
         raise ValueError(f"layer={layer!r}: expected a non-negative integer")
-    if d_model is not None and (isinstance(d_model, bool) or not isinstance(d_model, int) or d_model < 1):
+    if d_model is not None and (not is_int(d_model, 1)):
         raise ValueError(f"d_model={d_model!r}: expected a positive integer (the model's hidden size)")
     options = LoadOptions(layer=layer, k=k)
     if is_url(spec):

@@ -13,7 +13,7 @@ from torch import nn
 
 from .dictionary import Dictionary
 from .export import SAELensForm
-from .sparse import check_activations, pack_rows, SparseCodes, sparse_matmul
+from .sparse import SparseCodes, check_activations, pack_rows, sparse_matmul
 
 
 class ReLUSAE(Dictionary):

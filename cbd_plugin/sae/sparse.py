@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 
 
-
 def csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """A CSR matrix built from indices we made valid; without torch's beta-state warning on every call."""
     with warnings.catch_warnings():

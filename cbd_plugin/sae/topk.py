@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dictionary import check_sizes, Dictionary
+from .dictionary import Dictionary, check_sizes
 from .export import SAELensForm
 from .folder import load_torch_state
-from .sparse import check_activations, SparseCodes, sparse_matmul, topk_codes
+from .sparse import SparseCodes, check_activations, sparse_matmul, topk_codes
 
 
 class TopKSAE(Dictionary):

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import numbers
 import pickle
 import zipfile
 from pathlib import Path
@@ -35,7 +34,8 @@ import torch
 from loguru import logger
 from tqdm.auto import tqdm
 
-from ..artifacts import atomic_write_bytes, atomic_write_text, OutputLock
+from ..artifacts import OutputLock, atomic_write_bytes, atomic_write_text
+from ..checks import is_int
 from .contrastive_trainer import NonFiniteError
 from .export import reads
 
@@ -124,7 +124,7 @@ def check_fingerprint(path: Path, saved: str | None, now: str | None, allow_data
 def check_positive(name: str, value, optional: bool = False) -> None:
     if optional and value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+    if not is_int(value, 1):
         raise ValueError(f"train_sae: {name} must be a positive int{' or None' if optional else ''}, got {value!r}")
 
 
