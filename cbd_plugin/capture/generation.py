@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
-from .layers import block_residual, hf_module, layer_module, remote_of
+from .layers import block_residual, hf_module, layer_module, layer_path, remote_of
 from .models import (Prompts, check_layers, check_lengths, input_device, max_positions, pad_id, pad_left, position_ids,
                      token_lists, tokenizer_of)
 
@@ -266,6 +266,7 @@ def generate_tokens(model, prompt_tokens: Sequence[Sequence[int]], max_new_token
 def _generate(model, ids: list[list[int]], max_new_tokens: int, batch_size: int, plan: _Plan) -> list[list[int]]:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    layer_path(model)  # an unsupported architecture (not a decoder-only causal LM) fails here, by name
     _check_new_tokens(model, ids, max_new_tokens)
     if plan.edit is not None:
         check_layers(model, [plan.edit.layer])
