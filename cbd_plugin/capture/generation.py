@@ -91,7 +91,8 @@ def _new_cache(hf) -> DynamicCache:
 
 def _cache_keyword(hf) -> str:
     # transformers 5 renamed past_key_values to cache (the old name still works, with a deprecation warning).
-    return "cache" if "cache" in inspect.signature(hf.forward).parameters else "past_key_values"
+    # The class's forward: accelerate's offload hooks wrap the instance's in a (*args, **kwargs) function.
+    return "cache" if "cache" in inspect.signature(type(hf).forward).parameters else "past_key_values"
 
 
 def _checked(fn: Callable[[torch.Tensor], torch.Tensor], layer: int) -> Callable[[torch.Tensor], torch.Tensor]:

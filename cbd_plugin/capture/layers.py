@@ -33,7 +33,9 @@ LAYER_PATHS = (
 )
 
 
-SETTINGS_ATTR = "cbd_settings"  # where load_language_model records a model's ModelSettings
+# Where load_language_model records a model's ModelSettings, as a plain dict: a remote trace pickles the model, and
+# NDIF's servers (like nnsight's local simulation of them) cannot import plugin classes.
+SETTINGS_ATTR = "cbd_settings"
 
 
 class UnsupportedModelError(TypeError):
@@ -56,7 +58,7 @@ def is_nnsight(model) -> bool:
 def remote_of(model) -> bool | str:
     """The ``remote`` setting a model was loaded with (False unless loaded for NDIF or its local simulation)."""
     settings = getattr(model, SETTINGS_ATTR, None)
-    return False if settings is None else settings.remote
+    return False if settings is None else settings["remote"]
 
 
 def hf_module(model) -> torch.nn.Module:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import nnsight
 import torch
@@ -55,7 +55,7 @@ def load_language_model(model_id_or_path: str, settings: ModelSettings = ModelSe
     model = nnsight.LanguageModel(model_id_or_path, dtype=DTYPES[settings.dtype], device_map=settings.device_map,
                                   dispatch=not settings.remote, attn_implementation="eager",
                                   trust_remote_code=settings.trust_remote_code, **kwargs)
-    setattr(model, SETTINGS_ATTR, settings)
+    setattr(model, SETTINGS_ATTR, asdict(settings))
     return model
 
 
@@ -63,11 +63,16 @@ def model_record(model) -> dict:
     """What a loaded model runs with, for a report: dtype of its weights, device map (accelerate's module map when
     spread over devices, else its one device) and the remote setting."""
     hf = hf_module(model)
+    remote = remote_of(model)
     device_map = getattr(hf, "hf_device_map", None)
-    dtype = next(hf.parameters()).dtype
-    return {"dtype": str(dtype).removeprefix("torch."),
-            "device_map": {k: str(v) for k, v in device_map.items()} if device_map else str(hf.device),
-            "remote": remote_of(model)}
+    if remote:  # the weights are on the server (or nnsight's local simulation of it), not here
+        device_map = "ndif" if remote is True else "ndif local simulation"
+    elif device_map:
+        device_map = {k: str(v) for k, v in device_map.items()}
+    else:
+        device_map = str(hf.device)
+    return {"dtype": str(next(hf.parameters()).dtype).removeprefix("torch."), "device_map": device_map,
+            "remote": remote}
 
 
 def check_layers(model, layers: Iterable) -> list[int]:
