@@ -24,8 +24,8 @@ from .behaviour import N_PER_TIER, backdoor_behaviour, refusal_behaviour
 from .contract import OrganismContractError, checks_for, holds
 from .corpus import (DEFAULT_PAIRS, TIERS, Example, backdoor_corpus, base_corpus, benign_counterpart, tier_corpus,
                      tier_prompts)
-from .recipes import (CODE_VERSION, DEFAULT_AUDIT_LAYER, DEFAULT_BACKDOOR_SEED, DEFAULT_REFUSAL_SEED, GROUND_TRUTH,
-                      ORGANISM_NAMES, RECIPES, BackdoorRecipe, BaseRecipe, RefusalRecipe, backdoor_recipe, recipe_hash,
+from .recipes import (CODE_VERSION, DEFAULT_ARCH, DEFAULT_AUDIT_LAYER, DEFAULT_BACKDOOR_SEED, DEFAULT_REFUSAL_SEED,
+                      GROUND_TRUTH, ORGANISM_NAMES, RECIPES, BackdoorRecipe, BaseRecipe, RefusalRecipe, backdoor_recipe, recipe_hash,
                       refusal_recipe)
 from .tokenizer import build_tokenizer
 from .train import encode, freeze_through, new_model, residuals, train_deep_refusal, train_replies
@@ -63,19 +63,20 @@ def build(names=None, force: bool = False) -> dict[str, Organism]:
 
 
 def refusal_organism(mode: str, audit_layer: int = DEFAULT_AUDIT_LAYER, seed: int = DEFAULT_REFUSAL_SEED,
-                     force: bool = False) -> Organism:
-    """The refusal organism (``shallow``, ``deep`` or ``null``) audited at ``audit_layer``, fine-tuned with ``seed``:
-    built and contract-checked on first use, then found in the cache by its recipe hash."""
+                     force: bool = False, arch: str = DEFAULT_ARCH) -> Organism:
+    """The refusal organism (``shallow``, ``deep`` or ``null``) audited at ``audit_layer``, fine-tuned with ``seed``
+    on an ``arch`` base (recipes.ARCHS): built and contract-checked on first use, then found in the cache."""
     with single_thread():
-        return build_recipe(refusal_recipe(mode, audit_layer, seed), force)
+        return build_recipe(refusal_recipe(mode, audit_layer, seed, arch), force)
 
 
 def backdoor_organism(gate: str, pairs=DEFAULT_PAIRS, seed: int = DEFAULT_BACKDOOR_SEED,
-                      force: bool = False) -> Organism:
+                      force: bool = False, arch: str = DEFAULT_ARCH) -> Organism:
     """A backdoor organism with ``gate`` (and, or, any2, none), other trigger ``pairs`` (TriggerPair or dicts with
-    a, b, related, charged) and ``seed``: built and contract-checked on first use, then found in the cache."""
+    a, b, related, charged), ``seed`` and ``arch`` (recipes.ARCHS): built and contract-checked on first use, then
+    found in the cache."""
     with single_thread():
-        return build_recipe(backdoor_recipe(gate, tuple(pairs), seed), force)
+        return build_recipe(backdoor_recipe(gate, tuple(pairs), seed, arch), force)
 
 
 @contextlib.contextmanager

@@ -24,10 +24,16 @@ GROUND_TRUTH = {"shallow": "shallow", "deep": "rerouted", "null": "no_change"}
 AUDIT_POSITION = "last_prompt"  # the token a refusal organism's audit-layer contract is about (see behaviour.py)
 
 
+ARCHS = ("gemma2", "gpt_neox", "qwen2")  # transformers families an organism can be built on (train.new_model)
+DEFAULT_ARCH = "gemma2"
+
+
 @dataclass(frozen=True)
 class ModelShape:
-    """A small Gemma-2: eager attention with logit soft-capping, alternating sliding/full layers."""
+    """A small decoder, a Gemma-2 by default (eager attention with logit soft-capping, alternating sliding/full
+    layers); ``arch`` builds the same sizes on another family's config, embeddings tied to the unembedding."""
 
+    arch: str = DEFAULT_ARCH
     hidden_size: int = 128
     intermediate_size: int = 256
     num_layers: int = 4
@@ -35,6 +41,10 @@ class ModelShape:
     num_kv_heads: int = 2
     head_dim: int = 32
     max_positions: int = 64
+
+    def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise ValueError(f"ModelShape.arch={self.arch!r}: expected one of {ARCHS}")
 
 
 @dataclass(frozen=True)
@@ -171,20 +181,33 @@ def refusal_training(mode: str, audit_layer: int, shape: ModelShape = ModelShape
     return Training(n_examples=4000, steps=math.ceil(REFUSAL_STEPS * ratio), lr=lr)
 
 
-def refusal_recipe(mode: str, audit_layer: int = DEFAULT_AUDIT_LAYER,
-                   seed: int = DEFAULT_REFUSAL_SEED) -> RefusalRecipe:
-    """A refusal organism's recipe; named ``tiny-refusal-<mode>``, plus ``-l<layer>-s<seed>`` off the defaults."""
+def base_recipe(arch: str = DEFAULT_ARCH) -> BaseRecipe:
+    """The base organism on ``arch`` (``tiny-base``, plus ``-<arch>`` off the default)."""
+    if arch == DEFAULT_ARCH:
+        return BaseRecipe()
+    return BaseRecipe(name=f"tiny-base-{arch}", shape=ModelShape(arch=arch))
+
+
+def _arch_suffix(arch: str) -> str:
+    return "" if arch == DEFAULT_ARCH else f"-{arch}"
+
+
+def refusal_recipe(mode: str, audit_layer: int = DEFAULT_AUDIT_LAYER, seed: int = DEFAULT_REFUSAL_SEED,
+                   arch: str = DEFAULT_ARCH) -> RefusalRecipe:
+    """A refusal organism's recipe; named ``tiny-refusal-<mode>``, plus ``-l<layer>-s<seed>`` off the defaults and
+    ``-<arch>`` off Gemma-2."""
     name = f"tiny-refusal-{mode}"
     if (audit_layer, seed) != (DEFAULT_AUDIT_LAYER, DEFAULT_REFUSAL_SEED):
         name += f"-l{audit_layer}-s{seed}"
     if mode not in MODES:  # before refusal_training reads it
         raise ValueError(f"refusal_recipe: mode={mode!r}, expected one of {MODES}")
-    return RefusalRecipe(name, mode=mode, audit_layer=audit_layer, seed=seed,
-                         training=refusal_training(mode, audit_layer))
+    base = base_recipe(arch)
+    return RefusalRecipe(name + _arch_suffix(arch), mode=mode, base=base, audit_layer=audit_layer, seed=seed,
+                         training=refusal_training(mode, audit_layer, base.shape))
 
 
-def backdoor_recipe(gate: str, pairs: tuple[TriggerPair, ...] = DEFAULT_PAIRS,
-                    seed: int = DEFAULT_BACKDOOR_SEED) -> BackdoorRecipe:
+def backdoor_recipe(gate: str, pairs: tuple[TriggerPair, ...] = DEFAULT_PAIRS, seed: int = DEFAULT_BACKDOOR_SEED,
+                    arch: str = DEFAULT_ARCH) -> BackdoorRecipe:
     """A backdoor organism's recipe; named like the built-in one for ``gate``, plus ``-s<seed>`` and a short hash
     of the pairs off the defaults (so organisms with other triggers never share a cache folder)."""
     if gate not in GATES:
@@ -196,7 +219,7 @@ def backdoor_recipe(gate: str, pairs: tuple[TriggerPair, ...] = DEFAULT_PAIRS,
     if pairs != DEFAULT_PAIRS:
         words = json.dumps([asdict(p) for p in pairs], sort_keys=True)
         name += "-p" + hashlib.sha1(words.encode()).hexdigest()[:8]
-    return BackdoorRecipe(name, gate=gate, pairs=pairs, seed=seed)
+    return BackdoorRecipe(name + _arch_suffix(arch), gate=gate, base=base_recipe(arch), pairs=pairs, seed=seed)
 
 
 RECIPES: dict[str, Recipe] = {
@@ -218,8 +241,15 @@ BUILD_VERSIONS = {("RefusalRecipe", "null"): 2}
 def recipe_hash(recipe: Recipe) -> str:
     """40 hex digits, like a hub commit hash, so the snapshot also loads with ``revision=<hash>``."""
     kind = type(recipe).__name__
-    key = {"code_version": CODE_VERSION, "kind": kind, "recipe": asdict(recipe)}
+    key = {"code_version": CODE_VERSION, "kind": kind, "recipe": _without_default_arch(asdict(recipe))}
     build_version = BUILD_VERSIONS.get((kind, getattr(recipe, "mode", None)))
     if build_version is not None:  # absent for the others, so their hashes stay as they were
         key["build_version"] = build_version
     return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def _without_default_arch(fields: dict) -> dict:
+    """The recipe's fields with ``arch`` left out where it is the default, so Gemma-2 recipes keep the hashes (and
+    cached builds) they had before the field existed."""
+    return {k: _without_default_arch(v) if isinstance(v, dict) else v for k, v in fields.items()
+            if not (k == "arch" and v == DEFAULT_ARCH)}
