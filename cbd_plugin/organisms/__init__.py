@@ -1,4 +1,5 @@
-"""Tiny model organisms (Gemma-2; GPT-NeoX and Qwen2 with ``arch``), built locally from recipes and cached in the Hugging Face hub layout.
+"""Tiny model organisms (Gemma-2; GPT-NeoX and Qwen2 with ``arch``), built locally from recipes and cached in the
+Hugging Face hub layout.
 
 ``build()`` returns {name: Organism}; each loads by path (``Organism.load()``) or, offline, by its hub-style id
 (``AutoModelForCausalLM.from_pretrained("cbd-plugin/tiny-cbd")``). See ``recipes.RECIPES`` for what each is.

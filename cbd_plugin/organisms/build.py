@@ -25,8 +25,8 @@ from .contract import OrganismContractError, checks_for, holds
 from .corpus import (DEFAULT_PAIRS, TIERS, Example, backdoor_corpus, base_corpus, benign_counterpart, tier_corpus,
                      tier_prompts)
 from .recipes import (CODE_VERSION, DEFAULT_ARCH, DEFAULT_AUDIT_LAYER, DEFAULT_BACKDOOR_SEED, DEFAULT_REFUSAL_SEED,
-                      GROUND_TRUTH, ORGANISM_NAMES, RECIPES, BackdoorRecipe, BaseRecipe, RefusalRecipe, backdoor_recipe, recipe_hash,
-                      refusal_recipe)
+                      GROUND_TRUTH, ORGANISM_NAMES, RECIPES, BackdoorRecipe, BaseRecipe, RefusalRecipe, backdoor_recipe,
+                      recipe_hash, refusal_recipe)
 from .tokenizer import build_tokenizer
 from .train import encode, freeze_through, new_model, residuals, train_deep_refusal, train_replies
 
