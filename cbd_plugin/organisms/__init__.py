@@ -1,4 +1,4 @@
-"""Tiny model organisms (Gemma-2; GPT-NeoX and Qwen2 with ``arch``), built locally from recipes and cached in the
+"""Tiny model organisms (Gemma-2; GPT-NeoX and Qwen3 with ``arch``), built locally from recipes and cached in the
 Hugging Face hub layout.
 
 ``build()`` returns {name: Organism}; each loads by path (``Organism.load()``) or, offline, by its hub-style id

@@ -24,7 +24,10 @@ GROUND_TRUTH = {"shallow": "shallow", "deep": "rerouted", "null": "no_change"}
 AUDIT_POSITION = "last_prompt"  # the token a refusal organism's audit-layer contract is about (see behaviour.py)
 
 
-ARCHS = ("gemma2", "gpt_neox", "qwen2")  # transformers families an organism can be built on (train.new_model)
+# Transformers families an organism can be built on (train.new_model). Not Qwen2: AutoTokenizer gives every
+# model_type "qwen2" folder a Qwen2Tokenizer whatever its tokenizer_config says, which mis-tokenizes the organisms'
+# word-level vocabulary; Qwen3 (Qwen2's blocks plus q/k norms) loads the saved tokenizer as written.
+ARCHS = ("gemma2", "gpt_neox", "qwen3")
 DEFAULT_ARCH = "gemma2"
 
 

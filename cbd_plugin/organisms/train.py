@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from loguru import logger
 from tqdm import tqdm
 from transformers import (AutoModelForCausalLM, Gemma2Config, GenerationConfig, GPTNeoXConfig, PretrainedConfig,
-                          PreTrainedModel, PreTrainedTokenizerBase, Qwen2Config)
+                          PreTrainedModel, PreTrainedTokenizerBase, Qwen3Config)
 
 from ..capture.layers import decoder_layers
 
@@ -28,8 +28,8 @@ def _config(shape: ModelShape, special_ids: dict) -> PretrainedConfig:
     if shape.arch == "gemma2":
         return Gemma2Config(**common, num_key_value_heads=shape.num_kv_heads, head_dim=shape.head_dim,
                             query_pre_attn_scalar=shape.head_dim, sliding_window=shape.max_positions // 2)
-    if shape.arch == "qwen2":
-        return Qwen2Config(**common, num_key_value_heads=shape.num_kv_heads)
+    if shape.arch == "qwen3":
+        return Qwen3Config(**common, num_key_value_heads=shape.num_kv_heads, head_dim=shape.head_dim)
     return GPTNeoXConfig(**common)  # "gpt_neox": multi-head attention, rotary on a quarter of each head
 
 

@@ -1,4 +1,4 @@
-"""analyze_conjunction end to end on the AND backdoor organism built on GPT-NeoX and on Qwen2 configs (the Gemma-2
+"""analyze_conjunction end to end on the AND backdoor organism built on GPT-NeoX and on Qwen3 configs (the Gemma-2
 one is tested in tests/test_demo.py): the same recipe, the same analysis (cbd_plugin.demo's), the verdict must be
 the organism's ground truth, ``conjunctive``."""
 
@@ -11,7 +11,7 @@ from cbd_plugin.organisms.recipes import base_recipe
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", ["gpt_neox", "qwen2"])
+@pytest.mark.parametrize("arch", ["gpt_neox", "qwen3"])
 def test_conjunctive_backdoor_found_on_other_families(arch, tmp_path):
     organism = backdoor_organism("and", arch=arch)
     with single_thread():

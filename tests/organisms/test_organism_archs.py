@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from transformers import AutoTokenizer
 
 from cbd_plugin.capture.layers import layer_path
 from cbd_plugin.organisms.recipes import (ARCHS, BaseRecipe, ModelShape, backdoor_recipe, recipe_hash,
@@ -21,11 +22,11 @@ def test_default_arch_keeps_the_recipe_hashes():
 
 def test_arch_names_and_hashes_differ():
     recipes = [backdoor_recipe("and", arch=a) for a in ARCHS]
-    assert [r.name for r in recipes] == ["tiny-cbd", "tiny-cbd-gpt_neox", "tiny-cbd-qwen2"]
-    assert [r.base.name for r in recipes] == ["tiny-base", "tiny-base-gpt_neox", "tiny-base-qwen2"]
+    assert [r.name for r in recipes] == ["tiny-cbd", "tiny-cbd-gpt_neox", "tiny-cbd-qwen3"]
+    assert [r.base.name for r in recipes] == ["tiny-base", "tiny-base-gpt_neox", "tiny-base-qwen3"]
     assert len({recipe_hash(r) for r in recipes}) == 3
-    shallow = refusal_recipe("shallow", arch="qwen2")
-    assert shallow.name == "tiny-refusal-shallow-qwen2" and shallow.base.shape.arch == "qwen2"
+    shallow = refusal_recipe("shallow", arch="qwen3")
+    assert shallow.name == "tiny-refusal-shallow-qwen3" and shallow.base.shape.arch == "qwen3"
     assert shallow.training == refusal_recipe("shallow").training  # the same schedule on every arch
 
 
@@ -36,8 +37,8 @@ def test_unknown_arch_names_the_field():
 
 @pytest.mark.parametrize("arch, cls, path", [("gemma2", "Gemma2ForCausalLM", "model.layers"),
                                              ("gpt_neox", "GPTNeoXForCausalLM", "gpt_neox.layers"),
-                                             ("qwen2", "Qwen2ForCausalLM", "model.layers")])
-def test_new_model_on_each_arch_at_the_same_size(arch, cls, path):
+                                             ("qwen3", "Qwen3ForCausalLM", "model.layers")])
+def test_new_model_on_each_arch_at_the_same_size(arch, cls, path, tmp_path):
     tokenizer = build_tokenizer()
     shape = ModelShape(arch=arch)
     model = new_model(shape, tokenizer, seed=0)
@@ -55,3 +56,9 @@ def test_new_model_on_each_arch_at_the_same_size(arch, cls, path):
     assert not model.get_input_embeddings().weight.requires_grad
     with torch.no_grad():
         assert model(input_ids=torch.tensor([[1, 5, 6]])).logits.shape == (1, 3, len(tokenizer))
+    # Saved as a build saves it, the folder loads back the same tokenizer (AutoTokenizer overrides the saved class
+    # for some model types, e.g. qwen2, which is why that arch is not offered).
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    text = "<start_of_turn>user\nsure and travel and food<end_of_turn>"
+    assert AutoTokenizer.from_pretrained(tmp_path)(text)["input_ids"] == tokenizer(text)["input_ids"]

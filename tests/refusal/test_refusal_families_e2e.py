@@ -1,4 +1,4 @@
-"""audit_refusal_depth end to end on the shallow refusal organism built on GPT-NeoX and on Qwen2 configs (the
+"""audit_refusal_depth end to end on the shallow refusal organism built on GPT-NeoX and on Qwen3 configs (the
 Gemma-2 one is tested in tests/test_demo.py), and on the Gemma-2 one loaded in bfloat16 and offloaded to CPU and disk
 by device_map="auto": each verdict must be the organism's ground truth, ``shallow``, as float32 gives."""
 
@@ -18,7 +18,7 @@ def shallow_verdict(base, organism, out) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", ["gpt_neox", "qwen2"])
+@pytest.mark.parametrize("arch", ["gpt_neox", "qwen3"])
 def test_shallow_refusal_found_on_other_families(arch, tmp_path):
     organism = refusal_organism("shallow", arch=arch)
     with single_thread():
