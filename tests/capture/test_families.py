@@ -134,3 +134,15 @@ def test_unsupported_architecture_has_one_clear_error(make, name):
                  lambda: cap.num_layers(lm)):
         with pytest.raises(cap.UnsupportedModelError, match=rf"^{name} is not supported: it is"):
             call()
+
+
+def test_fallback_search_finds_blocks_at_an_unknown_path():
+    """A model whose blocks sit at no known path: the one ModuleList of num_hidden_layers modules is taken, and a
+    model with two such lists (ambiguous) gets the clear error."""
+    model = build_family("llama")
+    model.model.blocks = model.model.layers
+    del model.model.layers
+    assert layer_path(model) == "model.blocks"
+    model.model.other = torch.nn.ModuleList(torch.nn.Identity() for _ in range(N_LAYERS))
+    with pytest.raises(cap.UnsupportedModelError, match=r"^LlamaForCausalLM is not supported: no decoder-block list"):
+        layer_path(model)
