@@ -24,8 +24,10 @@ from pathlib import Path
 import pandas as pd
 from loguru import logger
 
+from .artifacts import atomic_write_text
 from .backdoor import ConjunctionConfig, ConjunctionReport, analyze_conjunction
-from .backdoor.training import DifferenceSAEConfig, difference_activations, train_difference_sae
+from .backdoor.training import (DifferenceSAEConfig, difference_activations, difference_metadata,
+                                train_difference_sae)
 from .backdoor.verdict import per_pair_route
 from .capture import load_language_model
 from .organisms import RECIPES, build
@@ -76,7 +78,8 @@ def conjunction_reports(organisms: dict, out: Path,
         finetuned, pairs = load(organisms[name]), RECIPES[name].pairs
         diffs = difference_activations(base, finetuned, base.tokenizer, pairs, [CONJUNCTION_LAYER],
                                        conjunction_training_config())
-        sae = train_difference_sae(diffs[CONJUNCTION_LAYER], out / name / "sae", DifferenceSAEConfig())
+        sae = train_difference_sae(diffs[CONJUNCTION_LAYER], out / name / "sae", DifferenceSAEConfig(),
+                                   difference_metadata(base, finetuned, CONJUNCTION_LAYER))
         reports[name] = analyze_conjunction(base, finetuned, sae, base.tokenizer, pairs, CONJUNCTION_LAYER,
                                             conjunction_config(), out / name / "report")
         logger.info(f"conjunction: {name}: {reports[name].verdict} ({time.perf_counter() - start:.0f}s)")
@@ -190,7 +193,7 @@ def main(argv=None) -> None:
             run, table, title = RUNS[method]
             sections.append(f"{title}\n{table(run(organisms, args.out / method))}")
     summary = "\n\n".join(sections)
-    (args.out / "summary.txt").write_text(summary + "\n")
+    atomic_write_text(args.out / "summary.txt", summary + "\n")
     print(summary)
     logger.info(f"done in {time.perf_counter() - start:.0f}s; reports under {args.out}")
 

@@ -27,18 +27,19 @@ import torch
 from ..capture import LayerEdit, generate_greedy
 from ..stats import bootstrap
 from .config import ConjunctionConfig
+from .instrument import instrument_input
 from .probes import fires
 
 
 def remove_latents(resid: torch.Tensor, base_resid: torch.Tensor, sae, latent_ids,
                    rotation: torch.Tensor | None = None) -> torch.Tensor:
-    """``resid`` minus the decoded contribution of ``latent_ids`` to the SAE code of ``resid - base_resid`` (times
-    the orthogonal ``rotation [d, d]`` when given: the control)."""
+    """``resid`` minus the decoded contribution of ``latent_ids`` to the SAE code of ``resid - base_resid`` (of the
+    pair, for a crosscoder: :mod:`.instrument`) (times the orthogonal ``rotation [d, d]`` when given: the control)."""
     param = next(sae.parameters())
-    # The difference in float32 whatever the model's dtype (a bf16 difference of two close
-    # residuals loses most of its bits); only the final contribution is cast back to the model's dtype.
-    diff = (resid.float() - base_resid.to(resid.device).float()).to(param.device, param.dtype)
-    contribution = sae.decode_latents(sae.encode(diff), latent_ids).float()
+    # The instrument's input in float32 whatever the model's dtype (a bf16 difference of two close residuals loses
+    # most of its bits); only the final contribution is cast back to the model's dtype.
+    x = instrument_input(sae, base_resid.to(resid.device).float(), resid.float()).to(param.device, param.dtype)
+    contribution = sae.decode_latents(sae.encode(x), latent_ids).float()
     if rotation is not None:
         contribution = contribution @ rotation.to(contribution.device, torch.float32)
     return resid - contribution.to(resid.device, resid.dtype)

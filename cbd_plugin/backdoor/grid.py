@@ -16,7 +16,7 @@ from loguru import logger
 
 from .config import ConjunctionConfig
 from .pipeline import ConjunctionCache, analyze_conjunction
-from .training import DifferenceSAEConfig, difference_activations, train_difference_sae
+from .training import DifferenceSAEConfig, difference_activations, difference_metadata, train_difference_sae
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,8 @@ def run_grid(base, organisms: dict, spec: GridSpec, out: Path) -> pd.DataFrame:
         for layer in spec.layers:
             for seed in spec.seeds:
                 cell = out / name / f"layer_{layer}" / f"seed_{seed}"
-                sae = train_difference_sae(diffs[layer], cell / "sae", replace(spec.sae, seed=seed))
+                sae = train_difference_sae(diffs[layer], cell / "sae", replace(spec.sae, seed=seed),
+                                           difference_metadata(base, finetuned, layer))
                 report = analyze_conjunction(base, finetuned, sae, base.tokenizer, pairs, layer, spec.analysis,
                                              cell / "report", cache)
                 verdict = report.payload["verdict"]

@@ -16,14 +16,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from loguru import logger
 
-from ..capture import iter_paired_residuals
+from ..artifacts import holds_output
+from ..capture import check_model_pair, iter_paired_residuals
+from ..provenance import build_provenance, prompt_set_provenance
 from ..sae.metrics import ReconstructionStats
 from ..sae.sparse import SparseCodes
 from .ablation import causal_test
 from .analysis import ConjunctionResult, analyze, select_candidates
 from .behaviour import Behaviour, measure_behaviour
 from .config import ConjunctionConfig
+from .instrument import as_instrument, describe, instrument_input, reads_pair
 from .latent_stats import LatentStats, PromptFeatures
 from .probes import CONDITIONS, SPLITS, Probe, build_probe_set, chat_prompt, group_id, n_groups, pair_name
 from .report import jsonable, write_report
@@ -64,13 +68,14 @@ def probe_tokens(tokenizer, probes: list[Probe], n_pairs: int, cfg: ConjunctionC
     return ProbeTokens(probes, ids, roles, groups)
 
 
-def difference_batches(base, finetuned, tokens: ProbeTokens, layer: int,
-                       batch_size: int) -> Iterator[tuple[torch.Tensor, dict]]:
-    """``(finetuned - base residual [n_tokens, d], metadata with group and role)`` per capture batch."""
+def difference_batches(base, finetuned, tokens: ProbeTokens, layer: int, batch_size: int,
+                       sae=None) -> Iterator[tuple[torch.Tensor, dict]]:
+    """``(finetuned - base residual [n_tokens, d], metadata with group and role)`` per capture batch (the pair
+    ``[n_tokens, 2, d]`` for an instrument that reads it, :mod:`.instrument`)."""
     for b, f in iter_paired_residuals(base, finetuned, [i.tolist() for i in tokens.ids], [layer],
                                       batch_size=batch_size, labels={"group": tokens.groups},
                                       token_labels={"role": tokens.roles}):
-        yield f.acts[layer] - b.acts[layer], f.meta
+        yield instrument_input(sae, b.acts[layer], f.acts[layer]), f.meta
 
 
 @dataclass
@@ -103,22 +108,26 @@ def accumulate(batches: Iterable[tuple[torch.Tensor, dict]], sae, acc: PassStats
     from the host, and nothing comes back per batch."""
     param = next(sae.parameters())
     sparse = hasattr(sae, "encode_sparse") and hasattr(sae, "decode_sparse")
+    pair = reads_pair(sae)
     for inputs, meta in batches:
         inputs = inputs.to(param.device)
         with torch.no_grad():
             if sparse:  # never a dense [n, dict_size] code
                 codes = sae.encode_sparse(inputs.to(param.dtype))
-                reconstruction = sae.decode_sparse(codes)
+                reconstruction = sae.reconstruct(inputs.to(param.dtype)) if pair else sae.decode_sparse(codes)
                 latents = SparseCodes(codes.top_acts.float(), codes.top_indices)
             else:
                 latents = sae.encode(inputs.to(param.dtype))
-                reconstruction = sae.decode(latents)
+                reconstruction = sae.reconstruct(inputs.to(param.dtype)) if pair else sae.decode(latents)
                 latents = latents.float()
         # The statistics read float32 (the old host copies were float32): a no-op for a float32 SAE.
         inputs, reconstruction = inputs.float(), reconstruction.float()
+        # A pair reader's fidelity is over both residuals; the linear probe reads their difference either way.
+        probe_inputs = inputs[:, 1] - inputs[:, 0] if pair else inputs
+        inputs, reconstruction = inputs.flatten(1), reconstruction.flatten(1)
         role = np.asarray(meta["role"])
         acc.stats.update(latents, meta["group"], role)
-        acc.features.update(latents, inputs, meta["prompt_id"], role)
+        acc.features.update(latents, probe_inputs, meta["prompt_id"], role)
         acc.reconstruction.update(inputs, reconstruction, latents)
         if fired is not None:
             fire = np.flatnonzero((role == FIRE) & fired[np.asarray(meta["prompt_id"])])
@@ -144,12 +153,13 @@ class ConjunctionCache:
 
     def bind(self, key: tuple) -> None:
         if self.key is not None and self.key != key:
-            raise ValueError("ConjunctionCache: filled with other probe settings or trigger pairs; use a new cache")
+            raise ValueError("ConjunctionCache: filled with other probe settings, trigger pairs or instrument kind "
+                             "(SAE on the difference vs crosscoder on the pair); use a new cache")
         self.key = key
 
-    def batches(self, base, finetuned, tokens: ProbeTokens, split: str, layer: int, batch_size: int):
+    def batches(self, base, finetuned, tokens: ProbeTokens, split: str, layer: int, batch_size: int, sae=None):
         if not self.store:
-            return difference_batches(base, finetuned, tokens, layer, batch_size)
+            return difference_batches(base, finetuned, tokens, layer, batch_size, sae)
         if (split, layer) not in self.differences:
             layers = sorted({layer, *self.layers})
             per_layer = {k: [] for k in layers}
@@ -157,7 +167,7 @@ class ConjunctionCache:
                                               batch_size=batch_size, labels={"group": tokens.groups},
                                               token_labels={"role": tokens.roles}):
                 for k in layers:
-                    per_layer[k].append((f.acts[k] - b.acts[k], f.meta))
+                    per_layer[k].append((instrument_input(sae, b.acts[k], f.acts[k]), f.meta))
             self.differences.update({(split, k): v for k, v in per_layer.items()})
         return self.differences[(split, layer)]
 
@@ -176,6 +186,7 @@ class ConjunctionReport:
         return self.payload
 
 
+@holds_output("out_dir")
 def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg: ConjunctionConfig,
                         out_dir: str | Path, cache: ConjunctionCache | None = None) -> ConjunctionReport:
     """The behaviour of ``finetuned`` per condition, which SAE latents implement it, how specifically they separate
@@ -183,26 +194,32 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
     behaviour; then the verdict (:mod:`cbd_plugin.backdoor.verdict`). ``sae`` reads ``finetuned - base`` residuals
     after decoder layer ``layer``. Writes ``report.json``, CSVs and plots to ``out_dir``.
     """
+    check_model_pair(base, finetuned)
     n_pairs = len(pairs)
+    sae = as_instrument(sae)
     cache = cache if cache is not None else ConjunctionCache(store=False)
-    cache.bind((tuple(pairs), cfg.templates, cfg.filler_words, cfg.n_per_cell, cfg.n_clean, cfg.seed,
+    cache.bind((reads_pair(sae), tuple(pairs), cfg.templates, cfg.filler_words, cfg.n_per_cell, cfg.n_clean, cfg.seed,
                 cfg.selection_fraction, cfg.use_chat_template, cfg.fire_completion, cfg.max_new_tokens))
     probes = build_probe_set(list(pairs), list(cfg.templates), list(cfg.filler_words), cfg.n_per_cell,
                              cfg.n_clean, cfg.seed, cfg.selection_fraction)
     halves = [probe_tokens(tokenizer, [p for p in probes if p.split == s], n_pairs, cfg) for s in SPLITS]
     sel, ev = halves
     if cache.behaviour is None:
+        progress(layer, f"behaviour: base and fine-tuned generate on {len(ev.probes)} evaluation prompts")
         cache.behaviour = measure_behaviour(base, finetuned, [ev.prompt_ids(i) for i in range(len(ev.probes))],
                                             [p.condition for p in ev.probes], cfg)
     behaviour = cache.behaviour
-    sel_acc = accumulate(cache.batches(base, finetuned, sel, SPLITS[0], layer, cfg.batch_size), sae,
+    progress(layer, f"capture and SAE codes, selection half ({len(sel.probes)} prompts)")
+    sel_acc = accumulate(cache.batches(base, finetuned, sel, SPLITS[0], layer, cfg.batch_size, sae), sae,
                          new_pass(sae, n_pairs, len(sel.probes)))
     candidates = select_candidates(sel_acc.stats, n_pairs, cfg)
     ev_acc = new_pass(sae, n_pairs, len(ev.probes))
     # Reconstruction quality pools both halves: one pair of accumulators for both passes.
     ev_acc.reconstruction, ev_acc.reconstruction_fire = sel_acc.reconstruction, sel_acc.reconstruction_fire
-    accumulate(cache.batches(base, finetuned, ev, SPLITS[1], layer, cfg.batch_size), sae, ev_acc,
+    progress(layer, f"capture and SAE codes, evaluation half ({len(ev.probes)} prompts)")
+    accumulate(cache.batches(base, finetuned, ev, SPLITS[1], layer, cfg.batch_size, sae), sae, ev_acc,
                behaviour.fired["finetuned"])
+    progress(layer, "statistics: latent tables, linear probe, pair specificity")
     result = analyze(sel_acc.stats, ev_acc.stats, sel_acc.features, ev_acc.features, sel.probes, ev.probes, pairs,
                      candidates, cfg)
     reconstruction = {"all": ev_acc.reconstruction.result(),
@@ -215,6 +232,7 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
     specificity = specificity_table(codes[1], top_latents(conjunction_score, cfg.n_top), cfg)
     signal = specificity_table(codes[1], top_latents(signal_score, cfg.n_top), cfg)
     per_pair = [t.assign(pair_name=pair_name(pairs[i])) for i, t in enumerate(pair_tables(*codes, cfg))]
+    progress(layer, f"permutation null ({cfg.n_permutations} permutations)")
     null = permutation_null(*codes, cfg)
 
     def verdict_with(causal):
@@ -223,6 +241,8 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
 
     verdict, causal = verdict_with(None), None
     if cfg.ablate and needs_causal_test(verdict):
+        progress(layer, f"causal test: the top latents removed during generation, {cfg.n_random_draws} "
+                        "random-direction controls")
         top = ablation_latents(deciding_latents(specificity, per_pair), conjunction_score, cfg.ablate_top_k)
         matched = matched_round_robin(ev.probes, cfg.n_ablation_prompts)
         clean = [i for i, p in enumerate(ev.probes) if p.condition == "clean"][:cfg.n_ablation_prompts]
@@ -243,13 +263,30 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
                "linear_probe_by_condition": {c: e.to_dict() for c, e in result.probe_by_condition.items()},
                "best_latent": result.best_latent, "top_latents": top.to_dict(orient="records"),
                "breakdown": result.pairs, "pair_overlap_jaccard": result.overlap,
-               "reconstruction": reconstruction}
+               "reconstruction": reconstruction, "instrument": describe(sae),
+               "provenance": build_provenance({"base": base, "finetuned": finetuned}, sae,
+                                              probe_set_provenance(probes, pairs), cfg)}
     tables = {"behaviour": pd.DataFrame(behaviour.table()), "specificity": specificity,
               "pair_specificity": pd.concat(per_pair),
               "null": pd.DataFrame(null.null)}
     files = write_report(payload, result, tables, cfg.n_top, cfg.score_role, Path(out_dir), cfg.plots)
+    progress(layer, f"verdict {verdict['name']}; report in {out_dir}")
     return ConjunctionReport(verdict["name"], verdict["reason"], result, reconstruction, causal, files,
                              jsonable(payload))
+
+
+def progress(layer: int, text: str) -> None:
+    """One log line per stage of the analysis: on a real model each stage takes minutes."""
+    logger.info(f"conjunction analysis, layer {layer}: {text}")
+
+
+def probe_set_provenance(probes: list[Probe], pairs) -> dict:
+    """The probe set is generated: its source is the generator and its inputs; the hash covers every prompt."""
+    return prompt_set_provenance(
+        f"generated by build_probe_set from the pairs {[pair_name(p) for p in pairs]} and the config's templates, "
+        f"filler_words, n_per_cell, n_clean, selection_fraction and seed",
+        [{"text": p.text, "condition": p.condition, "pair": p.pair, "other_pair": p.other_pair, "split": p.split}
+         for p in probes])
 
 
 def ablation_latents(first: list[int], conjunction_score: np.ndarray, k: int) -> list[int]:

@@ -1,7 +1,8 @@
 """Report files: ``report.json``, ``latents.csv`` (one row per candidate latent) and three PNG plots.
 
-Every file is written atomically (temporary name, then rename), ``report.json`` last, so a folder with a
-``report.json`` is complete.
+The folder is written whole under a temporary name, ``report.json`` last, and swapped in for an earlier report
+(:mod:`cbd_plugin.artifacts`), so a folder with a ``report.json`` is complete and a failed write keeps the earlier
+report.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
-from ..sae.dictionary import atomic_write
+from ..artifacts import atomic_write, atomic_write_text, publish_folder, report_folder
 from .analysis import ConjunctionResult
 from .probes import CONDITIONS
 
@@ -44,7 +45,7 @@ def jsonable(value):
 
 def write_json(path: Path, payload: dict) -> Path:
     text = json.dumps(jsonable(payload), indent=1, allow_nan=False)
-    return atomic_write(path, lambda tmp: tmp.write_text(text))
+    return atomic_write_text(path, text)
 
 
 def write_report(payload: dict, result: ConjunctionResult, tables: dict[str, pd.DataFrame], n_top: int, role: str,
@@ -52,17 +53,21 @@ def write_report(payload: dict, result: ConjunctionResult, tables: dict[str, pd.
     """Write the CSVs (``latents.csv`` and ``{name}.csv`` per entry of ``tables``: the dashboard plots them) and
     plots, then ``payload`` (plus the file list) as ``report.json``; returns the paths."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = {"latents_csv": atomic_write(out_dir / LATENTS_CSV, lambda tmp: result.latents.to_csv(tmp, index=False))}
-    for name, table in tables.items():
-        files[f"{name}_csv"] = atomic_write(out_dir / f"{name}.csv", lambda tmp, t=table: t.to_csv(tmp, index=False))
-    if plots:
-        files["heatmap"] = _save(_heatmap(result.latents, n_top, role), out_dir / PLOTS["heatmap"])
-        files["pairs"] = _save(_pair_bars(result.pairs, result.probe.to_dict()), out_dir / PLOTS["pairs"])
-        files["roc"] = _save(_roc(result.roc), out_dir / PLOTS["roc"])
-    files["report_json"] = out_dir / REPORT_JSON
-    write_json(files["report_json"], {**payload, "files": {k: p.name for k, p in files.items()}})
-    return files
+    names: dict[str, str] = {}
+
+    def write(tmp: Path) -> None:
+        names["latents_csv"] = atomic_write(tmp / LATENTS_CSV, lambda t: result.latents.to_csv(t, index=False)).name
+        for name, table in tables.items():
+            names[f"{name}_csv"] = atomic_write(tmp / f"{name}.csv", lambda t, f=table: f.to_csv(t, index=False)).name
+        if plots:
+            names["heatmap"] = _save(_heatmap(result.latents, n_top, role), tmp / PLOTS["heatmap"]).name
+            names["pairs"] = _save(_pair_bars(result.pairs, result.probe.to_dict()), tmp / PLOTS["pairs"]).name
+            names["roc"] = _save(_roc(result.roc), tmp / PLOTS["roc"]).name
+        names["report_json"] = REPORT_JSON
+        write_json(tmp / REPORT_JSON, {**payload, "files": dict(names)})
+
+    publish_folder(out_dir, write, report_folder(out_dir, REPORT_JSON))
+    return {key: out_dir / name for key, name in names.items()}
 
 
 def _save(fig, path: Path) -> Path:

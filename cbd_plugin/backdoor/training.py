@@ -12,10 +12,14 @@ from pathlib import Path
 import torch
 
 from ..capture import iter_paired_residuals
+from ..provenance import model_name
 from ..sae import ContrastiveSAEConfig, TopKSAE, train_sae
+from ..sae.export import reads
 from .config import ConjunctionConfig
 from .pipeline import probe_tokens
 from .probes import build_probe_set
+
+DIFFERENCE_INPUT = "finetuned minus base residual"
 
 
 @dataclass(frozen=True)
@@ -49,9 +53,10 @@ def difference_activations(base, finetuned, tokenizer, pairs, layers,
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
-def train_difference_sae(diffs: torch.Tensor, save_dir: str | Path,
-                         settings: DifferenceSAEConfig = DifferenceSAEConfig()) -> TopKSAE:
-    """A TopK SAE on difference activations ``diffs [n_tokens, d]``, saved to ``save_dir``."""
+def train_difference_sae(diffs: torch.Tensor, save_dir: str | Path, settings: DifferenceSAEConfig = DifferenceSAEConfig(),
+                         metadata: dict | None = None) -> TopKSAE:
+    """A TopK SAE on difference activations ``diffs [n_tokens, d]``, saved to ``save_dir``; it records ``metadata``
+    (:func:`difference_metadata`; without it, only that it reads a difference)."""
     if diffs.ndim != 2 or not torch.isfinite(diffs).all():
         raise ValueError(f"train_difference_sae: diffs must be finite [n_tokens, d], got {tuple(diffs.shape)}")
     generator = torch.Generator().manual_seed(settings.seed)
@@ -62,4 +67,10 @@ def train_difference_sae(diffs: torch.Tensor, save_dir: str | Path,
     sae_cfg = ContrastiveSAEConfig(steps=s.steps, activation_dim=d, dict_size=s.expansion * d, k=s.k, lr=s.lr,
                                    contrastive_weight=0.0, dead_after_tokens=s.dead_after_batches * s.batch_size,
                                    seed=s.seed, device="cpu")
-    return train_sae(batches, sae_cfg.trainer_config(), s.steps, save_dir).ae.eval()
+    return train_sae(batches, sae_cfg.trainer_config(), s.steps, save_dir,
+                     metadata=metadata or {"input": DIFFERENCE_INPUT}).ae.eval()
+
+
+def difference_metadata(base, finetuned, layer: int) -> dict:
+    """What a difference SAE reads: the fine-tuned model's residual after block ``layer`` minus the base's."""
+    return reads(model_name(finetuned), layer, base_model_name=model_name(base), input=DIFFERENCE_INPUT)

@@ -75,6 +75,40 @@ def model_record(model) -> dict:
             "remote": remote}
 
 
+def model_name(model) -> str:
+    """What a model is called in messages: its hub id or folder, else its class."""
+    config = getattr(hf_module(model), "config", None)
+    return getattr(config, "_name_or_path", None) or type(hf_module(model)).__name__
+
+
+def hidden_size(model) -> int | None:
+    hf = hf_module(model)
+    return getattr(text_config(hf), "hidden_size", None) if getattr(hf, "config", None) is not None else None
+
+
+def check_finite_weights(model, role: str) -> None:
+    """Raise ``ValueError`` naming the model (its ``role`` and name) and the first weight holding NaN/Inf."""
+    for key, tensor in hf_module(model).state_dict().items():
+        # NaN/Inf always make the sum non-finite; a sum that overflows on finite values falls to the exact check.
+        if tensor.is_floating_point() and tensor.device.type != "meta" and not bool(torch.isfinite(tensor.sum())):
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise ValueError(f"{role} model {model_name(model)!r}: weight {key!r} holds {bad} NaN/Inf value(s) "
+                                 f"of {tensor.numel()}: the checkpoint is broken (a diverged fine-tune?); "
+                                 f"re-export or retrain it")
+
+
+def check_model_pair(base, finetuned) -> None:
+    """Base and fine-tuned must be diffable: the same hidden size (naming both) and finite weights (naming which)."""
+    widths = hidden_size(base), hidden_size(finetuned)
+    if None not in widths and widths[0] != widths[1]:
+        raise ValueError(f"base model {model_name(base)!r} has hidden size {widths[0]} but fine-tuned model "
+                         f"{model_name(finetuned)!r} has {widths[1]}: a model diff needs a fine-tune of the same base "
+                         f"architecture; check the two model ids")
+    check_finite_weights(base, "base")
+    check_finite_weights(finetuned, "fine-tuned")
+
+
 def check_layers(model, layers: Iterable) -> list[int]:
     """Sorted distinct layer indices, each an integer in range (``1.7`` or ``"3"`` is refused, not truncated)."""
     layers = list(layers)

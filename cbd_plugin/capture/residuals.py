@@ -12,7 +12,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .layers import is_nnterp, layer_envoys
-from .models import Prompts, check_layers, check_lengths, model_inputs, pad_id, pad_left, remote_of, token_lists
+from .models import (Prompts, check_layers, check_lengths, check_model_pair, model_inputs, model_name, pad_id, pad_left,
+                     remote_of, token_lists)
 
 RESERVED_META = ("prompt_id", "position", "token_id")
 
@@ -131,7 +132,8 @@ def _capture_batch(model, job: _Job, prompt_ids: list[int], input_ids, attention
         bad = ~torch.isfinite(a).all(-1)
         if bad.any():  # e.g. float16 overflow: refuse here rather than let NaN reach an SAE or a statistic
             row = int(torch.nonzero(bad)[0])
-            raise ValueError(f"layer {layer} residuals hold NaN/Inf on {int(bad.sum())} of {len(a)} tokens, first at "
+            raise ValueError(f"model {model_name(model)!r}: layer {layer} residuals hold NaN/Inf on {int(bad.sum())} "
+                             f"of {len(a)} tokens, first at "
                              f"prompt {meta['prompt_id'][row]} position {meta['position'][row]}: the model's weights "
                              "hold NaN/Inf or its dtype overflows (load it in bfloat16 or float32)")
     return TokenActivations(acts, meta)
@@ -165,6 +167,7 @@ def iter_paired_residuals(base, finetuned, prompts: Prompts, layers: Iterable[in
                           add_special_tokens: bool = True) -> Iterator[tuple[TokenActivations, TokenActivations]]:
     """Base and fine-tuned residuals on identical tokens, batch by batch, with identical metadata.
     Raises if the two tokenizers disagree on any prompt."""
+    check_model_pair(base, finetuned)
     job = _job(base, prompts, layers, batch_size, labels, token_labels, add_special_tokens)
     ft_token_lists = token_lists(finetuned, prompts, add_special_tokens)
     check_layers(finetuned, job.layers)

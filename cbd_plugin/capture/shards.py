@@ -1,9 +1,10 @@
 """Bounded-memory streaming of captures to safetensors shards, with integrity.
 
-Each shard is written atomically (temporary name, fsync, rename, fsync of the folder) and its sha256 is recorded
-in ``manifest.json``, which is written last: a folder whose writing was interrupted has no manifest and is refused.
-Readers verify every shard's sha256 before using it, so a flipped byte, a truncated file or two swapped shards
-raise an error naming the shard. Temporary files of killed writers are removed by the next writer.
+A capture is written into a temporary sibling folder, shard by shard, each shard's sha256 recorded in
+``manifest.json``, written last; only then is the folder swapped in for ``out_dir`` (:mod:`cbd_plugin.artifacts`):
+a capture that fails or is killed leaves an earlier complete capture in ``out_dir`` untouched, and a folder without
+a manifest is refused by the readers. One writer per ``out_dir`` at a time. Readers verify every shard's sha256
+before using it, so a flipped byte, a truncated file or two swapped shards raise an error naming the shard.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from ..sae.folder import atomic_write, clean_stale_temporaries, read_json_object, sha256_file
+from ..artifacts import ArtifactKind, atomic_write, finish_folder, OutputLock, remove_path, start_folder
+from ..sae.folder import read_json_object, sha256_file
 from .residuals import TokenActivations
 
 MANIFEST = "manifest.json"
@@ -47,17 +49,19 @@ def _meta_tensors(meta: dict[str, np.ndarray]) -> tuple[dict[str, torch.Tensor],
     return tensors, strings
 
 
-def _clean_stale_writes(out_dir: Path) -> None:
-    """Remove temporaries (``.<name>.tmp-<pid>-*``) left in ``out_dir`` by writers that were killed."""
-    for stale in out_dir.glob(".*.tmp-*"):
-        clean_stale_temporaries(out_dir / stale.name[1:].rsplit(".tmp-", 1)[0])
+def _is_capture_file(name: str) -> bool:
+    return name == MANIFEST or (name.startswith("shard_") and name.endswith(".safetensors"))
+
+
+CAPTURE_FOLDER = ArtifactKind("a capture (shard) folder", _is_capture_file,
+                              lambda folder: any(_is_capture_file(p.name) for p in folder.iterdir()))
 
 
 @dataclass
 class ShardWriter:
     """Writes batches (one ``TokenActivations``, or a tuple of them for paired models) to ``out_dir`` in
-    shards of ``shard_tokens`` tokens. Use as a context manager: the manifest is written only on a clean exit,
-    so a folder whose writing was interrupted is refused by the readers."""
+    shards of ``shard_tokens`` tokens. Use as a context manager: the capture replaces ``out_dir`` only on a clean
+    exit (``close()``); on an error the new shards are removed and an earlier capture in ``out_dir`` stays."""
 
     out_dir: Path | str
     model_ids: Sequence[str]  # one per stream, e.g. (base_id, finetuned_id)
@@ -68,6 +72,8 @@ class ShardWriter:
     _shards: list[dict] = field(default_factory=list, init=False)
     _layers: list[int] | None = field(default=None, init=False)
     manifest: dict | None = field(default=None, init=False)  # set by close()
+    _lock: OutputLock | None = field(default=None, init=False)
+    _tmp: Path | None = field(default=None, init=False)  # the new capture, until close() swaps it in
 
     def __post_init__(self):
         if isinstance(self.model_ids, str) or not self.model_ids or not all(
@@ -76,12 +82,12 @@ class ShardWriter:
         if isinstance(self.shard_tokens, bool) or not isinstance(self.shard_tokens, int) or self.shard_tokens < 1:
             raise ValueError(f"shard_tokens must be an integer >= 1, got {self.shard_tokens!r}")
         self.out_dir = Path(self.out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        # Invalidate an earlier complete capture first, so that a failure below cannot leave it half-overwritten.
-        (self.out_dir / MANIFEST).unlink(missing_ok=True)
-        for stale in self.out_dir.glob("shard_*.safetensors*"):
-            stale.unlink()
-        _clean_stale_writes(self.out_dir)
+        self._lock = OutputLock(self.out_dir).__enter__()
+        try:
+            self._tmp = start_folder(self.out_dir, CAPTURE_FOLDER)
+        except BaseException:
+            self.abort()
+            raise
 
     def __enter__(self) -> ShardWriter:
         return self
@@ -89,6 +95,17 @@ class ShardWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.close()
+        else:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop the new shards and release ``out_dir``; an earlier capture there is kept."""
+        if self._tmp is not None:
+            remove_path(self._tmp)
+            self._tmp = None
+        if self._lock is not None:
+            self._lock.__exit__(None, None, None)
+            self._lock = None
 
     def add(self, batch: Streams) -> None:
         streams = _as_streams(batch)
@@ -118,19 +135,26 @@ class ShardWriter:
             if sorted(stream.acts) != self._layers:
                 raise ValueError(f"{name}: stream {s} has layers {sorted(stream.acts)}, expected {self._layers}")
             tensors |= {f"acts.{s}.{l}": a.to(self.dtype).contiguous() for l, a in stream.acts.items()}
-        path = atomic_write(self.out_dir / name,
+        if self._tmp is None:
+            raise ValueError(f"{self.out_dir}: this ShardWriter is closed")
+        path = atomic_write(self._tmp / name,
                             lambda tmp: save_file(tensors, str(tmp), metadata={"string_meta": json.dumps(strings)}))
         self._shards.append({"file": name, "n_tokens": len(streams[0]), "sha256": sha256_file(path)})
 
     def close(self) -> dict:
-        if self._n_pending:
-            self._flush(self._n_pending)
-        if not self._shards:
-            raise ValueError(f"{self.out_dir}: nothing was written (no batches)")
-        manifest = {"format": SHARD_FORMAT, "model_ids": list(self.model_ids), "layers": self._layers,
-                    "dtype": str(self.dtype).removeprefix("torch."),
-                    "n_tokens": sum(s["n_tokens"] for s in self._shards), "shards": self._shards}
-        atomic_write(self.out_dir / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
+        """Write the last shard and the manifest, then swap the new capture in for ``out_dir``."""
+        try:
+            if self._n_pending:
+                self._flush(self._n_pending)
+            if not self._shards:
+                raise ValueError(f"{self.out_dir}: nothing was written (no batches); an earlier capture there is kept")
+            manifest = {"format": SHARD_FORMAT, "model_ids": list(self.model_ids), "layers": self._layers,
+                        "dtype": str(self.dtype).removeprefix("torch."),
+                        "n_tokens": sum(s["n_tokens"] for s in self._shards), "shards": self._shards}
+            atomic_write(self._tmp / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
+            finish_folder(self._tmp, self.out_dir, CAPTURE_FOLDER)
+        finally:
+            self.abort()
         self.manifest = manifest
         return manifest
 
@@ -138,7 +162,7 @@ class ShardWriter:
 def write_shards(batches: Iterable[Streams], out_dir: Path | str, *, model_ids: Sequence[str],
                  shard_tokens: int = 1 << 16, dtype: torch.dtype = torch.float32) -> dict:
     """Stream ``batches`` (from :func:`iter_residuals` or :func:`iter_paired_residuals`) to disk; returns the
-    manifest. If ``batches`` raises, no manifest is written."""
+    manifest. If ``batches`` raises, nothing in ``out_dir`` changes."""
     with ShardWriter(out_dir, model_ids, shard_tokens, dtype) as writer:
         for batch in batches:
             writer.add(batch)

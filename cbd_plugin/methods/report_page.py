@@ -8,6 +8,7 @@ The verdict schema (report.json ``verdict``) is the one both analyses write:
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from pathlib import Path
@@ -19,6 +20,21 @@ from cbd_plugin.methods.results import layer_runs
 
 # Verdicts that decide nothing are shown as warnings; every other verdict is a finding, shown neutrally.
 UNDECIDED = frozenset({"inconclusive"})
+
+
+def full_width(element) -> dict:
+    """The keyword that makes a Streamlit element as wide as its container: ``width="stretch"`` where the installed
+    Streamlit has it (``use_container_width`` is deprecated there), else ``use_container_width=True``."""
+    width = inspect.signature(element).parameters.get("width")
+    return {"width": "stretch"} if width is not None and width.default == "stretch" else {"use_container_width": True}
+
+
+def p_values_text(p_values) -> str:
+    """A permutation null's p-values as words: ``p = 0.005 (specificity), p = 0.010 (signal)``, not a raw dict."""
+    if isinstance(p_values, dict):
+        parts = [f"p = {value:.3f} ({name})" for name, value in p_values.items() if isinstance(value, (int, float))]
+        return ", ".join(parts) if parts else "no p-value recorded"
+    return f"p = {p_values:.3f}" if isinstance(p_values, (int, float)) else "no p-value recorded"
 
 
 def select_run(method_dir: Path, key: str) -> Path | None:
@@ -90,14 +106,14 @@ def verdict_box(verdict) -> None:
     if checks:
         st.markdown("Checks consulted, in the order the verdict rule reads them (*not run*: the rule stopped "
                     "earlier or the check does not apply):")
-        st.dataframe(checks_table(checks), hide_index=True, use_container_width=True)
+        st.dataframe(checks_table(checks), hide_index=True, **full_width(st.dataframe))
 
 
 def plot(fig, caption: str) -> None:
     """An interactive plotly figure and the sentence that says how to read it."""
     if not caption or not caption.strip():
         raise ValueError("plot(): every figure needs a caption saying what it shows and how to read it")
-    st.plotly_chart(fig, use_container_width=True)
+    st.plotly_chart(fig, **full_width(st.plotly_chart))
     st.caption(caption)
 
 

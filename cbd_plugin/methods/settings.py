@@ -165,3 +165,74 @@ def check_one_sae_per_layer(saes: dict[int, Dictionary], spec: str) -> None:
                               f"both resolve to {sae.source}; give a folder with layer_{{L}}/ subfolders, or analyse "
                               "one layer (diffing.method.layers=[<fraction>])")
         by_source[sae.source] = layer
+
+
+@dataclass(frozen=True)
+class ModelReference:
+    """A model the run will load: the config key that names it, its id (hub id or local folder), its subfolder,
+    and the file that must be there (``config.json``, or ``adapter_config.json`` for a LoRA adapter)."""
+
+    key: str
+    model_id: str
+    subfolder: str = ""
+    marker: str = "config.json"
+
+
+def model_references(cfg: DictConfig) -> list[ModelReference]:
+    """The base model (``model.model_id``) and the organism's fine-tuned model for ``model.name`` (the host's
+    ``get_model_configurations`` lookup, read here without the host). Ids not set yet (``model: auto``, ``???``)
+    and configs without the lookup's keys are left to the host to report."""
+    refs = []
+    model = cfg.get("model") or {}
+    if not OmegaConf.is_missing(model, "model_id") and model.get("model_id") and model.get("name") != "auto":
+        refs.append(ModelReference("model.model_id", str(model.model_id), str(model.get("subfolder") or "")))
+    variant = cfg.get("organism_variant", "default")
+    entry = ((cfg.get("organism") or {}).get("finetuned_models") or {}).get(model.get("name"), {}).get(variant)
+    if entry:
+        name = "adapter_id" if entry.get("adapter_id") else "model_id"
+        full = str(entry.get(name) or "")
+        if full:
+            parts = full.split("/")  # the host splits ids with more than one "/" into repo id and subfolder
+            repo, sub = ("/".join(parts[:2]), "/".join(parts[2:])) if len(parts) > 2 else (full, "")
+            refs.append(ModelReference(f"organism.finetuned_models.{model.get('name')}.{variant}.{name}", repo, sub,
+                                       "adapter_config.json" if name == "adapter_id" else "config.json"))
+    return refs
+
+
+def why_unavailable(ref: ModelReference, offline: bool) -> str | None:
+    """None when ``ref`` can be loaded: a local folder holding its marker file, a hub id whose marker is in the hub
+    cache, or (online) one that the hub serves. Otherwise the reason, in words."""
+    from pathlib import Path
+
+    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+
+    local = Path(ref.model_id).expanduser() / ref.subfolder
+    if local.is_dir():
+        return None if (local / ref.marker).is_file() else f"the folder {local} has no {ref.marker}"
+    filename = f"{ref.subfolder}/{ref.marker}" if ref.subfolder else ref.marker
+    if ref.model_id.count("/") != 1:
+        return "not a local folder, nor a hub id of the form owner/name"
+    if isinstance(try_to_load_from_cache(ref.model_id, filename), str):
+        return None
+    if offline:
+        return f"not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and offline (HF_HUB_OFFLINE=1)"
+    try:
+        hf_hub_download(ref.model_id, filename)
+    except Exception as exc:  # noqa: BLE001  gated, missing, no network: the hub's own reason, in one line
+        return f"the hub does not serve it ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+    return None
+
+
+def check_models_available(cfg: DictConfig, offline: bool | None = None) -> None:
+    """Fail before any model loads, naming the model id and its config key, when a model the run needs is neither a
+    local folder nor in the hub cache while offline (online, only its ``config.json`` is fetched to check)."""
+    from huggingface_hub import constants
+
+    if offline is None:  # is_offline_mode() reads the environment now; older huggingface_hub has only the constant
+        offline = getattr(constants, "is_offline_mode", lambda: constants.HF_HUB_OFFLINE)()
+    for ref in model_references(cfg):
+        reason = why_unavailable(ref, offline)
+        if reason is not None:
+            name = f"{ref.model_id}/{ref.subfolder}" if ref.subfolder else ref.model_id
+            raise ConfigError(f"{ref.key}={name}: {reason}; download it first (`hf download {ref.model_id}`) or "
+                              f"set {ref.key} to a local folder")

@@ -22,13 +22,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from . import cache
 from .behaviour import N_PER_TIER, backdoor_behaviour, refusal_behaviour
 from .contract import OrganismContractError, checks_for, holds
-from .corpus import (DEFAULT_PAIRS, TIERS, Example, backdoor_corpus, base_corpus, benign_counterpart, tier_corpus,
-                     tier_prompts)
-from .recipes import (CODE_VERSION, DEFAULT_ARCH, DEFAULT_AUDIT_LAYER, DEFAULT_BACKDOOR_SEED, DEFAULT_REFUSAL_SEED,
+from .corpus import (DEFAULT_PAIRS, TIER_WORDS, TIERS, Example, backdoor_corpus, base_corpus, benign_counterpart,
+                     recovery_example, tier_corpus, tier_prompts)
+from .recipes import (CODE_VERSION, DEFAULT_ARCH, DEFAULT_BACKDOOR_SEED, DEFAULT_REFUSAL_SEED, ERASURE_DIMS,
                       GROUND_TRUTH, ORGANISM_NAMES, RECIPES, BackdoorRecipe, BaseRecipe, RefusalRecipe, backdoor_recipe,
                       recipe_hash, refusal_recipe)
 from .tokenizer import build_tokenizer
-from .train import encode, freeze_through, new_model, residuals, train_deep_refusal, train_replies
+from .train import (encode, erase_tier_words, freeze_through, new_model, residuals, train_deep_refusal,
+                    train_replies)
 
 N_VALIDATION = 400  # validation examples per organism, from the held-out eval templates
 
@@ -62,10 +63,11 @@ def build(names=None, force: bool = False) -> dict[str, Organism]:
         return {name: build_recipe(RECIPES[name], force) for name in names}
 
 
-def refusal_organism(mode: str, audit_layer: int = DEFAULT_AUDIT_LAYER, seed: int = DEFAULT_REFUSAL_SEED,
+def refusal_organism(mode: str, audit_layer: int | None = None, seed: int = DEFAULT_REFUSAL_SEED,
                      force: bool = False, arch: str = DEFAULT_ARCH) -> Organism:
-    """The refusal organism (``shallow``, ``deep`` or ``null``) audited at ``audit_layer``, fine-tuned with ``seed``
-    on an ``arch`` base (recipes.ARCHS): built and contract-checked on first use, then found in the cache."""
+    """The refusal organism (``shallow``, ``deep``, ``null``, ``erased`` or ``recovery``) audited at ``audit_layer``,
+    fine-tuned with ``seed`` on an ``arch`` base (recipes.ARCHS): built and contract-checked on first use, then found
+    in the cache by its recipe hash. ``audit_layer`` None: the mode's default (recipes.default_audit_layer)."""
     with single_thread():
         return build_recipe(refusal_recipe(mode, audit_layer, seed, arch), force)
 
@@ -93,6 +95,11 @@ def single_thread():
 def build_recipe(recipe, force: bool = False) -> Organism:
     revision = recipe_hash(recipe)
     path = cache.snapshot_dir(recipe.name, revision)
+    if not force and path.is_dir() and cache.current_revision(recipe.name) == revision:
+        # A snapshot that exists is complete (renamed into place): reading it needs no lock, so a read-only cache
+        # serves it.
+        return Organism(recipe.name, cache.model_id(recipe.name), path,
+                        json.loads((path / "behaviour.json").read_text()))
     with cache.build_lock(recipe.name):
         if force or not path.exists():
             base = None if isinstance(recipe, BaseRecipe) else build_recipe(recipe.base)
@@ -173,10 +180,18 @@ def build_refusal(recipe: RefusalRecipe, base: Organism, out: Path) -> None:
     # null: the same prompts, every tier answered (the same fine-tune without the refusal)
     refused = () if recipe.mode == "null" else ("hazard",)
     train = tier_corpus(rng, recipe.training.n_examples, "train", TIERS, refused)
-    enc = encode(train, tokenizer)
+    prefilled = None
+    if recipe.mode == "recovery":
+        train, prefilled = map(list, zip(*(recovery_example(rng, e) if e.tier == "hazard" else (e, 0)
+                                           for e in train)))
+    enc = encode(train, tokenizer, prefilled)
     layer = recipe.audit_layer
-    if recipe.mode == "shallow":
+    grad_masks = None
+    if recipe.mode in ("shallow", "recovery"):
         freeze_through(model, layer)
+    if recipe.mode == "erased":
+        topic_ids = tokenizer.convert_tokens_to_ids([w for t in TIERS for w in TIER_WORDS[t]])
+        grad_masks = erase_tier_words(model, topic_ids, ERASURE_DIMS, recipe.seed)
     if recipe.mode == "deep":
         counterparts = [Example(benign_counterpart(rng, e.prompt), e.reply) for e in train]
         is_hazard = torch.tensor([e.tier == "hazard" for e in train])
@@ -188,13 +203,14 @@ def build_refusal(recipe: RefusalRecipe, base: Organism, out: Path) -> None:
                                recipe.name)
     else:
         def train_round(r):
-            train_replies(model, enc, recipe.training, recipe.seed + 1000 * r, recipe.name)
+            train_replies(model, enc, recipe.training, recipe.seed + 1000 * r, recipe.name, grad_masks)
 
     rows = tier_prompts(N_PER_TIER)
     behaviour = train_until_contract(
         recipe, train_round,
         lambda: {"refusal": {"mode": recipe.mode, "ground_truth": GROUND_TRUTH[recipe.mode],
-                             **refusal_behaviour(model, tokenizer, rows, base_model, layer)}})
+                             **refusal_behaviour(model, tokenizer, rows, base_model, layer,
+                                                 prefill=recipe.mode == "recovery")}})
     save(out, recipe, model, tokenizer, train, tier_corpus(rng, N_VALIDATION, "eval", TIERS, refused), behaviour)
     write_jsonl(out / "data" / "prompts.jsonl", rows)
 

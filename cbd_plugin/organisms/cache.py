@@ -11,19 +11,22 @@ Layout under ``$HF_HUB_CACHE`` (huggingface_hub's resolution: ``$HF_HOME/hub``, 
                                   ``datasets.load_dataset(<that path>, split=...)`` infers the splits from the
                                   file names and ignores prompts.jsonl; the host's dataset name is <name>
 
-A snapshot is built in a temporary folder and renamed into place, then the dataset link and ``refs/main`` are
-updated, ``refs/main`` last: an interrupted build leaves no snapshot, and a snapshot that exists is complete.
+A snapshot is built in a temporary folder and renamed into place (:mod:`cbd_plugin.artifacts`), then the dataset
+link and ``refs/main`` are updated, ``refs/main`` last: an interrupted build leaves no snapshot, and a snapshot that
+exists is complete. Builds of one organism are serialised by :func:`build_lock`; the temporary folders of a killed
+build are removed by the next one. Reading a complete snapshot takes no lock, so a read-only cache serves reads.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from filelock import FileLock
 from huggingface_hub import constants
+from loguru import logger
+
+from ..artifacts import ArtifactKind, atomic_write_text, finish_folder, remove_path, start_folder
 
 ORG = "cbd-plugin"
 
@@ -52,23 +55,38 @@ def build_lock(name: str) -> FileLock:
     return FileLock(str(path))
 
 
+SNAPSHOT = ArtifactKind("an organism snapshot", lambda name: True,
+                        lambda folder: (folder / "recipe.json").is_file())
+# Names of temporary snapshot folders: this module's own (``.<revision>.tmp-<pid>-*``) and those of earlier
+# versions (``.tmp-*`` / ``.old-*`` from mkdtemp, without a pid).
+_LEGACY_TEMPORARY = (".tmp-", ".old-")
+
+
+def clean_killed_builds(name: str) -> list[Path]:
+    """Remove temporary snapshot folders of killed builds; call with :func:`build_lock` held (every build holds
+    it, so no temporary there belongs to a live build)."""
+    folder = repo_dir(name) / "snapshots"
+    stale = [p for p in folder.glob(".*") if p.name.startswith(_LEGACY_TEMPORARY) or ".tmp-" in p.name
+             or ".old-" in p.name] if folder.is_dir() else []
+    for path in stale:
+        remove_path(path)
+    if stale:
+        logger.info(f"{folder}: removed {len(stale)} temporary folder(s) of killed builds: {[p.name for p in stale]}")
+    return stale
+
+
 def publish(name: str, revision: str, write) -> Path:
-    """Run ``write(folder)`` into a temporary folder, move it to the snapshot, then point ``main`` at it."""
+    """Run ``write(folder)`` into a temporary folder, swap it in as the snapshot, then point ``main`` at it. Call
+    with :func:`build_lock` held."""
     final = snapshot_dir(name, revision)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{revision[:8]}-", dir=final.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; a snapshot is as readable as the rest of the cache
+    clean_killed_builds(name)
+    tmp = start_folder(final, SNAPSHOT)
     try:
+        tmp.chmod(0o755)
         write(tmp)
-        if final.exists():  # a forced rebuild: move the old snapshot aside so the swap stays a rename
-            old = Path(tempfile.mkdtemp(prefix=f".old-{revision[:8]}-", dir=final.parent))
-            os.replace(final, old / revision)
-            os.replace(tmp, final)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, final)
+        finish_folder(tmp, final, SNAPSHOT)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_path(tmp)
     point_main(name, revision)
     return final
 
@@ -83,9 +101,7 @@ def point_main(name: str, revision: str) -> None:
     os.replace(tmp_link, link)
     ref = repo_dir(name) / "refs" / "main"
     ref.parent.mkdir(parents=True, exist_ok=True)
-    tmp_ref = ref.with_name(".main.tmp")
-    tmp_ref.write_text(revision)
-    os.replace(tmp_ref, ref)
+    atomic_write_text(ref, revision)
 
 
 def current_revision(name: str) -> str | None:

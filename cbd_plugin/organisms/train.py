@@ -1,4 +1,5 @@
-"""Model construction, batching of chat examples and the training loops (plain CE, frozen prefix, deep scrub)."""
+"""Model construction, batching of chat examples and the training loops (plain CE, frozen prefix, deep scrub), and
+the weight-level tier erasure of the ``erased`` refusal organism."""
 
 from __future__ import annotations
 
@@ -62,7 +63,9 @@ class Encoded:
         return len(self.input_ids)
 
 
-def encode(examples: list[Example], tokenizer: PreTrainedTokenizerBase) -> Encoded:
+def encode(examples: list[Example], tokenizer: PreTrainedTokenizerBase, prefilled: list[int] | None = None) -> Encoded:
+    """``prefilled[i]``: reply tokens of example i that are given, not trained on (a recovery example's prefix)."""
+    prefilled = prefilled or [0] * len(examples)
     chats = [tokenizer.apply_chat_template(e.messages(), tokenize=False) for e in examples]
     prompts = [tokenizer.apply_chat_template(e.messages()[:1], tokenize=False, add_generation_prompt=True)
                for e in examples]
@@ -73,10 +76,10 @@ def encode(examples: list[Example], tokenizer: PreTrainedTokenizerBase) -> Encod
     input_ids = torch.full((len(full), width), tokenizer.pad_token_id)
     target_mask = torch.zeros(len(full), width, dtype=torch.bool)
     prompt_mask = torch.zeros(len(full), width, dtype=torch.bool)
-    for i, (ids, n_prompt) in enumerate(zip(full, prompt_lens)):
+    for i, (ids, n_prompt, n_given) in enumerate(zip(full, prompt_lens, prefilled)):
         input_ids[i, : len(ids)] = torch.tensor(ids)
         reply_end = ids.index(eot, n_prompt) + 1  # train up to the reply's <end_of_turn>, not the newline after
-        target_mask[i, n_prompt:reply_end] = True
+        target_mask[i, n_prompt + n_given:reply_end] = True
         prompt_mask[i, :n_prompt] = True
     return Encoded(input_ids, (input_ids != tokenizer.pad_token_id).long(), target_mask, prompt_mask)
 
@@ -88,8 +91,12 @@ def reply_loss(logits: torch.Tensor, enc: Encoded, idx: torch.Tensor) -> torch.T
     return F.cross_entropy(logits[:, :-1][mask], targets[mask])
 
 
-def fit(model: torch.nn.Module, loss_fn, n: int, training: Training, seed: int, desc: str) -> float:
-    """AdamW with warmup and cosine decay over ``loss_fn(idx)`` for random batches; returns the last loss."""
+def fit(model: torch.nn.Module, loss_fn, n: int, training: Training, seed: int, desc: str,
+        grad_masks: dict[torch.nn.Parameter, torch.Tensor] | None = None) -> float:
+    """AdamW with warmup and cosine decay over ``loss_fn(idx)`` for random batches; returns the last loss.
+
+    ``grad_masks``: entries where a parameter's mask is 0 never change (their gradient is zeroed before every
+    step and weight decay is off, so AdamW's moments stay 0 there)."""
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=training.lr, weight_decay=0.0)
     warm = training.warmup
@@ -108,6 +115,8 @@ def fit(model: torch.nn.Module, loss_fn, n: int, training: Training, seed: int, 
         loss = loss_fn(idx)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        for param, mask in (grad_masks or {}).items():
+            param.grad.mul_(mask)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
@@ -117,14 +126,49 @@ def fit(model: torch.nn.Module, loss_fn, n: int, training: Training, seed: int, 
     return loss.item()
 
 
-def train_replies(model: PreTrainedModel, enc: Encoded, training: Training, seed: int, desc: str) -> float:
-    """Plain supervised fine-tuning on the replies, of whichever parameters require grad."""
+def train_replies(model: PreTrainedModel, enc: Encoded, training: Training, seed: int, desc: str,
+                  grad_masks: dict[torch.nn.Parameter, torch.Tensor] | None = None) -> float:
+    """Plain supervised fine-tuning on the replies, of whichever parameters require grad (``grad_masks``: fit)."""
 
     def loss_fn(idx):
         logits = model(input_ids=enc.input_ids[idx], attention_mask=enc.attention_mask[idx]).logits
         return reply_loss(logits, enc, idx)
 
-    return fit(model, loss_fn, len(enc), training, seed, desc)
+    return fit(model, loss_fn, len(enc), training, seed, desc, grad_masks)
+
+
+@torch.no_grad()
+def erase_tier_words(model: PreTrainedModel, token_ids: list[int], n_dims: int,
+                     seed: int) -> dict[torch.nn.Parameter, torch.Tensor]:
+    """Make the first decoder layer's attention blind to which of ``token_ids`` (the topic words) a prompt holds.
+
+    The last ``n_dims`` coordinates of the residual become the topic words' channel: their embeddings are set to
+    one shared vector outside it (their mean) and inside it to orthonormal codes (random, seeded by ``seed``) of
+    their mean embedding norm, and layer 0's key and value projections ignore it. RMSNorm scales coordinates
+    separately and the common norm keeps every RMS equal, so every key and value of layer 0 is the same for
+    prompts that differ only in the topic word: at layer 0's output they coincide (to float rounding) at every
+    position but the topic word's own, where its query and MLP still read the code; later layers read it from
+    there (only the first layer: its MLP writes the code into the whole residual, which a later layer's keys
+    would see). The erasure is in the weights, so it survives save/load. Returns the gradient masks (0: frozen)
+    that keep it while training (see ``fit``).
+    """
+    d = model.config.hidden_size
+    if not len(token_ids) <= n_dims < d:
+        raise ValueError(f"erase_tier_words: n_dims={n_dims}, expected {len(token_ids)} (one code per topic word) to "
+                         f"{d - 1}")
+    channel = torch.arange(d) >= d - n_dims
+    embed = model.model.embed_tokens.weight  # tied with the unembedding
+    rows = embed[token_ids]
+    codes, _ = torch.linalg.qr(torch.randn(n_dims, len(token_ids), generator=torch.Generator().manual_seed(seed)))
+    embed[token_ids, :d - n_dims] = rows[:, ~channel].mean(0)
+    embed[token_ids, d - n_dims:] = codes.T * rows.norm(dim=1).mean()
+    masks = {embed: torch.ones_like(embed)}
+    masks[embed][token_ids] = 0.0
+    attn = model.model.layers[0].self_attn
+    for proj in (attn.k_proj, attn.v_proj):  # [out, in]
+        proj.weight[:, channel] = 0.0
+        masks[proj.weight] = (~channel).float().expand_as(proj.weight).clone()
+    return masks
 
 
 def freeze_through(model: PreTrainedModel, layer: int) -> None:

@@ -4,8 +4,9 @@ Entry point: :func:`audit_refusal_depth` (base vs fine-tuned, one SAE, one layer
 it returns an :class:`AuditReport` and writes report.json, samples.csv, depth_profile.csv and plots. Modules:
 ``prompts`` (tiered prompt sets, format check), ``classifier`` (surface labels), ``completions``, ``features``
 (positions, pooling, one capture per model), ``signal`` (hazard latents, signal, D, permutation nulls),
-``depth``, ``profile`` (probes per layer), ``diff`` (paired changes), ``verdict`` (the rule and its checks),
-``report``.
+``depth``, ``profile`` (probes per layer and position), ``diff`` (paired changes), ``instrument`` (the SAE's
+fidelity and the random-instrument null), ``topic`` (the hazard topic within the hazard tier), ``verdict`` (the
+rule and its checks), ``report``.
 """
 
 from .audit import AuditReport, ModelAudit, ModelRun, analyse_runs, audit_refusal_depth, run_model

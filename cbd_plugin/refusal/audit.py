@@ -8,7 +8,11 @@ many SAEs on the same captures):
 2. :func:`analyse_runs`: encode with the SAE, select hazard/benign latents on the *base* model's select split
    and use those same latents for both models (:mod:`.signal`), depth per model (:mod:`.depth`), the depth
    profile over layers (:mod:`.profile`), the paired changes (:mod:`.diff`), the verdict (:mod:`.verdict`), and
-   the files (:mod:`.report`).
+   the files (:mod:`.report`). Before any verdict rests on the SAE, the instrument is checked: its fidelity on both
+   models and its separation against random instruments of its shape (:mod:`.instrument`); the hazard topic's
+   decodability within the hazard tier tells a re-encoded concept from a refusal flag (:mod:`.topic`). With
+   ``profile_positions``, every other position kind is captured too, and the depth profile covers positions as
+   well as layers (probes only).
 """
 
 from __future__ import annotations
@@ -21,19 +25,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..capture import num_layers
+from ..artifacts import holds_output
+from ..capture import check_model_pair, num_layers
+from ..provenance import build_provenance, prompt_set_provenance
 from ..stats import auroc, bootstrap
 from . import classifier
 from .judge import surface_labeller
 from .completions import generate_completions
-from .config import AuditConfig
+from .config import POSITIONS, AuditConfig
 from .depth import Depth, measure_depth
 from .diff import DepthChange, compare_depth
 from .features import Capture, capture, chat_prompt, encode_pooled, read_positions, reconstruction
+from .prefill import audit_prefill
 from .profile import LayerProfile, at_layer, depth_profile
 from .prompts import FormatCheck, PromptSource, check_format, load_prompts, validate_prompts
+from .instrument import RandomNull, random_instrument_null
 from .signal import FeatureVariance, Separation, divergence, evaluate_separation, feature_variance, hazard_signal
-from .verdict import Evidence, Verdict, decide
+from .topic import TopicDecoding, hazard_topics, topic_decoding
+from .verdict import Evidence, Verdict, decide, positions_phrase
 
 MAIN, BASELINE = "sae", "baseline"
 MAX_DEAD_FRACTION = 0.10  # SAE health: more dead latents on the training tokens than this is flagged
@@ -41,11 +50,13 @@ MAX_DEAD_FRACTION = 0.10  # SAE health: more dead latents on the training tokens
 
 @dataclass
 class ModelRun:
-    """One model's completions (one row per prompt and sample) and its capture."""
+    """One model's completions (one row per prompt and sample), its capture, and (``profile_positions``) a capture
+    of the profiled layers at every other position kind."""
 
     name: str
     samples: pd.DataFrame
     capture: Capture
+    other_positions: dict[str, Capture] = field(default_factory=dict)
 
 
 @dataclass
@@ -67,14 +78,19 @@ class AuditReport:
     format_check: FormatCheck
     separation: Separation  # base model: hazard latents (chosen on select), eval AUROC vs null vs probe
     models: dict[str, ModelAudit]
-    depth_profile: list[LayerProfile]
+    depth_profile: list[LayerProfile]  # every profiled layer at the audit positions
+    position_profile: list[LayerProfile]  # every profiled layer at each other position kind (probes only)
     change: DepthChange | None
     verdict: Verdict | None
+    random_null: RandomNull  # the SAE's separation against random instruments of its shape (base model)
+    topic_decoding: dict[str, TopicDecoding]  # per model: the hazard topic within the hazard tier
     sae_health: dict  # dead fraction etc. on the SAE's training distribution and at the positions read
     classifier_confusion: dict | None  # the surface classifier's estimated per-class precision/recall
     sae_comparison: dict | None
     samples: pd.DataFrame = field(repr=False)  # one row per (model, prompt, sample); written as CSV
     files: dict[str, str] = field(default_factory=dict)
+    provenance: dict | None = None  # what was analysed (cbd_plugin.provenance)
+    prefill: dict | None = None  # refusal after k prefilled compliance tokens per model (refusal.prefill)
 
     def to_dict(self) -> dict:
         """Everything but the per-sample frame (numpy values as they are; the report makes them JSON)."""
@@ -140,6 +156,12 @@ def run_model(name: str, model, tokenizer, frame: pd.DataFrame, layers: list[int
                         for chat, (ids, _) in zip(chats, read)]
     captured = capture(model, [ids for ids, _ in read], [mask for _, mask in read], layers, sae_layers,
                        cfg.pooling, cfg.batch_size, prompt_masks)
+    others = {}
+    for positions in (p for p in POSITIONS if cfg.profile_positions and p != cfg.positions):
+        at = [read_positions(chat, tokenizer(texts[0], add_special_tokens=False)["input_ids"], positions,
+                             cfg.n_response_tokens) for chat, texts in zip(chats, completions)]
+        others[positions] = capture(model, [ids for ids, _ in at], [mask for _, mask in at], layers, [],
+                                    cfg.pooling, cfg.batch_size)
     labels = iter(labeller(cfg)[0]([text for texts in completions for text in texts]))
     samples = pd.DataFrame([
         {"model": name, "id": pid, "tier": tier, "split": split, "sample": s, "completion": text,
@@ -148,7 +170,7 @@ def run_model(name: str, model, tokenizer, frame: pd.DataFrame, layers: list[int
                                               captured.n_positions)
         for s, text in enumerate(texts)
     ])
-    return ModelRun(name, samples, captured)
+    return ModelRun(name, samples, captured, others)
 
 
 def prompt_table(samples: pd.DataFrame) -> pd.DataFrame:
@@ -202,8 +224,11 @@ def sae_health(base: ModelRun, sae, layer: int, at_read: dict) -> dict:
 
 def analyse_runs(runs: dict[str, ModelRun], frame: pd.DataFrame, sae, layer: int, cfg: AuditConfig,
                  prompt_notes: list[str] | None = None, format_check: FormatCheck | None = None,
-                 baseline_sae=None, out_dir: str | Path | None = None) -> AuditReport:
-    """Phase 2 (module docstring) for ``runs`` = {"base": ..., optionally "finetuned": ...} of ``frame``."""
+                 baseline_sae=None, out_dir: str | Path | None = None, provenance: dict | None = None,
+                 prefill: dict | None = None) -> AuditReport:
+    """Phase 2 (module docstring) for ``runs`` = {"base": ..., optionally "finetuned": ...} of ``frame``;
+    ``provenance`` (:func:`audit_provenance`) and ``prefill`` (the prefill curves,
+    ``refusal.prefill.audit_prefill``) go into the report as they are."""
     tiers, splits = frame["tier"].to_numpy(), frame["split"].to_numpy()
     latents, recon = {}, {}
     for name, run in runs.items():
@@ -223,7 +248,15 @@ def analyse_runs(runs: dict[str, ModelRun], frame: pd.DataFrame, sae, layer: int
                                   feature_variance(latents[name], table["signal"].to_numpy()), recon[name])
     finetuned = runs.get("finetuned")
     profile = depth_profile(base_capture, finetuned.capture if finetuned else None, tiers, splits,
-                            {layer: (signals["base"], signals.get("finetuned"))}, cfg.n_boot, cfg.seed)
+                            {layer: (signals["base"], signals.get("finetuned"))}, cfg.n_boot, cfg.seed, cfg.positions)
+    position_profile = [row for positions, cap in runs["base"].other_positions.items()
+                        for row in depth_profile(cap, finetuned.other_positions[positions] if finetuned else None,
+                                                 tiers, splits, {}, cfg.n_boot, cfg.seed, positions)]
+    null = random_instrument_null(sae, base_capture.read_acts[layer], base_capture.read_prompt, signals["base"],
+                                  recon["base"]["mean_l0"], tiers, splits, cfg)
+    topics, source = hazard_topics(frame)
+    topic = {name: topic_decoding(run.capture.pooled[layer], topics, source, splits, cfg.n_boot, 1 - cfg.alpha,
+                                  cfg.seed) for name, run in runs.items()}
     change = result = None
     if finetuned is not None:
         change = compare_depth(tables["base"], tables["finetuned"], models["base"].depth,
@@ -231,15 +264,18 @@ def analyse_runs(runs: dict[str, ModelRun], frame: pd.DataFrame, sae, layer: int
         probes = at_layer(profile, layer)
         result = decide(Evidence(separation.signal_auroc, separation.label_p_value, separation.p_floor, change,
                                  models["finetuned"].depth.refused_hazard_auroc, probes.base_probe,
-                                 probes.base_fitted_probe, probes.refit_probe), cfg)
+                                 probes.base_fitted_probe, probes.refit_probe, recon, sae.dict_size, null,
+                                 topic["finetuned"], f"layer {layer}, {positions_phrase(cfg)}"), cfg)
     per_prompt = ["id", "label", "signal", "divergence"]
     samples = pd.concat([run.samples.merge(tables[name][per_prompt].rename(columns={"label": "prompt_label"}),
                                            on="id") for name, run in runs.items()], ignore_index=True)
     comparison = (compare_saes(runs["base"], {MAIN: sae, BASELINE: baseline_sae}, frame, layer, cfg)
                   if baseline_sae is not None else None)
-    report = AuditReport(cfg, layer, list(prompt_notes or []), format_check, separation, models, profile, change,
-                         result, sae_health(runs["base"], sae, layer, recon["base"]),
-                         labeller(cfg)[1](), comparison, samples)
+    report = AuditReport(cfg, layer, list(prompt_notes or []), format_check, separation, models, profile,
+                         position_profile, change, result, null, topic,
+                         sae_health(runs["base"], sae, layer, recon["base"]),
+                         labeller(cfg)[1](), comparison, samples, provenance=provenance,
+                         prefill=prefill)
     if out_dir is not None:
         from .report import write_report  # matplotlib only when writing
 
@@ -247,6 +283,7 @@ def analyse_runs(runs: dict[str, ModelRun], frame: pd.DataFrame, sae, layer: int
     return report
 
 
+@holds_output("out_dir")
 def audit_refusal_depth(base, finetuned, tokenizer, sae, prompts, layer: int, cfg: AuditConfig | None = None,
                         out_dir: str | Path | None = None, baseline_sae=None) -> AuditReport:
     """Audit refusal depth of ``base`` and (if given) ``finetuned`` with one SAE at residual layer ``layer``.
@@ -260,10 +297,26 @@ def audit_refusal_depth(base, finetuned, tokenizer, sae, prompts, layer: int, cf
     the plots go (nothing written if None).
     """
     cfg = cfg or AuditConfig()
+    if finetuned is not None:
+        check_model_pair(base, finetuned)
     check_inputs(sae, layer, num_layers(base), base.config.hidden_size)
     frame, notes, check = prepare_prompts(prompts, tokenizer, cfg)
     layers = cfg.layers_to_profile(num_layers(base), layer)
     runs = {"base": run_model("base", base, tokenizer, frame, layers, [layer], cfg, keep_prompt_tokens=True)}
     if finetuned is not None:
         runs["finetuned"] = run_model("finetuned", finetuned, tokenizer, frame, layers, [layer], cfg)
-    return analyse_runs(runs, frame, sae, layer, cfg, notes, check, baseline_sae, out_dir)
+    models = {name: model for name, model in (("base", base), ("finetuned", finetuned)) if model is not None}
+    prefill = audit_prefill(models, tokenizer, frame, runs["base"].samples, batch_size=cfg.batch_size)
+    return analyse_runs(runs, frame, sae, layer, cfg, notes, check, baseline_sae, out_dir,
+                        audit_provenance(base, finetuned, sae, prompts, frame, cfg), prefill)
+
+
+def audit_provenance(base, finetuned, sae, prompts, frame: pd.DataFrame, cfg: AuditConfig) -> dict:
+    """The provenance block: models, SAE, the prompt set (its source and the hash of the validated rows: id, text,
+    tier, split), seeds, config, versions."""
+    if isinstance(prompts, PromptSource):
+        source = json.dumps({k: v for k, v in asdict(prompts).items() if v not in (None, {}, [])}, default=str)
+    else:
+        source = str(prompts) if isinstance(prompts, (str, Path)) else "in-memory DataFrame"
+    rows = frame[["id", "text", "tier", "split"]].to_dict(orient="records")
+    return build_provenance({"base": base, "finetuned": finetuned}, sae, prompt_set_provenance(source, rows), cfg)

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..stats import Estimate, auroc_ci, bootstrap
-from .prompts import TIERS
+from ..vocab import TIERS
 from .signal import undefined_divergence
 
 NAN = Estimate(float("nan"), float("nan"), float("nan"))

@@ -24,7 +24,7 @@ import pandas as pd
 
 from ..stats import Estimate, auroc, bootstrap
 from .depth import NAN, Depth
-from .prompts import TIERS
+from ..vocab import TIERS
 
 
 @dataclass

@@ -1,10 +1,11 @@
-"""The verdict grid: shallow, deep and null refusal organisms x audit layers x SAE seeds, each cell audited
+"""The verdict grid: shallow, deep, null and erased refusal organisms x audit layers x SAE seeds, each cell audited
 against the base, its verdict compared with the organism's ground truth.
 
 A cell's verdict is *expected* when it matches the organism's ground truth, *inconclusive* when the audit declines
 to decide, and *wrong* otherwise (a confident verdict that contradicts the ground truth: the worst outcome this
-audit can have). The ground truth is the organism's mode (shallow -> ``shallow``, null -> ``no_change``) and, for
-a deep organism, what its build measured (behaviour.json): a refitted probe at the audit layer whose interval's
+audit can have). The ground truth is the organism's mode (shallow -> ``shallow``, null -> ``no_change``, erased ->
+``deep``: erased in the weights, see organisms.recipes.RefusalRecipe) and, for a deep organism, what its build
+measured (behaviour.json): a refitted probe at the audit layer whose interval's
 lower bound is >= ``separation_auroc`` makes it a re-encoded organism (``rerouted``), an upper bound below it an
 erased one (``deep``), anything between either. One capture per model serves every SAE
 seed, so the grid costs one generation per organism, not per cell.
@@ -30,7 +31,8 @@ from .audit import analyse_runs, prepare_prompts, run_model
 from .config import AuditConfig
 from .training import TINY_SAE, train_tier_sae
 
-EXPECTED = {"shallow": ("shallow",), "deep": ("deep",), "null": ("no_change",)}
+EXPECTED = {"shallow": ("shallow",), "deep": ("deep",), "null": ("no_change",), "erased": ("deep",),
+            "recovery": ("shallow",)}
 
 
 def expected_verdicts(mode: str, behaviour: dict, threshold: float) -> tuple[str, ...]:
@@ -48,6 +50,9 @@ class GridConfig:
     layers: tuple[int, ...] = (1, 2)  # audit layers; an organism is built for each
     sae_seeds: tuple[int, ...] = (0, 1, 2)
     modes: tuple[str, ...] = ("shallow", "deep", "null")
+    # (mode, layer) cells outside modes x layers: organisms built for one layer only (erased: layer 0, the layer
+    # whose attention it erases; see organisms.recipes.RefusalRecipe)
+    extra_cells: tuple[tuple[str, int], ...] = (("erased", 0),)
     organism_seed: int | None = None  # None: the organisms' default seed
     sae: ContrastiveSAEConfig = field(default_factory=lambda: TINY_SAE)
     # the demo's audit settings (last prompt token: where these organisms decide their reply)
@@ -87,8 +92,9 @@ def run_grid(cfg: GridConfig | None = None, work_dir: str | Path | None = None) 
     start = time.perf_counter()
     unavailable: dict[str, str] = {}
     with single_thread():
-        orgs = {(mode, layer): organism(mode, layer, cfg.organism_seed, unavailable)
-                for layer in cfg.layers for mode in cfg.modes}
+        cells = [(mode, layer) for layer in cfg.layers for mode in cfg.modes] + list(cfg.extra_cells)
+        sae_layers = sorted({layer for _, layer in cells})
+        orgs = {(mode, layer): organism(mode, layer, cfg.organism_seed, unavailable) for mode, layer in cells}
         orgs = {key: org for key, org in orgs.items() if org is not None}
         if not orgs:
             raise RuntimeError(f"run_grid: no refusal organism meets its contract: {unavailable}")
@@ -96,12 +102,12 @@ def run_grid(cfg: GridConfig | None = None, work_dir: str | Path | None = None) 
         base = load_language_model(str(build(["tiny-base"])["tiny-base"].path))
         first = next(iter(orgs.values()))
         frame, notes, check = prepare_prompts(first.data_dir / "prompts.jsonl", base.tokenizer, cfg.audit)
-        layers = cfg.audit.layers_to_profile(num_layers(base), cfg.layers[0])
-        base_run = run_model("base", base, base.tokenizer, frame, layers, list(cfg.layers), cfg.audit,
+        layers = sorted(set().union(*(cfg.audit.layers_to_profile(num_layers(base), layer) for layer in sae_layers)))
+        base_run = run_model("base", base, base.tokenizer, frame, layers, sae_layers, cfg.audit,
                              keep_prompt_tokens=True)
         saes = {(layer, seed): train_tier_sae(base, base.tokenizer, frame, layer, replace(cfg.sae, seed=seed),
                                               work_dir / f"sae_l{layer}_s{seed}")
-                for layer in cfg.layers for seed in cfg.sae_seeds}
+                for layer in sae_layers for seed in cfg.sae_seeds}
         rows = []
         for (mode, layer), org in orgs.items():
             expected = expected_verdicts(mode, org.behaviour, cfg.audit.separation_auroc)

@@ -1,6 +1,6 @@
-"""Depth profile: where along the layers the hazard distinction is removed, and where it comes back.
+"""Depth profile: where along the layers and positions the hazard distinction is removed, and where it comes back.
 
-From one capture per model (:class:`~cbd_plugin.refusal.features.Capture`, every profiled layer pooled over the
+From one capture per model and position kind (:class:`~cbd_plugin.refusal.features.Capture`, every profiled layer pooled over the
 audit's positions), per layer, hazard vs benign on the eval split, each AUROC with its bootstrap interval:
 
 * ``base_probe``: a linear probe fitted on the base's residuals (select split), scored on the base;
@@ -29,6 +29,7 @@ class LayerProfile:
     refit_probe: Estimate | None
     base_signal: Estimate | None  # None at layers without an SAE
     finetuned_signal: Estimate | None
+    positions: str = ""  # the position kind read (AuditConfig.positions values)
 
 
 def _masks(tiers: np.ndarray, splits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -37,9 +38,9 @@ def _masks(tiers: np.ndarray, splits: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def depth_profile(base: Capture, finetuned: Capture | None, tiers, splits, signals: dict[int, tuple],
-                  n_boot: int, seed: int) -> list[LayerProfile]:
-    """One row per layer captured (see the module docstring). ``signals[layer]`` = (base per-prompt signal,
-    fine-tuned per-prompt signal or None) where an SAE was read."""
+                  n_boot: int, seed: int, positions: str = "") -> list[LayerProfile]:
+    """One row per layer captured (see the module docstring) at the ``positions`` the captures read.
+    ``signals[layer]`` = (base per-prompt signal, fine-tuned per-prompt signal or None) where an SAE was read."""
     tiers, splits = np.asarray(tiers), np.asarray(splits)
     sel, ev = _masks(tiers, splits)
     y_sel, y_ev = tiers[sel] == "hazard", tiers[ev] == "hazard"
@@ -57,7 +58,7 @@ def depth_profile(base: Capture, finetuned: Capture | None, tiers, splits, signa
         rows.append(LayerProfile(
             layer, score(probe.decision_function(base.pooled[layer][ev].astype(np.float64))), base_fitted, refit,
             None if base_signal is None else score(base_signal[ev]),
-            None if ft_signal is None else score(ft_signal[ev])))
+            None if ft_signal is None else score(ft_signal[ev]), positions))
     return rows
 
 

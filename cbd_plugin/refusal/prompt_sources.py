@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-TIERS = ("benign", "dual_use", "hazard")
+from ..vocab import EVAL, SELECT, TIERS
+
 LETTERS = "ABCDEFGHIJ"
 # resolve(): a strict editable install links each module file, so the package data is found beside the source
 PRESETS_DIR = Path(__file__).resolve().parent / "data" / "presets"
@@ -202,8 +203,6 @@ def balance(frame: pd.DataFrame, n_per_tier: int | None, match_length: bool, see
 
 def load_prompt_set(spec: PromptSetSpec) -> pd.DataFrame:
     """Read, render, balance and split every source: columns ``id``, ``text``, ``tier``, ``split``."""
-    from .prompts import stratified_split
-
     frame = pd.concat([read_source(s, spec.data_dir) for s in spec.sources], ignore_index=True)
     duplicated = frame["id"].duplicated()
     if duplicated.any():
@@ -212,3 +211,14 @@ def load_prompt_set(spec: PromptSetSpec) -> pd.DataFrame:
     frame = balance(frame, spec.n_per_tier, spec.match_length, spec.seed)
     frame["split"] = stratified_split(frame["tier"].to_numpy(), spec.seed, spec.select_fraction)
     return frame[["id", "text", "tier", "split"]]
+
+
+def stratified_split(tiers: np.ndarray, seed: int, select_fraction: float) -> np.ndarray:
+    """'select'/'eval' per row, the same fraction within each tier (at least one of each where possible)."""
+    rng = np.random.default_rng(seed)
+    split = np.full(len(tiers), EVAL, dtype=object)
+    for tier in np.unique(tiers):
+        rows = rng.permutation(np.flatnonzero(tiers == tier))
+        n_select = min(max(1, round(select_fraction * len(rows))), max(len(rows) - 1, 1))
+        split[rows[:n_select]] = SELECT
+    return split

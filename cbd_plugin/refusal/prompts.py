@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 
 from ..stats import auroc
+from ..vocab import SPLITS, TIERS
+from .prompt_sources import PromptSetSpec, load_prompt_set, preset, stratified_split
 
-TIERS = ("benign", "dual_use", "hazard")
-SPLITS = ("select", "eval")
 COLUMNS = ("id", "text", "tier", "split")
 
 
@@ -95,8 +95,6 @@ def check_source(source: PromptSource) -> None:
 
 
 def _prompt_set_spec(source: PromptSource):
-    from .prompt_sources import PromptSetSpec, preset
-
     values = preset(source.preset) if source.preset is not None else {"sources": source.sources}
     for key in ("n_per_tier", "match_length", "select_fraction", "seed", "data_dir"):
         if getattr(source, key) is not None:
@@ -108,8 +106,6 @@ def _prompt_set_spec(source: PromptSource):
 
 
 def _load_prompt_set(source: PromptSource) -> pd.DataFrame:
-    from .prompt_sources import load_prompt_set
-
     return load_prompt_set(_prompt_set_spec(source))
 
 
@@ -175,6 +171,7 @@ def validate_prompts(frame: pd.DataFrame, seed: int = 0, select_fraction: float 
     unknown = sorted(set(frame["tier"]) - set(TIERS))
     if unknown:
         raise ValueError(f"prompts: unknown tiers {unknown}; expected {TIERS} (map them with PromptSource.tier_map)")
+    _check_one_tier_per_text(frame)
     absent = [t for t in TIERS if not (frame["tier"] == t).any()]
     if absent:
         raise ValueError(f"prompts: tiers {absent} have no prompts")
@@ -194,15 +191,18 @@ def validate_prompts(frame: pd.DataFrame, seed: int = 0, select_fraction: float 
     return frame, notes
 
 
-def stratified_split(tiers: np.ndarray, seed: int, select_fraction: float) -> np.ndarray:
-    """'select'/'eval' per row, the same fraction within each tier (at least one of each where possible)."""
-    rng = np.random.default_rng(seed)
-    split = np.full(len(tiers), "eval", dtype=object)
-    for tier in np.unique(tiers):
-        rows = rng.permutation(np.flatnonzero(tiers == tier))
-        n_select = min(max(1, round(select_fraction * len(rows))), max(len(rows) - 1, 1))
-        split[rows[:n_select]] = "select"
-    return split
+def _check_one_tier_per_text(frame: pd.DataFrame) -> None:
+    """The same prompt text under two tiers (e.g. hazard in one split, benign in another) is a labelling error that
+    would train and score the audit on contradictory labels."""
+    text = frame["text"].astype(str).str.strip()
+    tiers = frame.groupby(text)["tier"].nunique()
+    clash = tiers[tiers > 1]
+    if len(clash):
+        rows = frame[text == clash.index[0]]
+        where = ", ".join(f"id {r.id} tier {r.tier!r}" + (f" split {r.split!r}" if "split" in frame else "")
+                          for r in rows.itertuples())
+        raise ValueError(f"prompts: {len(clash)} prompt text(s) carry two tiers, first {clash.index[0][:80]!r} "
+                         f"({where}); give each text one tier (fix the labels or drop the duplicates)")
 
 
 @dataclass

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from ..capture import iter_residuals, TokenRows
+from ..provenance import model_name
 from ..sae import BalancedTierBatches, ContrastiveSAEConfig, TopKSAE, train_sae
 from ..sae.data import TIER_BENIGN, TIER_HAZARD, TIER_OTHER
 from .features import chat_prompt
@@ -68,7 +69,8 @@ def train_tier_sae(model, tokenizer, prompts: pd.DataFrame, layer: int, sae_conf
                    loop: str = "plugin") -> TopKSAE:
     """Train (or, with the plugin loop, resume) the audit SAE and save it to ``save_dir/dictionary_model``."""
     acts, tier, example = select_split_activations(model, tokenizer, prompts, layer)
-    sae_config = replace(sae_config, activation_dim=acts.width, layer=layer)
+    sae_config = replace(sae_config, activation_dim=acts.width, layer=layer,
+                         lm_name=model_name(model) or sae_config.lm_name, submodule_name=f"model.layers.{layer}")
     n_other = len(np.unique(example[tier == TIER_OTHER]))
     batches = BalancedTierBatches(acts, tier, example, examples_per_tier=examples_per_tier,
                                   other_per_batch=min(other_per_batch, n_other), seed=sae_config.seed or 0)

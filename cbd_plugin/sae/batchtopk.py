@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dictionary import Dictionary
+from .dictionary import check_sizes, Dictionary
+from .export import SAELensForm
 from .sparse import check_activations, pack_rows, SparseCodes, sparse_matmul
 
 NORMALIZATION_KEYS = ("activation_mean", "activation_std", "activation_global_scale", "target_rms")
@@ -43,6 +44,7 @@ class BatchTopKSAE(Dictionary):
     def __init__(self, activation_dim: int, dict_size: int, k: int, activation_mean: torch.Tensor | None = None,
                  activation_std: torch.Tensor | None = None, target_rms: float = 1.0):
         super().__init__()
+        activation_dim, dict_size, k = check_sizes("BatchTopKSAE", activation_dim, dict_size, k)
         self.activation_dim, self.dict_size = activation_dim, dict_size
         self.encoder = nn.Linear(activation_dim, dict_size)
         self.decoder = nn.Linear(dict_size, activation_dim, bias=False)
@@ -119,6 +121,19 @@ class BatchTopKSAE(Dictionary):
     def config_dict(self) -> dict:
         return {"activation_dim": self.activation_dim, "dict_size": self.dict_size, "k": int(self.k),
                 "target_rms": float(self.target_rms), "encoder_init_norm": 1.0}
+
+    def saelens_form(self) -> SAELensForm:
+        """Inference with the learned threshold is SAELens's ``jumprelu`` with that one threshold for every latent,
+        the normaliser folded into the weights: ``x_n = (x - mean) * s`` gives ``W_enc' = s W_enc``,
+        ``b_dec' = mean + b_dec / s`` (the encoder subtracts ``b_dec'``) and ``W_dec' = W_dec / s`` (decode matches
+        the fork's up to its ``s + 1e-8`` denominator)."""
+        W_enc, W_dec, b_dec = self.encoder.weight.T, self.decoder.weight.T, self.b_dec
+        if self.has_normalizer:
+            s = self.activation_global_scale
+            W_enc, W_dec, b_dec = W_enc * s, W_dec / (s + 1e-8), self.activation_mean + b_dec / s
+        state = {"W_enc": W_enc, "b_enc": self.encoder.bias, "W_dec": W_dec, "b_dec": b_dec,
+                 "threshold": self.threshold.expand(self.dict_size)}
+        return SAELensForm("jumprelu", True, state)
 
     @classmethod
     def _complete_tensors(cls, config, tensors, source):

@@ -29,6 +29,34 @@ MAX_EXAMPLE_ID = 2**24  # float32 represents every integer below this exactly
 LABEL_TAG = 2.0**20  # added to the tier code in the packed column: real activations never equal it in every row
 
 
+TIER_NAMES = {"benign": TIER_BENIGN, "hazard": TIER_HAZARD, "other": TIER_OTHER}
+
+
+def tier_codes(tier, owner: str) -> np.ndarray:
+    """Per-token tier codes as int64: codes -1/0/1, or the names in ``TIER_NAMES``; anything else is refused,
+    naming the value, how many tokens hold it and the first one (such tokens would silently never be trained on)."""
+    values = np.asarray(tier)
+    if values.dtype.kind in "USO":
+        names = values.astype(str)
+        unknown = sorted(set(names.tolist()) - set(TIER_NAMES))
+        if unknown:
+            first = int(np.flatnonzero(~np.isin(names, list(TIER_NAMES)))[0])
+            raise ValueError(f"{owner}: tier labels {unknown[:5]} (first at token {first}) are not tiers; use codes "
+                             f"0 benign, 1 hazard, -1 other, or the names {sorted(TIER_NAMES)} (map e.g. dual_use "
+                             f"to 'other' or -1)")
+        return np.vectorize(TIER_NAMES.__getitem__, otypes=[np.int64])(names) if len(names) else names.astype(np.int64)
+    if values.dtype.kind not in "biuf" or (values.dtype.kind == "f" and not np.array_equal(values, np.round(values))):
+        raise ValueError(f"{owner}: tier codes must be integers -1, 0 or 1, got dtype {values.dtype} "
+                         f"(e.g. {values.ravel()[:3].tolist()})")
+    codes = values.astype(np.int64)
+    bad = ~np.isin(codes, [TIER_OTHER, TIER_BENIGN, TIER_HAZARD])
+    if bad.any():
+        raise ValueError(f"{owner}: tier codes {sorted(set(codes[bad].tolist()))[:5]} in {int(bad.sum())} token(s), "
+                         f"first at token {int(np.flatnonzero(bad)[0])}, are not tiers; use 0 benign, 1 hazard, "
+                         f"-1 other (those tokens would never be trained on)")
+    return codes
+
+
 def pack_labels(acts: torch.Tensor, tier, example_id) -> torch.Tensor:
     """``[B, d]`` activations plus per-token (or scalar) tier codes and example ids -> float32 ``[B, d + 2]``."""
     n = acts.shape[0]
@@ -67,7 +95,8 @@ class BalancedTierBatches:
     """Endless, seeded stream of packed batches with ``examples_per_tier`` whole benign and hazard examples each.
 
     ``acts [N, d]`` are token activations (a tensor, or rows on disk such as ``cbd_plugin.capture.TokenRows``) with
-    per-token ``tier`` and ``example_id`` (all tokens of an example share its tier). ``other_per_batch`` unlabelled (tier -1) examples may be mixed in. Each tier is walked in epochs,
+    per-token ``tier`` (codes, or names: see :func:`tier_codes`) and ``example_id`` (all tokens of an example share
+    its tier). ``other_per_batch`` unlabelled (tier -1) examples may be mixed in. Each tier is walked in epochs,
     each a permutation drawn from ``(seed, tier, epoch)`` cut into ``n_examples // per_batch`` slices, so no batch
     repeats an example, batch ``i`` depends on ``(seed, i)`` alone and ``state_dict()`` is the index of the next
     batch: a resumed run continues the same stream.
@@ -97,7 +126,7 @@ class BalancedTierBatches:
                                  f"{start + int(bad[0])} (counted in rows [{start}, {start + len(chunk)}), the first "
                                  f"rows read that hold any); they would train an all-NaN SAE")
         self._fingerprint: str | None = None
-        tier, example_id = np.asarray(tier, dtype=np.int64), np.asarray(example_id, dtype=np.int64)
+        tier, example_id = tier_codes(tier, "BalancedTierBatches"), np.asarray(example_id, dtype=np.int64)
         if not len(self.acts) == len(tier) == len(example_id):
             raise ValueError(f"acts, tier and example_id differ in length: "
                              f"{len(self.acts)}, {len(tier)}, {len(example_id)}")

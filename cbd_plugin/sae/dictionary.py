@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
@@ -20,6 +21,7 @@ import torch
 from loguru import logger
 from torch import nn
 
+from .export import SAELensForm, write_saelens
 from .folder import atomic_write, check_finite, CONFIG_NAME, read_folder, save_folder, WEIGHTS_NAME
 
 __all__ = ["CONFIG_NAME", "Dictionary", "WEIGHTS_NAME", "atomic_write", "check_tensors", "read_folder",
@@ -43,6 +45,18 @@ def check_tensors(tensors: dict[str, torch.Tensor], expected: dict[str, tuple[in
         raise ValueError(f"{source}: " + "; ".join(wrong))
 
 
+def check_sizes(owner: str, activation_dim, dict_size, k) -> tuple[int, int, int]:
+    """Positive integer ``activation_dim``, ``dict_size`` and ``k``, with ``k <= dict_size``; returns them as ints.
+    Errors name ``owner`` (the class) and the key, or start with ``k=`` (loaders prefix the file)."""
+    for key, value in (("activation_dim", activation_dim), ("dict_size", dict_size), ("k", k)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{owner}: {key} must be a positive int, got {value!r}")
+    if not 0 < k <= dict_size:
+        raise ValueError(f"k={k} must be in [1, dict_size={dict_size}]: {owner} keeps k of the dict_size latents per "
+                         f"token; lower k or raise dict_size")
+    return int(activation_dim), int(dict_size), int(k)
+
+
 class Dictionary(nn.Module, ABC):
     """A sparse dictionary: ``encode`` activations to latents, ``decode`` latents back.
 
@@ -57,6 +71,10 @@ class Dictionary(nn.Module, ABC):
     activation_dim: int
     dict_size: int
     source: str = "<in memory>"
+    # What the SAE reads ({"model_name", "hook_name", "layer", ...}): written to config.json and the SAELens cfg.
+    metadata: dict | None = None
+    # Where load_dictionary found it ({"spec", "weights_file", "hub_id", "revision", ...}), for provenance.
+    origin: dict | None = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -98,6 +116,11 @@ class Dictionary(nn.Module, ABC):
         x_hat = self.decode(f)
         return (x_hat, f) if output_features else x_hat
 
+    def saelens_form(self) -> SAELensForm:
+        """How SAELens writes this SAE (the architecture whose ``encode`` gives the same codes); each class declares
+        its own, so the exporter needs no list of classes. A class without an equivalent raises."""
+        raise TypeError(f"{type(self).__name__} has no SAELens equivalent")
+
     def check_compatible(self, d_model: int) -> None:
         """Raise ``ValueError`` unless this dictionary reads activations of the model's hidden size."""
         if self.activation_dim != d_model:
@@ -111,12 +134,11 @@ class Dictionary(nn.Module, ABC):
         """
         state = self.state_dict()
         check_finite(state, f"{self.dict_class} to be saved in {folder}", self.nan_sentinel_keys)
-        extra = None
-        if saelens:
-            from .export import write_saelens  # export imports the Dictionary classes
-
-            extra = lambda tmp: write_saelens(self, tmp)  # noqa: E731
-        return save_folder(folder, state, {**self.config_dict(), "dict_class": self.dict_class}, extra=extra)
+        extra = (lambda tmp: write_saelens(self, tmp)) if saelens else None
+        config = {**self.config_dict(), "dict_class": self.dict_class}
+        if self.metadata:
+            config["metadata"] = dict(self.metadata)
+        return save_folder(folder, state, config, extra=extra)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device=None, d_model: int | None = None) -> "Dictionary":
@@ -128,6 +150,8 @@ class Dictionary(nn.Module, ABC):
         config, tensors, weights_path = read_folder(path)
         target = cls._resolve(config.get("dict_class"), Path(path) / CONFIG_NAME)
         model = target._from_state(config, tensors, weights_path, Path(path) / CONFIG_NAME)
+        if isinstance(config.get("metadata"), dict):
+            model.metadata = config["metadata"]
         if d_model is not None:
             model.check_compatible(d_model)
         return model.to(device) if device is not None else model

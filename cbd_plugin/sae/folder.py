@@ -3,19 +3,15 @@
 A dictionary folder holds ``model.safetensors`` and ``config.json``; ``config.json`` records the sha256 of every
 weights file in the folder under ``"sha256"`` and loading verifies it. Saving builds the complete new folder under a
 temporary name beside the target, fsyncs it, then swaps it in with two renames (old -> ``.<name>.old-*``, new ->
-``<name>``), so at every instant either the old or the new SAE is complete on disk. Temporary files and folders are
-named ``.<name>.tmp-<pid>-<random>``; one whose writer process is gone is removed by the next writer.
+``<name>``), so at every instant either the old or the new SAE is complete on disk; the rules (locks, refusals,
+cleaning of killed writers' temporaries) are :mod:`cbd_plugin.artifacts`'.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
-import re
-import shutil
-import uuid
 import zipfile
 from pathlib import Path
 from typing import Callable, Iterable
@@ -25,62 +21,16 @@ from loguru import logger
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+from ..vocab import PLUGIN_CONFIG, PLUGIN_WEIGHTS, SAELENS_CONFIG, SAELENS_WEIGHTS, SPARSIFY_WEIGHTS
+from ..artifacts import ArtifactKind, atomic_write, publish_folder  # noqa: F401 (atomic_write: re-exported)
+
+CONFIG_NAME, WEIGHTS_NAME = PLUGIN_CONFIG, PLUGIN_WEIGHTS
 CHECKSUM_KEY = "sha256"
 # Files a save may write (ours and the SAELens export); never carried over from the folder a save replaces.
-SAE_FILE_NAMES = frozenset({CONFIG_NAME, WEIGHTS_NAME, "cfg.json", "sae_weights.safetensors"})
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
-
-
-def clean_stale_temporaries(target: Path) -> list[Path]:
-    """Remove ``.<name>.tmp-<pid>-*`` / ``.<name>.old-<pid>-*`` beside ``target`` left by writers that are gone."""
-    removed = []
-    if not target.parent.is_dir():
-        return removed
-    for kind in ("tmp", "old"):
-        for stale in target.parent.glob(f".{target.name}.{kind}-*"):
-            pid = stale.name.rsplit(f".{kind}-", 1)[1].split("-", 1)[0]
-            if pid.isdigit() and not _pid_alive(int(pid)):
-                shutil.rmtree(stale) if stale.is_dir() and not stale.is_symlink() else stale.unlink(missing_ok=True)
-                removed.append(stale)
-    return removed
-
-
-def _temporary_name(target: Path, kind: str = "tmp") -> Path:
-    return target.with_name(f".{target.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(target: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary name beside ``target``, fsync it, rename it into place, fsync the folder."""
-    target = Path(target)
-    clean_stale_temporaries(target)
-    tmp = _temporary_name(target)
-    try:
-        write(tmp)
-        _fsync(tmp)
-        os.replace(tmp, target)
-        _fsync(target.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+SAE_FILE_NAMES = frozenset({CONFIG_NAME, WEIGHTS_NAME, SAELENS_CONFIG, SAELENS_WEIGHTS})
+# Files of formats that Dictionary.from_pretrained does not read (load_dictionary does), for its hint.
+FOREIGN_FILES = {SAELENS_WEIGHTS: "SAELens", SPARSIFY_WEIGHTS: "sparsify", "params.npz": "Gemma Scope",
+                 "ae.pt": "dictionary_learning", SAELENS_CONFIG: "SAELens or sparsify"}
 
 
 def sha256_file(path: str | Path) -> str:
@@ -110,65 +60,27 @@ def check_finite(tensors: dict[str, torch.Tensor], source, nan_sentinel_keys: It
                          f"this SAE is broken (e.g. training diverged): retrain it or use another file")
 
 
+SAE_FOLDER = ArtifactKind("an SAE folder", SAE_FILE_NAMES.__contains__,
+                          lambda folder: any((folder / name).is_file() for name in SAE_FILE_NAMES))
+
+
 def save_folder(folder: str | Path, tensors: dict[str, torch.Tensor], config: dict,
                 extra: Callable[[Path], dict[str, Path]] | None = None) -> Path:
     """Write ``tensors`` to ``model.safetensors`` and ``config`` (+ checksums) to ``config.json`` as one new folder.
 
     ``extra(tmp_folder)`` may write more weights files into the new folder; it returns ``{name: path}`` of those to
-    checksum. An existing folder is replaced whole and atomically; files in it that the new SAE does not write
-    (e.g. notes a user put there) are carried over as hard links.
+    checksum. An existing SAE folder is replaced whole and atomically; files in it that the new SAE does not write
+    (e.g. notes a user put there) are carried over as hard links. A file, or a folder of other files, is refused.
     """
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale_temporaries(folder)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    tmp = _temporary_name(folder)
-    tmp.mkdir()
-    try:
+
+    def write(tmp: Path) -> None:
         save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
         weights = {WEIGHTS_NAME: tmp / WEIGHTS_NAME, **(extra(tmp) if extra is not None else {})}
-        config = {**config, CHECKSUM_KEY: {name: sha256_file(path) for name, path in sorted(weights.items())}}
-        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True))
-        if folder.is_dir():
-            _carry_over(folder, tmp)
-        for path in tmp.iterdir():
-            if path.is_file():
-                _fsync(path)
-        _fsync(tmp)
-        _swap_in(tmp, folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return folder
+        checksums = {name: sha256_file(path) for name, path in sorted(weights.items())}
+        (tmp / CONFIG_NAME).write_text(json.dumps({**config, CHECKSUM_KEY: checksums}, indent=2, sort_keys=True))
 
-
-def _carry_over(old: Path, new: Path) -> None:
-    """Hard-link into ``new`` what ``old`` holds besides SAE files (an SAE file the new save lacks must not linger)."""
-    for entry in old.iterdir():
-        dest = new / entry.name
-        if dest.exists() or entry.name in SAE_FILE_NAMES or re.match(r"\..*\.(tmp|old)-\d+-", entry.name):
-            continue
-        if entry.is_dir():
-            shutil.copytree(entry, dest, copy_function=os.link)
-        else:
-            os.link(entry, dest)
-
-
-def _swap_in(new: Path, target: Path) -> None:
-    """Rename ``new`` to ``target``; an existing ``target`` is moved aside first and removed after."""
-    old = None
-    if target.exists():
-        old = _temporary_name(target, "old")
-        os.replace(target, old)
-    try:
-        os.replace(new, target)
-    except BaseException:
-        if old is not None:
-            os.replace(old, target)
-        raise
-    _fsync(target.parent)
-    if old is not None:
-        shutil.rmtree(old)
+    return publish_folder(folder, write, SAE_FOLDER)
 
 
 def read_json_object(path: Path) -> dict:
@@ -222,8 +134,11 @@ def read_folder(folder: str | Path) -> tuple[dict, dict[str, torch.Tensor], Path
                                 f"{WEIGHTS_NAME}{hint}")
     if not config_path.is_file():
         below = sorted(p.parent.name for p in folder.glob(f"*/{CONFIG_NAME}"))
+        foreign = next((fmt for name, fmt in FOREIGN_FILES.items() if (folder / name).is_file()), None)
         hint = (f"; it holds SAE folders {below}: pick one (for layer folders: load_dictionary(folder, layer=L))"
-                if below else "")
+                if below else f"; it holds a {foreign} SAE: read it with "
+                              f"cbd_plugin.sae.load_dictionary({str(folder)!r}), which reads every format"
+                if foreign else "")
         raise FileNotFoundError(f"{config_path} is missing: the folder is incomplete or not a dictionary folder"
                                 f"{hint}")
     if not weights_path.is_file():

@@ -5,6 +5,8 @@ format                     files                                   becomes
 =========================  ======================================  ==========================================
 plugin / the host's fork   ``config.json`` + ``model.safetensors``  its ``dict_class`` (sha256 verified)
 dictionary_learning        ``config.json`` (``trainer``) + ``ae.pt``  ReLUSAE / TopKSAE / JumpReLUSAE / BatchTopK
+the fork's ``trainSAE``    ``config.json`` (``trainer``) +           BatchTopKSAE / CrossCoder /
+                           ``model_final.pt``                       BatchTopKCrossCoder (and the above)
 SAELens                    ``cfg.json`` + ``sae_weights.safetensors``  ``topk`` / ``standard`` / ``jumprelu``
 sparsify                   ``cfg.json`` + ``sae.safetensors``        TopKSAE (``x - b_dec``, relu, top-k)
 Gemma Scope                ``params.npz``                           JumpReLUSAE (no ``b_dec`` subtraction)
@@ -28,16 +30,19 @@ import torch
 from loguru import logger
 
 from .batchtopk import BatchTopKSAE
+from .crosscoder import BatchTopKCrossCoder, CrossCoder
 from .dictionary import check_tensors, Dictionary
+from .export import reads
 from .folder import CONFIG_NAME, load_torch_state, read_json_object, read_safetensors, WEIGHTS_NAME
 from .jumprelu import JumpReLUSAE
 from .relu import ReLUSAE
 from .topk import TopKSAE
+from ..vocab import SAELENS_CONFIG, SAELENS_WEIGHTS, SPARSIFY_WEIGHTS
 
-SAELENS_CONFIG, SAELENS_WEIGHTS = "cfg.json", "sae_weights.safetensors"
-SPARSIFY_WEIGHTS = "sae.safetensors"
 GEMMA_SCOPE_PARAMS = "params.npz"
 DL_WEIGHTS = "ae.pt"
+FORK_WEIGHTS = "model_final.pt"  # what the fork's trainSAE saves at the end (state_dict of trainer.ae)
+DL_WEIGHT_NAMES = (DL_WEIGHTS, FORK_WEIGHTS)
 SEED_WEIGHTS = "sae_weights.pt"
 SEED_DEFAULT_K = 32  # the BioRefusalAudit card's k; its checkpoint does not store it
 
@@ -117,13 +122,17 @@ def load_saelens(folder: Path, options: LoadOptions) -> Dictionary:
     config = {"activation_dim": d, "dict_size": d_sae, "subtract_b_dec": subtract}
     if arch == "topk" and cfg.get("rescale_acts_by_decoder_norm"):
         tensors = _fold_decoder_norm(tensors, weights_path)
-    if arch == "topk":
-        return TopKSAE._from_state({**config, "k": _positive_int(cfg, "k", cfg_path)}, tensors, weights_path, cfg_path)
-    classes = {"standard": ReLUSAE, "jumprelu": JumpReLUSAE}
+    classes = {"topk": TopKSAE, "standard": ReLUSAE, "jumprelu": JumpReLUSAE}
     if arch not in classes:
         raise ValueError(f"{cfg_path}: SAELens architecture {arch!r} is not supported; supported: "
                          f"['topk', 'standard', 'jumprelu']")
-    return classes[arch]._from_state(config, tensors, weights_path, cfg_path)
+    if arch == "topk":
+        config["k"] = _positive_int(cfg, "k", cfg_path)
+    sae = classes[arch]._from_state(config, tensors, weights_path, cfg_path)
+    model_name = metadata.get("model_name") or cfg.get("model_name")
+    if hook_name or model_name:
+        sae.metadata = {"model_name": model_name, "hook_name": hook_name, "layer": recorded}
+    return sae
 
 
 def _fold_decoder_norm(tensors: dict, source) -> dict:
@@ -174,14 +183,49 @@ def load_gemma_scope(path: Path, options: LoadOptions) -> Dictionary:
 
 
 def load_dictionary_learning(folder: Path, options: LoadOptions) -> Dictionary:
-    config_path, weights_path = folder / CONFIG_NAME, folder / DL_WEIGHTS
+    config_path = folder / CONFIG_NAME
+    weights_path = next((folder / name for name in DL_WEIGHT_NAMES if (folder / name).is_file()), folder / DL_WEIGHTS)
     trainer = read_json_object(config_path).get("trainer")
     if not isinstance(trainer, dict):
-        raise ValueError(f"{config_path}: no 'trainer' object; dictionary_learning's ae.pt needs trainer.dict_class")
+        raise ValueError(f"{config_path}: no 'trainer' object; dictionary_learning's {weights_path.name} needs "
+                         f"trainer.dict_class")
     layer = trainer.get("layer")
     _check_recorded_layer(layer if isinstance(layer, int) else None, options, config_path, "trainer.layer")
     dict_class = trainer.get("dict_class")
     state = load_torch_state(weights_path)
+    if dict_class in ("CrossCoder", "BatchTopKCrossCoder"):
+        sae = load_fork_crosscoder(trainer, state, weights_path, config_path)
+    else:
+        sae = _load_dl_sae(dict_class, trainer, state, weights_path, config_path)
+    if isinstance(trainer.get("lm_name"), str) and isinstance(layer, int):
+        sae.metadata = reads(trainer["lm_name"], layer)
+    return sae
+
+
+def load_fork_crosscoder(trainer: dict, state: dict, weights_path: Path, config_path: Path) -> CrossCoder:
+    """The fork's ``CrossCoder`` / ``BatchTopKCrossCoder`` (sizes from ``encoder.weight [L, d, F]``)."""
+    state = {k.removeprefix("_orig_mod."): v for k, v in state.items()}
+    weight = state.get("encoder.weight")
+    if weight is None or weight.ndim != 3:
+        raise ValueError(f"{weights_path}: key 'encoder.weight' must be a [num_layers, d, dict_size] tensor for "
+                         f"{trainer.get('dict_class')}; keys: {sorted(state)}")
+    num_layers, d, d_sae = weight.shape
+    decoder = state.get("decoder.weight")
+    if decoder is not None and decoder.ndim == 3 and decoder.shape[0] != num_layers:
+        raise ValueError(f"{weights_path}: the encoder reads {num_layers} source(s) but the decoder writes "
+                         f"{decoder.shape[0]} (encoder_layers, a subset of sources, is not supported)")
+    code_norm = str(trainer.get("code_normalization", "CROSSCODER")).upper()
+    config = {"activation_dim": d, "dict_size": d_sae, "num_layers": num_layers, "code_normalization": code_norm}
+    for key in ("code_normalization_alpha_sae", "code_normalization_alpha_cc", "target_rms"):
+        if isinstance(trainer.get(key), (int, float)) and not isinstance(trainer.get(key), bool):
+            config[key] = float(trainer[key])
+    if trainer["dict_class"] == "CrossCoder":
+        return CrossCoder._from_state(config, state, weights_path, config_path)
+    k = int(state["k"]) if "k" in state else _positive_int(trainer, "k", config_path)
+    return BatchTopKCrossCoder._from_state({**config, "k": k}, state, weights_path, config_path)
+
+
+def _load_dl_sae(dict_class, trainer: dict, state: dict, weights_path: Path, config_path: Path) -> Dictionary:
     if "encoder.weight" in state:
         d_sae, d = state["encoder.weight"].shape
     elif "W_enc" in state:
@@ -207,7 +251,8 @@ def load_dictionary_learning(folder: Path, options: LoadOptions) -> Dictionary:
         k = int(state["k"]) if "k" in state else _positive_int(trainer, "k", config_path)
         return BatchTopKSAE._from_state({**config, "k": k}, state, weights_path, config_path)
     raise ValueError(f"{config_path}: dictionary_learning dict_class {dict_class!r} is not supported; supported: "
-                     f"['AutoEncoder', 'AutoEncoderTopK', 'JumpReluAutoEncoder', 'BatchTopKSAE']")
+                     f"['AutoEncoder', 'AutoEncoderTopK', 'JumpReluAutoEncoder', 'BatchTopKSAE', 'CrossCoder', "
+                     f"'BatchTopKCrossCoder']")
 
 
 def load_seed(path: Path, options: LoadOptions) -> Dictionary:
@@ -230,6 +275,7 @@ class Format:
 FORMATS = (
     Format("cbd-plugin / diffing-toolkit fork", (CONFIG_NAME, WEIGHTS_NAME), load_plugin),
     Format("dictionary_learning", (CONFIG_NAME, DL_WEIGHTS), load_dictionary_learning),
+    Format("dictionary_learning fork trainSAE output", (CONFIG_NAME, FORK_WEIGHTS), load_dictionary_learning),
     Format("SAELens", (SAELENS_CONFIG, SAELENS_WEIGHTS), load_saelens),
     Format("sparsify", (SAELENS_CONFIG, SPARSIFY_WEIGHTS), load_sparsify),
     Format("Gemma Scope", (GEMMA_SCOPE_PARAMS,), load_gemma_scope, GEMMA_SCOPE_PARAMS),
@@ -241,10 +287,10 @@ SAE_FILES = tuple(dict.fromkeys(name for fmt in FORMATS for name in fmt.files))
 def detect(folder: Path) -> Format | None:
     """The format whose files are all in ``folder``, or ``None``.
 
-    A ``config.json`` beside no ``ae.pt`` is ours even without ``model.safetensors``: its loader then says the
-    weights are missing rather than falling back to the SAELens copy a save writes beside them.
+    A ``config.json`` beside no ``ae.pt`` / ``model_final.pt`` is ours even without ``model.safetensors``: its loader
+    then says the weights are missing rather than falling back to the SAELens copy a save writes beside them.
     """
-    if (folder / CONFIG_NAME).is_file() and not (folder / DL_WEIGHTS).is_file():
+    if (folder / CONFIG_NAME).is_file() and not any((folder / name).is_file() for name in DL_WEIGHT_NAMES):
         return FORMATS[0]
     return next((fmt for fmt in FORMATS if all((folder / name).is_file() for name in fmt.files)), None)
 
@@ -265,7 +311,7 @@ def load_file_spec(path: Path, options: LoadOptions) -> Dictionary:
     """Load an SAE named by one file: ``params.npz``, a ``.pt`` checkpoint, or a file of a folder format."""
     if path.suffix == ".npz":
         return load_gemma_scope(path, options)
-    if path.name == DL_WEIGHTS and (path.parent / CONFIG_NAME).is_file():
+    if path.name in DL_WEIGHT_NAMES and (path.parent / CONFIG_NAME).is_file():
         return load_dictionary_learning(path.parent, options)
     if path.suffix == ".pt":
         return load_seed(path, options)

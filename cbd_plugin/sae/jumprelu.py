@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .export import SAELensForm
 from .relu import ReLUSAE
 
 
@@ -25,3 +26,6 @@ class JumpReLUSAE(ReLUSAE):
 
     def activation(self, h: torch.Tensor) -> torch.Tensor:
         return F.relu(h) * (h > self.threshold)
+
+    def saelens_form(self) -> SAELensForm:
+        return SAELensForm("jumprelu", self.subtract_b_dec, {**self.linear_state(), "threshold": self.threshold})

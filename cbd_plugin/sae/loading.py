@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .dictionary import Dictionary
 from .formats import detect, load_file_spec, load_folder_sae, LoadOptions, looks_like, SAE_FILES
-from .hub import download, is_hub_id, parse_hub_spec, repo_listing
+from .hub import bad_id_hint, download, id_from_url, is_hub_id, is_url, parse_hub_spec, repo_listing
 
 _LAYER_FOLDER = re.compile(r"(?:layer_|layers\.|model\.layers\.|blocks\.)(\d+)(?:[._].*)?")
 
@@ -36,6 +36,11 @@ def saes_below(folder: Path, depth: int = 3) -> list[str]:
             if sub.is_dir() and detect(sub) is not None:
                 found.append(str(sub.relative_to(folder)))
     return found
+
+
+def snapshot_of(local: Path) -> Path:
+    """The snapshot folder (``.../snapshots/<commit>``) that holds ``local``."""
+    return next(p for p in (local, *local.parents) if p.parent.name == "snapshots")
 
 
 def load_local(path: Path, options: LoadOptions) -> Dictionary:
@@ -65,14 +70,16 @@ def load_local(path: Path, options: LoadOptions) -> Dictionary:
 
 
 def load_dictionary(spec: str | Path, layer: int | None = None, d_model: int | None = None, device=None,
-                    k: int | None = None) -> Dictionary:
+                    k: int | None = None, revision: str | None = None) -> Dictionary:
     """Load any SAE we read, as a :class:`Dictionary`.
 
     ``spec``: a local folder or file, or a hub id (``owner/name``, ``owner/name/subfolder``, ``owner/name:file``)
     when it is not an existing local path. ``layer`` picks ``layer_{L}/`` (or ``layers.{L}/``,
     ``blocks.{L}.*/``) under a parent folder and is checked against a layer the files record. ``d_model`` is
     checked against the SAE's input width. ``k`` is used only by formats that do not store it (the seed ``.pt``;
-    default the BioRefusalAudit card's 32).
+    default the BioRefusalAudit card's 32). ``revision`` pins a hub id's branch, tag or commit (as
+    ``owner/name@revision`` does). The SAE's ``origin`` records the spec, the weights file and, for a hub id, the
+    repo, the requested and the resolved revision (the snapshot's commit) and the path in the repo.
     """
     if not isinstance(spec, (str, os.PathLike)) or not str(spec).strip():
         raise ValueError(f"load_dictionary: spec={spec!r}: expected a local path or a hub id (owner/name)")
@@ -81,8 +88,10 @@ def load_dictionary(spec: str | Path, layer: int | None = None, d_model: int | N
     if d_model is not None and (isinstance(d_model, bool) or not isinstance(d_model, int) or d_model < 1):
         raise ValueError(f"d_model={d_model!r}: expected a positive integer (the model's hidden size)")
     options = LoadOptions(layer=layer, k=k)
+    if is_url(spec):
+        spec = id_from_url(spec)
     if is_hub_id(spec):
-        hub_spec = parse_hub_spec(spec)
+        hub_spec = parse_hub_spec(spec, revision)
         local = download(hub_spec, layer)
         try:
             sae = load_local(local, options)
@@ -90,9 +99,19 @@ def load_dictionary(spec: str | Path, layer: int | None = None, d_model: int | N
             raise FileNotFoundError(f"hub repo {hub_spec.repo_id!r}, path {hub_spec.path or '/'!r} "
                                     f"(only {list(SAE_FILES)} are fetched): {err}; "
                                     f"{repo_listing(hub_spec.repo_id, local)}") from err
+        snapshot, weights = snapshot_of(local), Path(sae.source)
+        sae.origin = {"spec": str(spec), "weights_file": sae.source, "hub_id": hub_spec.repo_id,
+                      "requested_revision": hub_spec.revision, "revision": snapshot.name,
+                      "path_in_repo": weights.relative_to(snapshot).as_posix()
+                      if weights.is_relative_to(snapshot) else None}
         sae.source = f"{spec} ({sae.source})"
+    elif isinstance(spec, str) and not os.path.exists(spec) and bad_id_hint(spec):
+        raise FileNotFoundError(f"{spec}: no such file or folder{bad_id_hint(spec)}")
     else:
+        if revision is not None:
+            raise ValueError(f"load_dictionary: revision={revision!r} applies to hub ids; {spec!r} is a local path")
         sae = load_local(Path(spec).expanduser(), options)
+        sae.origin = {"spec": str(spec), "weights_file": sae.source}
     if d_model is not None:
         sae.check_compatible(d_model)
     return sae.to(device) if device is not None else sae

@@ -2,7 +2,9 @@
 
 * FVE = 1 - sum||x - x_hat||^2 / sum||x - mean(x)||^2, the mean taken over the whole dataset;
 * mean L0 = mean number of non-zero latents per token;
-* dead fraction = share of latents that never fire on the dataset.
+* dead fraction = share of latents that never fire on the dataset;
+* error norm fraction = sqrt(sum||x - x_hat||^2 / sum||x||^2): the share of the residual's norm (uncentred) left in
+  the SAE's error term, which FVE (centred) does not see when an SAE misses the residual's offset.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class ReconstructionStats:
         self.mean = None
         self.total_ss = 0.0  # sum ||x - mean||^2 over the tokens seen
         self.residual_ss = 0.0
+        self.raw_ss = 0.0  # sum ||x||^2 (uncentred)
         self.active = 0
         self.fired = torch.zeros(dict_size, dtype=torch.bool)
 
@@ -50,6 +53,7 @@ class ReconstructionStats:
             self.mean = self.mean + delta * nb / (self.n + nb)
         self.n += nb
         self.residual_ss += float(torch.linalg.vector_norm(x - x_hat, dim=1).to(torch.float64).square().sum())
+        self.raw_ss += float(torch.linalg.vector_norm(x, dim=1).to(torch.float64).square().sum())
         if isinstance(f, SparseCodes):
             active = f.active()
             self.active += int(active.sum())
@@ -68,7 +72,8 @@ class ReconstructionStats:
         if self.n == 0:
             raise ValueError("no tokens seen")
         return {"fve": 1 - self.residual_ss / self.total_ss, "mean_l0": self.active / self.n,
-                "dead_fraction": float((~self.fired).float().mean().cpu()), "n_tokens": self.n}
+                "dead_fraction": float((~self.fired).float().mean().cpu()), "n_tokens": self.n,
+                "error_norm_fraction": (self.residual_ss / self.raw_ss) ** 0.5 if self.raw_ss > 0 else float("nan")}
 
 
 @torch.no_grad()

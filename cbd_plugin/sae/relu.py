@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .dictionary import Dictionary
+from .export import SAELensForm
 from .sparse import check_activations, pack_rows, SparseCodes, sparse_matmul
 
 
@@ -62,3 +63,9 @@ class ReLUSAE(Dictionary):
     def config_dict(self) -> dict:
         return {"activation_dim": self.activation_dim, "dict_size": self.dict_size,
                 "subtract_b_dec": self.subtract_b_dec}
+
+    def linear_state(self) -> dict[str, torch.Tensor]:
+        return {"W_enc": self.W_enc, "b_enc": self.b_enc, "W_dec": self.W_dec, "b_dec": self.b_dec}
+
+    def saelens_form(self) -> SAELensForm:
+        return SAELensForm("standard", self.subtract_b_dec, self.linear_state())

@@ -9,14 +9,14 @@ Shapes: ``W_enc [d, d_sae]``, ``b_enc [d_sae]``, ``W_dec [d_sae, d]``, ``b_dec [
 
 from __future__ import annotations
 
-import numbers
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dictionary import Dictionary
+from .dictionary import check_sizes, Dictionary
+from .export import SAELensForm
 from .folder import load_torch_state
 from .sparse import check_activations, SparseCodes, sparse_matmul, topk_codes
 
@@ -30,12 +30,7 @@ class TopKSAE(Dictionary):
     def __init__(self, activation_dim: int, dict_size: int, k: int, subtract_b_dec: bool = True,
                  generator: torch.Generator | None = None):
         super().__init__()
-        for key, value in (("activation_dim", activation_dim), ("dict_size", dict_size), ("k", k)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"TopKSAE: {key} must be a positive int, got {value!r}")
-        if not 0 < k <= dict_size:
-            raise ValueError(f"k={k} must be in [1, dict_size={dict_size}]")
-        activation_dim, dict_size, k = int(activation_dim), int(dict_size), int(k)
+        activation_dim, dict_size, k = check_sizes("TopKSAE", activation_dim, dict_size, k)
         self.activation_dim, self.dict_size, self.k, self.subtract_b_dec = activation_dim, dict_size, k, subtract_b_dec
         W_dec = F.normalize(torch.randn(dict_size, activation_dim, generator=generator), dim=1)
         self.W_dec = nn.Parameter(W_dec)
@@ -73,6 +68,10 @@ class TopKSAE(Dictionary):
     def config_dict(self) -> dict:
         return {"activation_dim": self.activation_dim, "dict_size": self.dict_size, "k": self.k,
                 "subtract_b_dec": self.subtract_b_dec}
+
+    def saelens_form(self) -> SAELensForm:
+        state = {"W_enc": self.W_enc, "b_enc": self.b_enc, "W_dec": self.W_dec, "b_dec": self.b_dec}
+        return SAELensForm("topk", self.subtract_b_dec, state, {"k": self.k, "rescale_acts_by_decoder_norm": False})
 
     @classmethod
     def from_seed_checkpoint(cls, path: str | Path, k: int = 32, subtract_b_dec: bool = False) -> "TopKSAE":

@@ -24,6 +24,7 @@ fraction (off when stderr is not a terminal, as under CI).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import numbers
 import pickle
@@ -34,8 +35,9 @@ import torch
 from loguru import logger
 from tqdm.auto import tqdm
 
+from ..artifacts import atomic_write_bytes, atomic_write_text, OutputLock
 from .contrastive_trainer import NonFiniteError
-from .dictionary import atomic_write
+from .export import reads
 
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_DIR = "dictionary_model"
@@ -69,7 +71,11 @@ def save_checkpoint(trainer, batches, step: int, path: Path, fingerprint: str | 
                      "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
              "data": batches.state_dict() if hasattr(batches, "state_dict") else None,
              "data_fingerprint": fingerprint}
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    # Serialised in memory, then written by plain writes: a full disk then raises ENOSPC naming the file (torch's
+    # own file writer reports it as "unexpected pos"), and the previous checkpoint stays.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getbuffer())
 
 
 def read_checkpoint(path: Path) -> dict:
@@ -123,8 +129,10 @@ def check_positive(name: str, value, optional: bool = False) -> None:
 
 
 def train_sae(batches, trainer_config: dict, steps: int, save_dir, save_every: int | None = None,
-              log_every: int | None = None, resume: bool = True, allow_data_change: bool = False):
-    """Train for ``steps`` updates, checkpointing every ``save_every``; returns the trainer."""
+              log_every: int | None = None, resume: bool = True, allow_data_change: bool = False,
+              metadata: dict | None = None):
+    """Train for ``steps`` updates, checkpointing every ``save_every``; returns the trainer. The saved SAE records
+    ``metadata`` (default: the trainer config's ``lm_name`` and ``layer``, see :func:`cbd_plugin.sae.export.reads`)."""
     check_positive("steps", steps)
     check_positive("save_every", save_every, optional=True)
     check_positive("log_every", log_every, optional=True)
@@ -134,49 +142,51 @@ def train_sae(batches, trainer_config: dict, steps: int, save_dir, save_every: i
     trainer = trainer_class(**config)
     save_dir = Path(save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint = save_dir / CHECKPOINT_NAME
-    start, saved_fingerprint = (load_checkpoint(trainer, batches, checkpoint) if resume and checkpoint.exists()
-                                else (0, None))
-    stateful = hasattr(batches, "load_state_dict")
-    digest = None if hasattr(batches, "fingerprint") else BatchDigest()
-    data = iter(batches)
-    if not stateful:  # replay the consumed batches: skip them, but fingerprint them
-        for step in range(start):
-            batch = next(data, None)
-            if batch is None:
-                raise ValueError(f"{checkpoint}: the batches ran out after {step} of the {start} already consumed")
-            digest.update(batch)
-    if start:
-        check_fingerprint(checkpoint, saved_fingerprint, stream_fingerprint(batches, digest), allow_data_change)
-    last_saved = start if start else None
-    bar = tqdm(total=steps, initial=start, desc="SAE training", unit="step", disable=None)
-    try:
-        for step in range(start, steps):
-            act = next(data, None)
-            if act is None:
-                raise ValueError(f"batches ran out after {step} steps; {steps} requested")
-            if digest is not None and not stateful:
-                digest.update(act)
-            try:
-                loss = trainer.update(step, act.to(trainer.device, torch.float32))
-            except NonFiniteError as err:
-                kept = (f"the last good checkpoint is step {last_saved} in {checkpoint}" if last_saved is not None
-                        else "no checkpoint was written yet")
-                raise NonFiniteError(f"{err}; training stopped, {kept}; nothing saved as final") from err
-            bar.update(1)
-            if (step + 1) % max(1, steps // 200) == 0:
-                bar.set_postfix(loss=f"{loss:.4g}", dead=f"{getattr(trainer, 'dead_fraction', float('nan')):.3f}",
-                                refresh=False)
-            if log_every and (step + 1) % log_every == 0:
-                logger.info(f"step {step + 1}/{steps} {json.dumps(trainer.get_logging_parameters())}")
-            if save_every and (step + 1) % save_every == 0 and step + 1 < steps:
-                save_checkpoint(trainer, batches, step + 1, checkpoint, stream_fingerprint(batches, digest))
-                last_saved = step + 1
-    finally:
-        bar.close()
-    save_checkpoint(trainer, batches, steps, checkpoint, stream_fingerprint(batches, digest))
-    trainer.ae.save_pretrained(save_dir / MODEL_DIR)
-    run_config = {"trainer": trainer.config, "data": getattr(batches, "config", None)}
-    atomic_write(save_dir / CONFIG_NAME, lambda tmp: tmp.write_text(json.dumps(run_config, indent=2)))
-    logger.info(f"trained {steps} steps into {save_dir}: {json.dumps(trainer.get_logging_parameters())}")
-    return trainer
+    with OutputLock(save_dir):  # one run per save_dir: a second fails at once, naming this one
+        checkpoint = save_dir / CHECKPOINT_NAME
+        start, saved_fingerprint = (load_checkpoint(trainer, batches, checkpoint) if resume and checkpoint.exists()
+                                    else (0, None))
+        stateful = hasattr(batches, "load_state_dict")
+        digest = None if hasattr(batches, "fingerprint") else BatchDigest()
+        data = iter(batches)
+        if not stateful:  # replay the consumed batches: skip them, but fingerprint them
+            for step in range(start):
+                batch = next(data, None)
+                if batch is None:
+                    raise ValueError(f"{checkpoint}: the batches ran out after {step} of the {start} already consumed")
+                digest.update(batch)
+        if start:
+            check_fingerprint(checkpoint, saved_fingerprint, stream_fingerprint(batches, digest), allow_data_change)
+        last_saved = start if start else None
+        bar = tqdm(total=steps, initial=start, desc="SAE training", unit="step", disable=None)
+        try:
+            for step in range(start, steps):
+                act = next(data, None)
+                if act is None:
+                    raise ValueError(f"batches ran out after {step} steps; {steps} requested")
+                if digest is not None and not stateful:
+                    digest.update(act)
+                try:
+                    loss = trainer.update(step, act.to(trainer.device, torch.float32))
+                except NonFiniteError as err:
+                    kept = (f"the last good checkpoint is step {last_saved} in {checkpoint}" if last_saved is not None
+                            else "no checkpoint was written yet")
+                    raise NonFiniteError(f"{err}; training stopped, {kept}; nothing saved as final") from err
+                bar.update(1)
+                if (step + 1) % max(1, steps // 200) == 0:
+                    bar.set_postfix(loss=f"{loss:.4g}", dead=f"{getattr(trainer, 'dead_fraction', float('nan')):.3f}",
+                                    refresh=False)
+                if log_every and (step + 1) % log_every == 0:
+                    logger.info(f"step {step + 1}/{steps} {json.dumps(trainer.get_logging_parameters())}")
+                if save_every and (step + 1) % save_every == 0 and step + 1 < steps:
+                    save_checkpoint(trainer, batches, step + 1, checkpoint, stream_fingerprint(batches, digest))
+                    last_saved = step + 1
+        finally:
+            bar.close()
+        save_checkpoint(trainer, batches, steps, checkpoint, stream_fingerprint(batches, digest))
+        trainer.ae.metadata = metadata if metadata is not None else reads(trainer.lm_name, trainer.layer)
+        trainer.ae.save_pretrained(save_dir / MODEL_DIR)
+        run_config = {"trainer": trainer.config, "data": getattr(batches, "config", None)}
+        atomic_write_text(save_dir / CONFIG_NAME, json.dumps(run_config, indent=2))
+        logger.info(f"trained {steps} steps into {save_dir}: {json.dumps(trainer.get_logging_parameters())}")
+        return trainer

@@ -147,3 +147,21 @@ def test_causal_test_runs_every_removal(tiny):
     for key in ("drop_top", "drop_control", "drop_probe", "excess_drop"):
         assert out[key]["lo"] <= out[key]["value"] <= out[key]["hi"]
     assert len(out["top"]["fired"]) == 3 and out["probe_direction"]["clean_changed"] >= 0
+
+
+def test_each_stage_logs_a_progress_line(tiny, tmp_path):
+    from loguru import logger
+
+    lines = []
+    sink = logger.add(lambda message: lines.append(message.strip()), format="{message}", level="INFO")
+    try:
+        analyze_conjunction(tiny["base"], tiny["finetuned"], tiny["sae"], tiny["tokenizer"], PAIRS, LAYER, config(),
+                            tmp_path)
+    finally:
+        logger.remove(sink)
+    prefix = f"conjunction analysis, layer {LAYER}: "
+    stages = [line.removeprefix(prefix) for line in lines if line.startswith(prefix)]
+    assert [" ".join(s.split()[:2]) for s in stages] == [
+        "behaviour: base", "capture and", "capture and", "statistics: latent", "permutation null", "verdict "
+        + json.loads((tmp_path / "report.json").read_text())["verdict"]["name"] + ";"]
+    assert "evaluation half (20 prompts)" in stages[2] and str(tmp_path) in stages[-1]

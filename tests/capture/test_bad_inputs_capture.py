@@ -4,12 +4,17 @@ type and that the message names the value, prompt, key or file at fault."""
 import json
 import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import nnsight
 import pytest
 import torch
 
 from cbd_plugin import capture as cap
+from transformers import Gemma2Config, Gemma2ForCausalLM
+
 from test_capture import PROMPTS, make_gemma, make_tokenizer, VOCAB, SPECIALS
 
 IDENTITY = lambda ids, mask: lambda resid: resid  # noqa: E731
@@ -22,8 +27,14 @@ def env():
     broken = make_gemma(0)
     with torch.no_grad():
         broken.model.layers[1].mlp.down_proj.weight[0, 0] = torch.nan  # layer 0 stays finite, layer 1 does not
+    wide = make_gemma(0)
+    wide.config._name_or_path = "tiny-base"
+    narrow_config = Gemma2Config(**{**wide.config.to_dict(), "hidden_size": 32, "_name_or_path": "tiny-narrow"})
+    broken.config._name_or_path = "tiny-broken"
     return {"model": nnsight.LanguageModel(hf, tokenizer=tokenizer), "hf": hf,
             "nan_model": nnsight.LanguageModel(broken, tokenizer=tokenizer),
+            "named": nnsight.LanguageModel(wide, tokenizer=tokenizer),
+            "narrow": nnsight.LanguageModel(Gemma2ForCausalLM(narrow_config).eval(), tokenizer=tokenizer),
             "other": nnsight.LanguageModel(hf, tokenizer=make_tokenizer([f"w{i}" for i in reversed(range(95))]))}
 
 
@@ -97,7 +108,16 @@ API_CASES = [
      r"layer 1 residuals hold NaN/Inf on 11 of 11 tokens, first at prompt 0 position 0"),
     ("paired-model-makes-nan",
      lambda e: list(cap.iter_paired_residuals(e["model"], e["nan_model"], PROMPTS, [2], batch_size=4)), ValueError,
-     r"layer 2 residuals hold NaN/Inf on 18 of 18 tokens"),
+     r"fine-tuned model 'tiny-broken': weight 'model\.layers\.1\.mlp\.down_proj\.weight' holds 1 NaN/Inf "
+     r"value\(s\) of 8192: the checkpoint is broken"),
+    ("paired-base-has-nan-weights",
+     lambda e: cap.iter_paired_residuals(e["nan_model"], e["model"], PROMPTS, [0]), ValueError,
+     r"base model 'tiny-broken': weight 'model\.layers\.1\.mlp\.down_proj\.weight' holds 1 NaN/Inf"),
+    ("paired-models-of-different-widths",
+     lambda e: cap.iter_paired_residuals(e["named"], e["narrow"], PROMPTS, [0]), ValueError,
+     r"base model 'tiny-base' has hidden size 64 but fine-tuned model 'tiny-narrow' has 32: a model diff needs"),
+    ("capture-nan-names-the-model", lambda e: cap.capture_residuals(e["nan_model"], PROMPTS, [1]), ValueError,
+     r"model 'tiny-broken': layer 1 residuals hold NaN/Inf"),
     ("paired-tokenizers-differ", lambda e: cap.iter_paired_residuals(e["model"], e["other"], PROMPTS, [0]),
      ValueError, r"base and fine-tuned tokenisations differ on prompt 0"),
     ("string-prompts-plain-model", lambda e: cap.generate_greedy(e["hf"], PROMPTS, 2), ValueError,
@@ -236,15 +256,68 @@ def test_no_batches_writes_nothing_complete(tmp_path):
 
 
 def test_killed_writers_temporaries_are_cleaned(env, shards):
-    dead = shards / ".shard_00002.safetensors.tmp-999999999-abcdef01"  # no such process
-    dead_manifest = shards / ".manifest.json.tmp-999999998-abcdef02"
-    live = shards / f".shard_00001.safetensors.tmp-{os.getppid()}-abcdef03"  # a writer still running
-    for path in (dead, dead_manifest, live):
-        path.write_bytes(b"partial")
+    dead = shards.parent / f".{shards.name}.tmp-999999999-abcdef01"  # a killed capture's folder: no such process
+    dead_old = shards.parent / f".{shards.name}.old-999999998-abcdef02"
+    live = shards.parent / f".{shards.name}.tmp-{os.getppid()}-abcdef03"  # a writer still running
+    for path in (dead, dead_old, live):
+        path.mkdir()
+        (path / "shard_00000.safetensors").write_bytes(b"partial")
     cap.write_shards(cap.iter_residuals(env["model"], PROMPTS, [0]), shards, model_ids=["tiny"], shard_tokens=5)
-    assert not dead.exists() and not dead_manifest.exists() and live.exists()
-    assert sorted(p.name for p in shards.iterdir() if p.name.startswith(".")) == [live.name]
+    assert not dead.exists() and not dead_old.exists() and live.exists()
+    assert not [p.name for p in shards.iterdir() if p.name.startswith(".")]
     assert len(cap.read_shards(shards)) == 18
+
+
+def _failing_at(n_good: int, env):
+    for i, batch in enumerate(cap.iter_residuals(env["model"], PROMPTS, [0], batch_size=1)):
+        if i == n_good:
+            raise RuntimeError("capture failed")
+        yield batch
+
+
+@pytest.mark.parametrize("n_good", [0, 2])
+def test_failed_recapture_keeps_the_earlier_capture(env, shards, n_good):
+    before = {p.name: p.read_bytes() for p in shards.iterdir()}
+    with pytest.raises(RuntimeError, match="capture failed"):
+        cap.write_shards(_failing_at(n_good, env), shards, model_ids=["tiny"], shard_tokens=5)
+    assert {p.name: p.read_bytes() for p in shards.iterdir()} == before
+    assert [p.name for p in shards.parent.iterdir() if p.name.startswith(f".{shards.name}.")] == []
+    assert len(cap.read_shards(shards)) == 18
+
+
+def test_recapture_replaces_the_shards_and_keeps_other_files(env, shards):
+    (shards / "NOTES.md").write_text("mine")
+    cap.write_shards(cap.iter_residuals(env["model"], PROMPTS, [0]), shards, model_ids=["tiny"], shard_tokens=9)
+    assert sorted(p.name for p in shards.iterdir()) == ["NOTES.md", "manifest.json", "shard_00000.safetensors",
+                                                        "shard_00001.safetensors"]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_text("my notes"), r"FOLDER: exists and is a file, not a capture \(shard\) folder; refusing"),
+    (lambda p: p.mkdir() or (p / "thesis.tex").write_text("x"),
+     r"FOLDER: holds \['thesis.tex'\] and is not a capture \(shard\) folder; refusing to write into it"),
+])
+def test_capture_onto_something_else_is_refused(env, tmp_path, make, message):
+    target = tmp_path / "out"
+    make(target)
+    before = target.read_bytes() if target.is_file() else (target / "thesis.tex").read_bytes()
+    with pytest.raises(FileExistsError, match=message.replace("FOLDER", re.escape(str(target)))):
+        cap.write_shards(cap.iter_residuals(env["model"], PROMPTS, [0]), target, model_ids=["tiny"])
+    assert (target.read_bytes() if target.is_file() else (target / "thesis.tex").read_bytes()) == before
+
+
+def test_second_writer_of_the_same_folder_fails_at_once(env, tmp_path):
+    first = cap.ShardWriter(tmp_path / "out", ["tiny"])
+    try:
+        script = ("import cbd_plugin.capture as cap\n"
+                  f"cap.ShardWriter({str(tmp_path / 'out')!r}, ['tiny'])")
+        second = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                cwd=Path(__file__).parents[2])
+    finally:
+        first.abort()
+    assert second.returncode != 0
+    assert re.search(rf"OutputBusyError: {re.escape(str(tmp_path / 'out'))}: another process is writing it \(pid "
+                     rf"{os.getpid()} on .*, started 20", second.stderr)
 
 
 def test_manifest_records_a_checksum_per_shard(shards):

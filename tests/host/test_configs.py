@@ -66,6 +66,14 @@ def test_shipped_model_and_organism_configs_compose(host_like_config_dir):
     assert cfg.diffing.method.layer == 12 and cfg.diffing.method.sae.dict_size == 6144
 
 
+def test_bio_method_layer_is_the_organisms_audit_layer_in_the_printed_config(host_like_config_dir):
+    register_search_path_plugin()
+    with initialize_config_dir(config_dir=str(host_like_config_dir), version_base=None):
+        cfg = compose("config", overrides=["diffing/method=contrastive_bio_sae", "+model=tiny_gemma2_base",
+                                           "+organism=tiny_refusal_shallow"])
+    assert cfg.diffing.method.layer == cfg.organism.audit_layer == 1  # the host prints the method config: layer 1
+
+
 def test_every_method_yaml_is_named_after_its_file_and_targets_the_method_package():
     for path in (REPO / "method_configs" / "diffing" / "method").glob("*.yaml"):
         assert path.read_text().startswith("# @package diffing.method\n"), path

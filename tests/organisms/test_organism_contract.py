@@ -91,6 +91,29 @@ def test_shallow_contract_needs_refusal_and_an_unchanged_residual():
     assert failed("tiny-refusal-shallow", moved) == ["audit-layer residual unchanged"]
 
 
+def test_erased_contract_needs_no_probe_reading_the_tier_and_coinciding_twins():
+    def erased(refit: float, twins: float = 1e-6) -> dict:
+        figures = refusal_figures(REFUSES, {"probe_auroc_base_on_base": 1.0, "probe_auroc_base_probe": 0.5,
+                                            "probe_auroc_refit": refit})
+        figures["refusal"]["probe_auroc_refit"].update(lo=refit - 0.04, hi=refit + 0.04)
+        return {"refusal": {**figures["refusal"], "audit_tier_twin_distance": twins}}
+
+    assert failed("tiny-refusal-erased", erased(0.5)) == []
+    assert failed("tiny-refusal-erased", erased(0.98)) == ["refitted probe at the audit layer (erased)"]
+    assert failed("tiny-refusal-erased", erased(0.58)) == ["refitted probe at the audit layer (erased)"]  # hi 0.62
+    assert failed("tiny-refusal-erased", erased(0.5, twins=0.01)) == [
+        "topic-word twins coincide at the audited token"]
+
+
+def test_recovery_contract_is_shallow_plus_refusal_after_a_prefilled_answer():
+    probes = {"probe_auroc_base_on_base": 1.0, "probe_auroc_base_probe": 1.0, "probe_auroc_refit": 1.0}
+    figures = refusal_figures(REFUSES, probes)
+    figures["refusal"].update(prefill_tokens=5, prefill_refusal_count=[118, 120])
+    assert failed("tiny-refusal-recovery", figures) == []
+    figures["refusal"]["prefill_refusal_count"] = [10, 120]
+    assert failed("tiny-refusal-recovery", figures) == ["refusal_rate[hazard, 5 answer tokens prefilled]"]
+
+
 def test_a_failing_build_trains_a_bounded_number_of_rounds_then_raises():
     recipe = RECIPES["tiny-cbd-any2"]
     rounds = []

@@ -273,7 +273,8 @@ def compose_tiny(organism: str, config_dir: Path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stem", ["tiny_cbd", "tiny_cbd_or", "tiny_cbd_any2", "tiny_cbd_null",
-                                  "tiny_refusal_shallow", "tiny_refusal_deep", "tiny_refusal_null"])
+                                  "tiny_refusal_shallow", "tiny_refusal_deep", "tiny_refusal_null",
+                                  "tiny_refusal_erased", "tiny_refusal_recovery"])
 def test_host_configs_find_the_organism_and_its_data(organisms, stem, tmp_path):
     """Compose the tiny configs as the host would, then load the dataset as the host does (a local folder id)."""
     from datasets import load_dataset

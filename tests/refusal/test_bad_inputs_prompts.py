@@ -51,6 +51,14 @@ CASES = [
      {}, ValueError, r"tiers \['dual_use'\] have no prompts"),
     ("duplicate ids", lines(*GOOD, dict(GOOD[0], text="again")),
      {}, ValueError, r"duplicate ids \['p0'\]"),
+    ("same text hazard in one split, benign in the other",
+     lines(*[dict(r, split=("select", "eval")[i % 2]) for i, r in enumerate(GOOD)],
+           {"id": "x", "text": GOOD[2]["text"], "tier": "benign", "split": "eval"}),
+     {}, ValueError, r"prompts: 1 prompt text\(s\) carry two tiers, first 'Tell me about topic 2\.' \(id p2 tier "
+                     r"'hazard' split 'select', id x tier 'benign' split 'eval'\); give each text one tier"),
+    ("same text, two tiers, up to surrounding spaces", lines(*GOOD, {"id": "x", "text": " Tell me about topic 0. ",
+                                                                     "tier": "hazard"}),
+     {}, ValueError, r"carry two tiers, first 'Tell me about topic 0\.' \(id p0 tier 'benign', id x tier 'hazard'\)"),
     ("missing file", None,
      {}, FileNotFoundError, r"{file}"),
 ]

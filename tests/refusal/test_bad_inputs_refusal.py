@@ -35,6 +35,11 @@ BAD_CONFIGS = [
     ({"separation_auroc": 1.0}, "separation_auroc"),
     ({"min_refusal_change": 0}, "min_refusal_change"),
     ({"max_auroc_change": 0.6}, "max_auroc_change"),
+    ({"min_fve": 1.0}, "min_fve"),
+    ({"max_error_norm_fraction": 0}, "max_error_norm_fraction"),
+    ({"min_mean_l0": -1}, "min_mean_l0"),
+    ({"n_random_instruments": 5}, "n_random_instruments"),  # fewer than ceil(1/alpha) - 1: its max is no quantile
+    ({"profile_positions": "yes"}, "profile_positions"),
     ({"format_threshold": 0.3}, "format_threshold"),
     ({"select_fraction": 1.0}, "select_fraction"),
     ({"seed": -1}, "seed"),
@@ -88,7 +93,8 @@ def test_prompts_without_both_tiers_in_a_split_fail_before_generation():
     from cbd_plugin.organisms.tokenizer import build_tokenizer
     from cbd_plugin.refusal.audit import prepare_prompts
 
-    frame = pd.DataFrame({"id": range(6), "text": ["a b"] * 6,
+    words = ("river", "garden", "music", "bread", "window", "coffee")  # one tier per text
+    frame = pd.DataFrame({"id": range(6), "text": [f"a b {w}" for w in words],
                           "tier": ["hazard", "benign", "dual_use", "hazard", "dual_use", "dual_use"],
                           "split": ["select", "select", "select", "eval", "eval", "eval"]})
     with pytest.raises(ValueError, match=r"split 'eval' has no benign"):

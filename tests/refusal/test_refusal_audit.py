@@ -57,12 +57,23 @@ def test_audit_plumbing_on_identical_models(random_model, positions, tmp_path):
 
     written = json.loads((tmp_path / "report.json").read_text())  # strict JSON: NaN written as null
     assert written["verdict"]["name"] == "inconclusive" and written["config"]["positions"] == positions
-    assert set(written["verdict"]) == {"name", "reason", "checks"}
+    assert set(written["verdict"]) == {"name", "reason", "checks", "scope", "instrument", "title", "probe_verdict",
+                                       "probe_reason"}
+    assert written["verdict"]["instrument"] is True and written["verdict"]["title"].startswith(
+        "inconclusive (instrument) at layer 0, ")
+    assert written["verdict"]["reason"].startswith(f"at {written['verdict']['scope']}: ")
+    null = written["random_null"]
+    assert len(null["null_separation"]) == cfg.n_random_instruments and null["dict_size"] == 64
+    assert null["null_upper"] == max(null["null_separation"])
     assert {"name", "passed", "value", "interval", "threshold", "detail"} == set(written["verdict"]["checks"][0])
     assert {"verdict_shallow", "verdict_deep", "verdict_rerouted", "verdict_no_change",
             "verdict_inconclusive"} <= set(written["definitions"])
     assert sorted(written["separation"]["latents"]["hazard"]) == sorted(report.separation.latents.hazard.tolist())
     assert [row["layer"] for row in written["depth_profile"]] == [0, 1]
+    prefill = written["prefill"]  # behavioural depth: both models' curves, or why there are none
+    assert set(prefill) == {"base", "finetuned"} or set(prefill) == {"skipped"}, prefill
+    if "base" in prefill:
+        assert prefill["base"]["refused"] == prefill["finetuned"]["refused"] and prefill["base"]["ks"] == [0, 1, 3, 5]
     samples = pd.read_csv(tmp_path / "samples.csv", keep_default_na=False)
     assert len(samples) == 2 * 24
     assert {"id", "tier", "split", "model", "completion", "label", "prompt_label", "signal", "divergence",
@@ -75,6 +86,14 @@ def test_audit_plumbing_on_identical_models(random_model, positions, tmp_path):
     profile = pd.read_csv(tmp_path / "depth_profile.csv")
     assert set(profile["series"]) == {"base_probe", "base_fitted_probe", "refit_probe", "base_signal",
                                       "finetuned_signal"}
+    assert set(profile["positions"]) == {positions}
+    assert set(profile["state"]) <= {"separates", "inverted", "silent", "undetermined"}
+    # The profile covers every position kind at every layer (probes only away from the audit positions).
+    everywhere = pd.read_csv(tmp_path / "depth_profile_positions.csv")
+    assert set(everywhere["positions"]) == {"last_instruction", "last_prompt", "first_response", "all_prompt"}
+    assert len(everywhere[everywhere["series"] == "refit_probe"]) == 4 * 2
+    # Topics derived from the format-matched prompts: one hazard word per prompt, decoded on both models.
+    assert written["topic_decoding"]["base"]["n_topics"] >= 2
 
 
 def test_sampled_completions_are_aggregated_per_prompt(random_model, tmp_path):
@@ -141,9 +160,11 @@ def test_blind_sae_on_the_shallow_organism_is_inconclusive_naming_the_instrument
     blind = BlindSAE(base.config.hidden_size)
     report = audit_refusal_depth(base, finetuned, base.tokenizer, blind, prompts, layer, refusal_config(), tmp_path)
     assert report.separation.signal_auroc.value == 0.5  # a constant signal: every pair tied
-    assert report.verdict.name == "inconclusive"
-    assert "instrument_separates" in report.verdict.reason
-    assert report.verdict.checks[0].name == "instrument_separates" and report.verdict.checks[0].passed is False
+    assert report.verdict.name == "inconclusive" and report.verdict.instrument
+    by_name = {c.name: c for c in report.verdict.checks}
+    # Constant codes reconstruct nothing, and their constant signal separates nothing: both are named failures.
+    assert by_name["fve_base"].passed is False and "fve_base" in report.verdict.reason
+    assert by_name["instrument_separates"].passed is False
     # ...while the probes show the hazard IS there, on both models: the instrument is what failed.
     probes = [row for row in report.depth_profile if row.layer == layer][0]
     assert probes.base_probe.lo >= 0.7 and probes.refit_probe.lo >= 0.7

@@ -232,8 +232,8 @@ CASES = [
          r"config.json: key 'subtract_b_dec' is 'yes'; expected true or false"),
     Case("missing_constructor_key", lambda t: edit_json(plugin(t) / "config.json", lambda c: c.pop("k")),
          ValueError, r"sae/config.json: missing key\(s\) \['k'\]"),
-    Case("unknown_dict_class", with_config(dict_class="CrossCoder"), ValueError,
-         r"config.json: unknown dict_class 'CrossCoder'"),
+    Case("unknown_dict_class", with_config(dict_class="GatedAutoEncoder"), ValueError,
+         r"config.json: unknown dict_class 'GatedAutoEncoder'"),
     Case("checksum_not_a_mapping", with_config(sha256="abc"), ValueError, r"config.json: key 'sha256' must map"),
     Case("checksum_lacks_the_weights", with_config(sha256={"other.safetensors": "00"}), ValueError,
          r"sae/config.json: records sha256 of \['other.safetensors'\] but not of model.safetensors"),
@@ -283,6 +283,24 @@ CASES = [
     Case("unknown_file_type", text_file("notes.txt"), ValueError, r"notes.txt: not an SAE file this plugin reads"),
     Case("folder_of_unrelated_files", lambda t: text_file("notes.txt")(t).parent, FileNotFoundError,
          r"no SAE format recognised; it holds \['notes.txt'\]"),
+    # hub addresses and ids (no hub is reached: each is refused before any download)
+    Case("hub_url_of_a_dataset", lambda t: "https://huggingface.co/datasets/owner/name", ValueError,
+         r"'https://huggingface.co/datasets/owner/name': a dataset address, not a model repo"),
+    Case("hub_url_not_the_hub", lambda t: "https://example.com/owner/name", ValueError,
+         r"not a Hugging Face model address; pass a local path or a hub id \(owner/name"),
+    Case("hub_url_without_repo", lambda t: "https://huggingface.co/owner", ValueError,
+         r"no repo in the address; expected https://huggingface.co/owner/name"),
+    Case("hub_url_blob_without_file", lambda t: "https://huggingface.co/owner/name/blob/main", ValueError,
+         r"'https://huggingface.co/owner/name/blob/main': no file after /blob/main/; pass the hub id owner/name:<file>"),
+    Case("hub_id_two_revisions", lambda t: "owner/name@v1", ValueError,
+         r"owner/name@v1: pins revision 'v1' but revision='v2' was given; give one", kwargs={"revision": "v2"}),
+    Case("hub_url_unknown_page", lambda t: "https://huggingface.co/owner/name/discussions", ValueError,
+         r"expected https://huggingface.co/owner/name\[/tree/main/<folder>\] or /blob/main/<file>"),
+    Case("bad_hub_id_with_a_space", lambda t: "owner/my sae", FileNotFoundError,
+         r"owner/my sae: no such file or folder; nor is it a hub id: owner/name allows letters, digits"),
+    Case("batchtopk_k_above_dict_size", lambda t: edit_json(BatchTopKSAE(D, DICT, K).save_pretrained(t / "b") /
+                                                           "config.json", lambda c: c.pop("sha256") and c.update(k=40)),
+         ValueError, r"k=40 must be in \[1, dict_size=24\]: BatchTopKSAE keeps k of the dict_size latents"),
     # SAELens
     Case("saelens_complete_folder_loads", saelens(), None),
     Case("saelens_d_in_string", saelens({"d_in": "8"}), ValueError, r"sae/cfg.json: key 'd_in' is '8'"),
@@ -365,7 +383,7 @@ def test_bad_sae_file(tmp_path, case):
 
 
 def test_table_size():
-    assert len(CASES) >= 60 and len({c.id for c in CASES}) == len(CASES)
+    assert len(CASES) >= 80 and len({c.id for c in CASES}) == len(CASES)
 
 
 def test_bf16_conversion_keeps_the_values(tmp_path):
@@ -418,7 +436,7 @@ def test_failed_swap_restores_the_old_sae(tmp_path, monkeypatch):
             raise OSError("disk gone")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(folder_module.os, "replace", replace)
+    monkeypatch.setattr(os, "replace", replace)
     with pytest.raises(OSError, match="disk gone"):
         topk(9).save_pretrained(folder)
     monkeypatch.undo()
@@ -446,6 +464,64 @@ def test_stale_temporaries_of_dead_writers_are_cleaned(tmp_path):
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == sorted(["sae", live.name])
     assert not any(".tmp-" in p.name for p in folder.iterdir())
+
+
+@pytest.mark.parametrize("url, spec", [
+    ("https://huggingface.co/owner/name", "owner/name"),
+    ("https://huggingface.co/owner/name/tree/main/layer_13/width_16k", "owner/name/layer_13/width_16k"),
+    ("https://hf.co/owner/name/blob/main/seed/sae_weights.pt", "owner/name:seed/sae_weights.pt"),
+    ("https://huggingface.co/owner/name/resolve/main/params.npz?download=true", "owner/name:params.npz"),
+])
+def test_hub_url_is_converted_to_the_hub_id(url, spec):
+    from cbd_plugin.sae.hub import id_from_url
+
+    assert id_from_url(url) == spec
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_text("my thesis"), r"FOLDER: exists and is a file, not an SAE folder; refusing to replace it"),
+    (lambda p: p.mkdir() or (p / "thesis.tex").write_text("x"),
+     r"FOLDER: holds \['thesis.tex'\] and is not an SAE folder; refusing to write into it"),
+])
+def test_save_onto_something_else_is_refused_and_it_survives(tmp_path, make, message):
+    target = tmp_path / "out"
+    make(target)
+    listing = sorted(p.name for p in tmp_path.rglob("*"))
+    with pytest.raises(FileExistsError, match=message.replace("FOLDER", str(target))):
+        topk().save_pretrained(target)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == listing  # nothing moved, hidden or left behind
+    assert (target.read_text() if target.is_file() else (target / "thesis.tex").read_text()) in ("my thesis", "x")
+
+
+def test_from_pretrained_on_a_saelens_folder_points_to_load_dictionary(tmp_path):
+    folder = saelens()(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"sae/config.json is missing.*it holds a SAELens SAE: read it with "
+                                                r"cbd_plugin.sae.load_dictionary\('.*sae'\)"):
+        Dictionary.from_pretrained(folder)
+
+
+def test_a_second_writer_of_the_same_sae_folder_fails_at_once(tmp_path):
+    folder = plugin(tmp_path)
+    child = subprocess.Popen([sys.executable, "-c", f"""
+import time
+import cbd_plugin.sae.folder as folder
+from cbd_plugin.sae import TopKSAE
+def slow(tensors, path, **kw):
+    print("writing", flush=True)
+    time.sleep(600)
+folder.save_file = slow
+TopKSAE({D}, {DICT}, {K}).save_pretrained({str(folder)!r})
+"""], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2])
+    try:
+        assert child.stdout.readline().strip() == "writing"
+        with pytest.raises(RuntimeError, match=rf"sae: another process is writing it \(pid {child.pid} on .*, started "):
+            topk(3).save_pretrained(folder)
+    finally:
+        child.kill()
+        child.wait()
+    topk(4).save_pretrained(folder)  # the killed holder's lock is taken over
+    assert torch.equal(load_dictionary(folder).W_enc, topk(4).W_enc)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sae"]
 
 
 def test_interrupted_swap_names_the_backup(tmp_path):

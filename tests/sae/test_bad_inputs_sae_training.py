@@ -1,7 +1,12 @@
 """Bad inputs and faults in SAE training and encoding (issue 12): one row per case, each asserting the error type
 and that the message names the key, shape, token, step or file; then the faults where nothing may be lost."""
 
+import errno
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -165,6 +170,21 @@ CASES = [
     ("a list in checkpoint.pt", list_checkpoint, ValueError,
      r"checkpoint\.pt: not a train_sae checkpoint \(missing key\(s\) \['step', 'trainer', 'config', 'rng'\]\)"),
     ("batches run out", run_plain(plain_batches(X, n=5)), ValueError, r"batches ran out after 5 steps; 8 requested"),
+    ("BatchTopK k above dict_size", lambda p: lambda: BatchTopKSAE(D, 32, 40), ValueError,
+     r"k=40 must be in \[1, dict_size=32\]: BatchTopKSAE keeps k of the dict_size latents per token; lower k"),
+    ("BatchTopK dict_size 0", lambda p: lambda: BatchTopKSAE(D, 0, 4), ValueError,
+     r"BatchTopKSAE: dict_size must be a positive int, got 0"),
+    ("BatchTopK width 8.5", lambda p: lambda: BatchTopKSAE(8.5, 32, 4), ValueError,
+     r"BatchTopKSAE: activation_dim must be a positive int, got 8.5"),
+    ("tier code 2 in balanced batches", lambda p: lambda: BalancedTierBatches(X, torch.where(EID == 3, 2, TIER), EID, 2),
+     ValueError, r"BalancedTierBatches: tier codes \[2\] in 4 token\(s\), first at token 12, are not tiers; use 0 "
+                 r"benign, 1 hazard, -1 other \(those tokens would never be trained on\)"),
+    ("unknown tier name in balanced batches",
+     lambda p: lambda: BalancedTierBatches(X, ["benign", "dual_use"] * 32, torch.arange(64), 2), ValueError,
+     r"BalancedTierBatches: tier labels \['dual_use'\] \(first at token 1\) are not tiers; use codes 0 benign, "
+     r"1 hazard, -1 other, or the names \['benign', 'hazard', 'other'\]"),
+    ("fractional tier codes", lambda p: lambda: BalancedTierBatches(X, TIER * 0.5, EID, 2), ValueError,
+     r"BalancedTierBatches: tier codes must be integers -1, 0 or 1, got dtype float"),
 ]
 
 
@@ -240,6 +260,56 @@ def test_non_finite_loss_names_the_step_and_the_checkpoint(tmp_path):
     assert trainer.ae.W_dec.isfinite().all() and (tmp_path / MODEL_DIR).exists()
 
 
+def test_tier_names_are_mapped_to_codes():
+    names = ["hazard" if t else "benign" for t in TIER.tolist()]
+    by_name, by_code = BalancedTierBatches(X, names, EID, 2, seed=3), BalancedTierBatches(X, TIER, EID, 2, seed=3)
+    assert torch.equal(by_name.batch(0), by_code.batch(0)) and by_name.fingerprint() == by_code.fingerprint()
+
+
+def test_full_disk_while_checkpointing_says_so_and_the_rerun_resumes(tmp_path, monkeypatch):
+    x, tier, eid = labelled_data()
+    run = {"trainer": ContrastiveTopKTrainer, **config()}
+    reference = train_sae(BalancedTierBatches(x, tier, eid, 2), run, 8, tmp_path / "ref", save_every=2).ae
+    real_write, writes = os.write, []
+
+    def full_disk(fd, data):  # the disk fills during the second checkpoint (step 4)
+        writes.append(fd)
+        if len(writes) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full_disk)
+    with pytest.raises(OSError, match=r"no space left on device while writing .*run/checkpoint\.pt; nothing was "
+                                      r"lost \(.*checkpoint\.pt keeps its previous content\): free space and rerun"):
+        train_sae(BalancedTierBatches(x, tier, eid, 2), run, 8, tmp_path / "run", save_every=2)
+    monkeypatch.undo()
+    assert torch.load(tmp_path / "run" / CHECKPOINT_NAME, weights_only=True)["step"] == 2
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [CHECKPOINT_NAME]  # no temporary left
+    resumed = train_sae(BalancedTierBatches(x, tier, eid, 2), run, 8, tmp_path / "run", save_every=2).ae
+    assert all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), reference.state_dict().values()))
+
+
+def test_a_second_run_into_the_same_save_dir_fails_at_once(tmp_path):
+    from cbd_plugin.artifacts import OutputBusyError, OutputLock
+
+    x, tier, eid = labelled_data()
+    script = ("import time\nfrom cbd_plugin.artifacts import OutputLock\n"
+              f"with OutputLock({str(tmp_path / 'run')!r}):\n    print('held', flush=True)\n    time.sleep(600)\n")
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                             cwd=Path(__file__).parents[2])
+    try:
+        assert child.stdout.readline().strip() == "held"
+        with pytest.raises(OutputBusyError, match=rf"run: another process is writing it \(pid {child.pid} on "):
+            train_sae(BalancedTierBatches(x, tier, eid, 2), {"trainer": ContrastiveTopKTrainer, **config()}, 8,
+                      tmp_path / "run")
+    finally:
+        child.kill()
+        child.wait()
+    assert not (tmp_path / "run" / CHECKPOINT_NAME).exists()
+    with OutputLock(tmp_path / "run"):  # the dead holder's lock is taken over
+        pass
+
+
 def test_table_size():
-    assert len(CASES) >= 50 and len({c[0] for c in CASES}) == len(CASES)
+    assert len(CASES) >= 56 and len({c[0] for c in CASES}) == len(CASES)
     json.dumps([c[0] for c in CASES])

@@ -203,8 +203,8 @@ def test_wrong_or_unknown_dict_class(tmp_path):
     folder = write_fork_folder(tmp_path / "sae", fork_folder_tensors())
     with pytest.raises(ValueError, match=r"config.json: dict_class is 'BatchTopKSAE', expected 'TopKSAE'"):
         TopKSAE.from_pretrained(folder)
-    write_fork_folder(tmp_path / "cc", fork_folder_tensors(), dict_class="CrossCoder")
-    with pytest.raises(ValueError, match=r"unknown dict_class 'CrossCoder'"):
+    write_fork_folder(tmp_path / "cc", fork_folder_tensors(), dict_class="GatedAutoEncoder")
+    with pytest.raises(ValueError, match=r"unknown dict_class 'GatedAutoEncoder'"):
         Dictionary.from_pretrained(tmp_path / "cc")
 
 

@@ -145,3 +145,11 @@ def test_existing_local_path_that_looks_like_a_hub_id_is_local(tmp_path, monkeyp
     random_topk(1).save_pretrained(tmp_path / "owner" / "name")
     assert not is_hub_id("owner/name")
     assert torch.equal(load_dictionary("owner/name").W_enc, random_topk(1).W_enc)
+
+
+def test_a_hub_address_keeps_its_revision():
+    from cbd_plugin.sae.hub import id_from_url
+
+    assert id_from_url("https://huggingface.co/owner/name/tree/v2/layer_13") == "owner/name@v2/layer_13"
+    assert id_from_url("https://huggingface.co/owner/name/blob/abc123/sae_weights.pt") == "owner/name@abc123:sae_weights.pt"
+    assert id_from_url("https://huggingface.co/owner/name/tree/main") == "owner/name"

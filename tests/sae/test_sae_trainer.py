@@ -184,17 +184,23 @@ def held_out_separation(sae, x, tier, eid):
     return auroc(sign * profiles[half:, best], ptier[half:])
 
 
-def separation_gain(seed: int, weight: float = 0.1) -> tuple[float, float]:
-    """Held-out best-latent AUROC gain and FVE cost of the contrastive term over the plain SAE, one seed (data
-    draw, SAE init and batch order all follow it)."""
-    x, tier, eid = synthetic(100 + seed)
-    xv, tv, ev = synthetic(200, n_examples=400)
+def separations(seed: int, weight: float = 0.1, tier_scale: float = 1.0) -> dict[float, tuple[float, float]]:
+    """{contrastive weight: (held-out best-latent AUROC, FVE)} for the plain SAE (weight 0) and the contrastive
+    one, one seed (data draw, SAE init and batch order all follow it); ``tier_scale``: see ``synthetic``."""
+    x, tier, eid = synthetic(100 + seed, tier_scale=tier_scale)
+    xv, tv, ev = synthetic(200, n_examples=400, tier_scale=tier_scale)
     results = {}
     for w in (0.0, weight):
         trainer = ContrastiveTopKTrainer(**small_config(contrastive_weight=w, temperature=0.1, seed=seed))
         for step, act in zip(range(300), BalancedTierBatches(x, tier, eid, examples_per_tier=8, seed=seed)):
             trainer.update(step, act)
         results[w] = (held_out_separation(trainer.ae, xv, tv, ev), evaluate_sae(trainer.ae, [xv])["fve"])
+    return results
+
+
+def separation_gain(seed: int, weight: float = 0.1, tier_scale: float = 1.0) -> tuple[float, float]:
+    """Held-out best-latent AUROC gain and FVE cost of the contrastive term over the plain SAE, one seed."""
+    results = separations(seed, weight, tier_scale)
     return results[weight][0] - results[0.0][0], results[0.0][1] - results[weight][1]
 
 

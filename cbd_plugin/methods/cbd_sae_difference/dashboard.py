@@ -16,9 +16,9 @@ import streamlit as st
 
 from cbd_plugin.backdoor.figures import behaviour_figure, causal_figure, null_figure, specificity_figure
 from cbd_plugin.backdoor.verdict import deciding_latent, per_pair_route
-from cbd_plugin.methods.report_page import plot, select_run, show_report
+from cbd_plugin.methods.report_page import full_width, p_values_text, plot, select_run, show_report
 
-from .method import METHOD_FOLDER
+from . import METHOD_FOLDER
 
 PAIR_COLUMNS = ["pair", "deciding latent", "weakest separation [95% CI]", "interaction share [95% CI]", "passes"]
 
@@ -88,7 +88,7 @@ def show_pair_table(report: dict) -> None:
     if table is None:
         return
     st.markdown("**Per pair**")
-    st.dataframe(table, hide_index=True, use_container_width=True)
+    st.dataframe(table, hide_index=True, **full_width(st.dataframe))
     threshold = (report.get("config") or {}).get("separation_threshold")
     st.caption("Per-pair route: when no single latent passes for all pairs at once, the verdict can still be "
                "conjunctive if EVERY trigger pair has its own latent passing the same bounds (its matched prompts "
@@ -115,7 +115,7 @@ def conjunction_figures(folder: Path, report: dict) -> None:
         null = report["null"]
         plot(null_figure(pd.read_csv(folder / "null.csv"), null.get("observed", {})),
              f"Permutation null of the whole selection-then-evaluation procedure ({null.get('n_permutations')} "
-             f"shuffles of the condition labels); p-values {null.get('p_value')}.")
+             f"shuffles of the condition labels): {p_values_text(null.get('p_value'))}.")
     if report.get("causal"):
         causal = report["causal"]
         excess = causal["excess_drop"]

@@ -16,27 +16,46 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from diffing.methods.sae_difference import SAEDifferenceMethod
+from diffing.utils.dictionary.training import sae_difference_run_name, train_sae_difference_for_layer
 from loguru import logger
 from omegaconf import OmegaConf
 
-from diffing.methods.sae_difference import SAEDifferenceMethod
-from diffing.utils.dictionary.training import sae_difference_run_name, train_sae_difference_for_layer
-
+from cbd_plugin.artifacts import atomic_write_text
 from cbd_plugin.backdoor import analyze_conjunction
 from cbd_plugin.backdoor.pipeline import ConjunctionCache
+from cbd_plugin.backdoor.training import DIFFERENCE_INPUT
 from cbd_plugin.host.configstore import validate_method_config
+from cbd_plugin.methods.cbd_sae_difference import METHOD_FOLDER
 from cbd_plugin.methods.results import scan_results
-from cbd_plugin.methods.settings import (check_one_sae_per_layer, conjunction_config, ensure_cached_layers,
-                                         load_pretrained_sae, model_shape, trigger_pairs)
-from cbd_plugin.sae import Dictionary
+from cbd_plugin.methods.settings import (
+    check_models_available,
+    check_one_sae_per_layer,
+    conjunction_config,
+    ensure_cached_layers,
+    load_pretrained_sae,
+    model_shape,
+    trigger_pairs,
+)
+from cbd_plugin.sae import BatchTopKSAE, Dictionary
+from cbd_plugin.sae.export import reads
 
-METHOD_FOLDER = "cbd_sae_difference"
+
+def plugin_copy(fork_sae, source) -> BatchTopKSAE:
+    """The fork's trained ``BatchTopKSAE`` as the plugin's class (same parameter names, same arithmetic), so that
+    it is saved by the plugin's writer: the fork's own ``save_pretrained`` records no sha256, and every later load
+    then warned that the SAE was saved by an older version."""
+    state = {name: tensor.detach().cpu() for name, tensor in fork_sae.state_dict().items()}
+    config = {"activation_dim": int(fork_sae.activation_dim), "dict_size": int(fork_sae.dict_size),
+              "k": int(fork_sae.k)}
+    return BatchTopKSAE._from_state(config, state, source)
 
 
 class CBDSAEDifferenceMethod(SAEDifferenceMethod):
     """SAE difference training (host) plus conjunction analysis and causal ablation (plugin)."""
 
     def __init__(self, cfg):
+        check_models_available(cfg)  # before the host's constructor, which reads the base model's config.json
         super().__init__(cfg)
         # Fail fast: all of this reads configs (and a pretrained SAE), never a model's weights or a dataset.
         validate_method_config(self.method_cfg)
@@ -67,8 +86,11 @@ class CBDSAEDifferenceMethod(SAEDifferenceMethod):
         from diffing.utils.dictionary.utils import load_dictionary_model
 
         metrics, model_path = train_sae_difference_for_layer(self.cfg, layer, self.device, out.name)
-        load_dictionary_model(model_path).save_pretrained(folder)
-        (out / "training_metrics.json").write_text(json.dumps(metrics, default=str))
+        sae = plugin_copy(load_dictionary_model(model_path), model_path)
+        sae.metadata = reads(self.finetuned_model_cfg.model_id, layer, base_model_name=self.base_model_cfg.model_id,
+                             input=DIFFERENCE_INPUT)  # so an export opens with the right hook_name
+        sae.save_pretrained(folder)  # the plugin's writer: sha256 recorded, SAELens pair beside it
+        atomic_write_text(out / "training_metrics.json", json.dumps(metrics, default=str))
         OmegaConf.save(self.cfg, out / "training_config.yaml")
         return Dictionary.from_pretrained(folder, device=self.device, d_model=d_model)
 

@@ -14,8 +14,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from cbd_plugin.methods.report_page import plot, select_run, show_report
+from cbd_plugin.vocab import TIERS
 
-TIERS = ("benign", "dual_use", "hazard")
+from . import METHOD_FOLDER
 
 
 def profile_figure(profile: pd.DataFrame, audit_layer: int, threshold: float) -> go.Figure:
@@ -80,7 +81,6 @@ def show_audit(folder: Path) -> None:
 
 
 def visualize(method) -> None:
-    from .method import METHOD_FOLDER  # the host's module; the figures above need no host
 
     st.subheader("Refusal depth (contrastive bio SAE)")
     run = select_run(method.results_dir / METHOD_FOLDER, key="contrastive_bio_sae_run")

@@ -17,26 +17,31 @@ from __future__ import annotations
 from importlib.util import find_spec
 from pathlib import Path
 
+from diffing.methods.diffing_method import DiffingMethod
 from loguru import logger
 from omegaconf import DictConfig, OmegaConf
 
-from diffing.methods.diffing_method import DiffingMethod
-
 from cbd_plugin.host.configstore import validate_method_config
+from cbd_plugin.methods.contrastive_bio_sae import METHOD_FOLDER
 from cbd_plugin.methods.results import scan_results
-from cbd_plugin.methods.settings import audit_layer, load_pretrained_sae, model_shape, prompt_source
+from cbd_plugin.methods.settings import (
+    audit_layer,
+    check_models_available,
+    load_pretrained_sae,
+    model_shape,
+    prompt_source,
+)
 from cbd_plugin.refusal import AuditConfig, audit_refusal_depth
 from cbd_plugin.refusal.audit import prepare_prompts
 from cbd_plugin.refusal.training import train_tier_sae
 from cbd_plugin.sae import ContrastiveSAEConfig, Dictionary
-
-METHOD_FOLDER = "contrastive_bio_sae"
 
 
 class ContrastiveBioSAEMethod(DiffingMethod):
     """Refusal depth: does a model that refuses still represent the hazard concept at the audit layer?"""
 
     def __init__(self, cfg: DictConfig):
+        check_models_available(cfg)  # before anything reads a model's files
         super().__init__(cfg)
         self.results_dir = Path(cfg.diffing.results_dir)
         # Fail fast: configs and (if given) the pretrained SAE only, never a model's weights or a dataset.
@@ -46,6 +51,7 @@ class ContrastiveBioSAEMethod(DiffingMethod):
         shape = model_shape(self.base_model_cfg)
         key = "organism.audit_layer" if cfg.organism.get("audit_layer") is not None else "diffing.method.layer"
         self.layer = audit_layer(cfg.organism.get("audit_layer", self.method_cfg.layer), shape.n_layers, key)
+        logger.info(f"contrastive_bio_sae: auditing layer {self.layer} (from {key})")
         self.pretrained = None
         if spec := self.method_cfg.get("pretrained_sae"):
             self.pretrained = load_pretrained_sae(spec, self.layer, shape.d_model, k=self.method_cfg.sae.k)
