@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Iterable, Sequence
+import dataclasses
 from dataclasses import asdict, dataclass
 
 import nnsight
@@ -35,6 +36,9 @@ class ModelSettings:
     trust_remote_code: bool = False  # run a hub repository's own modelling code (only for repositories you trust)
 
     def __post_init__(self):
+        names = {v: k for k, v in DTYPES.items()}
+        if isinstance(self.dtype, torch.dtype) and self.dtype in names:  # torch.bfloat16 is recorded as "bfloat16"
+            object.__setattr__(self, "dtype", names[self.dtype])
         if self.dtype not in DTYPES:
             raise ValueError(f"ModelSettings.dtype={self.dtype!r}: expected one of {list(DTYPES)}")
         if self.remote not in (False, True, "local"):
@@ -44,12 +48,19 @@ class ModelSettings:
                              f"device_map={self.device_map!r}")
 
 
-def load_language_model(model_id_or_path: str, settings: ModelSettings = ModelSettings()) -> nnsight.LanguageModel:
-    """Load a causal LM (hub id, HF-cache id or local folder) as an nnsight model with ``settings``; eager attention
-    so that padded and unpadded prompts give the same activations. A remote model is not loaded here: only its
-    config (weights on the meta device), the server holds the weights."""
-    if not isinstance(settings, ModelSettings):
+def load_language_model(model_id_or_path: str, settings: ModelSettings | None = None,
+                        **fields) -> nnsight.LanguageModel:
+    """Load a causal LM (hub id, HF-cache id or local folder) as an nnsight model with ``settings``, or with
+    ``ModelSettings`` fields given by name (``load_language_model(id, dtype="bfloat16", device_map="auto")``); eager
+    attention so that padded and unpadded prompts give the same activations. A remote model is not loaded here: only
+    its config (weights on the meta device), the server holds the weights."""
+    if settings is not None and not isinstance(settings, ModelSettings):
         raise TypeError(f"settings must be a ModelSettings, got {type(settings).__name__}")
+    unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(ModelSettings)})
+    if unknown:
+        raise TypeError(f"load_language_model: unknown setting(s) {unknown}; ModelSettings has "
+                        f"{[f.name for f in dataclasses.fields(ModelSettings)]}")
+    settings = dataclasses.replace(settings or ModelSettings(), **fields)
     kwargs = {k: v for k, v in (("max_memory", settings.max_memory), ("offload_folder", settings.offload_folder))
               if v is not None}
     model = nnsight.LanguageModel(model_id_or_path, dtype=DTYPES[settings.dtype], device_map=settings.device_map,

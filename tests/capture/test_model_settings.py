@@ -76,3 +76,11 @@ def test_bad_settings_name_the_field(kwargs, match):
 def test_plain_nnsight_model_has_no_settings_but_a_record():
     model = nnsight.LanguageModel(build_family("gpt2"))
     assert cap.model_record(model) == {"dtype": "float32", "device_map": "cpu", "remote": False}
+
+
+def test_settings_by_keyword_and_torch_dtype(folder):
+    model = cap.load_language_model(str(folder), dtype=torch.bfloat16)
+    assert cap.model_record(model)["dtype"] == "bfloat16"
+    assert cap.ModelSettings(dtype=torch.float16).dtype == "float16"
+    with pytest.raises(TypeError, match=r"unknown setting\(s\) \['device'\]"):
+        cap.load_language_model(str(folder), device="cpu")
