@@ -18,7 +18,8 @@ def test_conjunctive_backdoor_found_on_other_families(arch, tmp_path):
     with single_thread():
         base = build_recipe(base_recipe(arch))
     # The demo reads organisms by their Gemma-2 names; these have the same recipe (pairs, gate) on another arch.
-    report = demo.conjunction_reports({"tiny-base": base, "tiny-cbd": organism}, tmp_path, names=("tiny-cbd",))["tiny-cbd"]
+    organisms = {"tiny-base": base, "tiny-cbd": organism}
+    report = demo.conjunction_reports(organisms, tmp_path, names=("tiny-cbd",))["tiny-cbd"]
     assert report.verdict == "conjunctive", f"{organism.name}: {report.verdict}: {report.verdict_reason}"
 
 
