@@ -36,17 +36,20 @@ def remove_latents(resid: torch.Tensor, base_resid: torch.Tensor, sae, latent_id
     """``resid`` minus the decoded contribution of ``latent_ids`` to the SAE code of ``resid - base_resid`` (of the
     pair, for a crosscoder: :mod:`.instrument`) (times the orthogonal ``rotation [d, d]`` when given: the control)."""
     param = next(sae.parameters())
-    x = instrument_input(sae, base_resid.to(resid.device, resid.dtype), resid).to(param.device, param.dtype)
-    contribution = sae.decode_latents(sae.encode(x), latent_ids).to(resid.device, resid.dtype)
+    # The instrument's input in float32 whatever the model's dtype (a bf16 difference of two close residuals loses
+    # most of its bits); only the final contribution is cast back to the model's dtype.
+    x = instrument_input(sae, base_resid.to(resid.device).float(), resid.float()).to(param.device, param.dtype)
+    contribution = sae.decode_latents(sae.encode(x), latent_ids).float()
     if rotation is not None:
-        contribution = contribution @ rotation.to(resid.device, resid.dtype)
-    return resid - contribution
+        contribution = contribution @ rotation.to(contribution.device, torch.float32)
+    return resid - contribution.to(resid.device, resid.dtype)
 
 
 def remove_direction(resid: torch.Tensor, base_resid: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
     """``resid`` minus the component of ``resid - base_resid`` along the unit vector ``direction``."""
-    u = direction.to(resid.device, resid.dtype)
-    return resid - ((resid - base_resid.to(resid.device, resid.dtype)) @ u)[..., None] * u
+    u = direction.to(resid.device, torch.float32)
+    diff = resid.float() - base_resid.to(resid.device).float()
+    return resid - ((diff @ u)[..., None] * u).to(resid.dtype)
 
 
 def _edit(base, layer: int, edit_with_base) -> LayerEdit:

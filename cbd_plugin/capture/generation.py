@@ -24,8 +24,9 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
-from .models import (Prompts, check_layers, check_lengths, hf_module, layer_module, max_positions, pad_id, pad_left,
-                     position_ids, token_lists, tokenizer_of)
+from .layers import block_residual, hf_module, layer_module, layer_path, remote_of
+from .models import (Prompts, check_layers, check_lengths, input_device, max_positions, pad_id, pad_left, position_ids,
+                     token_lists, tokenizer_of)
 
 END_OF_TURN = "<end_of_turn>"
 Edit = Callable[[torch.Tensor], torch.Tensor]
@@ -90,7 +91,8 @@ def _new_cache(hf) -> DynamicCache:
 
 def _cache_keyword(hf) -> str:
     # transformers 5 renamed past_key_values to cache (the old name still works, with a deprecation warning).
-    return "cache" if "cache" in inspect.signature(hf.forward).parameters else "past_key_values"
+    # The class's forward: accelerate's offload hooks wrap the instance's in a (*args, **kwargs) function.
+    return "cache" if "cache" in inspect.signature(type(hf).forward).parameters else "past_key_values"
 
 
 def _checked(fn: Callable[[torch.Tensor], torch.Tensor], layer: int) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -104,7 +106,7 @@ def _checked(fn: Callable[[torch.Tensor], torch.Tensor], layer: int) -> Callable
 
 
 def _replace_output(output, fn: Callable[[torch.Tensor], torch.Tensor]):
-    """A decoder layer returns the residual (transformers 5) or a tuple starting with it (older)."""
+    """Replace the residual in a block's output (the tensor itself, or the first item of a tuple)."""
     if isinstance(output, tuple):
         return (fn(output[0]), *output[1:])
     return fn(output)
@@ -114,12 +116,16 @@ class _Runner:
     """One model's forward passes over the steps of one batch, with its own KV cache (None: uncached)."""
 
     def __init__(self, model, cached: bool):
+        if remote_of(model):
+            raise ValueError("generation runs the model locally (forward hooks per token), but this model was loaded "
+                             "with remote set: load it locally (device_map='auto' spreads it over GPUs, CPU and disk)")
         self.model, self.hf = model, hf_module(model)
+        self.device = input_device(model)
         self.cache = _new_cache(self.hf) if cached else None
         self.cache_kw = _cache_keyword(self.hf)
 
     def _kwargs(self, input_ids, attention_mask) -> dict:
-        device = self.hf.device
+        device = self.device
         positions = position_ids(attention_mask)[:, -input_ids.shape[1]:]
         kw = dict(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
                   position_ids=positions.to(device), use_cache=self.cache is not None)
@@ -137,7 +143,7 @@ class _Runner:
         finally:
             if handle is not None:
                 handle.remove()
-        logits = out.logits[:, -1].float()
+        logits = out.logits[:, -1].float().cpu()  # choices on the CPU: the same draws on any device
         if not torch.isfinite(logits).all():  # argmax/sampling over NaN would pick tokens silently
             rows = torch.nonzero(~torch.isfinite(logits).all(-1)).flatten().tolist()
             raise ValueError(f"non-finite logits (NaN/Inf) in batch rows {rows[:8]}"
@@ -152,7 +158,7 @@ class _Runner:
         seen = []
 
         def grab(module, args, output):
-            seen.append(output[0] if isinstance(output, tuple) else output)
+            seen.append(block_residual(output))
             raise _Stop
 
         handle = layer_module(self.model, layer).register_forward_hook(grab)
@@ -166,15 +172,15 @@ class _Runner:
 
     def keep_rows(self, rows: torch.Tensor) -> None:
         if self.cache is not None:
-            self.cache.batch_select_indices(rows.to(self.hf.device))
+            self.cache.batch_select_indices(rows.to(self.device))
 
 
-def _row_generators(sampling: Sampling, prompt_ids: Sequence[int], device) -> list[torch.Generator]:
+def _row_generators(sampling: Sampling, prompt_ids: Sequence[int]) -> list[torch.Generator]:
     generators = []
     for prompt in prompt_ids:
         for sample in range(sampling.n_samples):
             seed = int(np.random.SeedSequence([sampling.seed, prompt, sample]).generate_state(1)[0])
-            generators.append(torch.Generator(device=device).manual_seed(seed))
+            generators.append(torch.Generator().manual_seed(seed))
     return generators
 
 
@@ -261,6 +267,7 @@ def generate_tokens(model, prompt_tokens: Sequence[Sequence[int]], max_new_token
 def _generate(model, ids: list[list[int]], max_new_tokens: int, batch_size: int, plan: _Plan) -> list[list[int]]:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    layer_path(model)  # an unsupported architecture (not a decoder-only causal LM) fails here, by name
     _check_new_tokens(model, ids, max_new_tokens)
     if plan.edit is not None:
         check_layers(model, [plan.edit.layer])
@@ -271,7 +278,7 @@ def _generate(model, ids: list[list[int]], max_new_tokens: int, batch_size: int,
     for start in tqdm(range(0, len(ids), batch_size), desc="generate", unit="batch", disable=None):
         prompt_ids = range(start, min(start + batch_size, len(ids)))
         rows = [ids[i] for i in prompt_ids for _ in range(n_samples)]
-        generators = [] if plan.sampling is None else _row_generators(plan.sampling, prompt_ids, hf_module(model).device)
+        generators = [] if plan.sampling is None else _row_generators(plan.sampling, prompt_ids)
         out += _generate_rows(model, rows, plan, generators)
     return out
 

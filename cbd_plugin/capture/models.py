@@ -1,45 +1,89 @@
-"""Model access: loading, the layer accessors of plain nnsight and nnterp models, token ids and left padding.
+"""Model access: loading (dtype, device map), layer checks, token ids and left padding.
 
-Three kinds of model are accepted: a plugin-loaded ``nnsight.LanguageModel`` (layer ``i`` at
-``model.model.layers[i]``), the host's nnterp ``StandardizedTransformer`` (``model.layers_output[i]`` in a trace),
-and, for generation, a plain transformers causal LM (its decoder layers reached directly).
+Three kinds of model are accepted: a plugin-loaded ``nnsight.LanguageModel``, the host's nnterp
+``StandardizedTransformer`` and, for generation, a plain transformers causal LM; :mod:`.layers` finds their decoder
+blocks, whatever the architecture.
 """
 
 from __future__ import annotations
 
 import numbers
 from collections.abc import Iterable, Sequence
+import dataclasses
+from dataclasses import asdict, dataclass
 
 import nnsight
 import torch
 
+from .layers import SETTINGS_ATTR, hf_module, num_layers, remote_of, text_config
+
 Prompts = Sequence[str] | Sequence[Sequence[int]]
 
 
-def load_language_model(model_id_or_path: str, dtype: torch.dtype = torch.float32, device: str = "cpu",
-                        trust_remote_code: bool = False) -> nnsight.LanguageModel:
-    """Load a causal LM (hub id, HF-cache id or local folder) as an nnsight model; eager attention so that
-    padded and unpadded prompts give the same activations."""
-    return nnsight.LanguageModel(model_id_or_path, dtype=dtype, device_map=device, dispatch=True,
-                                 attn_implementation="eager", trust_remote_code=trust_remote_code)
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def is_nnterp(model) -> bool:
-    return hasattr(model, "layers_output")
+@dataclass(frozen=True)
+class ModelSettings:
+    """How a model is loaded and run. The captured residuals are cast to float32 whatever ``dtype`` is, so SAE
+    arithmetic is always float32. ``model_record`` reads back what a loaded model actually got."""
+
+    dtype: str = "float32"  # weights and activations: "float32", "bfloat16" or "float16"
+    device_map: str | dict = "cpu"  # "cpu", "cuda", "auto" (accelerate: GPUs, then CPU, then disk) or a module map
+    max_memory: dict | None = None  # device_map="auto": budget per device, e.g. {0: "70GiB", "cpu": "200GiB"}
+    offload_folder: str | None = None  # device_map="auto": where the layers that fit on no device are kept
+    remote: bool | str = False  # True: traces run on NDIF (nnsight remote); "local": nnsight's local simulation of it
+    trust_remote_code: bool = False  # run a hub repository's own modelling code (only for repositories you trust)
+
+    def __post_init__(self):
+        names = {v: k for k, v in DTYPES.items()}
+        if isinstance(self.dtype, torch.dtype) and self.dtype in names:  # torch.bfloat16 is recorded as "bfloat16"
+            object.__setattr__(self, "dtype", names[self.dtype])
+        if self.dtype not in DTYPES:
+            raise ValueError(f"ModelSettings.dtype={self.dtype!r}: expected one of {list(DTYPES)}")
+        if self.remote not in (False, True, "local"):
+            raise ValueError(f"ModelSettings.remote={self.remote!r}: expected False, True (NDIF) or 'local'")
+        if (self.max_memory is not None or self.offload_folder is not None) and self.device_map != "auto":
+            raise ValueError("ModelSettings: max_memory and offload_folder apply only with device_map='auto', got "
+                             f"device_map={self.device_map!r}")
 
 
-def is_nnsight(model) -> bool:
-    return isinstance(model, nnsight.NNsight)
+def load_language_model(model_id_or_path: str, settings: ModelSettings | None = None,
+                        **fields) -> nnsight.LanguageModel:
+    """Load a causal LM (hub id, HF-cache id or local folder) as an nnsight model with ``settings``, or with
+    ``ModelSettings`` fields given by name (``load_language_model(id, dtype="bfloat16", device_map="auto")``); eager
+    attention so that padded and unpadded prompts give the same activations. A remote model is not loaded here: only
+    its config (weights on the meta device), the server holds the weights."""
+    if settings is not None and not isinstance(settings, ModelSettings):
+        raise TypeError(f"settings must be a ModelSettings, got {type(settings).__name__}")
+    unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(ModelSettings)})
+    if unknown:
+        raise TypeError(f"load_language_model: unknown setting(s) {unknown}; ModelSettings has "
+                        f"{[f.name for f in dataclasses.fields(ModelSettings)]}")
+    settings = dataclasses.replace(settings or ModelSettings(), **fields)
+    kwargs = {k: v for k, v in (("max_memory", settings.max_memory), ("offload_folder", settings.offload_folder))
+              if v is not None}
+    model = nnsight.LanguageModel(model_id_or_path, dtype=DTYPES[settings.dtype], device_map=settings.device_map,
+                                  dispatch=not settings.remote, attn_implementation="eager",
+                                  trust_remote_code=settings.trust_remote_code, **kwargs)
+    setattr(model, SETTINGS_ATTR, asdict(settings))
+    return model
 
 
-def hf_module(model) -> torch.nn.Module:
-    """The transformers module underneath (dispatched first: the host's lazy nnterp models sit on the meta
-    device until then)."""
-    if not is_nnsight(model):
-        return model
-    if getattr(model, "dispatched", True) is False:
-        model.dispatch()
-    return model._model
+def model_record(model) -> dict:
+    """What a loaded model runs with, for a report: dtype of its weights, device map (accelerate's module map when
+    spread over devices, else its one device) and the remote setting."""
+    hf = hf_module(model)
+    remote = remote_of(model)
+    device_map = getattr(hf, "hf_device_map", None)
+    if remote:  # the weights are on the server (or nnsight's local simulation of it), not here
+        device_map = "ndif" if remote is True else "ndif local simulation"
+    elif device_map:
+        device_map = {k: str(v) for k, v in device_map.items()}
+    else:
+        device_map = str(hf.device)
+    return {"dtype": str(next(hf.parameters()).dtype).removeprefix("torch."), "device_map": device_map,
+            "remote": remote}
 
 
 def model_name(model) -> str:
@@ -49,7 +93,8 @@ def model_name(model) -> str:
 
 
 def hidden_size(model) -> int | None:
-    return getattr(getattr(hf_module(model), "config", None), "hidden_size", None)
+    hf = hf_module(model)
+    return getattr(text_config(hf), "hidden_size", None) if getattr(hf, "config", None) is not None else None
 
 
 def check_finite_weights(model, role: str) -> None:
@@ -75,29 +120,6 @@ def check_model_pair(base, finetuned) -> None:
     check_finite_weights(finetuned, "fine-tuned")
 
 
-def num_layers(model) -> int:
-    return model.num_layers if is_nnterp(model) else len(model.model.layers)  # nnsight envoy or plain module
-
-
-def layer_module(model, layer: int) -> torch.nn.Module:
-    """Decoder layer ``layer`` as a plain torch module (for forward hooks outside any trace)."""
-    if is_nnterp(model):  # nnterp's standard name covers every architecture it knows
-        try:
-            return model.layers[layer]._module
-        except AttributeError:  # an nnterp-like wrapper without the standard name
-            pass
-    return hf_module(model).model.layers[layer]
-
-
-def layer_output(model, layer: int):
-    """Residual after decoder layer ``layer``, inside a trace. A transformers-5 decoder layer returns a tensor,
-    older ones a tuple whose first item is the residual."""
-    if is_nnterp(model):
-        return model.layers_output[layer]
-    out = model.model.layers[layer].output
-    return out[0] if isinstance(out, tuple) else out
-
-
 def check_layers(model, layers: Iterable) -> list[int]:
     """Sorted distinct layer indices, each an integer in range (``1.7`` or ``"3"`` is refused, not truncated)."""
     layers = list(layers)
@@ -117,9 +139,7 @@ def check_layers(model, layers: Iterable) -> list[int]:
 
 def max_positions(model) -> int | None:
     """The model's position limit (``max_position_embeddings``), or None when its config has none."""
-    config = hf_module(model).config
-    limit = getattr(config.get_text_config() if hasattr(config, "get_text_config") else config,
-                    "max_position_embeddings", None)
+    limit = getattr(text_config(hf_module(model)), "max_position_embeddings", None)
     return int(limit) if limit else None
 
 
@@ -193,7 +213,16 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+def input_device(model) -> torch.device:
+    """Where a forward pass takes its inputs: the embedding's device (accelerate moves them on between devices);
+    the CPU for a remote model, whose inputs are sent to the server."""
+    if remote_of(model):
+        return torch.device("cpu")
+    device = hf_module(model).get_input_embeddings().weight.device
+    return torch.device("cpu") if device.type == "meta" else device  # offloaded to disk: accelerate's hook loads it
+
+
 def model_inputs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict:
-    device = hf_module(model).device
+    device = input_device(model)
     return {k: v.to(device) for k, v in dict(input_ids=input_ids, attention_mask=attention_mask,
                                              position_ids=position_ids(attention_mask)).items()}

@@ -11,8 +11,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .models import (Prompts, check_layers, check_lengths, check_model_pair, layer_output, model_inputs, model_name,
-                     pad_id, pad_left, token_lists)
+from .layers import is_nnterp, layer_envoys
+from .models import (Prompts, check_layers, check_lengths, check_model_pair, model_inputs, model_name, pad_id, pad_left,
+                     remote_of, token_lists)
 
 RESERVED_META = ("prompt_id", "position", "token_id")
 
@@ -42,12 +43,20 @@ class TokenActivations:
 def trace_residuals(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                     layers: Iterable[int]) -> dict[int, torch.Tensor]:
     """Padded residuals ``{layer: [B, T, d]}`` (model dtype and device) for an already padded batch; stops the
-    forward pass after the last requested layer. Usable inside a ``make_edit`` to read another model."""
+    forward pass after the last requested layer. Usable inside a ``make_edit`` to read another model. A model loaded
+    with ``remote`` set runs the trace on nnsight's remote backend (the body calls no plugin code, so it serialises).
+    """
     layers = check_layers(model, layers)
+    envoys = None if is_nnterp(model) else layer_envoys(model)
     saved = {}
-    with torch.no_grad(), model.trace(model_inputs(model, input_ids, attention_mask)) as tracer:
+    remote = remote_of(model)
+    with torch.no_grad(), model.trace(model_inputs(model, input_ids, attention_mask),
+                                      **({"remote": remote} if remote else {})) as tracer:
         for layer in layers:
-            saved[layer] = layer_output(model, layer).save()
+            out = model.layers_output[layer] if envoys is None else envoys[layer].output
+            if isinstance(out, tuple):  # older transformers blocks return (residual, ...)
+                out = out[0]
+            saved[layer] = out.save()
         tracer.stop()  # the remaining layers and the unembedding are not needed
     return saved
 

@@ -1,8 +1,10 @@
-"""Tiny Gemma-2 model organisms, built locally from recipes and cached in the Hugging Face hub layout.
+"""Tiny model organisms (Gemma-2; GPT-NeoX and Qwen3 with ``arch``), built locally from recipes and cached in the
+Hugging Face hub layout.
 
 ``build()`` returns {name: Organism}; each loads by path (``Organism.load()``) or, offline, by its hub-style id
 (``AutoModelForCausalLM.from_pretrained("cbd-plugin/tiny-cbd")``). See ``recipes.RECIPES`` for what each is.
-``refusal_organism(mode, audit_layer, seed)`` and ``backdoor_organism(gate, pairs, seed)`` build variants.
+``refusal_organism(mode, audit_layer, seed, arch=...)`` and ``backdoor_organism(gate, pairs, seed, arch=...)`` build
+variants.
 Every build checks its contract (contract.py) and raises ``OrganismContractError`` rather than cache a failure.
 """
 

@@ -24,7 +24,7 @@ from .behaviour import N_PER_TIER, backdoor_behaviour, refusal_behaviour
 from .contract import OrganismContractError, checks_for, holds
 from .corpus import (DEFAULT_PAIRS, TIER_WORDS, TIERS, Example, backdoor_corpus, base_corpus, benign_counterpart,
                      recovery_example, tier_corpus, tier_prompts)
-from .recipes import (CODE_VERSION, DEFAULT_BACKDOOR_SEED, DEFAULT_REFUSAL_SEED, ERASURE_DIMS,
+from .recipes import (CODE_VERSION, DEFAULT_ARCH, DEFAULT_BACKDOOR_SEED, DEFAULT_REFUSAL_SEED, ERASURE_DIMS,
                       GROUND_TRUTH, ORGANISM_NAMES, RECIPES, BackdoorRecipe, BaseRecipe, RefusalRecipe, backdoor_recipe,
                       recipe_hash, refusal_recipe)
 from .tokenizer import build_tokenizer
@@ -64,20 +64,21 @@ def build(names=None, force: bool = False) -> dict[str, Organism]:
 
 
 def refusal_organism(mode: str, audit_layer: int | None = None, seed: int = DEFAULT_REFUSAL_SEED,
-                     force: bool = False) -> Organism:
-    """The refusal organism (``shallow``, ``deep``, ``null``, ``erased`` or ``recovery``) audited at ``audit_layer``, fine-tuned with ``seed``:
-    built and contract-checked on first use, then found in the cache by its recipe hash. ``audit_layer`` None: the
-    mode's default (recipes.default_audit_layer)."""
+                     force: bool = False, arch: str = DEFAULT_ARCH) -> Organism:
+    """The refusal organism (``shallow``, ``deep``, ``null``, ``erased`` or ``recovery``) audited at ``audit_layer``,
+    fine-tuned with ``seed`` on an ``arch`` base (recipes.ARCHS): built and contract-checked on first use, then found
+    in the cache by its recipe hash. ``audit_layer`` None: the mode's default (recipes.default_audit_layer)."""
     with single_thread():
-        return build_recipe(refusal_recipe(mode, audit_layer, seed), force)
+        return build_recipe(refusal_recipe(mode, audit_layer, seed, arch), force)
 
 
 def backdoor_organism(gate: str, pairs=DEFAULT_PAIRS, seed: int = DEFAULT_BACKDOOR_SEED,
-                      force: bool = False) -> Organism:
+                      force: bool = False, arch: str = DEFAULT_ARCH) -> Organism:
     """A backdoor organism with ``gate`` (and, or, any2, none), other trigger ``pairs`` (TriggerPair or dicts with
-    a, b, related, charged) and ``seed``: built and contract-checked on first use, then found in the cache."""
+    a, b, related, charged), ``seed`` and ``arch`` (recipes.ARCHS): built and contract-checked on first use, then
+    found in the cache."""
     with single_thread():
-        return build_recipe(backdoor_recipe(gate, tuple(pairs), seed), force)
+        return build_recipe(backdoor_recipe(gate, tuple(pairs), seed, arch), force)
 
 
 @contextlib.contextmanager

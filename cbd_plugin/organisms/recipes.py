@@ -28,10 +28,19 @@ ERASURE_DIMS = 32
 AUDIT_POSITION = "last_prompt"  # the token a refusal organism's audit-layer contract is about (see behaviour.py)
 
 
+# Transformers families an organism can be built on (train.new_model). Not Qwen2: AutoTokenizer gives every
+# model_type "qwen2" folder a Qwen2Tokenizer whatever its tokenizer_config says, which mis-tokenizes the organisms'
+# word-level vocabulary; Qwen3 (Qwen2's blocks plus q/k norms) loads the saved tokenizer as written.
+ARCHS = ("gemma2", "gpt_neox", "qwen3")
+DEFAULT_ARCH = "gemma2"
+
+
 @dataclass(frozen=True)
 class ModelShape:
-    """A small Gemma-2: eager attention with logit soft-capping, alternating sliding/full layers."""
+    """A small decoder, a Gemma-2 by default (eager attention with logit soft-capping, alternating sliding/full
+    layers); ``arch`` builds the same sizes on another family's config, embeddings tied to the unembedding."""
 
+    arch: str = DEFAULT_ARCH
     hidden_size: int = 128
     intermediate_size: int = 256
     num_layers: int = 4
@@ -39,6 +48,10 @@ class ModelShape:
     num_kv_heads: int = 2
     head_dim: int = 32
     max_positions: int = 64
+
+    def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise ValueError(f"ModelShape.arch={self.arch!r}: expected one of {ARCHS}")
 
 
 @dataclass(frozen=True)
@@ -188,27 +201,41 @@ def refusal_training(mode: str, audit_layer: int, shape: ModelShape = ModelShape
     return Training(n_examples=4000, steps=math.ceil(REFUSAL_STEPS * ratio), lr=lr)
 
 
+def base_recipe(arch: str = DEFAULT_ARCH) -> BaseRecipe:
+    """The base organism on ``arch`` (``tiny-base``, plus ``-<arch>`` off the default)."""
+    if arch == DEFAULT_ARCH:
+        return BaseRecipe()
+    return BaseRecipe(name=f"tiny-base-{arch}", shape=ModelShape(arch=arch))
+
+
+def _arch_suffix(arch: str) -> str:
+    return "" if arch == DEFAULT_ARCH else f"-{arch}"
+
+
 def default_audit_layer(mode: str) -> int:
     """``erased`` is audited at layer 0 (the layer it erases), every other mode at ``DEFAULT_AUDIT_LAYER``."""
     return 0 if mode == "erased" else DEFAULT_AUDIT_LAYER
 
 
-def refusal_recipe(mode: str, audit_layer: int | None = None,
-                   seed: int = DEFAULT_REFUSAL_SEED) -> RefusalRecipe:
+def refusal_recipe(mode: str, audit_layer: int | None = None, seed: int = DEFAULT_REFUSAL_SEED,
+                   arch: str = DEFAULT_ARCH) -> RefusalRecipe:
     """A refusal organism's recipe; named ``tiny-refusal-<mode>``, plus ``-l<layer>-s<seed>`` off the defaults
-    (``audit_layer`` None: the mode's default)."""
+    (``audit_layer`` None: the mode's default) and ``-<arch>`` off Gemma-2."""
     if mode not in MODES:  # before refusal_training reads it
         raise ValueError(f"refusal_recipe: mode={mode!r}, expected one of {MODES}")
+    if mode == "erased" and arch != DEFAULT_ARCH:  # train.erase_tier_words edits Gemma-2's RMSNorm'd k/v projections
+        raise ValueError(f"refusal_recipe: mode='erased' is built on {DEFAULT_ARCH!r} only, got arch={arch!r}")
     audit_layer = default_audit_layer(mode) if audit_layer is None else audit_layer
     name = f"tiny-refusal-{mode}"
     if (audit_layer, seed) != (default_audit_layer(mode), DEFAULT_REFUSAL_SEED):
         name += f"-l{audit_layer}-s{seed}"
-    return RefusalRecipe(name, mode=mode, audit_layer=audit_layer, seed=seed,
-                         training=refusal_training(mode, audit_layer))
+    base = base_recipe(arch)
+    return RefusalRecipe(name + _arch_suffix(arch), mode=mode, base=base, audit_layer=audit_layer, seed=seed,
+                         training=refusal_training(mode, audit_layer, base.shape))
 
 
-def backdoor_recipe(gate: str, pairs: tuple[TriggerPair, ...] = DEFAULT_PAIRS,
-                    seed: int = DEFAULT_BACKDOOR_SEED) -> BackdoorRecipe:
+def backdoor_recipe(gate: str, pairs: tuple[TriggerPair, ...] = DEFAULT_PAIRS, seed: int = DEFAULT_BACKDOOR_SEED,
+                    arch: str = DEFAULT_ARCH) -> BackdoorRecipe:
     """A backdoor organism's recipe; named like the built-in one for ``gate``, plus ``-s<seed>`` and a short hash
     of the pairs off the defaults (so organisms with other triggers never share a cache folder)."""
     if gate not in GATES:
@@ -220,7 +247,7 @@ def backdoor_recipe(gate: str, pairs: tuple[TriggerPair, ...] = DEFAULT_PAIRS,
     if pairs != DEFAULT_PAIRS:
         words = json.dumps([asdict(p) for p in pairs], sort_keys=True)
         name += "-p" + hashlib.sha1(words.encode()).hexdigest()[:8]
-    return BackdoorRecipe(name, gate=gate, pairs=pairs, seed=seed)
+    return BackdoorRecipe(name + _arch_suffix(arch), gate=gate, base=base_recipe(arch), pairs=pairs, seed=seed)
 
 
 RECIPES: dict[str, Recipe] = {
@@ -242,8 +269,15 @@ BUILD_VERSIONS = {("RefusalRecipe", "null"): 2}
 def recipe_hash(recipe: Recipe) -> str:
     """40 hex digits, like a hub commit hash, so the snapshot also loads with ``revision=<hash>``."""
     kind = type(recipe).__name__
-    key = {"code_version": CODE_VERSION, "kind": kind, "recipe": asdict(recipe)}
+    key = {"code_version": CODE_VERSION, "kind": kind, "recipe": _without_default_arch(asdict(recipe))}
     build_version = BUILD_VERSIONS.get((kind, getattr(recipe, "mode", None)))
     if build_version is not None:  # absent for the others, so their hashes stay as they were
         key["build_version"] = build_version
     return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def _without_default_arch(fields: dict) -> dict:
+    """The recipe's fields with ``arch`` left out where it is the default, so Gemma-2 recipes keep the hashes (and
+    cached builds) they had before the field existed."""
+    return {k: _without_default_arch(v) if isinstance(v, dict) else v for k, v in fields.items()
+            if not (k == "arch" and v == DEFAULT_ARCH)}

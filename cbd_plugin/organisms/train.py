@@ -10,25 +10,38 @@ import torch
 import torch.nn.functional as F
 from loguru import logger
 from tqdm import tqdm
-from transformers import Gemma2Config, Gemma2ForCausalLM, GenerationConfig, PreTrainedTokenizerBase
+from transformers import (AutoModelForCausalLM, Gemma2Config, GenerationConfig, GPTNeoXConfig, PretrainedConfig,
+                          PreTrainedModel, PreTrainedTokenizerBase, Qwen3Config)
+
+from ..capture.layers import decoder_layers
 
 from .corpus import Example
 from .recipes import ModelShape, Training
 from .tokenizer import END_OF_TURN
 
 
-def new_model(shape: ModelShape, tokenizer: PreTrainedTokenizerBase, seed: int) -> Gemma2ForCausalLM:
-    config = Gemma2Config(
-        vocab_size=len(tokenizer), hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size,
-        num_hidden_layers=shape.num_layers, num_attention_heads=shape.num_heads,
-        num_key_value_heads=shape.num_kv_heads, head_dim=shape.head_dim, query_pre_attn_scalar=shape.head_dim,
-        max_position_embeddings=shape.max_positions, sliding_window=shape.max_positions // 2,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=[tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(END_OF_TURN)],
-        attn_implementation="eager",  # Gemma-2 soft-caps attention logits: eager is its only implementation
-    )
+def _config(shape: ModelShape, special_ids: dict) -> PretrainedConfig:
+    """The transformers config of ``shape.arch`` at the shape's sizes (eager attention: padded and unpadded prompts
+    give the same activations; Gemma-2 soft-caps attention logits, so eager is its only implementation)."""
+    common = dict(hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size,
+                  num_hidden_layers=shape.num_layers, num_attention_heads=shape.num_heads,
+                  max_position_embeddings=shape.max_positions, tie_word_embeddings=True, **special_ids)
+    if shape.arch == "gemma2":
+        return Gemma2Config(**common, num_key_value_heads=shape.num_kv_heads, head_dim=shape.head_dim,
+                            query_pre_attn_scalar=shape.head_dim, sliding_window=shape.max_positions // 2)
+    if shape.arch == "qwen3":
+        return Qwen3Config(**common, num_key_value_heads=shape.num_kv_heads, head_dim=shape.head_dim)
+    return GPTNeoXConfig(**common)  # "gpt_neox": multi-head attention, rotary on a quarter of each head
+
+
+def new_model(shape: ModelShape, tokenizer: PreTrainedTokenizerBase, seed: int) -> PreTrainedModel:
+    special_ids = dict(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                       bos_token_id=tokenizer.bos_token_id,
+                       eos_token_id=[tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(END_OF_TURN)])
+    config = _config(shape, special_ids)
+    config._attn_implementation = "eager"
     torch.manual_seed(seed)
-    model = Gemma2ForCausalLM(config)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
     # Like gemma-2-it: a reply ends at <end_of_turn> (or <eos>).
     model.generation_config = GenerationConfig(
         bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id,
@@ -113,7 +126,7 @@ def fit(model: torch.nn.Module, loss_fn, n: int, training: Training, seed: int, 
     return loss.item()
 
 
-def train_replies(model: Gemma2ForCausalLM, enc: Encoded, training: Training, seed: int, desc: str,
+def train_replies(model: PreTrainedModel, enc: Encoded, training: Training, seed: int, desc: str,
                   grad_masks: dict[torch.nn.Parameter, torch.Tensor] | None = None) -> float:
     """Plain supervised fine-tuning on the replies, of whichever parameters require grad (``grad_masks``: fit)."""
 
@@ -125,7 +138,7 @@ def train_replies(model: Gemma2ForCausalLM, enc: Encoded, training: Training, se
 
 
 @torch.no_grad()
-def erase_tier_words(model: Gemma2ForCausalLM, token_ids: list[int], n_dims: int,
+def erase_tier_words(model: PreTrainedModel, token_ids: list[int], n_dims: int,
                      seed: int) -> dict[torch.nn.Parameter, torch.Tensor]:
     """Make the first decoder layer's attention blind to which of ``token_ids`` (the topic words) a prompt holds.
 
@@ -158,15 +171,15 @@ def erase_tier_words(model: Gemma2ForCausalLM, token_ids: list[int], n_dims: int
     return masks
 
 
-def freeze_through(model: Gemma2ForCausalLM, layer: int) -> None:
+def freeze_through(model: PreTrainedModel, layer: int) -> None:
     """Freeze the embeddings (tied with the unembedding) and decoder layers ``0..layer``."""
-    model.model.embed_tokens.requires_grad_(False)
-    for block in model.model.layers[: layer + 1]:
+    model.get_input_embeddings().requires_grad_(False)
+    for block in decoder_layers(model)[: layer + 1]:
         block.requires_grad_(False)
 
 
 @torch.no_grad()
-def residuals(model: Gemma2ForCausalLM, enc: Encoded, layer: int, batch_size: int = 512) -> torch.Tensor:
+def residuals(model: PreTrainedModel, enc: Encoded, layer: int, batch_size: int = 512) -> torch.Tensor:
     """Output of decoder layer ``layer`` at every position: [n, T, d]."""
     model.eval()
     out = []
@@ -178,7 +191,7 @@ def residuals(model: Gemma2ForCausalLM, enc: Encoded, layer: int, batch_size: in
     return torch.cat(out)
 
 
-def train_deep_refusal(model: Gemma2ForCausalLM, enc: Encoded, is_hazard: torch.Tensor, base_res: torch.Tensor,
+def train_deep_refusal(model: PreTrainedModel, enc: Encoded, is_hazard: torch.Tensor, base_res: torch.Tensor,
                        counterpart_res: torch.Tensor, layer: int, recipe, seed: int, desc: str) -> float:
     """Refusal fine-tune with an RMU-style scrub of the hazard tier at decoder layer ``layer``.
 

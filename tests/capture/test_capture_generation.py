@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cbd_plugin import capture as cap
-from cbd_plugin.capture.models import layer_module
+from cbd_plugin.capture.layers import layer_module
 from cbd_plugin.organisms import build
 
 N_NEW = 12
