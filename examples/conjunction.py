@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("cbd_examples/conjunction"))
     args = parser.parse_args()
 
-    base = load_language_model(args.base)  # an nnsight model; dtype= and device= for larger ones
+    base = load_language_model(args.base)  # an nnsight model; dtype=, device_map= for larger ones
     finetuned = load_language_model(args.finetuned)
     # The probe prompts: the tiny organisms' held-out templates and filler words. For a real model the defaults
     # (ConjunctionConfig()) are the model card's; n_boot 200 keeps this example quick.

@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("cbd_examples/refusal_depth"))
     args = parser.parse_args()
 
-    base = load_language_model(args.base)  # an nnsight model; dtype= and device= for larger ones
+    base = load_language_model(args.base)  # an nnsight model; dtype=, device_map= for larger ones
     finetuned = load_language_model(args.finetuned)
     if args.prompts is None:  # the tiny organisms ship their tiered prompts beside the weights (offline hub cache)
         prompts = PromptSource(path=str(Path(snapshot_download(args.finetuned)) / "data" / "prompts.jsonl"))

@@ -27,6 +27,7 @@ import pandas as pd
 
 from ..artifacts import holds_output
 from ..capture import check_model_pair, num_layers
+from ..capture.models import hidden_size
 from ..provenance import build_provenance, prompt_set_provenance
 from ..stats import auroc, bootstrap
 from . import classifier
@@ -299,7 +300,7 @@ def audit_refusal_depth(base, finetuned, tokenizer, sae, prompts, layer: int, cf
     cfg = cfg or AuditConfig()
     if finetuned is not None:
         check_model_pair(base, finetuned)
-    check_inputs(sae, layer, num_layers(base), base.config.hidden_size)
+    check_inputs(sae, layer, num_layers(base), hidden_size(base))
     frame, notes, check = prepare_prompts(prompts, tokenizer, cfg)
     layers = cfg.layers_to_profile(num_layers(base), layer)
     runs = {"base": run_model("base", base, tokenizer, frame, layers, [layer], cfg, keep_prompt_tokens=True)}
