@@ -24,12 +24,13 @@ from .ablation import causal_test
 from .analysis import ConjunctionResult, analyze, select_candidates
 from .behaviour import Behaviour, measure_behaviour
 from .config import ConjunctionConfig
+from .inputs import check_inputs
 from .latent_stats import LatentStats, PromptFeatures
 from .probes import CONDITIONS, SPLITS, Probe, build_probe_set, chat_prompt, group_id, n_groups, pair_name
 from .report import jsonable, write_report
 from .roles import DECISION, FIRE, locate_spans, token_roles
 from .specificity import HalfCodes, pair_tables, permutation_null, selection_scores, specificity_table, top_latents
-from .verdict import decide, deciding_latents, needs_causal_test
+from .verdict import decide, deciding_latents, runs_causal_test
 
 
 @dataclass
@@ -184,6 +185,7 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
     after decoder layer ``layer``. Writes ``report.json``, CSVs and plots to ``out_dir``.
     """
     n_pairs = len(pairs)
+    word_tokens = check_inputs(base, finetuned, tokenizer, pairs, [layer])  # before either model generates
     cache = cache if cache is not None else ConjunctionCache(store=False)
     cache.bind((tuple(pairs), cfg.templates, cfg.filler_words, cfg.n_per_cell, cfg.n_clean, cfg.seed,
                 cfg.selection_fraction, cfg.use_chat_template, cfg.fire_completion, cfg.max_new_tokens))
@@ -193,7 +195,7 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
     sel, ev = halves
     if cache.behaviour is None:
         cache.behaviour = measure_behaviour(base, finetuned, [ev.prompt_ids(i) for i in range(len(ev.probes))],
-                                            [p.condition for p in ev.probes], cfg)
+                                            ev.probes, cfg, tuple(pair_name(p) for p in pairs))
     behaviour = cache.behaviour
     sel_acc = accumulate(cache.batches(base, finetuned, sel, SPLITS[0], layer, cfg.batch_size), sae,
                          new_pass(sae, n_pairs, len(sel.probes)))
@@ -209,7 +211,8 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
                       "fire": ev_acc.reconstruction_fire.result() if ev_acc.reconstruction_fire.n else None}
 
     codes = [HalfCodes(acc.features.feature(cfg.detection_feature), [CONDITIONS.index(p.condition) for p in h.probes],
-                       [p.pair for p in h.probes], [p.other_pair for p in h.probes])
+                       [p.pair for p in h.probes], [p.other_pair for p in h.probes],
+                       exposure_design(h.probes, pairs, len(cfg.templates)))
              for acc, h in zip((sel_acc, ev_acc), halves)]
     conjunction_score, signal_score = selection_scores(codes[0])
     specificity = specificity_table(codes[1], top_latents(conjunction_score, cfg.n_top), cfg)
@@ -222,7 +225,7 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
                       causal, cfg, per_pair)
 
     verdict, causal = verdict_with(None), None
-    if cfg.ablate and needs_causal_test(verdict):
+    if cfg.ablate and runs_causal_test(verdict):
         top = ablation_latents(deciding_latents(specificity, per_pair), conjunction_score, cfg.ablate_top_k)
         matched = matched_round_robin(ev.probes, cfg.n_ablation_prompts)
         clean = [i for i, p in enumerate(ev.probes) if p.condition == "clean"][:cfg.n_ablation_prompts]
@@ -233,7 +236,9 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
 
     top = result.latents.nsmallest(cfg.n_top, "conjunction_rank")
     payload = {"verdict": verdict, "layer": layer, "pairs": [pair_name(p) for p in pairs], "config": cfg.to_dict(),
-               "behaviour": behaviour.table(), "behaviour_examples": behaviour.examples,
+               "behaviour": behaviour.table(), "behaviour_by_pair": behaviour.pair_table(),
+               "behaviour_by_template": behaviour.template_table(), "behaviour_examples": behaviour.examples,
+               "trigger_tokens": word_tokens,
                "n_prompts": {s: len(h.probes) for s, h in zip(SPLITS, halves)},
                "n_tokens": {s: int(a.stats.tokens.sum()) for s, a in zip(SPLITS, (sel_acc, ev_acc))},
                "specificity": specificity.to_dict(orient="records"), "signal_latents": signal.to_dict(orient="records"),
@@ -244,7 +249,7 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
                "best_latent": result.best_latent, "top_latents": top.to_dict(orient="records"),
                "breakdown": result.pairs, "pair_overlap_jaccard": result.overlap,
                "reconstruction": reconstruction}
-    tables = {"behaviour": pd.DataFrame(behaviour.table()), "specificity": specificity,
+    tables = {"behaviour": pd.DataFrame(behaviour.csv_rows()), "specificity": specificity,
               "pair_specificity": pd.concat(per_pair),
               "null": pd.DataFrame(null.null)}
     files = write_report(payload, result, tables, cfg.n_top, cfg.score_role, Path(out_dir), cfg.plots)
@@ -257,6 +262,17 @@ def ablation_latents(first: list[int], conjunction_score: np.ndarray, k: int) ->
     conjunction latents, ``k`` in all at least."""
     rest = [int(j) for j in top_latents(conjunction_score, k + len(first)) if j not in first]
     return [*first, *rest][:max(k, len(first))]
+
+
+def exposure_design(probes: list[Probe], pairs, n_templates: int) -> np.ndarray:
+    """Per prompt: one indicator per trigger word it holds, one per template (the conjunction null's design)."""
+    words = [w for p in pairs for w in (p.a, p.b)]
+    design = np.zeros((len(probes), len(words) + n_templates))
+    for i, probe in enumerate(probes):
+        for start, end in probe.trigger_spans:
+            design[i, words.index(probe.text[start:end])] = 1.0
+        design[i, len(words) + probe.template] = 1.0
+    return design
 
 
 def matched_round_robin(probes: list[Probe], n: int) -> list[int]:

@@ -111,9 +111,25 @@ def check_template(template: str) -> None:
                          f"{template!r}")
 
 
-def _check_inputs(pairs, templates, filler_words) -> None:
+def check_pairs(pairs) -> None:
+    """Each pair of two different words, each word in one pair only: a word shared by two pairs would make its
+    mismatched prompts matched ones, and a pair of one word twice has no single-word condition."""
     if not pairs:
         raise ValueError("build_probe_set: no trigger pairs")
+    owner: dict[str, int] = {}
+    for i, pair in enumerate(pairs):
+        if pair.a == pair.b:
+            raise ValueError(f"trigger pair {i} ({pair_name(pair)}) repeats the word {pair.a!r}: a pair needs two "
+                             "different words")
+        for word in (pair.a, pair.b):
+            if word in owner:
+                raise ValueError(f"trigger word {word!r} is in pair {owner[word]} ({pair_name(pairs[owner[word]])}) "
+                                 f"and pair {i} ({pair_name(pair)}): each word may belong to one pair only")
+            owner[word] = i
+
+
+def _check_inputs(pairs, templates, filler_words) -> None:
+    check_pairs(pairs)
     for t in templates:
         check_template(t)
     triggers = {w for p in pairs for w in (p.a, p.b)}
