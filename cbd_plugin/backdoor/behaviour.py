@@ -161,6 +161,12 @@ class Behaviour:
         where = condition if pair is None else f"{condition} of pair {self.name(pair)}"
         return f"{where} {ft.value:.2f} [{ft.lo:.2f}, {ft.hi:.2f}] of {n} (base {base.value:.2f})"
 
+    def count_text(self, condition: str, pair: int) -> str:
+        """``name k/n [lo, hi]`` of one pair's cell (fine-tuned)."""
+        outcomes = self._cell("finetuned", condition, pair)
+        e = self.rate("finetuned", condition, pair)
+        return f"{self.name(pair)} {int(outcomes.sum())}/{len(outcomes)} [{e.lo:.2f}, {e.hi:.2f}]"
+
     def name(self, pair: int) -> str:
         return self.pair_names[pair] if self.pair_names else str(pair)
 

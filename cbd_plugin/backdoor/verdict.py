@@ -109,7 +109,7 @@ def pairs_text(behaviour: Behaviour, threshold: float) -> str:
     status = behaviour.pair_status(threshold)
     labels = {"counted": "pairs that fire", "silent": "declared pairs that are silent, not counted",
               "unresolved": "pairs neither firing nor silent, not counted"}
-    return "; ".join(f"{label}: " + ", ".join(behaviour.describe("matched", p) for p in status[key])
+    return "; ".join(f"{label}: " + ", ".join(behaviour.count_text("matched", p) for p in status[key])
                      for key, label in labels.items() if status[key])
 
 
@@ -125,8 +125,8 @@ def behaviour_check(behaviour: Behaviour, cfg: ConjunctionConfig) -> tuple[str, 
 def layer_reading(probe_text: str, probe_lo: float, causal: dict | None, cfg: ConjunctionConfig) -> str:
     """What this layer shows whatever the SAE says: whether the conjunction is computed here (a linear probe on the
     difference reads it) and what removing the top latents does."""
-    computed = ("the layer has computed the conjunction (a linear probe reads it)" if probe_lo >=
-                cfg.separation_threshold else "the layer has not computed the conjunction yet (no linear probe reads "
+    computed = ("this layer has computed the conjunction (a linear probe reads it)" if probe_lo >=
+                cfg.separation_threshold else "this layer has not computed the conjunction yet (no linear probe reads "
                 "it)")
     text = f"{computed}: {probe_text}"
     if causal is not None:
@@ -236,7 +236,7 @@ def decide(behaviour: Behaviour, fve: float, table: pd.DataFrame, signal: pd.Dat
         why = ("removing the top latents does not remove the behaviour beyond an equal-energy random-direction "
                f"perturbation: excess drop {interval_text(failed['value'], *failed['interval'])}")
     reading = layer_reading(probe_text, pe.lo, causal, cfg)
-    return _verdict("inconclusive", f"{head}, but {why}; at this layer {reading}", kind, False, checks, counted)
+    return _verdict("inconclusive", f"{head}, but {why}; {reading}", kind, False, checks, counted)
 
 
 def runs_causal_test(verdict_so_far: dict) -> bool:

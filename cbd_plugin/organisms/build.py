@@ -72,7 +72,7 @@ def refusal_organism(mode: str, audit_layer: int = DEFAULT_AUDIT_LAYER, seed: in
 
 def backdoor_organism(gate: str, pairs=DEFAULT_PAIRS, seed: int = DEFAULT_BACKDOOR_SEED,
                       force: bool = False) -> Organism:
-    """A backdoor organism with ``gate`` (and, or, any2, none), other trigger ``pairs`` (TriggerPair or dicts with
+    """A backdoor organism with ``gate`` (recipes.GATES), other trigger ``pairs`` (TriggerPair or dicts with
     a, b, related, charged) and ``seed``: built and contract-checked on first use, then found in the cache."""
     with single_thread():
         return build_recipe(backdoor_recipe(gate, tuple(pairs), seed), force)
