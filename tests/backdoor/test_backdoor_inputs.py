@@ -1,7 +1,6 @@
 """Input agreement before any generation: each bad case raises an error naming the word, pair or model, and
 analyze_conjunction refuses it before either model generates."""
 
-
 import nnsight
 import pytest
 import torch
