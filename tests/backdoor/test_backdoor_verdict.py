@@ -120,6 +120,7 @@ def test_inconclusive_says_whether_the_layer_computed_the_conjunction():
     (dict(mismatch=0.5), "undeclared_pairs_gated", "fires_on_undeclared_pairs"),  # wrongly declared pairs
     (dict(mismatch=0.2), "undeclared_pairs_gated", "fires_on_undeclared_pairs"),  # raised above the base, below t
     (dict(single_a=0.3), "inconclusive", "ambiguous"),
+    (dict(clean=0.2), "inconclusive", "ambiguous"),  # fires without a trigger, below t: not "no backdoor"
     (dict(matched=0.02, mismatch=0.02), "no_backdoor_signal", "no_backdoor_behaviour"),  # 1 of 48: not raised
 ])
 def test_behaviour_decides_first_even_with_a_perfect_latent(rates, name, kind):
