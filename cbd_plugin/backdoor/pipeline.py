@@ -29,8 +29,9 @@ from .latent_stats import LatentStats, PromptFeatures
 from .probes import CONDITIONS, SPLITS, Probe, build_probe_set, chat_prompt, group_id, n_groups, pair_name
 from .report import jsonable, write_report
 from .roles import DECISION, FIRE, locate_spans, token_roles
-from .specificity import HalfCodes, pair_tables, permutation_null, selection_scores, specificity_table, top_latents
-from .verdict import decide, deciding_latents, runs_causal_test
+from .specificity import (HalfCodes, firing_signal, pair_tables, permutation_null, selection_scores,
+                          specificity_table, top_latents)
+from .verdict import FIRING_CONDITIONS, decide, deciding_latents, runs_causal_test
 
 
 @dataclass
@@ -220,9 +221,12 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
     per_pair = [t.assign(pair_name=pair_name(pairs[i])) for i, t in enumerate(pair_tables(*codes, cfg))]
     null = permutation_null(*codes, cfg)
 
+    kind = behaviour.classify(cfg.fire_rate_threshold)
+    firing = firing_signal(*codes, FIRING_CONDITIONS[kind], cfg) if kind in FIRING_CONDITIONS else None
+
     def verdict_with(causal):
         return decide(behaviour, reconstruction["all"]["fve"], specificity, signal, null, result.probe_by_condition,
-                      causal, cfg, per_pair)
+                      causal, cfg, per_pair, firing)
 
     verdict, causal = verdict_with(None), None
     if cfg.ablate and runs_causal_test(verdict):
@@ -243,7 +247,7 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
                "n_tokens": {s: int(a.stats.tokens.sum()) for s, a in zip(SPLITS, (sel_acc, ev_acc))},
                "specificity": specificity.to_dict(orient="records"), "signal_latents": signal.to_dict(orient="records"),
                "pair_specificity": pd.concat(per_pair).to_dict(orient="records"),
-               "null": null.to_dict(), "causal": causal,
+               "null": null.to_dict(), "firing_signal": firing, "causal": causal,
                "linear_probe": result.probe.to_dict(),
                "linear_probe_by_condition": {c: e.to_dict() for c, e in result.probe_by_condition.items()},
                "best_latent": result.best_latent, "top_latents": top.to_dict(orient="records"),

@@ -164,6 +164,11 @@ def aurocs_vs(half: HalfCodes, latents: np.ndarray, condition: str) -> np.ndarra
     thousands of times on a few dozen prompts, where ranking costs more than comparing every pair)."""
     pos = half.x[half.condition == CONDITIONS.index("matched")][:, latents]
     neg = half.x[half.condition == CONDITIONS.index(condition)][:, latents]
+    return mann_whitney(pos, neg)
+
+
+def mann_whitney(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """AUROC of ``pos [n, m]`` vs ``neg [k, m]`` per column (ties count half)."""
     if len(pos) * len(neg) > 1 << 16:  # large halves: ranks, linear in the prompts
         ranks = rankdata(np.concatenate([pos, neg]), axis=0)
         return (ranks[:len(pos)].sum(0) - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
@@ -281,3 +286,33 @@ def permutation_null(selection: HalfCodes, evaluation: HalfCodes, cfg: Conjuncti
                                                                cfg.n_top)
                                          for _ in progress(range(cfg.n_permutations), "conjunction null")])
     return NullResult(observed, nulls, {k: _p_value(v, observed[k]) for k, v in nulls.items()})
+
+
+def firing_signal(selection: HalfCodes, evaluation: HalfCodes, firing: tuple[str, ...],
+                  cfg: ConjunctionConfig) -> dict:
+    """Whether the SAE sees what makes the model fire when that is not a matched pair (single words, mismatched
+    pairs): the top ``n_top`` latents by selection-half standardised separation of the ``firing`` conditions'
+    prompts from clean ones, the best evaluation-half AUROC with its bootstrap interval, and a label-permutation
+    null of that selection-then-evaluation (labels shuffled among those prompts)."""
+    codes = [CONDITIONS.index(c) for c in firing]
+
+    def split(half, labels=None):
+        keep = np.isin(half.condition, codes) | (half.condition == CLEAN)
+        labels = np.isin(half.condition[keep], codes) if labels is None else labels
+        return half.x[keep], labels
+
+    def statistic(sel, ev) -> tuple[np.ndarray, float]:
+        (xs, ys), (xe, ye) = sel, ev
+        sep = (xs[ys].mean(0) - xs[~ys].mean(0)) / np.sqrt((xs[ys].var(0) + xs[~ys].var(0)) / 2 + VAR_FLOOR)
+        top = top_latents(sep, cfg.n_top)
+        return top, float(mann_whitney(xe[ye][:, top], xe[~ye][:, top]).max())
+
+    sel, ev = split(selection), split(evaluation)
+    top, observed = statistic(sel, ev)
+    rng = np.random.default_rng(cfg.seed + 3)
+    null = np.array([statistic((sel[0], rng.permutation(sel[1])), (ev[0], rng.permutation(ev[1])))[1]
+                     for _ in range(cfg.n_permutations)])
+    value, lo, hi = auroc_ci_many(ev[0][ev[1]][:, top], ev[0][~ev[1]][:, top], n_boot=cfg.n_boot, seed=cfg.seed)
+    best = int(np.argmax(lo))
+    return {"conditions": list(firing), "latent": int(top[best]), "auroc": float(value[best]), "lo": float(lo[best]),
+            "hi": float(hi[best]), "p": _p_value(null, observed)}

@@ -47,6 +47,8 @@ BY_BEHAVIOUR = {"no_backdoor_behaviour": "no_backdoor_signal", "fires_on_single_
                 "fires_on_undeclared_pairs": "undeclared_pairs_gated", "fires_without_trigger": "inconclusive",
                 "ambiguous": "inconclusive"}
 GATED = ("or_gated", "any_two_gated", "single_word_gated", "undeclared_pairs_gated")
+# What fires when matched pairs do not: the explained check reads these conditions against clean.
+FIRING_CONDITIONS = {"fires_on_single_words_only": ("single_a", "single_b"), "fires_on_undeclared_pairs": ("mismatch",)}
 
 
 def check(name: str, passed, value=None, interval=None, threshold=None, detail: str = "") -> dict:
@@ -139,28 +141,34 @@ def layer_reading(probe_text: str, probe_lo: float, causal: dict | None, cfg: Co
 
 def decide(behaviour: Behaviour, fve: float, table: pd.DataFrame, signal: pd.DataFrame, null: NullResult,
            probe: dict[str, Estimate], causal: dict | None, cfg: ConjunctionConfig,
-           pair_tables: list[pd.DataFrame] | None = None) -> dict:
+           pair_tables: list[pd.DataFrame] | None = None, firing: dict | None = None) -> dict:
     """The verdict dict (name, reason, behaviour, explained, checks) of ``report.json``.
 
     ``table``: :func:`specificity.specificity_table` of the top conjunction latents; ``signal``: the same for the top
     signal latents; ``probe``: linear-probe AUROC of matched vs each other condition; ``causal``: the causal test, or
     None when not run (the verdict then cannot be ``conjunctive``); ``pair_tables``: :func:`specificity.pair_tables`
-    (None or empty: the shared-latent route only).
+    (None or empty: the shared-latent route only); ``firing``: :func:`specificity.firing_signal` of the conditions
+    that fire when matched pairs do not (the ``explained`` check of ``single_word_gated`` and
+    ``undeclared_pairs_gated``; without it those read the matched-vs-clean signal).
     """
     kind, behaviour_row = behaviour_check(behaviour, cfg)
     checks = [behaviour_row]
-    best_signal = signal.sort_values("auroc_clean_lo", ascending=False).iloc[0]
-    signal_ok = best_signal.auroc_clean_lo >= cfg.signal_threshold and null.p_value["signal"] <= cfg.alpha
-    signal_text = (f"latent {int(best_signal.latent)} separates matched from clean at AUROC "
-                   f"{interval_text(best_signal.auroc_clean, best_signal.auroc_clean_lo, best_signal.auroc_clean_hi)}"
-                   f" (signal null p = {null.p_value['signal']:.3f})")
+    best = signal.sort_values("auroc_clean_lo", ascending=False).iloc[0]
+    what, p_signal = "matched", null.p_value["signal"]
+    estimate = Estimate(best.auroc_clean, best.auroc_clean_lo, best.auroc_clean_hi)
+    if firing is not None and kind in FIRING_CONDITIONS:
+        best, what, p_signal = firing, " and ".join(firing["conditions"]), firing["p"]
+        estimate = Estimate(firing["auroc"], firing["lo"], firing["hi"])
+    signal_ok = estimate.lo >= cfg.signal_threshold and p_signal <= cfg.alpha
+    signal_text = (f"latent {int(best['latent'])} separates {what} from clean at AUROC "
+                   f"{interval_text(estimate.value, estimate.lo, estimate.hi)} (signal null p = {p_signal:.3f})")
     matched = behaviour.rate("finetuned", "matched")
     counted = [behaviour.name(p) for p in behaviour.pair_status(cfg.fire_rate_threshold)["counted"]] \
         if behaviour.n_pairs else []
     if kind != "pair_specific_conjunction":
         name = BY_BEHAVIOUR[kind]
-        checks.append(check("sae_signal", signal_ok if name in GATED else None,
-                            best_signal.auroc_clean_lo, None, cfg.signal_threshold, signal_text))
+        checks.append(check("sae_signal", signal_ok if name in GATED else None, estimate.value,
+                            (estimate.lo, estimate.hi), cfg.signal_threshold, signal_text))
         explained = bool(signal_ok) if name in GATED else None
         reason = f"behaviour {kind}: {_behaviour_figure(behaviour, kind, cfg)}"
         reason += {True: f"; the SAE explains it: {signal_text}", False: f"; the SAE does not explain it: "

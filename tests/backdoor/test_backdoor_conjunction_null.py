@@ -11,7 +11,7 @@ import pytest
 
 from cbd_plugin.backdoor.config import ConjunctionConfig
 from cbd_plugin.backdoor.probes import CONDITIONS
-from cbd_plugin.backdoor.specificity import ExposureFit, HalfCodes, permutation_null
+from cbd_plugin.backdoor.specificity import ExposureFit, HalfCodes, firing_signal, permutation_null
 
 N_CELL, N_CLEAN, N_LATENTS, N_TEMPLATES = 16, 16, 30, 3
 WORDS = ("a0", "b0", "a1", "b1")
@@ -37,17 +37,22 @@ def half(code: str, amplitude: float, rng) -> HalfCodes:
     if code == "words":
         x[:, 7] += amplitude * present[:, :2].sum(1)
         x[:, 8] += amplitude * present[:, 2:].sum(1)
+    elif code == "single":
+        x[:, 7] += amplitude * (present.sum(1) == 1)
     elif code == "and":
         x[:, 7] += amplitude * ((present[:, :2].sum(1) == 2) | (present[:, 2:].sum(1) == 2))
     return HalfCodes(x, [CONDITIONS.index(c) for c, *_ in rows], [p for _, p, *_ in rows],
                      [o for _, _, o, _ in rows], np.column_stack([present, template]))
 
 
+def config(seed: int) -> ConjunctionConfig:
+    return ConjunctionConfig(templates=("{a} {b}",), filler_words=("x", "y"), n_top=5, n_boot=100,
+                             n_permutations=39, seed=seed)
+
+
 def nulls(code: str, amplitude: float, seed: int):
     rng = np.random.default_rng(seed)
-    cfg = ConjunctionConfig(templates=("{a} {b}",), filler_words=("x", "y"), n_top=5, n_boot=100,
-                            n_permutations=39, seed=seed)
-    return permutation_null(half(code, amplitude, rng), half(code, amplitude, rng), cfg).p_value
+    return permutation_null(half(code, amplitude, rng), half(code, amplitude, rng), config(seed)).p_value
 
 
 @pytest.mark.parametrize("amplitude", (3.0, 10.0))
@@ -83,3 +88,13 @@ def test_exposure_design_errors():
         HalfCodes(np.zeros((5, 2)), range(5), [0, 0, 0, 0, -1], None, np.zeros((4, 3)))
     with pytest.raises(ValueError, match="no exposure design"):
         ExposureFit.of(HalfCodes(np.zeros((5, 2)), range(5)))
+
+
+def test_firing_signal_reads_the_conditions_that_fire():
+    """An XOR-like code (single words, never two): the latent is found for single words vs clean, and noise is not."""
+    rng = np.random.default_rng(0)
+    found = firing_signal(half("single", 5.0, rng), half("single", 5.0, rng), ("single_a", "single_b"), config(0))
+    assert found["latent"] == 7 and found["lo"] > 0.9 and found["p"] == pytest.approx(0.025), found
+    noise = [firing_signal(half("none", 0.0, rng), half("none", 0.0, rng), ("mismatch",), config(s))["p"]
+             for s in range(6)]
+    assert sum(p <= 0.05 for p in noise) <= 1, noise
