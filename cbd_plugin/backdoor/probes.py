@@ -11,7 +11,8 @@ slots (format-matched by construction):
 A template is a string with one ``{a}`` and one ``{b}`` slot (the corpus convention of
 :mod:`cbd_plugin.organisms.corpus`) and any number of ``{filler}`` slots, each drawn independently so that prompts
 of one cell can differ beyond template and word order. Templates and filler words come from the caller. Trigger
-pairs are :class:`TriggerPair` (also the organisms' corpus type) or any object with ``a``, ``b``, ``related`` and ``charged``.
+pairs are :class:`TriggerPair` (also the organisms' corpus type) or any object with ``a``, ``b``, ``related`` and
+``charged``; :func:`check_pairs` refuses a pair of one word twice and a word in two pairs.
 """
 
 from __future__ import annotations
