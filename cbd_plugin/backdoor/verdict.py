@@ -11,16 +11,16 @@ the SAE explains it:
 * ``or_gated``: it fires on matched pairs and on single trigger words;
 * ``any_two_gated``: it fires on any two trigger words (matched and mismatched pairs), not on single words;
 * ``conjunctive``: it fires on matched pairs only (the pairs whose own matched prompts fire are the pairs it holds
-  for, named in ``pairs``; a declared pair that is silent is reported and never counted), AND the SAE explains it:
-  (1) the SAE reconstructs at least ``min_fve`` of the difference (the instrument works), (2) one of the selection's
-  top latents separates matched pairs from EACH of single_a, single_b, mismatch and clean with every AUROC lower bound >= ``separation_threshold``
-  and an interaction-share lower bound >= ``interaction_threshold`` (not an additive, any-two or OR code), or,
-  failing a shared latent, EVERY pair has such a latent within its own view (its matched prompts vs its single
-  words, every mismatch holding one of its words, clean: :func:`specificity.pair_tables`), (3) the best such
-  specificity beats the conjunction null of the whole selection-then-evaluation procedure, per-pair route
-  included (p <= alpha): residuals of the word-exposure fit permuted, so that word identity alone cannot pass,
-  (4) removing the top latents lowers the matched fire rate more than subtracting their contribution rotated in a
-  random direction (same energy at every token; lower bound of the excess drop > 0);
+  for, named in ``pairs``; a declared pair that is silent is reported and never counted), AND the SAE explains it: (1)
+  the SAE reconstructs at least ``min_fve`` of the difference (the instrument works), (2) one of the selection's top
+  latents separates matched pairs from EACH of single_a, single_b, mismatch and clean with every AUROC lower bound >=
+  ``separation_threshold`` and an interaction-share lower bound >= ``interaction_threshold`` (not an additive, any-two
+  or OR code), or, failing a shared latent, EVERY pair has such a latent within its own view (its matched prompts vs
+  its single words, every mismatch holding one of its words, clean: :func:`specificity.pair_tables`), (3) the best
+  such specificity beats the conjunction null of the whole selection-then-evaluation procedure, per-pair route
+  included (p <= alpha): residuals of the word-exposure fit permuted, so that word identity alone cannot pass, (4)
+  removing the top latents lowers the matched fire rate more than subtracting their contribution rotated in a random
+  direction (same energy at every token; lower bound of the excess drop > 0);
 * ``inconclusive``: the behaviour is ambiguous or fires without a trigger, or it is pair-specific but a check of
   (1)-(4) fails; the reason names the failing figure. The linear probe on the raw difference (matched vs each other
   condition) is reported next to it, and the reason says what the layer shows: a probe that separates while no
@@ -223,9 +223,10 @@ def decide(behaviour: Behaviour, fve: float, table: pd.DataFrame, signal: pd.Dat
             "triggers silent)") + (f" for {len(counted)} of {behaviour.n_pairs} declared pairs ("
                                    f"{pairs_text(behaviour, cfg.fire_rate_threshold)})" if behaviour.n_pairs else "")
     if failed is None:
+        drop = interval_text(excess["value"], excess["lo"], excess["hi"])
         reason = (f"{head}; {spec_text}; conjunction null p = {null.p_value['conjunction']:.3f}; removing the top "
-                  f"latents lowers the matched fire rate by {interval_text(excess['value'], excess['lo'], excess['hi'])} "
-                  "more than an equal-energy random-direction perturbation")
+                  f"latents lowers the matched fire rate by {drop} more than an equal-energy random-direction "
+                  "perturbation")
         return _verdict("conjunctive", reason, kind, True, checks, counted)
     name = failed["name"]
     if name == "instrument_fve":
