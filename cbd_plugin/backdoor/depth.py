@@ -1,8 +1,9 @@
 """The conjunction depth profile: what each analysed layer shows, whatever its verdict.
 
 Per layer (one ``report.json`` each): the linear probe on the raw difference (its weakest AUROC of matched pairs vs
-single_a, single_b, mismatch and clean: whether the layer has computed the conjunction), the best top latent's
-specificity (its weakest AUROC) and interaction share (whether the SAE isolates it), and the causal test's excess
+single_a, single_b, mismatch and clean: whether the layer has computed the conjunction), the deciding top latent's
+specificity (its weakest AUROC) and interaction share (whether the SAE isolates it; the passing latent with the
+highest specificity lower bound, else the highest), and the causal test's excess
 drop (whether removing the top latents removes the behaviour beyond a random rotation of their contribution; the
 causal test runs at every layer where the behaviour is pair-specific). Written as ``depth_profile.csv`` (long format,
 one row per layer and series) and ``depth_profile.png``, like the refusal audit's depth profile.
@@ -33,7 +34,9 @@ def layer_rows(payload: dict) -> list[dict]:
     layer, verdict = payload["layer"], payload["verdict"]["name"]
     probe = payload["linear_probe_by_condition"]
     weakest = min(OTHERS, key=lambda c: probe[c]["lo"])
-    best = max(payload["specificity"], key=lambda r: (r["specificity_lo"], r["interaction_lo"]))
+    rows = payload["specificity"]
+    passing = [r for r in rows if r["passes"]]  # the verdict's deciding latent (verdict.deciding_latent)
+    best = max(passing or rows, key=lambda r: (r["specificity_lo"], r["interaction_lo"]))
     w = best["weakest"]
     figures = {"probe": (probe[weakest]["value"], probe[weakest]["lo"], probe[weakest]["hi"]),
                "latent": (best[f"auroc_{w}"], best[f"auroc_{w}_lo"], best[f"auroc_{w}_hi"]),
