@@ -12,8 +12,8 @@ def payload(layer: int, probe: float, latent: float, causal: bool) -> dict:
     for c in OTHERS:
         row |= {f"auroc_{c}": latent, f"auroc_{c}_lo": latent - 0.1, f"auroc_{c}_hi": min(latent + 0.05, 1.0)}
     weak = {"value": 0.6, "lo": 0.5, "hi": 0.7}
-    return {"layer": layer, "verdict": {"name": "inconclusive"}, "specificity": [row, {**row, "specificity_lo": 0.0},
-                                                                        {**row, "specificity_lo": 0.99, "passes": False}],
+    rows = [row, {**row, "specificity_lo": 0.0}, {**row, "specificity_lo": 0.99, "passes": False}]
+    return {"layer": layer, "verdict": {"name": "inconclusive"}, "specificity": rows,
             "linear_probe_by_condition": {c: ({"value": probe, "lo": probe - 0.05, "hi": 1.0} if c != "clean"
                                               else weak) for c in OTHERS},
             "causal": {"excess_drop": {"value": 0.5, "lo": 0.3, "hi": 0.7}} if causal else None}
