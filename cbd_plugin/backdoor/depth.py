@@ -23,8 +23,8 @@ from ..sae.dictionary import atomic_write
 from .specificity import OTHERS
 
 SERIES = (("probe", "linear probe on the difference, weakest AUROC"),
-          ("latent", "best top latent, weakest AUROC"),
-          ("interaction", "best top latent, interaction share"),
+          ("latent", "deciding top latent, weakest AUROC"),
+          ("interaction", "deciding top latent, interaction share"),
           ("ablation", "ablation: excess drop of the matched fire rate"))
 COLUMNS = ["layer", "series", "label", "value", "lo", "hi", "verdict"]
 
