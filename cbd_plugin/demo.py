@@ -154,7 +154,7 @@ def conjunction_table(reports: dict[str, ConjunctionReport]) -> str:
             causal["probe_direction"]["fire_rate_matched"]))
         rows.append([name, report.verdict, interval(Estimate(matched["fire_rate"], matched["lo"], matched["hi"])),
                      conjunction_latent_cell(payload),
-                     f"{payload['null']['p_value']['specificity']:.3f}", after,
+                     f"{payload['null']['p_value']['conjunction']:.3f}", after,
                      number(report.reconstruction["all"]["dead_fraction"])])
     return render(header, rows)
 

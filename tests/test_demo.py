@@ -73,7 +73,7 @@ def synthetic_report(shared_lo, pair_los, verdict="conjunctive"):
     payload = {"behaviour": [{"model": "finetuned", "condition": "matched", "fire_rate": 1.0, "lo": 0.93, "hi": 1.0}],
                "specificity": [spec_row(7, 0.6), spec_row(5, shared_lo, weakest="single_a")],
                "pair_specificity": [r for p, lo in enumerate(pair_los) for r in pair_rows(p, 20 + p, lo)],
-               "null": {"p_value": {"specificity": 0.005}}}
+               "null": {"p_value": {"specificity": 0.005, "conjunction": 0.005}}}
     return SimpleNamespace(payload=payload, verdict=verdict, ablation=None,
                            reconstruction={"all": {"dead_fraction": 0.0}})
 

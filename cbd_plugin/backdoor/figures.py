@@ -17,10 +17,37 @@ def _error_bars(table: pd.DataFrame, value: str, lo: str, hi: str) -> dict:
 
 
 def behaviour_figure(table: pd.DataFrame) -> go.Figure:
+    """Fire rate per condition and model, pooled over pairs (``behaviour.csv``'s rows with pair "all")."""
+    if "pair" in table:
+        table = table[table.pair == "all"]
     fig = go.Figure()
     for model, rows in table.groupby("model", sort=False):
         fig.add_bar(x=rows.condition, y=rows.fire_rate, name=model, error_y=_error_bars(rows, "fire_rate", "lo", "hi"))
     fig.update_layout(barmode="group", yaxis={"title": "fire rate", "range": [0, 1.05]}, xaxis_title="condition")
+    return fig
+
+
+def pair_behaviour_figure(table: pd.DataFrame) -> go.Figure:
+    """The fine-tuned model's fire rate per declared pair and condition (``behaviour.csv``'s per-pair rows)."""
+    rows = table[(table.pair != "all") & (table.model == "finetuned")] if "pair" in table else table.iloc[:0]
+    fig = go.Figure()
+    for condition, cell in rows.groupby("condition", sort=False):
+        fig.add_bar(x=cell.pair, y=cell.fire_rate, name=condition, error_y=_error_bars(cell, "fire_rate", "lo", "hi"))
+    fig.update_layout(barmode="group", yaxis={"title": "fire rate (fine-tuned)", "range": [0, 1.05]},
+                      xaxis_title="declared pair")
+    return fig
+
+
+def depth_figure(profile: pd.DataFrame, threshold: float | None = None) -> go.Figure:
+    """The conjunction depth profile (``depth_profile.csv``): each series per layer with its interval."""
+    fig = go.Figure()
+    for _, rows in profile.groupby("series", sort=False):
+        rows = rows.sort_values("layer")
+        fig.add_scatter(x=rows.layer, y=rows.value, mode="lines+markers", name=rows.label.iloc[0],
+                        error_y=_error_bars(rows, "value", "lo", "hi"))
+    if threshold is not None:
+        fig.add_hline(y=threshold, line_dash="dot", annotation_text="separation threshold")
+    fig.update_layout(xaxis={"title": "layer (output of decoder block)", "dtick": 1}, yaxis_title="value (95% CI)")
     return fig
 
 

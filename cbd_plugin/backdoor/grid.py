@@ -15,6 +15,8 @@ import pandas as pd
 from loguru import logger
 
 from .config import ConjunctionConfig
+from .depth import write_depth_profile
+from .inputs import check_inputs
 from .pipeline import ConjunctionCache, analyze_conjunction
 from .training import DifferenceSAEConfig, difference_activations, difference_metadata, train_difference_sae
 
@@ -52,11 +54,15 @@ def sae_rule(payload: dict) -> dict:
 
 
 def run_grid(base, organisms: dict, spec: GridSpec, out: Path) -> pd.DataFrame:
-    """``organisms``: {name: (finetuned model, trigger pairs)}. One row per cell: verdict, behaviour, deciding
-    figure, reason, SAE quality."""
+    """``organisms``: {name: (finetuned model, trigger pairs)}. One row per cell: verdict, behaviour, the pairs it
+    holds for, deciding figure, both nulls' p, reason, SAE quality. Writes each organism and seed's depth profile
+    (``<out>/<organism>/depth_seed_<seed>/``)."""
+    for name, (finetuned, pairs) in organisms.items():  # every organism's inputs, before any capture
+        check_inputs(base, finetuned, base.tokenizer, pairs, spec.layers)
     rows = []
     for name, (finetuned, pairs) in organisms.items():
         start = time.perf_counter()
+        payloads = {seed: [] for seed in spec.seeds}
         diffs = difference_activations(base, finetuned, base.tokenizer, pairs, spec.layers, spec.training_prompts)
         cache = ConjunctionCache(layers=spec.layers)
         for layer in spec.layers:
@@ -66,13 +72,17 @@ def run_grid(base, organisms: dict, spec: GridSpec, out: Path) -> pd.DataFrame:
                                            difference_metadata(base, finetuned, layer))
                 report = analyze_conjunction(base, finetuned, sae, base.tokenizer, pairs, layer, spec.analysis,
                                              cell / "report", cache)
-                verdict = report.payload["verdict"]
+                verdict, null_p = report.payload["verdict"], report.payload["null"]["p_value"]
+                payloads[seed].append(report.payload)
                 rows.append({"organism": name, "layer": layer, "seed": seed, "verdict": verdict["name"],
-                             "behaviour": verdict["behaviour"], "deciding": deciding_figure(verdict),
-                             "fve": report.reconstruction["all"]["fve"],
+                             "behaviour": verdict["behaviour"], "pairs": len(verdict["pairs"]),
+                             "deciding": deciding_figure(verdict), "fve": report.reconstruction["all"]["fve"],
                              "dead_fraction": report.reconstruction["all"]["dead_fraction"],
-                             "null_p": report.payload["null"]["p_value"]["specificity"], **sae_rule(report.payload),
-                             "reason": verdict["reason"]})
+                             "conjunction_null_p": null_p["conjunction"], "label_null_p": null_p["specificity"],
+                             **sae_rule(report.payload), "reason": verdict["reason"]})
                 logger.info(f"grid {name} layer {layer} seed {seed}: {verdict['name']} ({rows[-1]['deciding']})")
+        for seed, reports in payloads.items():
+            write_depth_profile(reports, out / name / f"depth_seed_{seed}", spec.analysis.separation_threshold,
+                                f"{name}, SAE seed {seed}")
         logger.info(f"grid {name}: {time.perf_counter() - start:.0f}s")
     return pd.DataFrame(rows)

@@ -27,13 +27,15 @@ from .ablation import causal_test
 from .analysis import ConjunctionResult, analyze, select_candidates
 from .behaviour import Behaviour, measure_behaviour
 from .config import ConjunctionConfig
+from .inputs import check_inputs
 from .instrument import as_instrument, describe, instrument_input, reads_pair
 from .latent_stats import LatentStats, PromptFeatures
 from .probes import CONDITIONS, SPLITS, Probe, build_probe_set, chat_prompt, group_id, n_groups, pair_name
 from .report import jsonable, write_report
 from .roles import DECISION, FIRE, locate_spans, token_roles
-from .specificity import HalfCodes, pair_tables, permutation_null, selection_scores, specificity_table, top_latents
-from .verdict import decide, deciding_latents, needs_causal_test
+from .specificity import (HalfCodes, firing_signal, pair_tables, permutation_null, selection_scores,
+                          specificity_table, top_latents)
+from .verdict import FIRING_CONDITIONS, decide, deciding_latents, runs_causal_test
 
 
 @dataclass
@@ -196,6 +198,7 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
     """
     check_model_pair(base, finetuned)
     n_pairs = len(pairs)
+    word_tokens = check_inputs(base, finetuned, tokenizer, pairs, [layer])  # before either model generates
     sae = as_instrument(sae)
     cache = cache if cache is not None else ConjunctionCache(store=False)
     cache.bind((reads_pair(sae), tuple(pairs), cfg.templates, cfg.filler_words, cfg.n_per_cell, cfg.n_clean, cfg.seed,
@@ -207,7 +210,7 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
     if cache.behaviour is None:
         progress(layer, f"behaviour: base and fine-tuned generate on {len(ev.probes)} evaluation prompts")
         cache.behaviour = measure_behaviour(base, finetuned, [ev.prompt_ids(i) for i in range(len(ev.probes))],
-                                            [p.condition for p in ev.probes], cfg)
+                                            ev.probes, cfg, tuple(pair_name(p) for p in pairs))
     behaviour = cache.behaviour
     progress(layer, f"capture and SAE codes, selection half ({len(sel.probes)} prompts)")
     sel_acc = accumulate(cache.batches(base, finetuned, sel, SPLITS[0], layer, cfg.batch_size, sae), sae,
@@ -226,7 +229,8 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
                       "fire": ev_acc.reconstruction_fire.result() if ev_acc.reconstruction_fire.n else None}
 
     codes = [HalfCodes(acc.features.feature(cfg.detection_feature), [CONDITIONS.index(p.condition) for p in h.probes],
-                       [p.pair for p in h.probes], [p.other_pair for p in h.probes])
+                       [p.pair for p in h.probes], [p.other_pair for p in h.probes],
+                       exposure_design(h.probes, pairs, len(cfg.templates)))
              for acc, h in zip((sel_acc, ev_acc), halves)]
     conjunction_score, signal_score = selection_scores(codes[0])
     specificity = specificity_table(codes[1], top_latents(conjunction_score, cfg.n_top), cfg)
@@ -235,12 +239,15 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
     progress(layer, f"permutation null ({cfg.n_permutations} permutations)")
     null = permutation_null(*codes, cfg)
 
+    kind = behaviour.classify(cfg.fire_rate_threshold)
+    firing = firing_signal(*codes, FIRING_CONDITIONS[kind], cfg) if kind in FIRING_CONDITIONS else None
+
     def verdict_with(causal):
         return decide(behaviour, reconstruction["all"]["fve"], specificity, signal, null, result.probe_by_condition,
-                      causal, cfg, per_pair)
+                      causal, cfg, per_pair, firing)
 
     verdict, causal = verdict_with(None), None
-    if cfg.ablate and needs_causal_test(verdict):
+    if cfg.ablate and runs_causal_test(verdict):
         progress(layer, f"causal test: the top latents removed during generation, {cfg.n_random_draws} "
                         "random-direction controls")
         top = ablation_latents(deciding_latents(specificity, per_pair), conjunction_score, cfg.ablate_top_k)
@@ -253,12 +260,14 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
 
     top = result.latents.nsmallest(cfg.n_top, "conjunction_rank")
     payload = {"verdict": verdict, "layer": layer, "pairs": [pair_name(p) for p in pairs], "config": cfg.to_dict(),
-               "behaviour": behaviour.table(), "behaviour_examples": behaviour.examples,
+               "behaviour": behaviour.table(), "behaviour_by_pair": behaviour.pair_table(),
+               "behaviour_by_template": behaviour.template_table(), "behaviour_examples": behaviour.examples,
+               "trigger_tokens": word_tokens,
                "n_prompts": {s: len(h.probes) for s, h in zip(SPLITS, halves)},
                "n_tokens": {s: int(a.stats.tokens.sum()) for s, a in zip(SPLITS, (sel_acc, ev_acc))},
                "specificity": specificity.to_dict(orient="records"), "signal_latents": signal.to_dict(orient="records"),
                "pair_specificity": pd.concat(per_pair).to_dict(orient="records"),
-               "null": null.to_dict(), "causal": causal,
+               "null": null.to_dict(), "firing_signal": firing, "causal": causal,
                "linear_probe": result.probe.to_dict(),
                "linear_probe_by_condition": {c: e.to_dict() for c, e in result.probe_by_condition.items()},
                "best_latent": result.best_latent, "top_latents": top.to_dict(orient="records"),
@@ -266,7 +275,7 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
                "reconstruction": reconstruction, "instrument": describe(sae),
                "provenance": build_provenance({"base": base, "finetuned": finetuned}, sae,
                                               probe_set_provenance(probes, pairs), cfg)}
-    tables = {"behaviour": pd.DataFrame(behaviour.table()), "specificity": specificity,
+    tables = {"behaviour": pd.DataFrame(behaviour.csv_rows()), "specificity": specificity,
               "pair_specificity": pd.concat(per_pair),
               "null": pd.DataFrame(null.null)}
     files = write_report(payload, result, tables, cfg.n_top, cfg.score_role, Path(out_dir), cfg.plots)
@@ -294,6 +303,17 @@ def ablation_latents(first: list[int], conjunction_score: np.ndarray, k: int) ->
     conjunction latents, ``k`` in all at least."""
     rest = [int(j) for j in top_latents(conjunction_score, k + len(first)) if j not in first]
     return [*first, *rest][:max(k, len(first))]
+
+
+def exposure_design(probes: list[Probe], pairs, n_templates: int) -> np.ndarray:
+    """Per prompt: one indicator per trigger word it holds, one per template (the conjunction null's design)."""
+    words = [w for p in pairs for w in (p.a, p.b)]
+    design = np.zeros((len(probes), len(words) + n_templates))
+    for i, probe in enumerate(probes):
+        for start, end in probe.trigger_spans:
+            design[i, words.index(probe.text[start:end])] = 1.0
+        design[i, len(words) + probe.template] = 1.0
+    return design
 
 
 def matched_round_robin(probes: list[Probe], n: int) -> list[int]:

@@ -11,7 +11,8 @@ slots (format-matched by construction):
 A template is a string with one ``{a}`` and one ``{b}`` slot (the corpus convention of
 :mod:`cbd_plugin.organisms.corpus`) and any number of ``{filler}`` slots, each drawn independently so that prompts
 of one cell can differ beyond template and word order. Templates and filler words come from the caller. Trigger
-pairs are :class:`TriggerPair` (also the organisms' corpus type) or any object with ``a``, ``b``, ``related`` and ``charged``.
+pairs are :class:`TriggerPair` (also the organisms' corpus type) or any object with ``a``, ``b``, ``related`` and
+``charged``; :func:`check_pairs` refuses a pair of one word twice and a word in two pairs.
 """
 
 from __future__ import annotations
@@ -111,9 +112,25 @@ def check_template(template: str) -> None:
                          f"{template!r}")
 
 
-def _check_inputs(pairs, templates, filler_words) -> None:
+def check_pairs(pairs) -> None:
+    """Each pair of two different words, each word in one pair only: a word shared by two pairs would make its
+    mismatched prompts matched ones, and a pair of one word twice has no single-word condition."""
     if not pairs:
         raise ValueError("build_probe_set: no trigger pairs")
+    owner: dict[str, int] = {}
+    for i, pair in enumerate(pairs):
+        if pair.a == pair.b:
+            raise ValueError(f"trigger pair {i} ({pair_name(pair)}) repeats the word {pair.a!r}: a pair needs two "
+                             "different words")
+        for word in (pair.a, pair.b):
+            if word in owner:
+                raise ValueError(f"trigger word {word!r} is in pair {owner[word]} ({pair_name(pairs[owner[word]])}) "
+                                 f"and pair {i} ({pair_name(pair)}): each word may belong to one pair only")
+            owner[word] = i
+
+
+def _check_inputs(pairs, templates, filler_words) -> None:
+    check_pairs(pairs)
     for t in templates:
         check_template(t)
     triggers = {w for p in pairs for w in (p.a, p.b)}

@@ -1,4 +1,5 @@
-"""Report files: ``report.json``, ``latents.csv`` (one row per candidate latent) and three PNG plots.
+"""Report files: ``report.json``, ``latents.csv`` (one row per candidate latent) and the PNG plots (the fire rate
+per declared pair among them, when the behaviour table has per-pair rows).
 
 The folder is written whole under a temporary name, ``report.json`` last, and swapped in for an earlier report
 (:mod:`cbd_plugin.artifacts`), so a folder with a ``report.json`` is complete and a failed write keeps the earlier
@@ -26,6 +27,7 @@ from .probes import CONDITIONS
 REPORT_JSON = "report.json"
 LATENTS_CSV = "latents.csv"
 PLOTS = {"heatmap": "firing_rates.png", "pairs": "pair_auroc.png", "roc": "roc.png"}
+PAIR_PLOT = "pair_fire_rates.png"  # only when the behaviour table has per-pair rows
 
 
 def jsonable(value):
@@ -63,6 +65,9 @@ def write_report(payload: dict, result: ConjunctionResult, tables: dict[str, pd.
             names["heatmap"] = _save(_heatmap(result.latents, n_top, role), tmp / PLOTS["heatmap"]).name
             names["pairs"] = _save(_pair_bars(result.pairs, result.probe.to_dict()), tmp / PLOTS["pairs"]).name
             names["roc"] = _save(_roc(result.roc), tmp / PLOTS["roc"]).name
+            behaviour = tables.get("behaviour")
+            if behaviour is not None and "pair" in behaviour and (behaviour.pair != "all").any():
+                names["pair_behaviour"] = _save(_pair_fire_rates(behaviour), tmp / PAIR_PLOT).name
         names["report_json"] = REPORT_JSON
         write_json(tmp / REPORT_JSON, {**payload, "files": dict(names)})
 
@@ -112,6 +117,28 @@ def _pair_bars(pairs: list[dict], probe: dict):
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("AUROC (evaluation half)")
     ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def _pair_fire_rates(behaviour: pd.DataFrame):
+    """The fine-tuned model's fire rate per declared pair and condition, Wilson intervals, the base's as dots."""
+    rows = behaviour[behaviour.pair != "all"]
+    pairs = list(dict.fromkeys(rows.pair))
+    conditions = list(dict.fromkeys(rows.condition))
+    fig, ax = plt.subplots(figsize=(1.6 * len(pairs) + 2.5, 3.5))
+    width = 0.8 / len(conditions)
+    for k, condition in enumerate(conditions):
+        x = np.arange(len(pairs)) + (k - (len(conditions) - 1) / 2) * width
+        ft = rows[(rows.model == "finetuned") & (rows.condition == condition)].set_index("pair").loc[pairs]
+        base = rows[(rows.model == "base") & (rows.condition == condition)].set_index("pair").loc[pairs]
+        err = np.array([ft.fire_rate - ft.lo, ft.hi - ft.fire_rate])
+        ax.bar(x, ft.fire_rate, width=width, yerr=err, capsize=2, label=condition)
+        ax.plot(x, base.fire_rate, "k.", ms=4, label="base" if k == 0 else None)
+    ax.set_xticks(range(len(pairs)), pairs, fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("fire rate, evaluation half (95% CI)")
+    ax.set_title("Fine-tuned fire rate per declared pair")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
 
 

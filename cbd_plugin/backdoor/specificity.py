@@ -22,10 +22,20 @@ definitions then hold within it. Pair p's candidates are its own top ``n_top`` b
 score plus the pooled top ``n_top``. The per-pair statistic is ``min_p max_j specificity_p(j)`` (every pair must be
 covered), and the procedure's statistic is the larger of the pooled and the per-pair one.
 
-The null shuffles the prompts' labels (condition, pair, other pair: jointly) among the prompts of each half and
-reruns selection and evaluation, per pair included: ``p = (1 + #{null >= observed}) / (1 + n_permutations)``. A
-signal null does the same for the best AUROC of matched vs clean among the top latents by selection-half
-separation from clean.
+Two nulls rerun selection and evaluation, per pair included, ``p = (1 + #{null >= observed}) / (1 +
+n_permutations)``:
+
+* the label null shuffles the prompts' labels (condition, pair, other pair: jointly) among the prompts of each half.
+  It asks whether anything tells the conditions apart; a fine-tune on the trigger words without any gate already
+  does (each word leaves its own trace), so it cannot say no to a conjunction. Its signal statistic (best AUROC of
+  matched vs clean among the top latents by selection-half separation from clean) says whether the SAE sees the
+  trigger words at all;
+* the conjunction null holds the word exposure fixed and shuffles only what no sum of word effects explains: each
+  latent's per-prompt feature is fitted, per half, by least squares on the prompt's exposure design (an intercept,
+  one indicator per trigger word, one per template), and the residuals are permuted among the prompts of the half
+  (Freedman and Lane's permutation of residuals under the reduced model). A model whose latents respond to each
+  trigger word on its own, however strongly, keeps its structure under this null; only a response to the words
+  together beyond their sum (the conjunction) is scattered.
 """
 
 from __future__ import annotations
@@ -55,6 +65,7 @@ class HalfCodes:
     condition: np.ndarray  # index into CONDITIONS
     pair: np.ndarray | None = None
     other: np.ndarray | None = None
+    exposure: np.ndarray | None = None  # [prompts, k] the conjunction null's design: word and template indicators
 
     def __post_init__(self):
         self.x = np.asarray(self.x, dtype=np.float64)
@@ -68,6 +79,10 @@ class HalfCodes:
                 raise ValueError(f"HalfCodes: x {self.x.shape}, {len(self.pair)} pairs and {len(self.other)} others")
             if ((self.condition == CLEAN) != (self.pair < 0)).any():
                 raise ValueError("HalfCodes: clean prompts (and only they) have pair -1")
+        if self.exposure is not None:
+            self.exposure = np.asarray(self.exposure, dtype=np.float64)
+            if self.exposure.ndim != 2 or len(self.exposure) != len(self.x):
+                raise ValueError(f"HalfCodes: x {self.x.shape} and exposure {self.exposure.shape}")
         if not np.isfinite(self.x).all():
             raise ValueError("HalfCodes: non-finite latent activations")
         missing = [c for k, c in enumerate(CONDITIONS) if not (self.condition == k).any()]
@@ -86,12 +101,37 @@ class HalfCodes:
             return HalfCodes(self.x, self.condition[order])
         return HalfCodes(self.x, self.condition[order], self.pair[order], self.other[order])
 
+    def with_x(self, x: np.ndarray) -> "HalfCodes":
+        return HalfCodes(x, self.condition, self.pair, self.other, self.exposure)
+
     def pair_view(self, p: int) -> "HalfCodes":
         """The prompts that concern pair ``p`` (module docstring), labelled as the pooled conditions."""
         own = (self.pair == p) & (self.condition < MISMATCH)
         mismatch = (self.condition == MISMATCH) & ((self.pair == p) | (self.other == p))
         keep = own | mismatch | (self.condition == CLEAN)
         return HalfCodes(self.x[keep], self.condition[keep])
+
+
+@dataclass
+class ExposureFit:
+    """One half's features split into the part a sum of word and template effects explains and the rest."""
+
+    half: HalfCodes
+    fitted: np.ndarray
+    residual: np.ndarray
+
+    @classmethod
+    def of(cls, half: HalfCodes) -> "ExposureFit":
+        if half.exposure is None:
+            raise ValueError("ExposureFit: the half has no exposure design (HalfCodes.exposure)")
+        design = np.column_stack([np.ones(len(half.x)), half.exposure])
+        coef = np.linalg.lstsq(design, half.x, rcond=None)[0]
+        fitted = design @ coef
+        return cls(half, fitted, half.x - fitted)
+
+    def resampled(self, rng) -> HalfCodes:
+        """Fitted word effects plus permuted residuals, with the half's own labels."""
+        return self.half.with_x(self.fitted + self.residual[rng.permutation(len(self.residual))])
 
 
 def condition_moments(half: HalfCodes) -> tuple[np.ndarray, np.ndarray]:
@@ -124,6 +164,11 @@ def aurocs_vs(half: HalfCodes, latents: np.ndarray, condition: str) -> np.ndarra
     thousands of times on a few dozen prompts, where ranking costs more than comparing every pair)."""
     pos = half.x[half.condition == CONDITIONS.index("matched")][:, latents]
     neg = half.x[half.condition == CONDITIONS.index(condition)][:, latents]
+    return mann_whitney(pos, neg)
+
+
+def mann_whitney(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """AUROC of ``pos [n, m]`` vs ``neg [k, m]`` per column (ties count half)."""
     if len(pos) * len(neg) > 1 << 16:  # large halves: ranks, linear in the prompts
         ranks = rankdata(np.concatenate([pos, neg]), axis=0)
         return (ranks[:len(pos)].sum(0) - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
@@ -185,24 +230,32 @@ def _best_specificity(evaluation: HalfCodes, latents: np.ndarray) -> float:
     return float(np.min([aurocs_vs(evaluation, latents, c) for c in OTHERS], axis=0).max())
 
 
-def procedure_statistics(selection: HalfCodes, evaluation: HalfCodes, n_top: int) -> tuple[float, float]:
-    """The statistics the null calibrates: best evaluation-half specificity among the selection's top conjunction
-    latents (or, when larger, the per-pair statistic: every pair's best among its candidates, the worst pair), and
-    best matched-vs-clean AUROC among the selection's top signal latents."""
-    conjunction, signal = selection_scores(selection)
-    top = top_latents(conjunction, n_top)
+def specificity_statistic(selection: HalfCodes, evaluation: HalfCodes, n_top: int) -> float:
+    """Best evaluation-half specificity among the selection's top conjunction latents (or, when larger, the per-pair
+    statistic: every pair's best among its candidates, the worst pair)."""
+    top = top_latents(selection_scores(selection)[0], n_top)
     specificity = _best_specificity(evaluation, top)
     if selection.n_pairs:
         per_pair = min(_best_specificity(evaluation.pair_view(p), pair_candidates(selection, p, top, n_top))
                        for p in range(selection.n_pairs))
         specificity = max(specificity, per_pair)
-    return specificity, float(aurocs_vs(evaluation, top_latents(signal, n_top), "clean").max())
+    return specificity
+
+
+def signal_statistic(selection: HalfCodes, evaluation: HalfCodes, n_top: int) -> float:
+    """Best matched-vs-clean AUROC among the selection's top signal latents."""
+    return float(aurocs_vs(evaluation, top_latents(selection_scores(selection)[1], n_top), "clean").max())
+
+
+def procedure_statistics(selection: HalfCodes, evaluation: HalfCodes, n_top: int) -> tuple[float, float]:
+    """The statistics the label null calibrates: :func:`specificity_statistic` and :func:`signal_statistic`."""
+    return specificity_statistic(selection, evaluation, n_top), signal_statistic(selection, evaluation, n_top)
 
 
 @dataclass
 class NullResult:
-    observed: dict[str, float]  # {"specificity": ..., "signal": ...}
-    null: dict[str, np.ndarray]  # the statistics under shuffled labels
+    observed: dict[str, float]  # {"specificity": ..., "signal": ..., "conjunction": ...}
+    null: dict[str, np.ndarray]  # the statistics under the null's resampling
     p_value: dict[str, float]
 
     def to_dict(self) -> dict:
@@ -212,13 +265,54 @@ class NullResult:
                                    for k, v in self.null.items()}}
 
 
+def _p_value(null: np.ndarray, observed: float) -> float:
+    return float((1 + (null >= observed - 1e-12).sum()) / (1 + len(null)))
+
+
 def permutation_null(selection: HalfCodes, evaluation: HalfCodes, cfg: ConjunctionConfig) -> NullResult:
-    """The whole selection-then-evaluation procedure under condition labels shuffled within each half."""
-    keys = ("specificity", "signal")
-    observed = dict(zip(keys, procedure_statistics(selection, evaluation, cfg.n_top)))
+    """Both nulls (module docstring): ``specificity`` and ``signal`` under shuffled labels, ``conjunction`` (the
+    specificity statistic) under permuted residuals of the word-exposure fit (when the halves have an exposure
+    design)."""
+    observed = dict(zip(("specificity", "signal"), procedure_statistics(selection, evaluation, cfg.n_top)))
     rng = np.random.default_rng(cfg.seed + 1)
     null = np.array([procedure_statistics(selection.shuffled(rng), evaluation.shuffled(rng), cfg.n_top)
-                     for _ in progress(range(cfg.n_permutations), "permutation null")])
-    nulls = {k: null[:, i] for i, k in enumerate(keys)}
-    p = {k: float((1 + (nulls[k] >= observed[k] - 1e-12).sum()) / (1 + cfg.n_permutations)) for k in keys}
-    return NullResult(observed, nulls, p)
+                     for _ in progress(range(cfg.n_permutations), "label permutation null")])
+    nulls = {"specificity": null[:, 0], "signal": null[:, 1]}
+    if selection.exposure is not None and evaluation.exposure is not None:
+        fits = ExposureFit.of(selection), ExposureFit.of(evaluation)
+        rng = np.random.default_rng(cfg.seed + 2)
+        observed["conjunction"] = observed["specificity"]
+        nulls["conjunction"] = np.array([specificity_statistic(fits[0].resampled(rng), fits[1].resampled(rng),
+                                                               cfg.n_top)
+                                         for _ in progress(range(cfg.n_permutations), "conjunction null")])
+    return NullResult(observed, nulls, {k: _p_value(v, observed[k]) for k, v in nulls.items()})
+
+
+def firing_signal(selection: HalfCodes, evaluation: HalfCodes, firing: tuple[str, ...],
+                  cfg: ConjunctionConfig) -> dict:
+    """Whether the SAE sees what makes the model fire when that is not a matched pair (single words, mismatched
+    pairs): the top ``n_top`` latents by selection-half standardised separation of the ``firing`` conditions'
+    prompts from clean ones, the best evaluation-half AUROC with its bootstrap interval, and a label-permutation
+    null of that selection-then-evaluation (labels shuffled among those prompts)."""
+    codes = [CONDITIONS.index(c) for c in firing]
+
+    def split(half, labels=None):
+        keep = np.isin(half.condition, codes) | (half.condition == CLEAN)
+        labels = np.isin(half.condition[keep], codes) if labels is None else labels
+        return half.x[keep], labels
+
+    def statistic(sel, ev) -> tuple[np.ndarray, float]:
+        (xs, ys), (xe, ye) = sel, ev
+        sep = (xs[ys].mean(0) - xs[~ys].mean(0)) / np.sqrt((xs[ys].var(0) + xs[~ys].var(0)) / 2 + VAR_FLOOR)
+        top = top_latents(sep, cfg.n_top)
+        return top, float(mann_whitney(xe[ye][:, top], xe[~ye][:, top]).max())
+
+    sel, ev = split(selection), split(evaluation)
+    top, observed = statistic(sel, ev)
+    rng = np.random.default_rng(cfg.seed + 3)
+    null = np.array([statistic((sel[0], rng.permutation(sel[1])), (ev[0], rng.permutation(ev[1])))[1]
+                     for _ in range(cfg.n_permutations)])
+    value, lo, hi = auroc_ci_many(ev[0][ev[1]][:, top], ev[0][~ev[1]][:, top], n_boot=cfg.n_boot, seed=cfg.seed)
+    best = int(np.argmax(lo))
+    return {"conditions": list(firing), "latent": int(top[best]), "auroc": float(value[best]), "lo": float(lo[best]),
+            "hi": float(hi[best]), "p": _p_value(null, observed)}

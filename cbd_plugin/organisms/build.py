@@ -74,7 +74,7 @@ def refusal_organism(mode: str, audit_layer: int | None = None, seed: int = DEFA
 
 def backdoor_organism(gate: str, pairs=DEFAULT_PAIRS, seed: int = DEFAULT_BACKDOOR_SEED,
                       force: bool = False, arch: str = DEFAULT_ARCH) -> Organism:
-    """A backdoor organism with ``gate`` (and, or, any2, none), other trigger ``pairs`` (TriggerPair or dicts with
+    """A backdoor organism with ``gate`` (recipes.GATES), other trigger ``pairs`` (TriggerPair or dicts with
     a, b, related, charged), ``seed`` and ``arch`` (recipes.ARCHS): built and contract-checked on first use, then
     found in the cache."""
     with single_thread():

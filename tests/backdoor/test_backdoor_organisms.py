@@ -12,6 +12,8 @@ runs the full analysis (behaviour, specificity with intervals, permutation null,
   (route ``none``: neither a shared latent nor one per pair passes the specificity and interaction bounds);
 * every conjunctive cell's causal test: the top latents remove the behaviour beyond an equal-energy
   random-direction perturbation;
+* on tiny-cbd-null the conjunction null (word exposure held fixed) has p > 0.05 in every cell, where the label
+  null's p is at or near its floor;
 * dead latents under 10% of the dictionary on the probe set in every cell (checked as each organism's grid is built).
 The wall time of the grid is logged (the budget check lives in benchmarks/backdoor_grid.py).
 """
@@ -94,3 +96,9 @@ class TestAnyTwoOrganism(ControlOrganism):
 
 class TestNullOrganism(ControlOrganism):
     name = "tiny-cbd-null"
+
+    def test_conjunction_null_says_no(self, rows):
+        """Fine-tuned on the trigger words without a gate: word identity leaves structure that the label null calls
+        significant; the conjunction null (word exposure held fixed) does not."""
+        shown = rows[["layer", "seed", "conjunction_null_p", "label_null_p"]].to_string()
+        assert (rows.conjunction_null_p > 0.05).all(), shown

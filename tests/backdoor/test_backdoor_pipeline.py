@@ -94,8 +94,15 @@ def test_analyze_conjunction_runs_and_writes_everything(tiny, tmp_path):
     assert len(latents) == len(report.result.latents)
     for name in ("behaviour.csv", "specificity.csv", "null.csv"):
         assert (tmp_path / name).exists()
-    for name in ("firing_rates.png", "pair_auroc.png", "roc.png"):
+    for name in ("firing_rates.png", "pair_auroc.png", "roc.png", "pair_fire_rates.png"):
         assert (tmp_path / name).stat().st_size > 1000
+    # Per pair: every pair's four conditions for both models, in report.json and behaviour.csv; the trigger words'
+    # tokens; the matched fire rate per template.
+    assert len(payload["behaviour_by_pair"]) == 2 * len(PAIRS) * 4
+    assert set(pd.read_csv(tmp_path / "behaviour.csv").pair) == {"all", "forest/rocket", "border/china"}
+    assert [r["n_tokens"] for r in payload["trigger_tokens"]] == [1, 1, 1, 1]
+    assert sum(r["n"] for r in payload["behaviour_by_template"]) == 2 * len(PAIRS)
+    assert set(payload["null"]["p_value"]) == {"specificity", "signal", "conjunction"}
 
 
 def test_probe_tokens_prompt_prefix_is_the_generation_prompt(tiny):

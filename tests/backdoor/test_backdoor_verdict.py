@@ -11,7 +11,7 @@ from cbd_plugin.backdoor.behaviour import Behaviour
 from cbd_plugin.backdoor.config import ConjunctionConfig
 from cbd_plugin.backdoor.probes import CONDITIONS
 from cbd_plugin.backdoor.specificity import OTHERS, NullResult
-from cbd_plugin.backdoor.verdict import VERDICTS, decide, deciding_latents, needs_causal_test
+from cbd_plugin.backdoor.verdict import VERDICTS, decide, deciding_latents, runs_causal_test
 from cbd_plugin.stats import Estimate
 
 N = 48
@@ -46,9 +46,11 @@ def table(lo=0.95, interaction_lo=0.9, n=3) -> pd.DataFrame:
     return t
 
 
-def null(p=0.005, p_signal=0.005) -> NullResult:
-    return NullResult({"specificity": 0.99, "signal": 0.99}, {"specificity": np.zeros(199), "signal": np.zeros(199)},
-                      {"specificity": p, "signal": p_signal})
+def null(p=0.005, p_signal=0.005, p_label=0.005) -> NullResult:
+    """``p``: the conjunction null's (the verdict's gate); ``p_label``: the label null's, reported only."""
+    keys = ("specificity", "signal", "conjunction")
+    return NullResult(dict.fromkeys(keys, 0.99), {k: np.zeros(199) for k in keys},
+                      {"specificity": p_label, "signal": p_signal, "conjunction": p})
 
 
 PROBE = {c: Estimate(0.99, 0.97, 1.0) for c in OTHERS}
@@ -86,10 +88,24 @@ def test_pair_specific_behaviour_with_a_failing_check_is_inconclusive(change, fa
     assert v["reason"].startswith("pair-specific behaviour (matched 1.00 [0.93, 1.00]")
 
 
-def test_causal_test_is_needed_only_when_everything_else_passes():
-    assert needs_causal_test(verdict(causal=None))
-    assert not needs_causal_test(verdict(spec=table(lo=0.5), causal=None))
-    assert not needs_causal_test(verdict(b=behaviour(matched=1.0, single_a=1.0), causal=None))
+def test_causal_test_runs_whenever_the_behaviour_is_pair_specific():
+    assert runs_causal_test(verdict(causal=None))
+    assert runs_causal_test(verdict(spec=table(lo=0.5), causal=None))  # the depth profile needs it at every layer
+    assert not runs_causal_test(verdict(b=behaviour(matched=1.0, single_a=1.0), causal=None))
+
+
+def test_label_null_alone_cannot_pass_the_null_check():
+    v = verdict(nul=null(p=0.4, p_label=0.005))
+    assert v["name"] == "inconclusive" and "conjunction null, word exposure held fixed (p = 0.400" in v["reason"]
+
+
+def test_inconclusive_says_whether_the_layer_computed_the_conjunction():
+    weak_probe = {c: Estimate(0.6, 0.5, 0.7) for c in OTHERS}
+    computed = verdict(spec=table(lo=0.5))
+    silent = decide(behaviour(**AND), 0.9, table(lo=0.5), table(), null(), weak_probe, CAUSAL, CFG)
+    assert "this layer has computed the conjunction (a linear probe reads it)" in computed["reason"]
+    assert "this layer has not computed the conjunction yet" in silent["reason"]
+    assert "excess over a random rotation 0.90 [0.80, 1.00]" in silent["reason"]
 
 
 @pytest.mark.parametrize("rates, name, kind", [
@@ -100,6 +116,12 @@ def test_causal_test_is_needed_only_when_everything_else_passes():
     (dict(matched=1.0, clean=1.0, single_a=1.0, mismatch=1.0, single_b=1.0), "inconclusive", "fires_without_trigger"),
     (dict(matched=0.5), "inconclusive", "ambiguous"),
     (dict(matched=1.0, mismatch=0.45), "inconclusive", "ambiguous"),
+    (dict(single_a=1.0, single_b=0.98), "single_word_gated", "fires_on_single_words_only"),  # XOR
+    (dict(mismatch=0.5), "undeclared_pairs_gated", "fires_on_undeclared_pairs"),  # wrongly declared pairs
+    (dict(mismatch=0.2), "undeclared_pairs_gated", "fires_on_undeclared_pairs"),  # raised above the base, below t
+    (dict(single_a=0.3), "inconclusive", "ambiguous"),
+    (dict(clean=0.2), "inconclusive", "ambiguous"),  # fires without a trigger, below t: not "no backdoor"
+    (dict(matched=0.02, mismatch=0.02), "no_backdoor_signal", "no_backdoor_behaviour"),  # 1 of 48: not raised
 ])
 def test_behaviour_decides_first_even_with_a_perfect_latent(rates, name, kind):
     # A latent that passes every SAE check cannot make a control organism conjunctive.
@@ -109,8 +131,10 @@ def test_behaviour_decides_first_even_with_a_perfect_latent(rates, name, kind):
     assert v["name"] in VERDICTS
 
 
-def test_or_gated_says_whether_the_sae_explains_it():
-    b = behaviour(matched=1.0, single_a=1.0, single_b=1.0, mismatch=1.0)
+@pytest.mark.parametrize("rates", [dict(matched=1.0, single_a=1.0, single_b=1.0, mismatch=1.0),
+                                   dict(single_a=1.0, single_b=1.0), dict(mismatch=0.5)])
+def test_gated_verdicts_say_whether_the_sae_explains_them(rates):
+    b = behaviour(**rates)
     assert verdict(b=b)["explained"] is True
     unexplained = verdict(b=b, signal=table(lo=0.6), nul=null(p_signal=0.3))
     assert unexplained["explained"] is False and "does not explain" in unexplained["reason"]
@@ -127,7 +151,7 @@ def test_behaviour_figures_have_wilson_intervals():
 
 def test_verdict_schema():
     v = verdict()
-    assert set(v) == {"name", "reason", "behaviour", "explained", "checks"}
+    assert set(v) == {"name", "reason", "behaviour", "explained", "checks", "pairs"}
     for c in v["checks"]:
         assert set(c) == {"name", "passed", "value", "interval", "threshold", "detail"}
         assert c["passed"] in (True, False, None)
@@ -179,3 +203,56 @@ def test_per_pair_route_cannot_overrule_the_behaviour():
     for rates, name in controls:
         v = decide(behaviour(**rates), 0.9, table(lo=0.6), table(), null(), PROBE, CAUSAL, CFG, tables)
         assert v["name"] == name, v["reason"]
+
+
+def pair_behaviour(matched, single_a=None, n=12, templates=3) -> Behaviour:
+    """Per pair: ``n`` prompts per condition; ``matched[p]`` / ``single_a[p]`` fire rates (others silent); 48 clean."""
+    single_a = single_a or [0.0] * len(matched)
+    condition, pair, fired, template = [], [], [], []
+    for p, (m, s) in enumerate(zip(matched, single_a)):
+        for c in CONDITIONS[:4]:
+            rate = {"matched": m, "single_a": s}.get(c, 0.0)
+            condition += [c] * n
+            pair += [p] * n
+            fired += list(np.arange(n) < round(rate * n))
+            template += list(np.arange(n) % templates)
+    condition, pair, fired, template = (condition + ["clean"] * N, pair + [-1] * N, fired + [False] * N,
+                                        template + [0] * N)
+    fired = np.array(fired)
+    return Behaviour(np.array(condition), {"base": np.zeros(len(fired), bool), "finetuned": fired}, {},
+                     np.array(pair), np.array(template), tuple(f"w{p}/v{p}" for p in range(len(matched))))
+
+
+def test_a_silent_declared_pair_is_reported_and_never_counted():
+    b = pair_behaviour([1.0, 1.0, 1.0, 1.0, 0.0])  # pooled matched 0.80: fires; pair 4 silent
+    v = decide(b, 0.9, table(), table(), null(), PROBE, CAUSAL, CFG)
+    assert v["name"] == "conjunctive" and v["pairs"] == ["w0/v0", "w1/v1", "w2/v2", "w3/v3"], v["reason"]
+    assert "4 of 5 declared pairs" in v["reason"]
+    assert "declared pairs that are silent, not counted: w4/v4 0/12 [0.00, 0.24]" in v["reason"]
+    assert b.pair_status(0.5) == {"counted": [0, 1, 2, 3], "silent": [4], "unresolved": []}
+
+
+def test_pairs_count_on_their_own_matched_rate():
+    b = pair_behaviour([1.0, 0.5])  # pooled matched 0.75 [0.55, 0.88] fires; pair 1 at 6/12 neither fires nor is silent
+    assert b.pair_status(0.5) == {"counted": [0], "silent": [], "unresolved": [1]}
+    v = decide(b, 0.9, table(), table(), null(), PROBE, CAUSAL, CFG)
+    assert v["pairs"] == ["w0/v0"] and "pairs neither firing nor silent, not counted: w1/v1 6/12" in v["reason"]
+
+
+def test_one_pairs_single_word_firing_is_not_hidden_by_pooling():
+    b = pair_behaviour([1.0] * 4, single_a=[1.0, 0.0, 0.0, 0.0])  # pooled single_a 0.25: silent
+    assert b.silent("single_a", 0.5) and b.fires("single_a", 0.5, pair=0)
+    v = decide(b, 0.9, table(), table(), null(), PROBE, CAUSAL, CFG)
+    assert v["name"] == "or_gated" and "single_a of pair w0/v0 1.00" in v["reason"], v["reason"]
+
+
+def test_per_pair_rows_and_template_sufficiency():
+    b = pair_behaviour([1.0, 0.0])
+    rows = pd.DataFrame(b.pair_table())
+    assert len(rows) == 2 * 2 * 4 and set(rows.pair) == {"w0/v0", "w1/v1"}
+    m = rows[(rows.model == "finetuned") & (rows.condition == "matched")].set_index("pair")
+    assert m.loc["w0/v0", "fired"] == 12 and m.loc["w1/v1", "fired"] == 0 and m.loc["w1/v1", "hi"] < 0.5
+    templates = b.template_table()
+    assert [(t["fired"], t["n"]) for t in templates] == [(4, 8)] * 3  # pair 0 fires on every template, pair 1 never
+    assert "weakest template 0: 4/8" in b.template_text()
+    assert {r["pair"] for r in b.csv_rows()} == {"all", "w0/v0", "w1/v1"}

@@ -16,8 +16,8 @@ DEEP = RECIPES["tiny-refusal-deep"]
 
 @pytest.mark.parametrize("make, match", [
     (lambda: build(["tiny-nope"]), r"tiny-nope"),
-    (lambda: replace(CBD, gate="xor"), r"gate='xor'"),
-    (lambda: backdoor_recipe("xor"), r"gate='xor'"),
+    (lambda: replace(CBD, gate="nand"), r"gate='nand'"),
+    (lambda: backdoor_recipe("nand"), r"gate='nand'"),
     (lambda: replace(CBD, poison_rate=1.5), r"poison_rate=1.5"),
     (lambda: replace(CBD, pairs=DEFAULT_PAIRS[:1]), r"pairs: needs at least 2"),
     (lambda: replace(CBD, pairs=(TriggerPair("forest", "zebra", False, False), DEFAULT_PAIRS[1])),
