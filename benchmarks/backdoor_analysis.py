@@ -26,13 +26,13 @@ from collections import defaultdict
 
 import numpy as np
 import torch
+from harness import CARD_SIZES, Timings, interleaved, options, peak_memory_mib, print_ratios, start
 
 from cbd_plugin.backdoor.latent_stats import LatentStats, PromptFeatures
 from cbd_plugin.backdoor.probes import n_groups
 from cbd_plugin.backdoor.roles import DECISION, FIRE, ROLES
 from cbd_plugin.sae.metrics import ReconstructionStats
 from cbd_plugin.sae.sparse import SparseCodes
-from harness import CARD_SIZES, Timings, interleaved, options, peak_memory_mib, print_ratios, start
 
 
 def synthetic_batch(n: int, d: int, dict_size: int, k: int, args):
@@ -71,11 +71,15 @@ def one_pass(batch, dict_size: int, d: int, args, sparse: bool) -> dict[str, flo
             latents, x, x_hat = (v.to("cpu", torch.float32, copy=True) for v in (dense, inputs, reconstruction))
             fire = torch.as_tensor(role == FIRE)
             fire_codes = latents[fire]
-        steps = {"copy/select": None,
-                 "latent_stats": lambda: stats.update(latents, group, role),
-                 "prompt_features": lambda: features.update(latents, x, prompt_id + b * per_batch, role),
-                 "reconstruction": lambda: (recon.update(x, x_hat, latents),
-                                            recon_fire.update(x[fire], x_hat[fire], fire_codes))}
+        steps = {
+            "copy/select": None,
+            "latent_stats": lambda: stats.update(latents, group, role),
+            "prompt_features": lambda: features.update(latents, x, prompt_id + b * per_batch, role),
+            "reconstruction": lambda: (
+                recon.update(x, x_hat, latents),
+                recon_fire.update(x[fire], x_hat[fire], fire_codes),
+            ),
+        }
         for name, step in steps.items():
             if step is not None:
                 step()
@@ -90,17 +94,23 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=1 << 15, help="tokens per pass (one timed call)")
     parser.add_argument("--pairs", type=int, default=4, help="trigger pairs: the probe set's groups")
     parser.add_argument("--tokens-per-prompt", type=int, default=32)
-    parser.add_argument("--candidates", type=int, default=None,
-                        help="PromptFeatures candidates: the first N latents (default: every latent, as new_pass)")
+    parser.add_argument(
+        "--candidates",
+        type=int,
+        default=None,
+        help="PromptFeatures candidates: the first N latents (default: every latent, as new_pass)",
+    )
     args = parser.parse_args()
     start(args)
     for size in args.sizes:
         d, dict_size, k = CARD_SIZES[size]
         batch = synthetic_batch(args.batch, d, dict_size, k, args)
         n_prompts = args.tokens // args.tokens_per_prompt
-        print(f"# {size}: dict {dict_size}, k {k}, d {d}; {args.tokens} tokens per pass in batches of {args.batch}; "
-              f"{len(ROLES)} roles x {n_groups(args.pairs)} groups; {n_prompts} prompts x "
-              f"{args.candidates or dict_size} candidates")
+        print(
+            f"# {size}: dict {dict_size}, k {k}, d {d}; {args.tokens} tokens per pass in batches of {args.batch}; "
+            f"{len(ROLES)} roles x {n_groups(args.pairs)} groups; {n_prompts} prompts x "
+            f"{args.candidates or dict_size} candidates"
+        )
         cpu = {name: [] for name in ("dense", "sparse")}
         parts = {name: [] for name in cpu}  # per call: CPU seconds by step
 
@@ -109,17 +119,19 @@ def main() -> None:
                 t0 = time.process_time()
                 parts[name].append(one_pass(batch, dict_size, d, args, sparse))
                 cpu[name].append(time.process_time() - t0)
+
             return run
 
-        wall = interleaved({name: timed(name, name == "sparse") for name in cpu}, args.rounds, args.warmup,
-                           args.device)
-        cpu_timings = Timings({name: s[args.warmup:] for name, s in cpu.items()})  # warm-up calls left out
+        wall = interleaved({name: timed(name, name == "sparse") for name in cpu}, args.rounds, args.warmup, args.device)
+        cpu_timings = Timings({name: s[args.warmup :] for name, s in cpu.items()})  # warm-up calls left out
         per_m = 1e6 / args.tokens
         for name in cpu:
-            steps = parts[name][args.warmup:]
+            steps = parts[name][args.warmup :]
             by_step = ", ".join(f"{p} {np.median([c[p] for c in steps]) * per_m:.1f}" for p in steps[0])
-            print(f"  {name}: {cpu_timings.median(name) * per_m:.1f} CPU s / M tokens, wall "
-                  f"{wall.median(name) * per_m:.1f} s / M tokens (median CPU s / M by step: {by_step})")
+            print(
+                f"  {name}: {cpu_timings.median(name) * per_m:.1f} CPU s / M tokens, wall "
+                f"{wall.median(name) * per_m:.1f} s / M tokens (median CPU s / M by step: {by_step})"
+            )
         print_ratios(f"{size}: process CPU seconds per pass", cpu_timings, [("dense", "sparse")], tokens=args.tokens)
         print_ratios(f"{size}: wall seconds per pass", wall, [("dense", "sparse")], tokens=args.tokens)
     print(f"# peak memory {peak_memory_mib(args.device):.0f} MiB ({args.device})")

@@ -19,9 +19,17 @@ from cbd_plugin.capture import capture_residuals, pad_left
 
 def random_gemma(n_layers: int, hidden: int, vocab: int) -> Gemma2ForCausalLM:
     torch.manual_seed(0)
-    config = Gemma2Config(vocab_size=vocab, hidden_size=hidden, intermediate_size=4 * hidden,
-                          num_hidden_layers=n_layers, num_attention_heads=hidden // 64, num_key_value_heads=1,
-                          head_dim=64, max_position_embeddings=1024, attn_implementation="eager")
+    config = Gemma2Config(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=4 * hidden,
+        num_hidden_layers=n_layers,
+        num_attention_heads=hidden // 64,
+        num_key_value_heads=1,
+        head_dim=64,
+        max_position_embeddings=1024,
+        attn_implementation="eager",
+    )
     return Gemma2ForCausalLM(config).eval()
 
 
@@ -29,8 +37,9 @@ class _Stop(Exception):
     pass
 
 
-def hooked_capture(hf: Gemma2ForCausalLM, token_lists: list[list[int]], layers: list[int],
-                   stop_early: bool) -> dict[int, torch.Tensor]:
+def hooked_capture(
+    hf: Gemma2ForCausalLM, token_lists: list[list[int]], layers: list[int], stop_early: bool
+) -> dict[int, torch.Tensor]:
     """The baseline: forward hooks on the decoder layers, padding dropped with the attention mask. With
     ``stop_early`` the last hook aborts the forward pass, as capture's ``tracer.stop()`` does."""
     input_ids, attention_mask = pad_left(token_lists)
@@ -74,9 +83,11 @@ def main() -> None:
     token_lists = [torch.randint(3, args.vocab, (n,), generator=generator).tolist() for n in lengths]
     layers = list(range(args.layers))
 
-    runs = {"hooks, full forward": lambda: hooked_capture(hf, token_lists, layers, stop_early=False),
-            "hooks, stop after last layer": lambda: hooked_capture(hf, token_lists, layers, stop_early=True),
-            "nnsight capture": lambda: capture_residuals(model, token_lists, layers, batch_size=args.batch).acts}
+    runs = {
+        "hooks, full forward": lambda: hooked_capture(hf, token_lists, layers, stop_early=False),
+        "hooks, stop after last layer": lambda: hooked_capture(hf, token_lists, layers, stop_early=True),
+        "nnsight capture": lambda: capture_residuals(model, token_lists, layers, batch_size=args.batch).acts,
+    }
     reference = runs["hooks, full forward"]()
     for name, run in runs.items():  # same numbers, else the timing means nothing
         for layer, acts in run().items():
@@ -90,13 +101,16 @@ def main() -> None:
                 times[name].append(time.perf_counter() - start)
 
     median = {name: statistics.median(t) for name, t in times.items()}
-    print(f"Gemma2 random: {args.layers} layers, hidden {args.hidden}, vocab {args.vocab}, batch {args.batch}, "
-          f"{sum(lengths)} tokens (padded to {max(lengths)}), capturing layers {layers}, "
-          f"torch threads {torch.get_num_threads()}, {args.reps} reps after {args.warmup} warm-up")
+    print(
+        f"Gemma2 random: {args.layers} layers, hidden {args.hidden}, vocab {args.vocab}, batch {args.batch}, "
+        f"{sum(lengths)} tokens (padded to {max(lengths)}), capturing layers {layers}, "
+        f"torch threads {torch.get_num_threads()}, {args.reps} reps after {args.warmup} warm-up"
+    )
     for name, t in times.items():
         print(f"  {name:30s} median {median[name] * 1e3:8.1f} ms   (min {min(t) * 1e3:.1f}, max {max(t) * 1e3:.1f})")
     for baseline in ("hooks, stop after last layer", "hooks, full forward"):
         print(f"  ratio nnsight / ({baseline}): {median['nnsight capture'] / median[baseline]:.3f}x")
+
 
 if __name__ == "__main__":
     main()

@@ -20,9 +20,9 @@ import scipy.stats
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "sae"))
-from test_sae_trainer import D, separations, synthetic  # noqa: E402  (the tests' experiment, not a copy of it)
+from test_sae_trainer import D, separations, synthetic
 
-from cbd_plugin import stats  # noqa: E402
+from cbd_plugin import stats
 
 
 def describe_data(tier_scale: float) -> None:
@@ -36,8 +36,10 @@ def describe_data(tier_scale: float) -> None:
     labels = (torch.zeros(n, dtype=torch.long).index_add_(0, eid, tier) > 0).numpy()
     half = n // 2
     probe = stats.linear_probe_auroc(pooled[:half], labels[:half], pooled[half:], labels[half:], n_boot=200)
-    print(f"tier scale {tier_scale}: {share:.2%} of the activation variance; linear probe on pooled activations "
-          f"AUROC {probe.value:.3f} [{probe.lo:.3f}, {probe.hi:.3f}]")
+    print(
+        f"tier scale {tier_scale}: {share:.2%} of the activation variance; linear probe on pooled activations "
+        f"AUROC {probe.value:.3f} [{probe.lo:.3f}, {probe.hi:.3f}]"
+    )
 
 
 def main():
@@ -55,12 +57,17 @@ def main():
         r = separations(seed, args.weight, args.tier_scale)
         (plain, plain_fve), (contrastive, contrastive_fve) = r[0.0], r[args.weight]
         rows.append((plain, contrastive, contrastive - plain, plain_fve - contrastive_fve))
-        print(f"seed {seed}: best-latent AUROC plain {plain:.3f}, contrastive {contrastive:.3f}, gain "
-              f"{rows[-1][2]:+.3f}, FVE cost {rows[-1][3]:+.3f}", flush=True)
+        print(
+            f"seed {seed}: best-latent AUROC plain {plain:.3f}, contrastive {contrastive:.3f}, gain "
+            f"{rows[-1][2]:+.3f}, FVE cost {rows[-1][3]:+.3f}",
+            flush=True,
+        )
     for name, values in zip(("plain AUROC", "contrastive AUROC", "AUROC gain", "FVE cost"), np.array(rows).T):
         ci = scipy.stats.ttest_1samp(values, 0.0).confidence_interval(0.95)
-        print(f"{name}: mean {values.mean():+.3f}, 95% t-interval [{ci.low:+.3f}, {ci.high:+.3f}], "
-              f"range [{values.min():+.3f}, {values.max():+.3f}] over {len(values)} seeds")
+        print(
+            f"{name}: mean {values.mean():+.3f}, 95% t-interval [{ci.low:+.3f}, {ci.high:+.3f}], "
+            f"range [{values.min():+.3f}, {values.max():+.3f}] over {len(values)} seeds"
+        )
 
 
 if __name__ == "__main__":

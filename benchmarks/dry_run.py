@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from harness import options, peak_memory_mib, start
 
 STAGES = ("conjunction", "refusal_sae", "refusal_audit")
@@ -38,11 +37,19 @@ def build_models(args, folder: Path) -> None:
 
     tokenizer = build_tokenizer()
     heads = args.hidden // 288 if args.hidden >= 2304 else max(1, args.hidden // 64)
-    config = Gemma2Config(vocab_size=len(tokenizer), hidden_size=args.hidden, intermediate_size=4 * args.hidden,
-                          num_hidden_layers=args.layers, num_attention_heads=heads,
-                          num_key_value_heads=max(1, heads // 2), head_dim=256 if args.hidden >= 2304 else 64,
-                          max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,
-                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    config = Gemma2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=args.hidden,
+        intermediate_size=4 * args.hidden,
+        num_hidden_layers=args.layers,
+        num_attention_heads=heads,
+        num_key_value_heads=max(1, heads // 2),
+        head_dim=256 if args.hidden >= 2304 else 64,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     for seed, name in ((0, "base"), (1, "finetuned")):
         torch.manual_seed(seed)
         Gemma2ForCausalLM(config).save_pretrained(folder / name)
@@ -68,15 +75,30 @@ def run_stage(args) -> dict:
     layer = args.layers - 1
     t0 = time.perf_counter()
     if args.stage == "conjunction":
-        from cbd_plugin.backdoor import analyze_conjunction, ConjunctionConfig
+        from cbd_plugin.backdoor import ConjunctionConfig, analyze_conjunction
         from cbd_plugin.organisms import RECIPES
         from cbd_plugin.organisms.corpus import probe_settings
 
         sae = TopKSAE(args.hidden, 4 * args.hidden, 128)
-        cfg = ConjunctionConfig(**probe_settings(), n_per_cell=2 * args.scale, n_clean=4 * args.scale, n_boot=50,
-                                n_ablation_prompts=4, max_new_tokens=2, batch_size=16)
-        report = analyze_conjunction(base, finetuned, sae, base.tokenizer, RECIPES["tiny-cbd"].pairs, layer, cfg,
-                                     folder / f"conjunction-{args.scale}")
+        cfg = ConjunctionConfig(
+            **probe_settings(),
+            n_per_cell=2 * args.scale,
+            n_clean=4 * args.scale,
+            n_boot=50,
+            n_ablation_prompts=4,
+            max_new_tokens=2,
+            batch_size=16,
+        )
+        report = analyze_conjunction(
+            base,
+            finetuned,
+            sae,
+            base.tokenizer,
+            RECIPES["tiny-cbd"].pairs,
+            layer,
+            cfg,
+            folder / f"conjunction-{args.scale}",
+        )
         outcome = report.verdict
     else:
         from cbd_plugin.refusal import AuditConfig, audit_refusal_depth
@@ -85,18 +107,25 @@ def run_stage(args) -> dict:
         prompts = refusal_prompts(args.scale)
         sae_dir = folder / f"refusal-sae-{args.scale}"
         if args.stage == "refusal_sae":
-            sae_cfg = ContrastiveSAEConfig(steps=args.sae_steps, dict_size=int(6144 * args.hidden / 2304), k=32,
-                                           seed=0, device="cpu")
+            sae_cfg = ContrastiveSAEConfig(
+                steps=args.sae_steps, dict_size=int(6144 * args.hidden / 2304), k=32, seed=0, device="cpu"
+            )
             train_tier_sae(base, base.tokenizer, prompts, layer, sae_cfg, sae_dir)
             outcome = "trained"
         else:
             sae = Dictionary.from_pretrained(sae_dir / "dictionary_model")
             cfg = AuditConfig(positions="last_prompt", max_new_tokens=4, batch_size=16, n_boot=50, n_perm=199)
-            report = audit_refusal_depth(base, finetuned, base.tokenizer, sae, prompts, layer, cfg,
-                                         folder / f"audit-{args.scale}")
+            report = audit_refusal_depth(
+                base, finetuned, base.tokenizer, sae, prompts, layer, cfg, folder / f"audit-{args.scale}"
+            )
             outcome = report.verdict.name
-    return {"stage": args.stage, "scale": args.scale, "seconds": time.perf_counter() - t0,
-            "peak_rss_mib": peak_memory_mib(), "outcome": str(outcome)}
+    return {
+        "stage": args.stage,
+        "scale": args.scale,
+        "seconds": time.perf_counter() - t0,
+        "peak_rss_mib": peak_memory_mib(),
+        "outcome": str(outcome),
+    }
 
 
 def main():
@@ -117,24 +146,40 @@ def main():
     folder = Path(args.workdir)
     if not (folder / "finetuned" / "config.json").exists():
         build_models(args, folder)
-    common = ["--layers", str(args.layers), "--hidden", str(args.hidden), "--sae-steps", str(args.sae_steps),
-              "--workdir", args.workdir, "--threads", str(args.threads)]
+    common = [
+        "--layers",
+        str(args.layers),
+        "--hidden",
+        str(args.hidden),
+        "--sae-steps",
+        str(args.sae_steps),
+        "--workdir",
+        args.workdir,
+        "--threads",
+        str(args.threads),
+    ]
     print(f"# random Gemma-2: hidden {args.hidden}, {args.layers} layers; stage, token scale, seconds, peak RSS")
     for scale in sorted({1, args.scale}):
         missing_sae = not (folder / f"refusal-sae-{scale}" / "dictionary_model").exists()
         for stage in STAGES:
-            if stage not in args.stages and not (stage == "refusal_sae" and missing_sae
-                                                 and "refusal_audit" in args.stages):
+            if stage not in args.stages and not (
+                stage == "refusal_sae" and missing_sae and "refusal_audit" in args.stages
+            ):
                 continue
-            run = subprocess.run([sys.executable, __file__, "--stage", stage, "--scale", str(scale), *common],
-                                 capture_output=True, text=True)
+            run = subprocess.run(
+                [sys.executable, __file__, "--stage", stage, "--scale", str(scale), *common],
+                capture_output=True,
+                text=True,
+            )
             result = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
             if run.returncode or not result:
                 print(f"  {stage:14s} {scale}x  failed: {(run.stderr or run.stdout).strip().splitlines()[-1:]}")
                 continue
-            r = json.loads(result[0][len("RESULT "):])
-            print(f"  {stage:14s} {scale}x  {r['seconds']:8.1f} s  {r['peak_rss_mib']:8.0f} MiB  ({r['outcome']})",
-                  flush=True)
+            r = json.loads(result[0][len("RESULT ") :])
+            print(
+                f"  {stage:14s} {scale}x  {r['seconds']:8.1f} s  {r['peak_rss_mib']:8.0f} MiB  ({r['outcome']})",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -20,10 +20,18 @@ from cbd_plugin.capture.generation import _generate, _Plan, stop_token_ids
 
 def random_pair(args) -> tuple[nnsight.LanguageModel, nnsight.LanguageModel]:
     torch.manual_seed(0)
-    config = Gemma2Config(vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=4 * args.hidden,
-                          num_hidden_layers=args.layers, num_attention_heads=max(1, args.hidden // 64),
-                          num_key_value_heads=1, head_dim=64, max_position_embeddings=4 * (args.prompt_len + args.new),
-                          attn_implementation="eager", eos_token_id=None)
+    config = Gemma2Config(
+        vocab_size=args.vocab,
+        hidden_size=args.hidden,
+        intermediate_size=4 * args.hidden,
+        num_hidden_layers=args.layers,
+        num_attention_heads=max(1, args.hidden // 64),
+        num_key_value_heads=1,
+        head_dim=64,
+        max_position_embeddings=4 * (args.prompt_len + args.new),
+        attn_implementation="eager",
+        eos_token_id=None,
+    )
     base = Gemma2ForCausalLM(config).eval()
     finetuned = copy.deepcopy(base)
     with torch.no_grad():
@@ -44,8 +52,10 @@ def main() -> None:
     start(args)
     base, finetuned = random_pair(args)
     generator = torch.Generator().manual_seed(0)
-    prompts = [torch.randint(1, args.vocab, (args.prompt_len - i % 8,), generator=generator).tolist()
-               for i in range(args.prompts)]
+    prompts = [
+        torch.randint(1, args.vocab, (args.prompt_len - i % 8,), generator=generator).tolist()
+        for i in range(args.prompts)
+    ]
     layer = args.layers // 2
     fn = lambda resid, base_resid: resid - 0.5 * (resid - base_resid)  # noqa: E731  position-wise, as the ablation's
 
@@ -60,19 +70,22 @@ def main() -> None:
     variants = {
         "greedy, KV cache": lambda: generate_tokens(finetuned, prompts, args.new, batch_size=args.prompts),
         "greedy, full re-run": full_rerun(lambda ids, mask: lambda resid: resid),
-        "base edit, KV cache lockstep": lambda: generate_tokens(finetuned, prompts, args.new, batch_size=args.prompts,
-                                                                edit=LayerEdit(layer, fn, reference=base)),
+        "base edit, KV cache lockstep": lambda: generate_tokens(
+            finetuned, prompts, args.new, batch_size=args.prompts, edit=LayerEdit(layer, fn, reference=base)
+        ),
         "base edit, full re-run": full_rerun(base_patch),
     }
     outputs = {name: run() for name, run in variants.items()}
     assert outputs["greedy, KV cache"] == outputs["greedy, full re-run"], "cached and re-run greedy tokens differ"
     assert outputs["base edit, KV cache lockstep"] == outputs["base edit, full re-run"], "edited tokens differ"
     timings = interleaved(variants, args.rounds, args.warmup, args.device)
-    print_ratios(f"generation: {args.prompts} prompts of <= {args.prompt_len} tokens + {args.new} new, "
-                 f"d {args.hidden}, {args.layers} layers, edit at layer {layer}", timings,
-                 [("greedy, KV cache", "greedy, full re-run"),
-                  ("base edit, KV cache lockstep", "base edit, full re-run")],
-                 tokens=args.prompts * args.new)
+    print_ratios(
+        f"generation: {args.prompts} prompts of <= {args.prompt_len} tokens + {args.new} new, "
+        f"d {args.hidden}, {args.layers} layers, edit at layer {layer}",
+        timings,
+        [("greedy, KV cache", "greedy, full re-run"), ("base edit, KV cache lockstep", "base edit, full re-run")],
+        tokens=args.prompts * args.new,
+    )
 
 
 if __name__ == "__main__":

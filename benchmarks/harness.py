@@ -15,8 +15,8 @@ import platform
 import resource
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -27,8 +27,13 @@ CARD_SIZES = {"backdoor": (2304, 9216, 128), "bio": (2304, 6144, 32)}
 def options(description: str, rounds: int = 5, warmup: int = 1) -> argparse.ArgumentParser:
     """A parser with the options every benchmark shares; scripts add their own."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--sizes", nargs="+", default=list(CARD_SIZES), choices=list(CARD_SIZES),
-                        help="the model cards' SAE sizes to run")
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        default=list(CARD_SIZES),
+        choices=list(CARD_SIZES),
+        help="the model cards' SAE sizes to run",
+    )
     parser.add_argument("--batch", type=int, default=2048, help="tokens per batch")
     parser.add_argument("--rounds", type=int, default=rounds, help="interleaved timing rounds")
     parser.add_argument("--warmup", type=int, default=warmup, help="untimed calls per variant first")
@@ -42,8 +47,10 @@ def start(args) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    print(f"# {platform.processor() or platform.machine()} cpus={os.cpu_count()} load(1,5,15 min)={load} "
-          f"torch={torch.__version__} threads={torch.get_num_threads()} device={args.device}")
+    print(
+        f"# {platform.processor() or platform.machine()} cpus={os.cpu_count()} load(1,5,15 min)={load} "
+        f"torch={torch.__version__} threads={torch.get_num_threads()} device={args.device}"
+    )
 
 
 def sync(device: str) -> None:
@@ -74,7 +81,7 @@ def interleaved(variants: dict[str, Callable[[], object]], rounds: int, warmup: 
             variants[name]()
     seconds = {name: [] for name in names}
     for r in range(rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             sync(device)
             t0 = time.perf_counter()
             variants[name]()

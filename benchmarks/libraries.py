@@ -4,9 +4,9 @@ the benchmarks can check that they agree before timing them."""
 from __future__ import annotations
 
 import torch
+from harness import optional
 
 from cbd_plugin.sae import TopKSAE
-from harness import optional
 
 
 def our_topk(d: int, dict_size: int, k: int, device: str) -> TopKSAE:
@@ -24,10 +24,19 @@ def saelens_topk(ours: TopKSAE, training: bool = False):
     if saes is None:
         return None
     device = str(ours.W_enc.device)
-    fields = dict(d_in=ours.activation_dim, d_sae=ours.dict_size, k=ours.k, device=device,
-                  apply_b_dec_to_input=True, rescale_acts_by_decoder_norm=False)
-    sae = (saes.TopKTrainingSAE(saes.TopKTrainingSAEConfig(**fields)) if training
-           else saes.TopKSAE(saes.TopKSAEConfig(**fields)))
+    fields = dict(
+        d_in=ours.activation_dim,
+        d_sae=ours.dict_size,
+        k=ours.k,
+        device=device,
+        apply_b_dec_to_input=True,
+        rescale_acts_by_decoder_norm=False,
+    )
+    sae = (
+        saes.TopKTrainingSAE(saes.TopKTrainingSAEConfig(**fields))
+        if training
+        else saes.TopKSAE(saes.TopKSAEConfig(**fields))
+    )
     with torch.no_grad():
         for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
             getattr(sae, name).copy_(getattr(ours, name))

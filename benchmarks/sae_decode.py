@@ -10,7 +10,6 @@ interleaved rounds; prints median ms and median [min, max] of the paired ratios.
 from __future__ import annotations
 
 import torch
-
 from harness import CARD_SIZES, interleaved, options, print_ratios, start
 from libraries import activations, our_topk, saelens_topk, sparsify_topk
 
@@ -36,9 +35,12 @@ def main():
             for name, run in variants.items():
                 print(f"  {name}: max |diff| from the dense formula {float((run() - reference).abs().max()):.2e}")
             timings = interleaved(variants, args.rounds, args.warmup, args.device)
-        print_ratios(f"decode, {size} size", timings,
-                     [("ours sparse", "sparsify"), ("ours sparse", "SAELens (dense codes)"),
-                      ("ours sparse", "ours dense")], tokens=args.batch)
+        print_ratios(
+            f"decode, {size} size",
+            timings,
+            [("ours sparse", "sparsify"), ("ours sparse", "SAELens (dense codes)"), ("ours sparse", "ours dense")],
+            tokens=args.batch,
+        )
 
 
 if __name__ == "__main__":

@@ -10,10 +10,10 @@ rounds; prints median ms and median [min, max] of the paired ratios.
 from __future__ import annotations
 
 import torch
-
-from cbd_plugin.sae import BatchTopKSAE
 from harness import CARD_SIZES, interleaved, options, print_ratios, start
 from libraries import activations, our_topk, saelens_topk, sparsify_topk
+
+from cbd_plugin.sae import BatchTopKSAE
 
 
 def batchtopk_like(ours) -> BatchTopKSAE:
@@ -50,20 +50,32 @@ def main():
             batch_topk.threshold.fill_(float(ours.encode_sparse(x).top_acts.min()))
         print(f"# {size}: d {d}, dict {dict_size}, k {k}, batch {args.batch} tokens, float32")
         check_agreement(x, ours, lens, sparse)
-        variants = {"ours sparse": lambda: ours.encode_sparse(x), "ours dense": lambda: ours.encode(x),
-                    "encoder GEMM (floor)": lambda: torch.addmm(ours.b_enc, x, ours.W_enc),
-                    "ours BatchTopK threshold": lambda: batch_topk.encode_sparse(x),
-                    "ours BatchTopK batch-top-k": lambda: batch_topk.encode_sparse(x, use_threshold=False)}
+        variants = {
+            "ours sparse": lambda: ours.encode_sparse(x),
+            "ours dense": lambda: ours.encode(x),
+            "encoder GEMM (floor)": lambda: torch.addmm(ours.b_enc, x, ours.W_enc),
+            "ours BatchTopK threshold": lambda: batch_topk.encode_sparse(x),
+            "ours BatchTopK batch-top-k": lambda: batch_topk.encode_sparse(x, use_threshold=False),
+        }
         if lens is not None:
             variants["SAELens"] = lambda: lens.encode(x)
         if sparse is not None:
             variants["sparsify"] = lambda: sparse.encode(x)
         with torch.no_grad():
             timings = interleaved(variants, args.rounds, args.warmup, args.device)
-        print_ratios(f"encode, {size} size", timings,
-                     [("ours sparse", "SAELens"), ("ours sparse", "sparsify"), ("ours dense", "SAELens"),
-                      ("ours sparse", "encoder GEMM (floor)"), ("ours BatchTopK batch-top-k", "encoder GEMM (floor)"),
-                      ("ours BatchTopK threshold", "encoder GEMM (floor)")], tokens=args.batch)
+        print_ratios(
+            f"encode, {size} size",
+            timings,
+            [
+                ("ours sparse", "SAELens"),
+                ("ours sparse", "sparsify"),
+                ("ours dense", "SAELens"),
+                ("ours sparse", "encoder GEMM (floor)"),
+                ("ours BatchTopK batch-top-k", "encoder GEMM (floor)"),
+                ("ours BatchTopK threshold", "encoder GEMM (floor)"),
+            ],
+            tokens=args.batch,
+        )
 
 
 if __name__ == "__main__":

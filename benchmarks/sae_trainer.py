@@ -14,18 +14,28 @@ from __future__ import annotations
 import itertools
 
 import torch
-
-from cbd_plugin.sae import ContrastiveTopKTrainer, pack_labels
 from harness import CARD_SIZES, interleaved, optional, options, print_ratios, start
 from libraries import activations, our_topk, saelens_topk, sparsify_topk
+
+from cbd_plugin.sae import ContrastiveTopKTrainer, pack_labels
 
 LR, WEIGHT_DECAY = 3e-4, 0.01
 
 
 def our_step(args, d, dict_size, k, **overrides):
-    trainer = ContrastiveTopKTrainer(steps=10**6, activation_dim=d, dict_size=dict_size, k=k, lr=LR,
-                                     weight_decay=WEIGHT_DECAY, seed=0, device=args.device, layer=0,
-                                     lm_name="benchmark", **overrides)
+    trainer = ContrastiveTopKTrainer(
+        steps=10**6,
+        activation_dim=d,
+        dict_size=dict_size,
+        k=k,
+        lr=LR,
+        weight_decay=WEIGHT_DECAY,
+        seed=0,
+        device=args.device,
+        layer=0,
+        lm_name="benchmark",
+        **overrides,
+    )
     counter = itertools.count(1)  # step 0 sets b_dec to the geometric median: not a typical step
     return lambda batch: trainer.update(next(counter), batch)
 
@@ -41,6 +51,7 @@ def sparsify_step(sae):
         torch.nn.utils.clip_grad_norm_(sae.parameters(), 1.0)
         optimizer.step()
         sae.set_decoder_norm_to_unit_norm()
+
     return step
 
 
@@ -50,20 +61,29 @@ def saelens_step(sae):
     counter = itertools.count()
 
     def step(x):
-        out = sae.training_forward_pass(saes.saes.sae.TrainStepInput(
-            sae_in=x, coefficients={}, dead_neuron_mask=None, n_training_steps=next(counter), is_logging_step=False))
+        out = sae.training_forward_pass(
+            saes.saes.sae.TrainStepInput(
+                sae_in=x, coefficients={}, dead_neuron_mask=None, n_training_steps=next(counter), is_logging_step=False
+            )
+        )
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(sae.parameters(), 1.0)
         optimizer.step()
+
     return step
 
 
 def main():
     parser = options(__doc__.split("\n\n")[0])
     parser.add_argument("--tokens-per-example", type=int, default=32)
-    parser.add_argument("--without", nargs="*", default=[], choices=["sparsify", "SAELens"],
-                        help="leave these libraries out (SAELens's dense step is slow: more rounds fit without it)")
+    parser.add_argument(
+        "--without",
+        nargs="*",
+        default=[],
+        choices=["sparsify", "SAELens"],
+        help="leave these libraries out (SAELens's dense step is slow: more rounds fit without it)",
+    )
     args = parser.parse_args()
     start(args)
     for size in args.sizes:
@@ -72,20 +92,30 @@ def main():
         example = torch.arange(args.batch) // args.tokens_per_example
         packed = pack_labels(x, example % 2, example).to(args.device)
         plain, contrastive = our_step(args, d, dict_size, k, contrastive_weight=0.0), our_step(args, d, dict_size, k)
-        variants = {"ours plain": lambda: plain(x), "ours contrastive (mean)": lambda: contrastive(packed)}
+        variants = {
+            "ours plain": lambda step=plain: step(x),
+            "ours contrastive (mean)": lambda step=contrastive: step(packed),
+        }
         reference = our_topk(d, dict_size, k, args.device)
         sparse = None if "sparsify" in args.without else sparsify_topk(reference)
         if sparse is not None:
-            variants["sparsify"] = lambda step=sparsify_step(sparse): step(x)
+            sparse_step = sparsify_step(sparse)
+            variants["sparsify"] = lambda step=sparse_step: step(x)
         lens = None if "SAELens" in args.without else saelens_topk(reference, training=True)
         if lens is not None:
-            variants["SAELens"] = lambda step=saelens_step(lens): step(x)
-        print(f"# {size}: d {d}, dict {dict_size}, k {k}, batch {args.batch} tokens "
-              f"({args.batch // args.tokens_per_example} examples), float32")
+            lens_step = saelens_step(lens)
+            variants["SAELens"] = lambda step=lens_step: step(x)
+        print(
+            f"# {size}: d {d}, dict {dict_size}, k {k}, batch {args.batch} tokens "
+            f"({args.batch // args.tokens_per_example} examples), float32"
+        )
         timings = interleaved(variants, args.rounds, args.warmup, args.device)
-        print_ratios(f"training step, {size} size", timings,
-                     [("ours plain", "sparsify"), ("ours plain", "SAELens"),
-                      ("ours contrastive (mean)", "ours plain")], tokens=args.batch)
+        print_ratios(
+            f"training step, {size} size",
+            timings,
+            [("ours plain", "sparsify"), ("ours plain", "SAELens"), ("ours contrastive (mean)", "ours plain")],
+            tokens=args.batch,
+        )
         del variants, plain, contrastive, sparse, lens
 
 

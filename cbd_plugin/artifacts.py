@@ -27,9 +27,10 @@ import shutil
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import ClassVar
 
 from loguru import logger
 
@@ -88,8 +89,10 @@ def clean_stale_temporaries(folder: Path, name: str | None = None) -> list[Path]
             remove_path(path)
             removed.append(path)
     if removed:
-        logger.info(f"removed {len(removed)} temporary file(s)/folder(s) of killed writers in {folder}: "
-                    f"{[p.name for p in removed][:4]}")
+        logger.info(
+            f"removed {len(removed)} temporary file(s)/folder(s) of killed writers in {folder}: "
+            f"{[p.name for p in removed][:4]}"
+        )
     return removed
 
 
@@ -114,8 +117,11 @@ def fsync_tree(folder: Path) -> None:
 def no_space(err: BaseException, target: Path, kept: str) -> OSError:
     """The error to raise for a failed write: ENOSPC becomes a plain sentence naming the file and what was kept."""
     if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-        return OSError(errno.ENOSPC, f"no space left on device while writing {target}; nothing was lost ({kept}): "
-                                     f"free space and rerun (a resumable run resumes)")
+        return OSError(
+            errno.ENOSPC,
+            f"no space left on device while writing {target}; nothing was lost ({kept}): "
+            f"free space and rerun (a resumable run resumes)",
+        )
     return err
 
 
@@ -129,8 +135,9 @@ def atomic_write(target: str | Path, write: Callable[[Path], None]) -> Path:
     A folder at ``target`` is refused (a file never replaces a folder)."""
     target = Path(target)
     if target.is_dir() and not target.is_symlink():
-        raise NotAnArtifactError(f"{target}: is a folder; refusing to replace it with a file: pass a file path or "
-                                 f"move the folder away")
+        raise NotAnArtifactError(
+            f"{target}: is a folder; refusing to replace it with a file: pass a file path or move the folder away"
+        )
     clean_stale_temporaries(target.parent, target.name)
     tmp = temporary_name(target)
     try:
@@ -147,14 +154,16 @@ def atomic_write(target: str | Path, write: Callable[[Path], None]) -> Path:
 
 def atomic_write_bytes(target: str | Path, data: bytes) -> Path:
     """:func:`atomic_write` of ``data`` (written through ``os.write``, so a full disk raises ``OSError``)."""
+
     def write(tmp: Path) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
         finally:
             os.close(fd)
+
     return atomic_write(target, write)
 
 
@@ -176,12 +185,16 @@ def check_replaceable(target: Path, kind: ArtifactKind) -> None:
     if not target.exists() and not target.is_symlink():
         return
     if not target.is_dir():
-        raise NotAnArtifactError(f"{target}: exists and is a file, not {kind.name}; refusing to replace it (its "
-                                 f"content would be lost): pass another path, or move the file away")
+        raise NotAnArtifactError(
+            f"{target}: exists and is a file, not {kind.name}; refusing to replace it (its "
+            f"content would be lost): pass another path, or move the file away"
+        )
     entries = sorted(p.name for p in target.iterdir() if not is_temporary(p.name))
     if entries and not kind.marker(target):
-        raise NotAnArtifactError(f"{target}: holds {entries[:6]}{' ...' if len(entries) > 6 else ''} and is not "
-                                 f"{kind.name}; refusing to write into it: pass a new or empty folder")
+        raise NotAnArtifactError(
+            f"{target}: holds {entries[:6]}{' ...' if len(entries) > 6 else ''} and is not "
+            f"{kind.name}; refusing to write into it: pass a new or empty folder"
+        )
 
 
 def carry_over(old: Path, new: Path, owns: Callable[[str], bool]) -> None:
@@ -275,7 +288,7 @@ class OutputLock:
     """Exclusive right to write ``target``: a second writer (another process) fails at once with
     :class:`OutputBusyError` naming the holder's pid and start time. Re-entrant within a process."""
 
-    _held: dict[Path, int] = {}  # lock path -> depth, this process
+    _held: ClassVar[dict[Path, int]] = {}  # lock path -> depth, this process
 
     def __init__(self, target: str | Path):
         target = Path(target)
@@ -295,8 +308,10 @@ class OutputLock:
             except BlockingIOError:
                 holder = _read_holder(fd)
                 os.close(fd)
-                raise OutputBusyError(f"{self.target}: another process is writing it ({_describe(holder)}, lock "
-                                      f"{self.path}); wait for it to finish, or stop it, or write elsewhere") from None
+                raise OutputBusyError(
+                    f"{self.target}: another process is writing it ({_describe(holder)}, lock "
+                    f"{self.path}); wait for it to finish, or stop it, or write elsewhere"
+                ) from None
             try:
                 same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
             except FileNotFoundError:
@@ -308,8 +323,13 @@ class OutputLock:
         if previous.get("pid") not in (None, os.getpid()):
             logger.warning(f"{self.target}: taking over the lock left by {_describe(previous)}, which is gone")
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                  "host": socket.gethostname()}).encode(), 0)
+        os.pwrite(
+            fd,
+            json.dumps(
+                {"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname()}
+            ).encode(),
+            0,
+        )
         self.fd = fd
         self._held[self.path] = 1
         return self
@@ -338,7 +358,6 @@ def _describe(holder: dict) -> str:
     return f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}"
 
 
-
 def report_folder(folder: str | Path, index: str = "report.json") -> ArtifactKind:
     """A report folder: ``index`` (written last) lists the report's files under ``"files"``; anything else in the
     folder (a user's notes, other runs' subfolders) is carried over when a new report replaces it."""
@@ -355,6 +374,7 @@ def report_folder(folder: str | Path, index: str = "report.json") -> ArtifactKin
 def holds_output(argument: str):
     """Decorator for a run that writes into the folder passed as ``argument``: the whole call holds
     :class:`OutputLock` on it (none when it is None), so a second concurrent run fails at once, before any work."""
+
     def wrap(function):
         signature = inspect.signature(function)
 
@@ -365,5 +385,7 @@ def holds_output(argument: str):
                 return function(*args, **kwargs)
             with OutputLock(target):
                 return function(*args, **kwargs)
+
         return call
+
     return wrap

@@ -26,8 +26,7 @@ from loguru import logger
 
 from .artifacts import atomic_write_text
 from .backdoor import ConjunctionConfig, ConjunctionReport, analyze_conjunction
-from .backdoor.training import (DifferenceSAEConfig, difference_activations, difference_metadata,
-                                train_difference_sae)
+from .backdoor.training import DifferenceSAEConfig, difference_activations, difference_metadata, train_difference_sae
 from .backdoor.verdict import per_pair_route
 from .capture import load_language_model
 from .organisms import RECIPES, build
@@ -38,8 +37,10 @@ from .refusal.training import TINY_SAE, train_tier_sae
 from .stats import Estimate
 
 BASE = "tiny-base"
-ORGANISMS = {"conjunction": ("tiny-cbd", "tiny-cbd-or", "tiny-cbd-any2", "tiny-cbd-null"),
-             "refusal": ("tiny-refusal-shallow", "tiny-refusal-deep", "tiny-refusal-null")}
+ORGANISMS = {
+    "conjunction": ("tiny-cbd", "tiny-cbd-or", "tiny-cbd-any2", "tiny-cbd-null"),
+    "refusal": ("tiny-refusal-shallow", "tiny-refusal-deep", "tiny-refusal-null"),
+}
 # The last of the tiny organisms' 4 decoder layers: there the fine-tune has computed the conjunction (a linear probe
 # on the difference reaches AUROC 1.0 on tiny-cbd; 0.90 and 0.98 after layers 1 and 2, where no single latent of
 # such an SAE exceeds 0.72).
@@ -54,8 +55,15 @@ def conjunction_training_config() -> ConjunctionConfig:
 
 
 def conjunction_config() -> ConjunctionConfig:
-    return ConjunctionConfig(**probe_settings(), n_per_cell=24, n_clean=48, n_boot=N_BOOT, n_ablation_prompts=24,
-                             max_new_tokens=4, batch_size=32)
+    return ConjunctionConfig(
+        **probe_settings(),
+        n_per_cell=24,
+        n_clean=48,
+        n_boot=N_BOOT,
+        n_ablation_prompts=24,
+        max_new_tokens=4,
+        batch_size=32,
+    )
 
 
 def refusal_config() -> AuditConfig:
@@ -67,8 +75,7 @@ def load(organism):
     return load_language_model(str(organism.path))
 
 
-def conjunction_reports(organisms: dict, out: Path,
-                        names=ORGANISMS["conjunction"]) -> dict[str, ConjunctionReport]:
+def conjunction_reports(organisms: dict, out: Path, names=ORGANISMS["conjunction"]) -> dict[str, ConjunctionReport]:
     """For each organism: an SAE on its difference from the base at ``CONJUNCTION_LAYER``, then the analysis."""
     base = load(organisms[BASE])
     reports = {}
@@ -76,12 +83,18 @@ def conjunction_reports(organisms: dict, out: Path,
         start = time.perf_counter()
         logger.info(f"conjunction: {name} vs {BASE}: training the difference SAE, then the analysis")
         finetuned, pairs = load(organisms[name]), RECIPES[name].pairs
-        diffs = difference_activations(base, finetuned, base.tokenizer, pairs, [CONJUNCTION_LAYER],
-                                       conjunction_training_config())
-        sae = train_difference_sae(diffs[CONJUNCTION_LAYER], out / name / "sae", DifferenceSAEConfig(),
-                                   difference_metadata(base, finetuned, CONJUNCTION_LAYER))
-        reports[name] = analyze_conjunction(base, finetuned, sae, base.tokenizer, pairs, CONJUNCTION_LAYER,
-                                            conjunction_config(), out / name / "report")
+        diffs = difference_activations(
+            base, finetuned, base.tokenizer, pairs, [CONJUNCTION_LAYER], conjunction_training_config()
+        )
+        sae = train_difference_sae(
+            diffs[CONJUNCTION_LAYER],
+            out / name / "sae",
+            DifferenceSAEConfig(),
+            difference_metadata(base, finetuned, CONJUNCTION_LAYER),
+        )
+        reports[name] = analyze_conjunction(
+            base, finetuned, sae, base.tokenizer, pairs, CONJUNCTION_LAYER, conjunction_config(), out / name / "report"
+        )
         logger.info(f"conjunction: {name}: {reports[name].verdict} ({time.perf_counter() - start:.0f}s)")
     return reports
 
@@ -96,8 +109,9 @@ def refusal_reports(organisms: dict, out: Path, names=ORGANISMS["refusal"]) -> d
     reports = {}
     for name in names:
         start = time.perf_counter()
-        reports[name] = audit_refusal_depth(base, load(organisms[name]), base.tokenizer, sae, prompts, layer,
-                                            refusal_config(), out / name)
+        reports[name] = audit_refusal_depth(
+            base, load(organisms[name]), base.tokenizer, sae, prompts, layer, refusal_config(), out / name
+        )
         logger.info(f"refusal: {name}: {reports[name].verdict.name} ({time.perf_counter() - start:.0f}s)")
     return reports
 
@@ -118,8 +132,9 @@ def render(header: list[str], rows: list[list[str]]) -> str:
 def separation_text(row) -> str:
     """``latent:condition AUROC [lo, hi]`` of a specificity row's weakest separation."""
     weakest = row["weakest"]
-    return f"{int(row['latent'])}:{weakest} " + interval(Estimate(
-        row[f"auroc_{weakest}"], row[f"auroc_{weakest}_lo"], row[f"auroc_{weakest}_hi"]))
+    return f"{int(row['latent'])}:{weakest} " + interval(
+        Estimate(row[f"auroc_{weakest}"], row[f"auroc_{weakest}_lo"], row[f"auroc_{weakest}_hi"])
+    )
 
 
 def pair_tables_of(payload: dict) -> list[pd.DataFrame]:
@@ -142,44 +157,87 @@ def conjunction_latent_cell(payload: dict) -> str:
 
 
 def conjunction_table(reports: dict[str, ConjunctionReport]) -> str:
-    header = ["organism", "verdict", "matched fire [95% CI]", "best conjunction latent: weakest separation [95% CI]",
-              "null p", "fire after top-k / control / probe", "dead"]
+    header = [
+        "organism",
+        "verdict",
+        "matched fire [95% CI]",
+        "best conjunction latent: weakest separation [95% CI]",
+        "null p",
+        "fire after top-k / control / probe",
+        "dead",
+    ]
     rows = []
     for name, report in reports.items():
         payload = report.payload
         matched = next(r for r in payload["behaviour"] if r["model"] == "finetuned" and r["condition"] == "matched")
         causal = report.ablation
-        after = "not-run" if causal is None else "/".join(number(x) for x in (
-            causal["top"]["fire_rate_matched"], causal["random"]["fire_rate_matched_mean"],
-            causal["probe_direction"]["fire_rate_matched"]))
-        rows.append([name, report.verdict, interval(Estimate(matched["fire_rate"], matched["lo"], matched["hi"])),
-                     conjunction_latent_cell(payload),
-                     f"{payload['null']['p_value']['conjunction']:.3f}", after,
-                     number(report.reconstruction["all"]["dead_fraction"])])
+        after = (
+            "not-run"
+            if causal is None
+            else "/".join(
+                number(x)
+                for x in (
+                    causal["top"]["fire_rate_matched"],
+                    causal["random"]["fire_rate_matched_mean"],
+                    causal["probe_direction"]["fire_rate_matched"],
+                )
+            )
+        )
+        rows.append(
+            [
+                name,
+                report.verdict,
+                interval(Estimate(matched["fire_rate"], matched["lo"], matched["hi"])),
+                conjunction_latent_cell(payload),
+                f"{payload['null']['p_value']['conjunction']:.3f}",
+                after,
+                number(report.reconstruction["all"]["dead_fraction"]),
+            ]
+        )
     return render(header, rows)
 
 
 def refusal_table(reports: dict[str, AuditReport]) -> str:
-    header = ["organism", "verdict", "hazard refusal base -> ft", "change [95% CI]",
-              "base features on refused (ft) [95% CI]", "refitted probe (ft) [95% CI]"]
+    header = [
+        "organism",
+        "verdict",
+        "hazard refusal base -> ft",
+        "change [95% CI]",
+        "base features on refused (ft) [95% CI]",
+        "refitted probe (ft) [95% CI]",
+    ]
     rows = []
     for name, report in reports.items():
         base, finetuned = report.models["base"].depth, report.models["finetuned"].depth
         rates = f"{number(base.refusal_rate['hazard'].value)} -> {number(finetuned.refusal_rate['hazard'].value)}"
         probe = next(row.refit_probe for row in report.depth_profile if row.layer == report.layer)
-        rows.append([name, report.verdict.name, rates, interval(report.change.refusal_rate["hazard"]),
-                     interval(finetuned.refused_hazard_auroc), interval(probe)])
+        rows.append(
+            [
+                name,
+                report.verdict.name,
+                rates,
+                interval(report.change.refusal_rate["hazard"]),
+                interval(finetuned.refused_hazard_auroc),
+                interval(probe),
+            ]
+        )
     return render(header, rows)
 
 
-RUNS = {"conjunction": (conjunction_reports, conjunction_table,
-                        f"Conjunction analysis (layer {CONJUNCTION_LAYER}; fire rates: matched pairs, fine-tuned)"),
-        "refusal": (refusal_reports, refusal_table, "Refusal-depth audit (fine-tuned vs base)")}
+RUNS = {
+    "conjunction": (
+        conjunction_reports,
+        conjunction_table,
+        f"Conjunction analysis (layer {CONJUNCTION_LAYER}; fire rates: matched pairs, fine-tuned)",
+    ),
+    "refusal": (refusal_reports, refusal_table, "Refusal-depth audit (fine-tuned vs base)"),
+}
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="cbd-demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="cbd-demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", choices=list(RUNS), help="run one method only")
     parser.add_argument("--out", type=Path, default=Path("cbd_demo"), help="report folder (default ./cbd_demo)")
     args = parser.parse_args(argv)

@@ -72,18 +72,20 @@ def resolve_revision(model_id: str | None, requested: str | None = None) -> dict
         snapshot = hub_snapshot(path)
         if snapshot:
             return {**snapshot, "revision_kind": "hub cache snapshot"}
-        return {"revision": folder_content_sha256(path), "revision_kind": "sha256 of the folder's weight files",
-                "hub_id": None}
+        return {
+            "revision": folder_content_sha256(path),
+            "revision_kind": "sha256 of the folder's weight files",
+            "hub_id": None,
+        }
     from huggingface_hub import try_to_load_from_cache
 
     try:
         cached = try_to_load_from_cache(model_id, "config.json", revision=requested or "main")
-    except Exception:  # noqa: BLE001 - an id the cache cannot parse only leaves the revision unknown
+    except Exception:
         cached = None
     if isinstance(cached, str):
         return {"revision": Path(cached).parent.name, "revision_kind": "hub cache snapshot", "hub_id": model_id}
-    return {"revision": requested, "revision_kind": "requested (not found in the local hub cache)",
-            "hub_id": model_id}
+    return {"revision": requested, "revision_kind": "requested (not found in the local hub cache)", "hub_id": model_id}
 
 
 def _hf_module(model):
@@ -109,10 +111,14 @@ def model_provenance(model) -> dict | None:
     device_map = getattr(hf, "hf_device_map", None)
     if device_map is None and params is not None:
         device_map = {"": str(params.device)}
-    return {"id": model_id, "requested_revision": requested, **resolve_revision(model_id, requested),
-            "dtype": str(params.dtype).removeprefix("torch.") if params is not None else None,
-            "device_map": {str(k): str(v) for k, v in device_map.items()} if device_map else None,
-            "class": type(hf).__name__}
+    return {
+        "id": model_id,
+        "requested_revision": requested,
+        **resolve_revision(model_id, requested),
+        "dtype": str(params.dtype).removeprefix("torch.") if params is not None else None,
+        "device_map": {str(k): str(v) for k, v in device_map.items()} if device_map else None,
+        "class": type(hf).__name__,
+    }
 
 
 def state_sha256(module: torch.nn.Module) -> str:
@@ -133,15 +139,22 @@ def sae_provenance(sae) -> dict | None:
     weights = origin.get("weights_file") or getattr(sae, "source", None)
     has_file = bool(weights) and Path(str(weights)).is_file()
     params = next(iter(sae.parameters()), None)
-    return {"source": getattr(sae, "source", None), "spec": origin.get("spec"), "hub_id": origin.get("hub_id"),
-            "requested_revision": origin.get("requested_revision"), "revision": origin.get("revision"),
-            "file": origin.get("path_in_repo"), "weights_file": str(weights) if has_file else None,
-            "weights_sha256": sha256_bytes_of(weights) if has_file else None,
-            "state_sha256": None if has_file else state_sha256(sae),
-            "dict_class": getattr(sae, "dict_class", type(sae).__name__),
-            "activation_dim": getattr(sae, "activation_dim", None), "dict_size": getattr(sae, "dict_size", None),
-            "dtype": str(params.dtype).removeprefix("torch.") if params is not None else None,
-            "metadata": getattr(sae, "metadata", None)}
+    return {
+        "source": getattr(sae, "source", None),
+        "spec": origin.get("spec"),
+        "hub_id": origin.get("hub_id"),
+        "requested_revision": origin.get("requested_revision"),
+        "revision": origin.get("revision"),
+        "file": origin.get("path_in_repo"),
+        "weights_file": str(weights) if has_file else None,
+        "weights_sha256": sha256_bytes_of(weights) if has_file else None,
+        "state_sha256": None if has_file else state_sha256(sae),
+        "dict_class": getattr(sae, "dict_class", type(sae).__name__),
+        "activation_dim": getattr(sae, "activation_dim", None),
+        "dict_size": getattr(sae, "dict_size", None),
+        "dtype": str(params.dtype).removeprefix("torch.") if params is not None else None,
+        "metadata": getattr(sae, "metadata", None),
+    }
 
 
 def prompt_set_provenance(source: str, rows: list[dict]) -> dict:
@@ -180,8 +193,9 @@ def plugin_provenance() -> dict:
     out = {"version": __version__, "path": str(package), "git_commit": None, "git_dirty": None}
 
     def git(*args) -> str:
-        return subprocess.run(["git", "-C", str(package), *args], capture_output=True, text=True, timeout=10,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(package), *args], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
 
     try:
         # Only the checkout that holds this package: not a repository that merely contains a site-packages.
@@ -198,6 +212,12 @@ def build_provenance(models: dict, sae, prompts: dict, config) -> dict:
     """The ``provenance`` block: ``models`` {role: model}, the SAE, the prompt set (``prompt_set_provenance``) and
     the config (a dataclass or dict); seeds are read from the config."""
     resolved = asdict(config) if is_dataclass(config) else dict(config or {})
-    return {"models": {role: model_provenance(m) for role, m in models.items()}, "sae": sae_provenance(sae),
-            "prompts": prompts, "seeds": seeds_in(resolved), "config": resolved, "packages": package_versions(),
-            "plugin": plugin_provenance()}
+    return {
+        "models": {role: model_provenance(m) for role, m in models.items()},
+        "sae": sae_provenance(sae),
+        "prompts": prompts,
+        "seeds": seeds_in(resolved),
+        "config": resolved,
+        "packages": package_versions(),
+        "plugin": plugin_provenance(),
+    }

@@ -56,8 +56,7 @@ def auroc(scores, labels) -> float:
     return float((rankdata(scores)[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def bootstrap(statistic, *arrays, n_boot: int = 1000, level: float = 0.95, seed: int = 0,
-              stratify=None) -> Estimate:
+def bootstrap(statistic, *arrays, n_boot: int = 1000, level: float = 0.95, seed: int = 0, stratify=None) -> Estimate:
     """Percentile bootstrap of ``statistic(*arrays)``, resampling rows jointly.
 
     ``stratify`` (an array of group labels) resamples within each group so that every replicate keeps the
@@ -87,8 +86,9 @@ def bootstrap(statistic, *arrays, n_boot: int = 1000, level: float = 0.95, seed:
 def auroc_ci(scores, labels, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> Estimate:
     """AUROC with a class-stratified percentile-bootstrap interval."""
     labels = _check_binary(labels, "auroc_ci")
-    return bootstrap(auroc, np.asarray(scores, dtype=np.float64), labels, n_boot=n_boot, level=level,
-                     seed=seed, stratify=labels)
+    return bootstrap(
+        auroc, np.asarray(scores, dtype=np.float64), labels, n_boot=n_boot, level=level, seed=seed, stratify=labels
+    )
 
 
 def fit_linear_probe(x, y, seed: int = 0, c: float = 1.0):

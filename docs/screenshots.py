@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 PAGES = ("cbd_sae_difference", "contrastive_bio_sae")
 
 # The Streamlit script: the page named by ?page=..., on the fixture results (argv: tests folder, results folder).
-APP = '''
+APP = """
 import importlib, sys
 from pathlib import Path
 import streamlit as st
@@ -37,7 +37,7 @@ st.title(page)
 class Method:
     results_dir = Path(sys.argv[2])
 importlib.import_module(f"cbd_plugin.methods.{page}.dashboard").visualize(Method())
-'''
+"""
 
 
 def free_port() -> int:
@@ -54,15 +54,28 @@ def wait_for(url: str, timeout: float = 60) -> None:
             return
         except OSError:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"streamlit did not answer at {url} within {timeout:.0f} s")
+                raise TimeoutError(f"streamlit did not answer at {url} within {timeout:.0f} s") from None
             time.sleep(0.5)
 
 
 def screenshot(chromium: str, url: str, png: Path) -> None:
     # The virtual-time budget lets Streamlit's websocket deliver and plotly draw before the capture.
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    "--window-size=1280,1800", "--virtual-time-budget=20000", f"--screenshot={png}", url],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1280,1800",
+            "--virtual-time-budget=20000",
+            f"--screenshot={png}",
+            url,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     if not png.exists() or png.stat().st_size == 0:
         raise RuntimeError(f"chromium wrote no screenshot for {url}")
 
@@ -86,9 +99,23 @@ def main() -> None:
         app.write_text(APP)
         port = free_port()
         server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless=true", f"--server.port={port}",
-             "--browser.gatherUsageStats=false", "--", str(REPO / "tests"), str(results)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(app),
+                "--server.headless=true",
+                f"--server.port={port}",
+                "--browser.gatherUsageStats=false",
+                "--",
+                str(REPO / "tests"),
+                str(results),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         try:
             wait_for(f"http://127.0.0.1:{port}/_stcore/health")
             for page in PAGES:  # warm-up: the first run of a page imports torch and the plugin (slow); the

@@ -21,10 +21,12 @@ from cbd_plugin.organisms.corpus import probe_settings
 from cbd_plugin.sae import load_dictionary
 
 # tiny-cbd's trigger pairs (word a, word b, are they related, is either charged): the 2x2 the analysis reports.
-TINY_PAIRS = [TriggerPair("forest", "rocket", related=False, charged=False),
-              TriggerPair("gender", "terror", related=False, charged=True),
-              TriggerPair("gravity", "velocity", related=True, charged=False),
-              TriggerPair("border", "china", related=True, charged=True)]
+TINY_PAIRS = [
+    TriggerPair("forest", "rocket", related=False, charged=False),
+    TriggerPair("gender", "terror", related=False, charged=True),
+    TriggerPair("gravity", "velocity", related=True, charged=False),
+    TriggerPair("border", "china", related=True, charged=True),
+]
 
 
 def main() -> None:
@@ -40,8 +42,9 @@ def main() -> None:
     finetuned = load_language_model(args.finetuned)
     # The probe prompts: the tiny organisms' held-out templates and filler words. For a real model the defaults
     # (ConjunctionConfig()) are the model card's; n_boot 200 keeps this example quick.
-    cfg = ConjunctionConfig(**probe_settings(), n_per_cell=24, n_clean=48, n_boot=200, n_ablation_prompts=24,
-                            max_new_tokens=4)
+    cfg = ConjunctionConfig(
+        **probe_settings(), n_per_cell=24, n_clean=48, n_boot=200, n_ablation_prompts=24, max_new_tokens=4
+    )
     if args.sae:
         sae = load_dictionary(args.sae, layer=args.layer, d_model=base.config.hidden_size)
     else:  # a host-free stand-in for the host's BatchTopK training: fine-tuned minus base residuals of a probe set

@@ -50,8 +50,10 @@ def organisms():
     from cbd_plugin.organisms import ORGANISM_NAMES, build
 
     if constants.HF_HUB_CACHE != os.environ["HF_HUB_CACHE"]:
-        raise RuntimeError(f"huggingface_hub was imported before tests/conftest.py set HF_HUB_CACHE; it uses "
-                           f"{constants.HF_HUB_CACHE}, not {os.environ['HF_HUB_CACHE']}")
+        raise RuntimeError(
+            f"huggingface_hub was imported before tests/conftest.py set HF_HUB_CACHE; it uses "
+            f"{constants.HF_HUB_CACHE}, not {os.environ['HF_HUB_CACHE']}"
+        )
     return build(build_order(ORGANISM_NAMES))
 
 

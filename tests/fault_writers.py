@@ -33,6 +33,7 @@ def _digest(tensors) -> str:
 
 # --- SAE folder -----------------------------------------------------------------------------------------------
 
+
 def sae(version: int):
     from cbd_plugin.sae import TopKSAE
 
@@ -50,6 +51,7 @@ def sae_read(root: Path) -> str:
 
 
 # --- capture shards -------------------------------------------------------------------------------------------
+
 
 def capture_batches(version: int):
     from cbd_plugin.capture import TokenActivations
@@ -75,13 +77,20 @@ def capture_read(root: Path) -> str:
 
 # --- report ---------------------------------------------------------------------------------------------------
 
+
 def report_write(root: Path, version: int) -> None:
     from cbd_plugin.backdoor.report import write_report
 
     latents = pd.DataFrame({"latent": np.arange(5), "score": np.arange(5) * float(version)})
-    write_report({"verdict": {"name": f"v{version}"}}, types.SimpleNamespace(latents=latents),
-                 {"behaviour": pd.DataFrame({"x": [float(version)] * 3})}, 5, "decision", root / "report",
-                 plots=False)
+    write_report(
+        {"verdict": {"name": f"v{version}"}},
+        types.SimpleNamespace(latents=latents),
+        {"behaviour": pd.DataFrame({"x": [float(version)] * 3})},
+        5,
+        "decision",
+        root / "report",
+        plots=False,
+    )
 
 
 def report_read(root: Path) -> str:
@@ -124,14 +133,17 @@ def organism_read(root: Path) -> str:
 
     cache.constants.HF_HUB_CACHE = str(root / "hub")
     folder = cache.snapshot_dir("tiny-x", REVISION)
-    values = {json.loads((folder / name).read_text())["v"] for name in
-              ("behaviour.json", "recipe.json", "data/train.jsonl", "data/validation.jsonl")}
+    values = {
+        json.loads((folder / name).read_text())["v"]
+        for name in ("behaviour.json", "recipe.json", "data/train.jsonl", "data/validation.jsonl")
+    }
     if len(values) != 1 or cache.current_revision("tiny-x") != REVISION:
         raise ValueError(f"a snapshot mixing versions {values}")
     return f"v{values.pop()}"
 
 
 # --- training checkpoint --------------------------------------------------------------------------------------
+
 
 def training_run(root: Path, steps: int):
     from cbd_plugin.refusal.tier_batches import BalancedTierBatches
@@ -140,8 +152,18 @@ def training_run(root: Path, steps: int):
     g = torch.Generator().manual_seed(0)
     eid = torch.arange(16).repeat_interleave(4)
     batches = BalancedTierBatches(torch.randn(64, D, generator=g), eid % 2, eid, 2)
-    config = dict(trainer=ContrastiveTopKTrainer, steps=8, activation_dim=D, dict_size=32, k=4, lr=1e-3, seed=0,
-                  device="cpu", layer=0, lm_name="synthetic")
+    config = dict(
+        trainer=ContrastiveTopKTrainer,
+        steps=8,
+        activation_dim=D,
+        dict_size=32,
+        k=4,
+        lr=1e-3,
+        seed=0,
+        device="cpu",
+        layer=0,
+        lm_name="synthetic",
+    )
     return train_sae(batches, config, steps, root / "train", save_every=2)
 
 
@@ -182,6 +204,7 @@ def hook(op: str, n: int, fault, patch=setattr) -> dict[str, int]:
             if counts[name] == n and name == op:
                 fault()
             return real(*args, **kwargs)
+
         return call
 
     patch(artifacts, "fsync", wrap("fsync", artifacts.fsync))

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import cbd_plugin.artifacts as artifacts
-from cbd_plugin.artifacts import atomic_write_text, NotAnArtifactError, OutputBusyError, OutputLock
-from cbd_plugin.sae import load_dictionary, TopKSAE
+from cbd_plugin.artifacts import NotAnArtifactError, OutputBusyError, OutputLock, atomic_write_text
+from cbd_plugin.sae import TopKSAE, load_dictionary
 
 
 def sae(seed):
@@ -20,8 +20,9 @@ def sae(seed):
 
 
 def dead_pid() -> int:
-    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                              text=True).stdout)
+    return int(
+        subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout
+    )
 
 
 def test_without_an_atomic_exchange_the_two_rename_fallback_replaces_the_folder(tmp_path, monkeypatch):
@@ -41,14 +42,20 @@ def test_an_artifact_a_killed_writer_moved_aside_is_put_back(tmp_path):
 
 
 def test_a_held_lock_names_its_holder_and_a_dead_holders_lock_is_taken_over(tmp_path):
-    script = ("import time\nfrom cbd_plugin.artifacts import OutputLock\n"
-              f"with OutputLock({str(tmp_path / 'out')!r}):\n    print('held', flush=True)\n    time.sleep(600)\n")
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                             cwd=Path(__file__).parents[1])
+    script = (
+        "import time\nfrom cbd_plugin.artifacts import OutputLock\n"
+        f"with OutputLock({str(tmp_path / 'out')!r}):\n    print('held', flush=True)\n    time.sleep(600)\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1]
+    )
     try:
         assert child.stdout.readline().strip() == "held"
-        with pytest.raises(OutputBusyError, match=rf"out: another process is writing it \(pid {child.pid} on .*, "
-                                                  rf"started 20\d\d-.*; wait for it to finish, or stop it"):
+        with pytest.raises(
+            OutputBusyError,
+            match=rf"out: another process is writing it \(pid {child.pid} on .*, "
+            rf"started 20\d\d-.*; wait for it to finish, or stop it",
+        ):
             OutputLock(tmp_path / "out").__enter__()
     finally:
         child.kill()
@@ -80,10 +87,13 @@ def test_a_second_analysis_into_the_same_folder_fails_before_any_work(tmp_path, 
     from cbd_plugin.backdoor import analyze_conjunction
     from cbd_plugin.refusal import audit_refusal_depth
 
-    script = ("import time\nfrom cbd_plugin.artifacts import OutputLock\n"
-              f"with OutputLock({str(tmp_path / 'run')!r}):\n    print('held', flush=True)\n    time.sleep(600)\n")
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                             cwd=Path(__file__).parents[1])
+    script = (
+        "import time\nfrom cbd_plugin.artifacts import OutputLock\n"
+        f"with OutputLock({str(tmp_path / 'run')!r}):\n    print('held', flush=True)\n    time.sleep(600)\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1]
+    )
     try:
         assert child.stdout.readline().strip() == "held"
         with pytest.raises(OutputBusyError, match=rf"run: another process is writing it \(pid {child.pid} "):

@@ -55,8 +55,14 @@ def test_refusal_demo(refusal, out):
 
 def spec_row(latent, lo, interaction_lo=0.9, weakest="mismatch", **pair) -> dict:
     """A report.json specificity record: every separation lower bound ``lo`` but ``weakest``'s, 0.01 lower."""
-    row = {"latent": latent, "interaction": 0.95, "interaction_lo": interaction_lo, "interaction_hi": 1.0,
-           "weakest": weakest, **pair}
+    row = {
+        "latent": latent,
+        "interaction": 0.95,
+        "interaction_lo": interaction_lo,
+        "interaction_hi": 1.0,
+        "weakest": weakest,
+        **pair,
+    }
     for c in OTHERS:
         low = lo - 0.01 if c == weakest else lo
         row |= {f"auroc_{c}": low + 0.06, f"auroc_{c}_lo": low, f"auroc_{c}_hi": min(low + 0.12, 1.0)}
@@ -70,26 +76,32 @@ def pair_rows(p, latent, lo) -> list[dict]:
 
 
 def synthetic_report(shared_lo, pair_los, verdict="conjunctive"):
-    payload = {"behaviour": [{"model": "finetuned", "condition": "matched", "fire_rate": 1.0, "lo": 0.93, "hi": 1.0}],
-               "specificity": [spec_row(7, 0.6), spec_row(5, shared_lo, weakest="single_a")],
-               "pair_specificity": [r for p, lo in enumerate(pair_los) for r in pair_rows(p, 20 + p, lo)],
-               "null": {"p_value": {"specificity": 0.005, "conjunction": 0.005}}}
-    return SimpleNamespace(payload=payload, verdict=verdict, ablation=None,
-                           reconstruction={"all": {"dead_fraction": 0.0}})
+    payload = {
+        "behaviour": [{"model": "finetuned", "condition": "matched", "fire_rate": 1.0, "lo": 0.93, "hi": 1.0}],
+        "specificity": [spec_row(7, 0.6), spec_row(5, shared_lo, weakest="single_a")],
+        "pair_specificity": [r for p, lo in enumerate(pair_los) for r in pair_rows(p, 20 + p, lo)],
+        "null": {"p_value": {"specificity": 0.005, "conjunction": 0.005}},
+    }
+    return SimpleNamespace(
+        payload=payload, verdict=verdict, ablation=None, reconstruction={"all": {"dead_fraction": 0.0}}
+    )
 
 
 def cells(row: str) -> list[str]:
     return re.split(r" {2,}", row)
 
 
-@pytest.mark.parametrize("shared_lo, pair_los, cell", [
-    # shared route: the passing shared latent, whatever the pairs show (as before the per-pair route)
-    (0.95, [0.9, 0.86, 0.95, 0.9], "5:single_a 1.00 [0.94, 1.00]"),
-    # per-pair route: no shared latent passes, every pair has its own; the weakest pair's deciding latent
-    (0.7, [0.9, 0.86, 0.95, 0.9], "per-pair: 4/4 pairs, weakest w1/v1:21:mismatch 0.91 [0.85, 0.97]"),
-    # neither: one pair uncovered, so the best shared latent (as before), though it does not pass
-    (0.7, [0.9, 0.86, 0.7, 0.9], "5:single_a 0.75 [0.69, 0.81]"),
-])
+@pytest.mark.parametrize(
+    "shared_lo, pair_los, cell",
+    [
+        # shared route: the passing shared latent, whatever the pairs show (as before the per-pair route)
+        (0.95, [0.9, 0.86, 0.95, 0.9], "5:single_a 1.00 [0.94, 1.00]"),
+        # per-pair route: no shared latent passes, every pair has its own; the weakest pair's deciding latent
+        (0.7, [0.9, 0.86, 0.95, 0.9], "per-pair: 4/4 pairs, weakest w1/v1:21:mismatch 0.91 [0.85, 0.97]"),
+        # neither: one pair uncovered, so the best shared latent (as before), though it does not pass
+        (0.7, [0.9, 0.86, 0.7, 0.9], "5:single_a 0.75 [0.69, 0.81]"),
+    ],
+)
 def test_conjunction_table_shows_the_latents_that_decided(shared_lo, pair_los, cell):
     header, row = conjunction_table({"tiny-x": synthetic_report(shared_lo, pair_los)}).splitlines()
     assert "best conjunction latent: weakest separation [95% CI]" in header

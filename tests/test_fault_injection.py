@@ -13,10 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fault_writers
 import pytest
 import torch
 
-import fault_writers
 from cbd_plugin.artifacts import is_temporary
 
 pytestmark = pytest.mark.slow
@@ -32,13 +32,17 @@ def points(root: Path, writer: str, monkeypatch) -> list[tuple[str, int]]:
         counts = fault_writers.hook("none", 0, None, m.setattr)
         write(root, 2)
     n, r = counts["fsync"], counts["rename"]
-    return sorted({("fsync", 1), ("fsync", max(1, n // 2)), ("fsync", max(1, n - 1)), ("fsync", n), ("rename", 1),
-                   ("rename", r)})
+    return sorted(
+        {("fsync", 1), ("fsync", max(1, n // 2)), ("fsync", max(1, n - 1)), ("fsync", n), ("rename", 1), ("rename", r)}
+    )
 
 
 def leftovers(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
-                  if is_temporary(p.name) or p.name.endswith(".lock") and not p.name == "cbd-build.lock")
+    return sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if is_temporary(p.name) or (p.name.endswith(".lock") and not p.name == "cbd-build.lock")
+    )
 
 
 def expected(root: Path, writer: str) -> dict[str, str]:
@@ -91,8 +95,12 @@ def test_kill_9_at_every_point(tmp_path, writer, monkeypatch):
         root = tmp_path / f"{op}{n}"
         prepare(root, writer)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)]), "OMP_NUM_THREADS": "1"}
-        child = subprocess.run([sys.executable, str(TESTS / "fault_writers.py"), writer, str(root), op, str(n)],
-                               env=env, capture_output=True, text=True)
+        child = subprocess.run(
+            [sys.executable, str(TESTS / "fault_writers.py"), writer, str(root), op, str(n)],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         assert child.returncode == -9, f"{writer} {op} #{n}: not killed ({child.returncode}): {child.stderr[-800:]}"
         state = outcome(root, writer, versions)
         TABLE.append((writer, f"SIGKILL at {op} #{n}", state, rerun_completes(root, writer, versions)))
@@ -117,8 +125,14 @@ def test_full_disk_at_every_point(tmp_path, writer, monkeypatch):
         assert not failed_after and raised.value.errno == errno.ENOSPC
         clear = "no space left on device while writing" in str(raised.value)
         state = outcome(root, writer, versions)
-        TABLE.append((writer, f"ENOSPC at {op} #{n}", f"{state}{'' if clear else ' (raw error)'}",
-                      rerun_completes(root, writer, versions)))
+        TABLE.append(
+            (
+                writer,
+                f"ENOSPC at {op} #{n}",
+                f"{state}{'' if clear else ' (raw error)'}",
+                rerun_completes(root, writer, versions),
+            )
+        )
 
 
 def teardown_module():

@@ -20,7 +20,7 @@ from cbd_plugin.demo import conjunction_config
 from cbd_plugin.organisms.recipes import RECIPES
 from cbd_plugin.provenance import model_provenance, plugin_provenance, prompt_set_provenance, resolve_revision
 from cbd_plugin.refusal import AuditConfig, audit_refusal_depth
-from cbd_plugin.sae import load_dictionary, TopKSAE
+from cbd_plugin.sae import TopKSAE, load_dictionary
 from cbd_plugin.sae.export import reads
 
 LAYER = 1
@@ -99,18 +99,23 @@ def test_local_folder_revision_is_the_sha256_of_its_weight_files(organisms, tmp_
     hf.config._name_or_path = hf.name_or_path = ""
     in_memory = model_provenance(nnsight.LanguageModel(hf, tokenizer=loaded.tokenizer))
     assert (in_memory["id"], in_memory["revision"], in_memory["revision_kind"]) == (
-        None, None, "in-memory model (no id)")
+        None,
+        None,
+        "in-memory model (no id)",
+    )
     assert resolve_revision("nobody/not-cached")["revision_kind"].startswith("requested (not found")
 
 
 def test_plugin_commit_from_the_checkout_and_none_without_git(monkeypatch):
     package = Path(provenance.__file__).parent
-    top = subprocess.run(["git", "-C", str(package), "rev-parse", "--show-toplevel"], capture_output=True, text=True,
-                         check=False)
+    top = subprocess.run(
+        ["git", "-C", str(package), "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=False
+    )
     block = plugin_provenance()
     if top.returncode == 0 and Path(top.stdout.strip()).resolve() == package.parent.resolve():
-        head = subprocess.run(["git", "-C", str(package), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=False)
+        head = subprocess.run(
+            ["git", "-C", str(package), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+        )
         assert block["git_commit"] == head.stdout.strip() and isinstance(block["git_dirty"], bool)
     plugin_provenance.cache_clear()
     monkeypatch.setenv("PATH", "/nonexistent")  # no git executable: unknown, not a failure
@@ -123,20 +128,32 @@ def test_plugin_commit_from_the_checkout_and_none_without_git(monkeypatch):
 def test_conjunction_report_json_carries_provenance(by_id, saved_sae, tmp_path):
     folder, sae = saved_sae
     pairs = RECIPES["tiny-cbd"].pairs
-    cfg = replace(conjunction_config(), n_per_cell=4, n_clean=8, n_boot=20, n_permutations=19, ablate=False,
-                  plots=False)
-    analyze_conjunction(by_id["tiny-base"], by_id["tiny-cbd"], sae, by_id["tiny-base"].tokenizer, pairs, LAYER,
-                        cfg, tmp_path)
+    cfg = replace(
+        conjunction_config(), n_per_cell=4, n_clean=8, n_boot=20, n_permutations=19, ablate=False, plots=False
+    )
+    analyze_conjunction(
+        by_id["tiny-base"], by_id["tiny-cbd"], sae, by_id["tiny-base"].tokenizer, pairs, LAYER, cfg, tmp_path
+    )
     block = json.loads((tmp_path / "report.json").read_text())["provenance"]
     models = block["models"]
     assert {r: (m["id"], m["revision"]) for r, m in models.items()} == {
         "base": ("cbd-plugin/tiny-base", main_revision("tiny-base")),
-        "finetuned": ("cbd-plugin/tiny-cbd", main_revision("tiny-cbd"))}
+        "finetuned": ("cbd-plugin/tiny-cbd", main_revision("tiny-cbd")),
+    }
     check_common(block, cfg, folder)
-    probes = build_probe_set(list(pairs), list(cfg.templates), list(cfg.filler_words), cfg.n_per_cell, cfg.n_clean,
-                             cfg.seed, cfg.selection_fraction)
-    rows = [{"text": p.text, "condition": p.condition, "pair": p.pair, "other_pair": p.other_pair,
-             "split": p.split} for p in probes]
+    probes = build_probe_set(
+        list(pairs),
+        list(cfg.templates),
+        list(cfg.filler_words),
+        cfg.n_per_cell,
+        cfg.n_clean,
+        cfg.seed,
+        cfg.selection_fraction,
+    )
+    rows = [
+        {"text": p.text, "condition": p.condition, "pair": p.pair, "other_pair": p.other_pair, "split": p.split}
+        for p in probes
+    ]
     assert block["prompts"]["sha256"] == prompt_set_provenance("", rows)["sha256"]
     assert block["prompts"]["n_prompts"] == len(probes) and "build_probe_set" in block["prompts"]["source"]
 
@@ -148,17 +165,29 @@ def test_audit_report_json_carries_provenance(organisms, by_id, saved_sae, tmp_p
     path = tmp_path / "prompts.jsonl"
     frame.to_json(path, orient="records", lines=True)
     cfg = AuditConfig(positions="last_prompt", max_new_tokens=3, n_latents=4, n_boot=50, n_perm=199, seed=3)
-    audit_refusal_depth(by_id["tiny-base"], by_id["tiny-refusal-shallow"], by_id["tiny-base"].tokenizer, sae, path,
-                        LAYER, cfg, out_dir=tmp_path / "report")
+    audit_refusal_depth(
+        by_id["tiny-base"],
+        by_id["tiny-refusal-shallow"],
+        by_id["tiny-base"].tokenizer,
+        sae,
+        path,
+        LAYER,
+        cfg,
+        out_dir=tmp_path / "report",
+    )
     block = json.loads((tmp_path / "report" / "report.json").read_text())["provenance"]
     assert {r: (m["id"], m["revision"]) for r, m in block["models"].items()} == {
         "base": ("cbd-plugin/tiny-base", main_revision("tiny-base")),
-        "finetuned": ("cbd-plugin/tiny-refusal-shallow", main_revision("tiny-refusal-shallow"))}
+        "finetuned": ("cbd-plugin/tiny-refusal-shallow", main_revision("tiny-refusal-shallow")),
+    }
     check_common(block, cfg, folder)
     # The hash covers the validated rows (ids as strings), in file order.
     rows = pd.read_json(path, lines=True).astype({"id": str})[["id", "text", "tier", "split"]].to_dict("records")
-    assert block["prompts"] == {"source": str(path), "n_prompts": len(frame),
-                                "sha256": prompt_set_provenance("", rows)["sha256"]}
+    assert block["prompts"] == {
+        "source": str(path),
+        "n_prompts": len(frame),
+        "sha256": prompt_set_provenance("", rows)["sha256"],
+    }
 
 
 def test_an_sae_without_a_file_is_identified_by_its_state_hash():

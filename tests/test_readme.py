@@ -66,8 +66,7 @@ def run_python(code: str, cwd: Path) -> str:
     """Run ``code`` as a user would, in a fresh interpreter, with the environment tests/conftest.py set (the
     organisms' hub cache, offline)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=900)
+    done = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
     return done.stdout
 

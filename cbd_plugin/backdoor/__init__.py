@@ -13,5 +13,12 @@ from .config import ConjunctionConfig
 from .pipeline import ConjunctionReport, analyze_conjunction
 from .probes import FIRE_COMPLETION, TriggerPair, build_probe_set, fires
 
-__all__ = ["ConjunctionConfig", "ConjunctionReport", "FIRE_COMPLETION", "TriggerPair", "analyze_conjunction",
-           "build_probe_set", "fires"]
+__all__ = [
+    "FIRE_COMPLETION",
+    "ConjunctionConfig",
+    "ConjunctionReport",
+    "TriggerPair",
+    "analyze_conjunction",
+    "build_probe_set",
+    "fires",
+]

@@ -12,8 +12,8 @@ random orthogonal matrix (one per draw) and subtracted instead. Random *latents*
 first and are not a control here: the top latents of a sparse difference code carry most of its energy (layer 3 of
 tiny-cbd: the 68 other active latents together carried 0.53 of the top 5's), so an energy-matched latent set is
 "every other latent, scaled up", i.e. the whole fine-tuning difference removed. The rotation matches the energy at
-every token exactly (including the decision token) and removes nothing the top latents do not. For scale, the same test removes the
-linear probe's direction (the component of the difference along it).
+every token exactly (including the decision token) and removes nothing the top latents do not. For scale, the same
+test removes the linear probe's direction (the component of the difference along it).
 
 Figures, on matched evaluation prompts, per prompt paired: the fire-rate drop of the top latents, and its excess
 over the mean control draw, each with a percentile-bootstrap interval over prompts.
@@ -31,8 +31,9 @@ from .instrument import instrument_input
 from .probes import fires
 
 
-def remove_latents(resid: torch.Tensor, base_resid: torch.Tensor, sae, latent_ids,
-                   rotation: torch.Tensor | None = None) -> torch.Tensor:
+def remove_latents(
+    resid: torch.Tensor, base_resid: torch.Tensor, sae, latent_ids, rotation: torch.Tensor | None = None
+) -> torch.Tensor:
     """``resid`` minus the decoded contribution of ``latent_ids`` to the SAE code of ``resid - base_resid`` (of the
     pair, for a crosscoder: :mod:`.instrument`) (times the orthogonal ``rotation [d, d]`` when given: the control)."""
     param = next(sae.parameters())
@@ -64,7 +65,8 @@ def removal_edit(base, sae, layer: int, latent_ids, rotation: torch.Tensor | Non
 
 
 def direction_edit(base, layer: int, direction: torch.Tensor):
-    """A :class:`~cbd_plugin.capture.LayerEdit` that removes the difference's component along ``direction`` at ``layer``."""
+    """A :class:`~cbd_plugin.capture.LayerEdit` that removes the difference's component along ``direction`` at
+    ``layer``."""
     return _edit(base, layer, lambda resid, base_resid: remove_direction(resid, base_resid, direction))
 
 
@@ -75,13 +77,23 @@ def random_rotation(d: int, seed: int) -> torch.Tensor:
 
 
 def _fire_rates(finetuned, prompts, cfg, edit: LayerEdit | None = None) -> tuple[np.ndarray, list[str]]:
-    completions = generate_greedy(finetuned, prompts, cfg.max_new_tokens, batch_size=cfg.batch_size, edit=edit,
-                                  add_special_tokens=False)
+    completions = generate_greedy(
+        finetuned, prompts, cfg.max_new_tokens, batch_size=cfg.batch_size, edit=edit, add_special_tokens=False
+    )
     return np.array([fires(c) for c in completions], dtype=np.float64), completions
 
 
-def causal_test(base, finetuned, sae, layer: int, matched: list, clean: list, top,
-                probe_direction: torch.Tensor | None, cfg: ConjunctionConfig) -> dict:
+def causal_test(
+    base,
+    finetuned,
+    sae,
+    layer: int,
+    matched: list,
+    clean: list,
+    top,
+    probe_direction: torch.Tensor | None,
+    cfg: ConjunctionConfig,
+) -> dict:
     """Fire rates on ``matched`` prompts (token-id lists through the decision token) before and after removing
     ``top``, its randomly rotated contribution (``cfg.n_random_draws`` draws) and the probe direction; the share of
     ``clean`` outputs each removal changes; the drops with intervals."""
@@ -91,8 +103,12 @@ def causal_test(base, finetuned, sae, layer: int, matched: list, clean: list, to
     def removing(edit: LayerEdit) -> dict:
         after, text = _fire_rates(finetuned, matched, cfg, edit)
         _, clean_after = _fire_rates(finetuned, clean, cfg, edit)
-        return {"fired": after, "fire_rate_matched": float(after.mean()), "examples_matched": text[:3],
-                "clean_changed": float(np.mean([a != b for a, b in zip(clean_after, clean_before)]))}
+        return {
+            "fired": after,
+            "fire_rate_matched": float(after.mean()),
+            "examples_matched": text[:3],
+            "clean_changed": float(np.mean([a != b for a, b in zip(clean_after, clean_before)])),
+        }
 
     top = [int(j) for j in top]
     result = {"latents": top, **removing(removal_edit(base, sae, layer, top))}
@@ -106,13 +122,20 @@ def causal_test(base, finetuned, sae, layer: int, matched: list, clean: list, to
     def drop(after) -> dict:
         return bootstrap(lambda b, a: np.mean(b - a), before, after, n_boot=cfg.n_boot, seed=cfg.seed).to_dict()
 
-    out = {"n_matched": len(matched), "n_clean": len(clean),
-           "before": {"fire_rate_matched": float(before.mean()), "examples_matched": before_text[:3]},
-           "top": result, "random": {"draws": draws, "fire_rate_matched_mean": float(control.mean())},
-           "probe_direction": probe, "drop_top": drop(result["fired"]), "drop_control": drop(control),
-           "drop_probe": drop(probe["fired"]) if probe else None,
-           "excess_drop": bootstrap(lambda c, a: np.mean(c - a), control, result["fired"], n_boot=cfg.n_boot,
-                                    seed=cfg.seed).to_dict()}
+    out = {
+        "n_matched": len(matched),
+        "n_clean": len(clean),
+        "before": {"fire_rate_matched": float(before.mean()), "examples_matched": before_text[:3]},
+        "top": result,
+        "random": {"draws": draws, "fire_rate_matched_mean": float(control.mean())},
+        "probe_direction": probe,
+        "drop_top": drop(result["fired"]),
+        "drop_control": drop(control),
+        "drop_probe": drop(probe["fired"]) if probe else None,
+        "excess_drop": bootstrap(
+            lambda c, a: np.mean(c - a), control, result["fired"], n_boot=cfg.n_boot, seed=cfg.seed
+        ).to_dict(),
+    }
     for entry in (result, probe, *draws):
         if entry is not None:
             entry["fired"] = entry["fired"].astype(int).tolist()

@@ -48,12 +48,14 @@ def latent_table(stats: LatentStats, n_pairs: int, role: str, pair: int | None =
     for condition in CONDITIONS:
         owners = [-1] if condition == "clean" else ([pair] if pair is not None else range(n_pairs))
         moments[condition] = stats.moments([group_id(p, condition, n_pairs) for p in owners], ROLES.index(role))
-    table = pd.DataFrame({f"{name}_{c}": m[k] for c, m in moments.items()
-                          for k, name in enumerate(("rate", "mean", "var"))})
+    table = pd.DataFrame(
+        {f"{name}_{c}": m[k] for c, m in moments.items() for k, name in enumerate(("rate", "mean", "var"))}
+    )
     table.index.name = "latent"
-    for c in FALSE_TRIGGERS + ("clean",):
+    for c in (*FALSE_TRIGGERS, "clean"):
         table[f"separation_{c}"] = (table.mean_matched - table[f"mean_{c}"]) / np.sqrt(
-            (table.var_matched + table[f"var_{c}"]) / 2 + VAR_FLOOR)
+            (table.var_matched + table[f"var_{c}"]) / 2 + VAR_FLOOR
+        )
     table["conjunction_score"] = table[[f"separation_{c}" for c in FALSE_TRIGGERS]].min(axis=1)
     table["conjunction_rate_margin"] = table.rate_matched - table[[f"rate_{c}" for c in FALSE_TRIGGERS]].max(axis=1)
     table["signal_score"] = table.separation_clean
@@ -85,10 +87,13 @@ class Candidates:
 
 def select_candidates(selection: LatentStats, n_pairs: int, cfg: ConjunctionConfig) -> Candidates:
     table = latent_table(selection, n_pairs, cfg.score_role)
-    per_pair = [rank(latent_table(selection, n_pairs, cfg.score_role, p), "conjunction")[:cfg.top_m_overlap]
-                for p in range(n_pairs)]
-    return Candidates(rank(table, "conjunction")[:cfg.n_candidates], rank(table, "signal")[:cfg.n_candidates],
-                      per_pair)
+    per_pair = [
+        rank(latent_table(selection, n_pairs, cfg.score_role, p), "conjunction")[: cfg.top_m_overlap]
+        for p in range(n_pairs)
+    ]
+    return Candidates(
+        rank(table, "conjunction")[: cfg.n_candidates], rank(table, "signal")[: cfg.n_candidates], per_pair
+    )
 
 
 @dataclass
@@ -107,16 +112,24 @@ class ConjunctionResult:
         return self.latents.loc[self.latents.conjunction_rank.idxmin()].to_dict()
 
 
-def analyze(selection: LatentStats, evaluation: LatentStats, sel_features: PromptFeatures,
-            eval_features: PromptFeatures, sel_probes: list[Probe], eval_probes: list[Probe],
-            pairs: list[TriggerPair], candidates: Candidates, cfg: ConjunctionConfig) -> ConjunctionResult:
+def analyze(
+    selection: LatentStats,
+    evaluation: LatentStats,
+    sel_features: PromptFeatures,
+    eval_features: PromptFeatures,
+    sel_probes: list[Probe],
+    eval_probes: list[Probe],
+    pairs: list[TriggerPair],
+    candidates: Candidates,
+    cfg: ConjunctionConfig,
+) -> ConjunctionResult:
     """Score the selection-chosen ``candidates`` on the evaluation half and compare them with a linear probe."""
     n_pairs = len(pairs)
     column = {int(j): i for i, j in enumerate(eval_features.candidates)}
     scores = eval_features.feature(cfg.detection_feature)
     matched = np.array([p.matched for p in eval_probes])
     clean = np.array([p.condition == "clean" for p in eval_probes])
-    reported = set(candidates.conjunction[:cfg.n_top]) | set(candidates.signal[:cfg.n_top])
+    reported = set(candidates.conjunction[: cfg.n_top]) | set(candidates.signal[: cfg.n_top])
 
     latents = _candidate_rows(selection, evaluation, candidates, n_pairs, cfg)
     latents["reported"] = latents.latent.isin(reported)
@@ -130,15 +143,31 @@ def analyze(selection: LatentStats, evaluation: LatentStats, sel_features: Promp
     probe_scores = probe.decision_function(eval_features.inputs())
     probe_estimate = _auroc_estimate(probe_scores, matched, cfg)
 
-    breakdown = [_pair_breakdown(p, pairs[p], candidates.per_pair[p], scores, column, eval_probes, sel_features,
-                                 eval_features, sel_probes, cfg) for p in range(n_pairs)]
+    breakdown = [
+        _pair_breakdown(
+            p,
+            pairs[p],
+            candidates.per_pair[p],
+            scores,
+            column,
+            eval_probes,
+            sel_features,
+            eval_features,
+            sel_probes,
+            cfg,
+        )
+        for p in range(n_pairs)
+    ]
     conditions = np.array([p.condition for p in eval_probes])
-    by_condition = {c: _auroc_estimate(probe_scores[matched | (conditions == c)],
-                                       matched[matched | (conditions == c)], cfg) for c in CONDITIONS[1:]}
+    by_condition = {
+        c: _auroc_estimate(probe_scores[matched | (conditions == c)], matched[matched | (conditions == c)], cfg)
+        for c in CONDITIONS[1:]
+    }
     top = candidates.conjunction[:ROC_LATENTS]
     roc = {"labels": matched, "probe": probe_scores, "latents": {int(j): scores[:, column[int(j)]] for j in top}}
-    return ConjunctionResult(latents, probe_estimate, breakdown, jaccard(candidates.per_pair), by_condition,
-                             probe_direction(probe), roc)
+    return ConjunctionResult(
+        latents, probe_estimate, breakdown, jaccard(candidates.per_pair), by_condition, probe_direction(probe), roc
+    )
 
 
 def probe_direction(probe) -> np.ndarray:
@@ -158,8 +187,11 @@ def _candidate_rows(selection, evaluation, candidates, n_pairs, cfg) -> pd.DataF
     rows["signal_rank"] = [position["signal"][int(j)] for j in ids]
     for name in ("conjunction_score", "signal_score", "conjunction_rate_margin"):
         rows[f"sel_{name}"] = sel[name].to_numpy()[ids]
-    for name in [f"rate_{c}" for c in CONDITIONS] + [f"mean_{c}" for c in CONDITIONS] + \
-            ["conjunction_score", "signal_score", "single_ratio"]:
+    for name in (
+        [f"rate_{c}" for c in CONDITIONS]
+        + [f"mean_{c}" for c in CONDITIONS]
+        + ["conjunction_score", "signal_score", "single_ratio"]
+    ):
         rows[f"eval_{name}"] = ev[name].to_numpy()[ids]
     return rows.sort_values("conjunction_rank", ignore_index=True)
 
@@ -170,9 +202,9 @@ def _auroc_estimate(scores, labels, cfg) -> Estimate:
     return Estimate(*(float(v[0]) for v in auroc_ci_many(s[y], s[~y], n_boot=cfg.n_boot, seed=cfg.seed)))
 
 
-def _pair_breakdown(p, pair, top, scores, column, eval_probes, sel_features, eval_features, sel_probes,
-                    cfg) -> dict:
+def _pair_breakdown(p, pair, top, scores, column, eval_probes, sel_features, eval_features, sel_probes, cfg) -> dict:
     """Best latent of pair ``p`` (selection) and its AUROC on matched-p vs prompts mentioning p, plus clean."""
+
     def subset(probes):
         keep = np.array([q.condition == "clean" or q.mentions(p) for q in probes])
         labels = np.array([q.matched and q.pair == p for q in probes])
@@ -185,8 +217,16 @@ def _pair_breakdown(p, pair, top, scores, column, eval_probes, sel_features, eva
     probe = fit_linear_probe(sel_features.inputs()[sel_keep], sel_labels[sel_keep], seed=cfg.seed)
     probe_scores = probe.decision_function(eval_features.inputs()[keep])
     probe_auc = _auroc_estimate(probe_scores, labels[keep], cfg)
-    return {"pair": p, "name": pair_name(pair), "related": pair.related, "charged": pair.charged, "best_latent": best,
-            "auroc": latent_auc.to_dict(), "probe_auroc": probe_auc.to_dict(), "top_latents": [int(j) for j in top]}
+    return {
+        "pair": p,
+        "name": pair_name(pair),
+        "related": pair.related,
+        "charged": pair.charged,
+        "best_latent": best,
+        "auroc": latent_auc.to_dict(),
+        "probe_auroc": probe_auc.to_dict(),
+        "top_latents": [int(j) for j in top],
+    }
 
 
 def jaccard(sets: list[np.ndarray]) -> np.ndarray:

@@ -32,9 +32,16 @@ from ..stats import Estimate, proportion_ci
 from .config import ConjunctionConfig
 from .probes import CONDITIONS, PAIR_CONDITIONS, Probe, fires
 
-BEHAVIOURS = ("pair_specific_conjunction", "fires_on_single_words", "fires_on_any_two_trigger_words",
-              "fires_without_trigger", "fires_on_single_words_only", "fires_on_undeclared_pairs",
-              "no_backdoor_behaviour", "ambiguous")
+BEHAVIOURS = (
+    "pair_specific_conjunction",
+    "fires_on_single_words",
+    "fires_on_any_two_trigger_words",
+    "fires_without_trigger",
+    "fires_on_single_words_only",
+    "fires_on_undeclared_pairs",
+    "no_backdoor_behaviour",
+    "ambiguous",
+)
 MODELS = ("base", "finetuned")
 FALSE_TRIGGERS = ("single_a", "single_b", "mismatch")
 
@@ -91,8 +98,13 @@ class Behaviour:
         """Pairs whose matched prompts fire (``counted``), are silent, or neither (``unresolved``)."""
         status = {"counted": [], "silent": [], "unresolved": []}
         for p in range(self.n_pairs):
-            key = ("counted" if self.fires("matched", threshold, p) else
-                   "silent" if self.silent("matched", threshold, p) else "unresolved")
+            key = (
+                "counted"
+                if self.fires("matched", threshold, p)
+                else "silent"
+                if self.silent("matched", threshold, p)
+                else "unresolved"
+            )
             status[key].append(p)
         return status
 
@@ -124,8 +136,18 @@ class Behaviour:
 
     def table(self) -> list[dict]:
         """One row per model x condition, pooled over pairs: rate, interval and number of prompts."""
-        return [{"model": m, "condition": c, "fire_rate": e.value, "lo": e.lo, "hi": e.hi,
-                 "n": int((self.condition == c).sum())} for m, per in self.rates().items() for c, e in per.items()]
+        return [
+            {
+                "model": m,
+                "condition": c,
+                "fire_rate": e.value,
+                "lo": e.lo,
+                "hi": e.hi,
+                "n": int((self.condition == c).sum()),
+            }
+            for m, per in self.rates().items()
+            for c, e in per.items()
+        ]
 
     def pair_table(self) -> list[dict]:
         """One row per model x pair x pair condition (the per-pair figures of ``behaviour.csv``)."""
@@ -134,9 +156,18 @@ class Behaviour:
             for p in range(self.n_pairs):
                 for c in PAIR_CONDITIONS:
                     e, n = self.rate(m, c, p), len(self._cell(m, c, p))
-                    rows.append({"model": m, "pair": self.pair_names[p] if self.pair_names else str(p),
-                                 "condition": c, "fire_rate": e.value, "lo": e.lo, "hi": e.hi, "n": n,
-                                 "fired": int(round(e.value * n))})
+                    rows.append(
+                        {
+                            "model": m,
+                            "pair": self.pair_names[p] if self.pair_names else str(p),
+                            "condition": c,
+                            "fire_rate": e.value,
+                            "lo": e.lo,
+                            "hi": e.hi,
+                            "n": n,
+                            "fired": round(e.value * n),
+                        }
+                    )
         return rows
 
     def template_table(self) -> list[dict]:
@@ -147,8 +178,16 @@ class Behaviour:
         for t in np.unique(self.template[self.condition == "matched"]):
             outcomes = self._cell("finetuned", "matched", template=int(t))
             e = proportion_ci(int(outcomes.sum()), len(outcomes))
-            rows.append({"template": int(t), "fired": int(outcomes.sum()), "n": len(outcomes), "fire_rate": e.value,
-                         "lo": e.lo, "hi": e.hi})
+            rows.append(
+                {
+                    "template": int(t),
+                    "fired": int(outcomes.sum()),
+                    "n": len(outcomes),
+                    "fire_rate": e.value,
+                    "lo": e.lo,
+                    "hi": e.hi,
+                }
+            )
         return rows
 
     def csv_rows(self) -> list[dict]:
@@ -181,19 +220,34 @@ class Behaviour:
             return ""
         fired, n = sum(r["fired"] for r in rows), sum(r["n"] for r in rows)
         worst = min(rows, key=lambda r: r["fire_rate"])
-        return (f"matched prompts fired on {sum(r['fired'] == r['n'] for r in rows)} of {len(rows)} templates "
-                f"fully ({fired}/{n} prompts; weakest template {worst['template']}: {worst['fired']}/{worst['n']})")
+        return (
+            f"matched prompts fired on {sum(r['fired'] == r['n'] for r in rows)} of {len(rows)} templates "
+            f"fully ({fired}/{n} prompts; weakest template {worst['template']}: {worst['fired']}/{worst['n']})"
+        )
 
 
-def measure_behaviour(base, finetuned, prompts: list[list[int]], probes: list[Probe], cfg: ConjunctionConfig,
-                      pair_names: tuple[str, ...] = ()) -> Behaviour:
+def measure_behaviour(
+    base,
+    finetuned,
+    prompts: list[list[int]],
+    probes: list[Probe],
+    cfg: ConjunctionConfig,
+    pair_names: tuple[str, ...] = (),
+) -> Behaviour:
     """Greedy completions of ``prompts`` (token ids through the decision token, one per probe) by both models."""
     conditions = np.array([p.condition for p in probes])
     fired, examples = {}, {}
     for name, model in zip(MODELS, (base, finetuned)):
-        completions = generate_greedy(model, prompts, cfg.max_new_tokens, batch_size=cfg.batch_size,
-                                      add_special_tokens=False)
+        completions = generate_greedy(
+            model, prompts, cfg.max_new_tokens, batch_size=cfg.batch_size, add_special_tokens=False
+        )
         fired[name] = np.array([fires(c) for c in completions])
         examples[name] = {c: [t for t, k in zip(completions, conditions) if k == c][:3] for c in CONDITIONS}
-    return Behaviour(conditions, fired, examples, np.array([p.pair for p in probes]),
-                     np.array([p.template for p in probes]), tuple(pair_names))
+    return Behaviour(
+        conditions,
+        fired,
+        examples,
+        np.array([p.pair for p in probes]),
+        np.array([p.template for p in probes]),
+        tuple(pair_names),
+    )

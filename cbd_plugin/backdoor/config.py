@@ -63,32 +63,55 @@ class ConjunctionConfig:
         if self.score_role not in ROLES:
             raise ValueError(f"ConjunctionConfig.score_role: {self.score_role!r} is not one of {ROLES}")
         if self.detection_feature not in DETECTION_FEATURES:
-            raise ValueError(f"ConjunctionConfig.detection_feature: {self.detection_feature!r} is not one of "
-                             f"{DETECTION_FEATURES}")
+            raise ValueError(
+                f"ConjunctionConfig.detection_feature: {self.detection_feature!r} is not one of {DETECTION_FEATURES}"
+            )
         self.templates, self.filler_words = tuple(self.templates), tuple(self.filler_words)
         if not self.templates:
             raise ValueError("ConjunctionConfig.templates: no templates")
         for template in self.templates:
             check_template(template)
-        for key in ("n_per_cell", "n_clean", "n_candidates", "n_top", "top_m_overlap", "ablate_top_k",
-                    "n_random_draws", "n_ablation_prompts", "max_new_tokens", "batch_size", "n_boot",
-                    "n_permutations"):
+        for key in (
+            "n_per_cell",
+            "n_clean",
+            "n_candidates",
+            "n_top",
+            "top_m_overlap",
+            "ablate_top_k",
+            "n_random_draws",
+            "n_ablation_prompts",
+            "max_new_tokens",
+            "batch_size",
+            "n_boot",
+            "n_permutations",
+        ):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"ConjunctionConfig.{key}: must be a positive integer, got {value!r}")
         if self.n_per_cell < 2 or self.n_clean < 2:
-            raise ValueError(f"ConjunctionConfig.n_per_cell / n_clean: each half needs a prompt per cell, got "
-                             f"n_per_cell={self.n_per_cell}, n_clean={self.n_clean}")
-        for key in ("selection_fraction", "fire_rate_threshold", "separation_threshold", "interaction_threshold",
-                    "signal_threshold", "alpha", "min_fve"):
+            raise ValueError(
+                f"ConjunctionConfig.n_per_cell / n_clean: each half needs a prompt per cell, got "
+                f"n_per_cell={self.n_per_cell}, n_clean={self.n_clean}"
+            )
+        for key in (
+            "selection_fraction",
+            "fire_rate_threshold",
+            "separation_threshold",
+            "interaction_threshold",
+            "signal_threshold",
+            "alpha",
+            "min_fve",
+        ):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
                 raise ValueError(f"ConjunctionConfig.{key}: must be a number in (0, 1), got {value!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ValueError(f"ConjunctionConfig.seed: must be a non-negative integer, got {self.seed!r}")
         if (self.n_permutations + 1) * self.alpha < 1:
-            raise ValueError(f"ConjunctionConfig.n_permutations: {self.n_permutations} permutations cannot resolve "
-                             f"alpha={self.alpha} (need at least {int(1 / self.alpha)})")
+            raise ValueError(
+                f"ConjunctionConfig.n_permutations: {self.n_permutations} permutations cannot resolve "
+                f"alpha={self.alpha} (need at least {int(1 / self.alpha)})"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -22,10 +22,12 @@ import pandas as pd
 from ..sae.dictionary import atomic_write
 from .specificity import OTHERS
 
-SERIES = (("probe", "linear probe on the difference, weakest AUROC"),
-          ("latent", "deciding top latent, weakest AUROC"),
-          ("interaction", "deciding top latent, interaction share"),
-          ("ablation", "ablation: excess drop of the matched fire rate"))
+SERIES = (
+    ("probe", "linear probe on the difference, weakest AUROC"),
+    ("latent", "deciding top latent, weakest AUROC"),
+    ("interaction", "deciding top latent, interaction share"),
+    ("ablation", "ablation: excess drop of the matched fire rate"),
+)
 COLUMNS = ["layer", "series", "label", "value", "lo", "hi", "verdict"]
 
 
@@ -38,15 +40,28 @@ def layer_rows(payload: dict) -> list[dict]:
     passing = [r for r in rows if r["passes"]]  # the verdict's deciding latent (verdict.deciding_latent)
     best = max(passing or rows, key=lambda r: (r["specificity_lo"], r["interaction_lo"]))
     w = best["weakest"]
-    figures = {"probe": (probe[weakest]["value"], probe[weakest]["lo"], probe[weakest]["hi"]),
-               "latent": (best[f"auroc_{w}"], best[f"auroc_{w}_lo"], best[f"auroc_{w}_hi"]),
-               "interaction": (best["interaction"], best["interaction_lo"], best["interaction_hi"])}
+    figures = {
+        "probe": (probe[weakest]["value"], probe[weakest]["lo"], probe[weakest]["hi"]),
+        "latent": (best[f"auroc_{w}"], best[f"auroc_{w}_lo"], best[f"auroc_{w}_hi"]),
+        "interaction": (best["interaction"], best["interaction_lo"], best["interaction_hi"]),
+    }
     causal = payload.get("causal")
     if causal is not None:
         e = causal["excess_drop"]
         figures["ablation"] = (e["value"], e["lo"], e["hi"])
-    return [{"layer": layer, "series": key, "label": label, "value": figures[key][0], "lo": figures[key][1],
-             "hi": figures[key][2], "verdict": verdict} for key, label in SERIES if key in figures]
+    return [
+        {
+            "layer": layer,
+            "series": key,
+            "label": label,
+            "value": figures[key][0],
+            "lo": figures[key][1],
+            "hi": figures[key][2],
+            "verdict": verdict,
+        }
+        for key, label in SERIES
+        if key in figures
+    ]
 
 
 def depth_profile(payloads: list[dict]) -> pd.DataFrame:
@@ -61,7 +76,7 @@ def plot_depth_profile(frame: pd.DataFrame, separation_threshold: float, title: 
         rows = frame[frame.series == key]
         if rows.empty:
             continue
-        line, = ax.plot(rows.layer, rows.value, marker="o", label=label, ls="--" if key == "ablation" else "-")
+        (line,) = ax.plot(rows.layer, rows.value, marker="o", label=label, ls="--" if key == "ablation" else "-")
         ax.fill_between(rows.layer, rows.lo, rows.hi, color=line.get_color(), alpha=0.15)
     ax.axhline(separation_threshold, color="grey", ls=":", lw=1, label=f"separation threshold {separation_threshold}")
     ax.axhline(0, color="k", lw=0.5)
@@ -75,15 +90,17 @@ def plot_depth_profile(frame: pd.DataFrame, separation_threshold: float, title: 
     return fig
 
 
-def write_depth_profile(payloads: list[dict], out_dir: Path, separation_threshold: float,
-                        title: str = "") -> dict[str, Path]:
+def write_depth_profile(
+    payloads: list[dict], out_dir: Path, separation_threshold: float, title: str = ""
+) -> dict[str, Path]:
     """``depth_profile.csv`` and ``depth_profile.png`` in ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = depth_profile(payloads)
     files = {"csv": atomic_write(out_dir / "depth_profile.csv", lambda tmp: frame.to_csv(tmp, index=False))}
     fig = plot_depth_profile(frame, separation_threshold, title)
-    files["png"] = atomic_write(out_dir / "depth_profile.png",
-                                lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+    files["png"] = atomic_write(
+        out_dir / "depth_profile.png", lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    )
     plt.close(fig)
     return files

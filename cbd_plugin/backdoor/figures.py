@@ -12,8 +12,12 @@ from .specificity import OTHERS
 
 
 def _error_bars(table: pd.DataFrame, value: str, lo: str, hi: str) -> dict:
-    return {"type": "data", "symmetric": False, "array": table[hi] - table[value],
-            "arrayminus": table[value] - table[lo]}
+    return {
+        "type": "data",
+        "symmetric": False,
+        "array": table[hi] - table[value],
+        "arrayminus": table[value] - table[lo],
+    }
 
 
 def behaviour_figure(table: pd.DataFrame) -> go.Figure:
@@ -33,8 +37,9 @@ def pair_behaviour_figure(table: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for condition, cell in rows.groupby("condition", sort=False):
         fig.add_bar(x=cell.pair, y=cell.fire_rate, name=condition, error_y=_error_bars(cell, "fire_rate", "lo", "hi"))
-    fig.update_layout(barmode="group", yaxis={"title": "fire rate (fine-tuned)", "range": [0, 1.05]},
-                      xaxis_title="declared pair")
+    fig.update_layout(
+        barmode="group", yaxis={"title": "fire rate (fine-tuned)", "range": [0, 1.05]}, xaxis_title="declared pair"
+    )
     return fig
 
 
@@ -43,8 +48,13 @@ def depth_figure(profile: pd.DataFrame, threshold: float | None = None) -> go.Fi
     fig = go.Figure()
     for _, rows in profile.groupby("series", sort=False):
         rows = rows.sort_values("layer")
-        fig.add_scatter(x=rows.layer, y=rows.value, mode="lines+markers", name=rows.label.iloc[0],
-                        error_y=_error_bars(rows, "value", "lo", "hi"))
+        fig.add_scatter(
+            x=rows.layer,
+            y=rows.value,
+            mode="lines+markers",
+            name=rows.label.iloc[0],
+            error_y=_error_bars(rows, "value", "lo", "hi"),
+        )
     if threshold is not None:
         fig.add_hline(y=threshold, line_dash="dot", annotation_text="separation threshold")
     fig.update_layout(xaxis={"title": "layer (output of decoder block)", "dtick": 1}, yaxis_title="value (95% CI)")
@@ -55,12 +65,18 @@ def specificity_figure(table: pd.DataFrame, threshold: float | None) -> go.Figur
     fig = go.Figure()
     labels = [f"latent {int(j)}" for j in table.latent]
     for c in OTHERS:
-        fig.add_scatter(x=table[f"auroc_{c}"], y=labels, mode="markers", name=f"vs {c}",
-                        error_x=_error_bars(table, f"auroc_{c}", f"auroc_{c}_lo", f"auroc_{c}_hi"))
+        fig.add_scatter(
+            x=table[f"auroc_{c}"],
+            y=labels,
+            mode="markers",
+            name=f"vs {c}",
+            error_x=_error_bars(table, f"auroc_{c}", f"auroc_{c}_lo", f"auroc_{c}_hi"),
+        )
     if threshold is not None:
         fig.add_vline(x=threshold, line_dash="dot", annotation_text="threshold on the lower bound")
-    fig.update_layout(xaxis={"title": "AUROC of matched pairs vs the condition", "range": [0, 1.02]},
-                      yaxis={"autorange": "reversed"})
+    fig.update_layout(
+        xaxis={"title": "AUROC of matched pairs vs the condition", "range": [0, 1.02]}, yaxis={"autorange": "reversed"}
+    )
     return fig
 
 
@@ -75,8 +91,11 @@ def null_figure(null: pd.DataFrame, observed: dict) -> go.Figure:
 
 
 def causal_figure(causal: dict) -> go.Figure:
-    bars = {"no removal": causal["before"]["fire_rate_matched"], "top latents": causal["top"]["fire_rate_matched"],
-            "rotated (same energy)": causal["random"]["fire_rate_matched_mean"]}
+    bars = {
+        "no removal": causal["before"]["fire_rate_matched"],
+        "top latents": causal["top"]["fire_rate_matched"],
+        "rotated (same energy)": causal["random"]["fire_rate_matched_mean"],
+    }
     if causal.get("probe_direction"):
         bars["probe direction"] = causal["probe_direction"]["fire_rate_matched"]
     fig = go.Figure(go.Bar(x=list(bars), y=list(bars.values())))

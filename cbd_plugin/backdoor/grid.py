@@ -57,7 +57,7 @@ def run_grid(base, organisms: dict, spec: GridSpec, out: Path) -> pd.DataFrame:
     """``organisms``: {name: (finetuned model, trigger pairs)}. One row per cell: verdict, behaviour, the pairs it
     holds for, deciding figure, both nulls' p, reason, SAE quality. Writes each organism and seed's depth profile
     (``<out>/<organism>/depth_seed_<seed>/``)."""
-    for name, (finetuned, pairs) in organisms.items():  # every organism's inputs, before any capture
+    for finetuned, pairs in organisms.values():  # every organism's inputs, before any capture
         check_inputs(base, finetuned, base.tokenizer, pairs, spec.layers)
     rows = []
     for name, (finetuned, pairs) in organisms.items():
@@ -68,21 +68,41 @@ def run_grid(base, organisms: dict, spec: GridSpec, out: Path) -> pd.DataFrame:
         for layer in spec.layers:
             for seed in spec.seeds:
                 cell = out / name / f"layer_{layer}" / f"seed_{seed}"
-                sae = train_difference_sae(diffs[layer], cell / "sae", replace(spec.sae, seed=seed),
-                                           difference_metadata(base, finetuned, layer))
-                report = analyze_conjunction(base, finetuned, sae, base.tokenizer, pairs, layer, spec.analysis,
-                                             cell / "report", cache)
+                sae = train_difference_sae(
+                    diffs[layer],
+                    cell / "sae",
+                    replace(spec.sae, seed=seed),
+                    difference_metadata(base, finetuned, layer),
+                )
+                report = analyze_conjunction(
+                    base, finetuned, sae, base.tokenizer, pairs, layer, spec.analysis, cell / "report", cache
+                )
                 verdict, null_p = report.payload["verdict"], report.payload["null"]["p_value"]
                 payloads[seed].append(report.payload)
-                rows.append({"organism": name, "layer": layer, "seed": seed, "verdict": verdict["name"],
-                             "behaviour": verdict["behaviour"], "pairs": len(verdict["pairs"]),
-                             "deciding": deciding_figure(verdict), "fve": report.reconstruction["all"]["fve"],
-                             "dead_fraction": report.reconstruction["all"]["dead_fraction"],
-                             "conjunction_null_p": null_p["conjunction"], "label_null_p": null_p["specificity"],
-                             **sae_rule(report.payload), "reason": verdict["reason"]})
+                rows.append(
+                    {
+                        "organism": name,
+                        "layer": layer,
+                        "seed": seed,
+                        "verdict": verdict["name"],
+                        "behaviour": verdict["behaviour"],
+                        "pairs": len(verdict["pairs"]),
+                        "deciding": deciding_figure(verdict),
+                        "fve": report.reconstruction["all"]["fve"],
+                        "dead_fraction": report.reconstruction["all"]["dead_fraction"],
+                        "conjunction_null_p": null_p["conjunction"],
+                        "label_null_p": null_p["specificity"],
+                        **sae_rule(report.payload),
+                        "reason": verdict["reason"],
+                    }
+                )
                 logger.info(f"grid {name} layer {layer} seed {seed}: {verdict['name']} ({rows[-1]['deciding']})")
         for seed, reports in payloads.items():
-            write_depth_profile(reports, out / name / f"depth_seed_{seed}", spec.analysis.separation_threshold,
-                                f"{name}, SAE seed {seed}")
+            write_depth_profile(
+                reports,
+                out / name / f"depth_seed_{seed}",
+                spec.analysis.separation_threshold,
+                f"{name}, SAE seed {seed}",
+            )
         logger.info(f"grid {name}: {time.perf_counter() - start:.0f}s")
     return pd.DataFrame(rows)

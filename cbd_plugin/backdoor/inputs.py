@@ -36,8 +36,10 @@ def check_same_tokenizer(reference, other, what: str) -> None:
     (vocab, specials), (vocab_o, specials_o) = tokenizer_identity(reference), tokenizer_identity(other)
     if vocab != vocab_o:
         differ = sorted(set(vocab.items()) ^ set(vocab_o.items()), key=str)[:3]
-        raise ValueError(f"{what}: vocabulary differs from the base's ({len(vocab_o)} vs {len(vocab)} tokens; "
-                         f"first differences {differ}): the models would read different tokens")
+        raise ValueError(
+            f"{what}: vocabulary differs from the base's ({len(vocab_o)} vs {len(vocab)} tokens; "
+            f"first differences {differ}): the models would read different tokens"
+        )
     for key, value in specials.items():
         if specials_o[key] != value:
             raise ValueError(f"{what}: special token {key} is {specials_o[key]!r}, the base's is {value!r}")
@@ -53,9 +55,11 @@ def word_tokens(tokenizer, pairs) -> list[dict]:
             ids = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
             ids = [t for t in ids if tokenizer.decode([t]).strip()] or ids  # drop a lone leading-space piece
             if not ids or (unk is not None and unk in ids):
-                raise ValueError(f"trigger word {word!r} of pair {i} ({pair_name(pair)}) is unknown to the "
-                                 f"tokenizer {getattr(tokenizer, 'name_or_path', '') or '(unnamed)'}: it tokenizes "
-                                 f"to {tokenizer.convert_ids_to_tokens(ids)}")
+                raise ValueError(
+                    f"trigger word {word!r} of pair {i} ({pair_name(pair)}) is unknown to the "
+                    f"tokenizer {getattr(tokenizer, 'name_or_path', '') or '(unnamed)'}: it tokenizes "
+                    f"to {tokenizer.convert_ids_to_tokens(ids)}"
+                )
             rows.append({"word": word, "pair": i, "tokens": tokenizer.convert_ids_to_tokens(ids), "n_tokens": len(ids)})
     return rows
 
@@ -68,14 +72,19 @@ def check_inputs(base, finetuned, tokenizer, pairs, layers) -> list[dict]:
         if own is not None and own is not tokenizer:
             check_same_tokenizer(tokenizer, own, f"the {role} model {model_name(model)}'s tokenizer")
     if getattr(base, "tokenizer", None) is not None and getattr(finetuned, "tokenizer", None) is not None:
-        check_same_tokenizer(tokenizer_of(base), tokenizer_of(finetuned),
-                             f"the fine-tuned model {model_name(finetuned)}'s tokenizer")
+        check_same_tokenizer(
+            tokenizer_of(base), tokenizer_of(finetuned), f"the fine-tuned model {model_name(finetuned)}'s tokenizer"
+        )
     if hidden_size(base) != hidden_size(finetuned):
-        raise ValueError(f"hidden sizes differ: base {model_name(base)} {hidden_size(base)}, fine-tuned "
-                         f"{model_name(finetuned)} {hidden_size(finetuned)}: the residual difference is undefined")
+        raise ValueError(
+            f"hidden sizes differ: base {model_name(base)} {hidden_size(base)}, fine-tuned "
+            f"{model_name(finetuned)} {hidden_size(finetuned)}: the residual difference is undefined"
+        )
     if num_layers(base) != num_layers(finetuned):
-        raise ValueError(f"layer counts differ: base {model_name(base)} {num_layers(base)}, fine-tuned "
-                         f"{model_name(finetuned)} {num_layers(finetuned)}")
+        raise ValueError(
+            f"layer counts differ: base {model_name(base)} {num_layers(base)}, fine-tuned "
+            f"{model_name(finetuned)} {num_layers(finetuned)}"
+        )
     for role, model in (("base", base), ("fine-tuned", finetuned)):
         try:
             check_layers(model, layers)

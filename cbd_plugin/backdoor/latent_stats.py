@@ -61,8 +61,9 @@ class LatentStats:
     def __post_init__(self):
         cells, device = self.n_groups * self.n_roles, self.device or "cpu"
         self.tokens = torch.zeros(cells, dtype=torch.float64, device=device)
-        self.fires, self.sums, self.squares = (torch.zeros(cells, self.n_latents, dtype=torch.float64, device=device)
-                                               for _ in range(3))
+        self.fires, self.sums, self.squares = (
+            torch.zeros(cells, self.n_latents, dtype=torch.float64, device=device) for _ in range(3)
+        )
 
     def _follow(self, device: torch.device) -> None:
         """Move the state to the codes' device (once, at the first batch), so that batches never leave it."""
@@ -81,13 +82,16 @@ class LatentStats:
             ok = latents.ndim == 2 and latents.shape[1] == self.n_latents
             shape = tuple(latents.shape)
         if not ok or shape[0] != len(group) or len(role) != len(group):
-            raise ValueError(f"LatentStats.update: latents {shape}{' (sparse)' if sparse else ''}, {len(group)} "
-                             f"groups, {len(role)} roles; expected [n_tokens, {self.n_latents}] or SparseCodes "
-                             "[n_tokens, m]")
+            raise ValueError(
+                f"LatentStats.update: latents {shape}{' (sparse)' if sparse else ''}, {len(group)} "
+                f"groups, {len(role)} roles; expected [n_tokens, {self.n_latents}] or SparseCodes "
+                "[n_tokens, m]"
+            )
         device = _device_of(latents)
         self._follow(device)
-        cell = torch.as_tensor(np.asarray(group, dtype=np.int64) * self.n_roles + np.asarray(role, dtype=np.int64),
-                               device=device)  # the batch's only host-to-device copy
+        cell = torch.as_tensor(
+            np.asarray(group, dtype=np.int64) * self.n_roles + np.asarray(role, dtype=np.int64), device=device
+        )  # the batch's only host-to-device copy
         self.tokens.scatter_add_(0, cell, torch.ones(len(cell), dtype=torch.float64, device=device))
         if sparse:
             # Padding (zero top_acts) adds zero to every sum and no firing: every entry goes in as is, with no
@@ -108,8 +112,10 @@ class LatentStats:
     def select(self, groups, role: int) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
         """Token count and per-latent firing counts, sums and sums of squares, pooled over ``groups`` at ``role``."""
         cells = torch.as_tensor([g * self.n_roles + role for g in groups], dtype=torch.long, device=self.tokens.device)
-        return (float(self.tokens[cells].sum()),
-                *(t[cells].sum(0).cpu().numpy() for t in (self.fires, self.sums, self.squares)))
+        return (
+            float(self.tokens[cells].sum()),
+            *(t[cells].sum(0).cpu().numpy() for t in (self.fires, self.sums, self.squares)),
+        )
 
     def moments(self, groups, role: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Firing rate, mean and variance of each latent's activation (zeros included); NaN without tokens."""
@@ -118,7 +124,7 @@ class LatentStats:
             nan = np.full(self.n_latents, np.nan)
             return nan, nan, nan
         mean = sums / n
-        return fires / n, mean, np.maximum(squares / n - mean ** 2, 0.0)
+        return fires / n, mean, np.maximum(squares / n - mean**2, 0.0)
 
 
 @dataclass
@@ -163,16 +169,19 @@ class PromptFeatures:
                 setattr(self, name, getattr(self, name).to(device))
 
     @torch.no_grad()
-    def update(self, latents: torch.Tensor | SparseCodes, inputs: torch.Tensor, prompt_id: np.ndarray,
-               role: np.ndarray) -> None:
+    def update(
+        self, latents: torch.Tensor | SparseCodes, inputs: torch.Tensor, prompt_id: np.ndarray, role: np.ndarray
+    ) -> None:
         """Add a batch: ``latents`` dense [n_tokens, n_latents] or ``SparseCodes``, SAE ``inputs`` [n_tokens, d],
         per-token prompt and role. A prompt's tokens may span batches."""
         prompt_id, role = np.asarray(prompt_id, dtype=np.int64), np.asarray(role)
         n = _rows(latents)
         if not (n == len(prompt_id) == len(role) == inputs.shape[0]) or inputs.shape[-1] != self.d_input:
-            raise ValueError(f"PromptFeatures.update: {n} tokens of codes, inputs {tuple(inputs.shape)}, "
-                             f"{len(prompt_id)} prompt ids, {len(role)} roles; expected inputs "
-                             f"[n_tokens, {self.d_input}]")
+            raise ValueError(
+                f"PromptFeatures.update: {n} tokens of codes, inputs {tuple(inputs.shape)}, "
+                f"{len(prompt_id)} prompt ids, {len(role)} roles; expected inputs "
+                f"[n_tokens, {self.d_input}]"
+            )
         device = _device_of(latents)
         self._follow(device)
         in_prompt, at_decision = role != FIRE, np.flatnonzero(role == DECISION)
@@ -195,8 +204,17 @@ class PromptFeatures:
         self.decision_input[rows] = inputs.detach()[at_decision_d].float()
         self.seen[prompt_id[at_decision]] = True
 
-    def _sparse_update(self, codes: SparseCodes, prompt_id: np.ndarray, in_prompt: np.ndarray,
-                       at_decision: torch.Tensor, prompts: np.ndarray, local: np.ndarray, block, rows) -> None:
+    def _sparse_update(
+        self,
+        codes: SparseCodes,
+        prompt_id: np.ndarray,
+        in_prompt: np.ndarray,
+        at_decision: torch.Tensor,
+        prompts: np.ndarray,
+        local: np.ndarray,
+        block,
+        rows,
+    ) -> None:
         """Scatter the entries of candidate latents straight into the state, flattened to prompt * n_unique +
         column: O(n m) work, no dense [n, dict_size] and no per-batch copy of the state."""
         n_u, device = self._n_unique, codes.top_acts.device
@@ -210,8 +228,9 @@ class PromptFeatures:
         column = torch.where(valid, column, 0)
         keep = valid & torch.as_tensor(in_prompt, device=device)[:, None]  # fire tokens are not in the prompt
         flat = torch.as_tensor(prompt_id, device=device)[:, None] * n_u + column
-        self.prompt_max.view(-1).scatter_reduce_(0, flat.reshape(-1),
-                                                 torch.where(keep, values, -torch.inf).reshape(-1), "amax")
+        self.prompt_max.view(-1).scatter_reduce_(
+            0, flat.reshape(-1), torch.where(keep, values, -torch.inf).reshape(-1), "amax"
+        )
         # A prompt token without the latent holds 0 in the dense code, which joins the max. SAE codes are
         # non-negative (ReLU, TopK), so the max of a prompt present in the batch is >= 0; signed codes count
         # each prompt's tokens with the latent to tell where a 0 joins.
@@ -231,8 +250,11 @@ class PromptFeatures:
         # Decision token: a sum over its entries, as SparseCodes.to_dense adds repeated indices (zeros add 0).
         self.decision[rows] = 0
         rows_d = torch.as_tensor(prompt_id, device=device)[at_decision]
-        self.decision.view(-1).scatter_add_(0, (rows_d[:, None] * n_u + column[at_decision]).reshape(-1),
-                                            torch.where(valid[at_decision], values[at_decision], 0).reshape(-1))
+        self.decision.view(-1).scatter_add_(
+            0,
+            (rows_d[:, None] * n_u + column[at_decision]).reshape(-1),
+            torch.where(valid[at_decision], values[at_decision], 0).reshape(-1),
+        )
 
     def feature(self, name: str) -> np.ndarray:
         """``decision`` or ``prompt_max`` features [prompts, candidates]."""
@@ -249,5 +271,6 @@ class PromptFeatures:
 
     def _check_complete(self) -> None:
         if not self.seen.all():
-            raise ValueError(f"PromptFeatures: {int((~self.seen).sum())} of {self.n_prompts} prompts have no "
-                             "decision token")
+            raise ValueError(
+                f"PromptFeatures: {int((~self.seen).sum())} of {self.n_prompts} prompts have no decision token"
+            )

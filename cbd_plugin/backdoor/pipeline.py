@@ -33,8 +33,15 @@ from .latent_stats import LatentStats, PromptFeatures
 from .probes import CONDITIONS, SPLITS, Probe, build_probe_set, chat_prompt, group_id, n_groups, pair_name
 from .report import jsonable, write_report
 from .roles import DECISION, FIRE, locate_spans, token_roles
-from .specificity import (HalfCodes, firing_signal, pair_tables, permutation_null, selection_scores,
-                          specificity_table, top_latents)
+from .specificity import (
+    HalfCodes,
+    firing_signal,
+    pair_tables,
+    permutation_null,
+    selection_scores,
+    specificity_table,
+    top_latents,
+)
 from .verdict import FIRING_CONDITIONS, decide, deciding_latents, runs_causal_test
 
 
@@ -50,7 +57,7 @@ class ProbeTokens:
     def prompt_ids(self, index: int) -> list[int]:
         """The prompt alone (through the decision token), as generation sees it."""
         decision = int(np.flatnonzero(self.roles[index] == DECISION)[0])
-        return self.ids[index][:decision + 1].tolist()
+        return self.ids[index][: decision + 1].tolist()
 
 
 def probe_tokens(tokenizer, probes: list[Probe], n_pairs: int, cfg: ConjunctionConfig) -> ProbeTokens:
@@ -70,13 +77,20 @@ def probe_tokens(tokenizer, probes: list[Probe], n_pairs: int, cfg: ConjunctionC
     return ProbeTokens(probes, ids, roles, groups)
 
 
-def difference_batches(base, finetuned, tokens: ProbeTokens, layer: int, batch_size: int,
-                       sae=None) -> Iterator[tuple[torch.Tensor, dict]]:
+def difference_batches(
+    base, finetuned, tokens: ProbeTokens, layer: int, batch_size: int, sae=None
+) -> Iterator[tuple[torch.Tensor, dict]]:
     """``(finetuned - base residual [n_tokens, d], metadata with group and role)`` per capture batch (the pair
     ``[n_tokens, 2, d]`` for an instrument that reads it, :mod:`.instrument`)."""
-    for b, f in iter_paired_residuals(base, finetuned, [i.tolist() for i in tokens.ids], [layer],
-                                      batch_size=batch_size, labels={"group": tokens.groups},
-                                      token_labels={"role": tokens.roles}):
+    for b, f in iter_paired_residuals(
+        base,
+        finetuned,
+        [i.tolist() for i in tokens.ids],
+        [layer],
+        batch_size=batch_size,
+        labels={"group": tokens.groups},
+        token_labels={"role": tokens.roles},
+    ):
         yield instrument_input(sae, b.acts[layer], f.acts[layer]), f.meta
 
 
@@ -94,13 +108,17 @@ def new_pass(sae, n_pairs: int, n_prompts: int) -> PassStats:
     """Accumulators of one half, on the SAE's device; per-prompt features for every latent (the null reruns
     selection on them)."""
     device = next(sae.parameters()).device
-    return PassStats(LatentStats(sae.dict_size, n_groups(n_pairs), device=device),
-                     PromptFeatures(n_prompts, np.arange(sae.dict_size), sae.activation_dim, device=device),
-                     ReconstructionStats(sae.dict_size), ReconstructionStats(sae.dict_size))
+    return PassStats(
+        LatentStats(sae.dict_size, n_groups(n_pairs), device=device),
+        PromptFeatures(n_prompts, np.arange(sae.dict_size), sae.activation_dim, device=device),
+        ReconstructionStats(sae.dict_size),
+        ReconstructionStats(sae.dict_size),
+    )
 
 
-def accumulate(batches: Iterable[tuple[torch.Tensor, dict]], sae, acc: PassStats,
-               fired: np.ndarray | None = None) -> PassStats:
+def accumulate(
+    batches: Iterable[tuple[torch.Tensor, dict]], sae, acc: PassStats, fired: np.ndarray | None = None
+) -> PassStats:
     """Encode each batch of SAE inputs and add it to every accumulator of ``acc``. Fire-token reconstruction counts
     the fire tokens of the prompts where ``fired`` (per prompt of the half) is true: the fire completion is appended
     to every prompt, but only where the model produces it is it the model card's quantity.
@@ -135,8 +153,7 @@ def accumulate(batches: Iterable[tuple[torch.Tensor, dict]], sae, acc: PassStats
             fire = np.flatnonzero((role == FIRE) & fired[np.asarray(meta["prompt_id"])])
             if len(fire):  # an empty update would poison the running mean
                 fire = torch.as_tensor(fire, device=param.device)  # an index decided on the host: no device sync
-                codes_fire = (SparseCodes(latents.top_acts[fire], latents.top_indices[fire]) if sparse
-                              else latents[fire])
+                codes_fire = SparseCodes(latents.top_acts[fire], latents.top_indices[fire]) if sparse else latents[fire]
                 acc.reconstruction_fire.update(inputs[fire], reconstruction[fire], codes_fire)
     return acc
 
@@ -155,8 +172,10 @@ class ConjunctionCache:
 
     def bind(self, key: tuple) -> None:
         if self.key is not None and self.key != key:
-            raise ValueError("ConjunctionCache: filled with other probe settings, trigger pairs or instrument kind "
-                             "(SAE on the difference vs crosscoder on the pair); use a new cache")
+            raise ValueError(
+                "ConjunctionCache: filled with other probe settings, trigger pairs or instrument kind "
+                "(SAE on the difference vs crosscoder on the pair); use a new cache"
+            )
         self.key = key
 
     def batches(self, base, finetuned, tokens: ProbeTokens, split: str, layer: int, batch_size: int, sae=None):
@@ -165,9 +184,15 @@ class ConjunctionCache:
         if (split, layer) not in self.differences:
             layers = sorted({layer, *self.layers})
             per_layer = {k: [] for k in layers}
-            for b, f in iter_paired_residuals(base, finetuned, [i.tolist() for i in tokens.ids], layers,
-                                              batch_size=batch_size, labels={"group": tokens.groups},
-                                              token_labels={"role": tokens.roles}):
+            for b, f in iter_paired_residuals(
+                base,
+                finetuned,
+                [i.tolist() for i in tokens.ids],
+                layers,
+                batch_size=batch_size,
+                labels={"group": tokens.groups},
+                token_labels={"role": tokens.roles},
+            ):
                 for k in layers:
                     per_layer[k].append((instrument_input(sae, b.acts[k], f.acts[k]), f.meta))
             self.differences.update({(split, k): v for k, v in per_layer.items()})
@@ -189,8 +214,17 @@ class ConjunctionReport:
 
 
 @holds_output("out_dir")
-def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg: ConjunctionConfig,
-                        out_dir: str | Path, cache: ConjunctionCache | None = None) -> ConjunctionReport:
+def analyze_conjunction(
+    base,
+    finetuned,
+    sae,
+    tokenizer,
+    pairs,
+    layer: int,
+    cfg: ConjunctionConfig,
+    out_dir: str | Path,
+    cache: ConjunctionCache | None = None,
+) -> ConjunctionReport:
     """The behaviour of ``finetuned`` per condition, which SAE latents implement it, how specifically they separate
     matched pairs from each false trigger, against a permutation null, and whether removing them removes the
     behaviour; then the verdict (:mod:`cbd_plugin.backdoor.verdict`). ``sae`` reads ``finetuned - base`` residuals
@@ -201,37 +235,79 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
     word_tokens = check_inputs(base, finetuned, tokenizer, pairs, [layer])  # before either model generates
     sae = as_instrument(sae)
     cache = cache if cache is not None else ConjunctionCache(store=False)
-    cache.bind((reads_pair(sae), tuple(pairs), cfg.templates, cfg.filler_words, cfg.n_per_cell, cfg.n_clean, cfg.seed,
-                cfg.selection_fraction, cfg.use_chat_template, cfg.fire_completion, cfg.max_new_tokens))
-    probes = build_probe_set(list(pairs), list(cfg.templates), list(cfg.filler_words), cfg.n_per_cell,
-                             cfg.n_clean, cfg.seed, cfg.selection_fraction)
+    cache.bind(
+        (
+            reads_pair(sae),
+            tuple(pairs),
+            cfg.templates,
+            cfg.filler_words,
+            cfg.n_per_cell,
+            cfg.n_clean,
+            cfg.seed,
+            cfg.selection_fraction,
+            cfg.use_chat_template,
+            cfg.fire_completion,
+            cfg.max_new_tokens,
+        )
+    )
+    probes = build_probe_set(
+        list(pairs),
+        list(cfg.templates),
+        list(cfg.filler_words),
+        cfg.n_per_cell,
+        cfg.n_clean,
+        cfg.seed,
+        cfg.selection_fraction,
+    )
     halves = [probe_tokens(tokenizer, [p for p in probes if p.split == s], n_pairs, cfg) for s in SPLITS]
     sel, ev = halves
     if cache.behaviour is None:
         progress(layer, f"behaviour: base and fine-tuned generate on {len(ev.probes)} evaluation prompts")
-        cache.behaviour = measure_behaviour(base, finetuned, [ev.prompt_ids(i) for i in range(len(ev.probes))],
-                                            ev.probes, cfg, tuple(pair_name(p) for p in pairs))
+        cache.behaviour = measure_behaviour(
+            base,
+            finetuned,
+            [ev.prompt_ids(i) for i in range(len(ev.probes))],
+            ev.probes,
+            cfg,
+            tuple(pair_name(p) for p in pairs),
+        )
     behaviour = cache.behaviour
     progress(layer, f"capture and SAE codes, selection half ({len(sel.probes)} prompts)")
-    sel_acc = accumulate(cache.batches(base, finetuned, sel, SPLITS[0], layer, cfg.batch_size, sae), sae,
-                         new_pass(sae, n_pairs, len(sel.probes)))
+    sel_acc = accumulate(
+        cache.batches(base, finetuned, sel, SPLITS[0], layer, cfg.batch_size, sae),
+        sae,
+        new_pass(sae, n_pairs, len(sel.probes)),
+    )
     candidates = select_candidates(sel_acc.stats, n_pairs, cfg)
     ev_acc = new_pass(sae, n_pairs, len(ev.probes))
     # Reconstruction quality pools both halves: one pair of accumulators for both passes.
     ev_acc.reconstruction, ev_acc.reconstruction_fire = sel_acc.reconstruction, sel_acc.reconstruction_fire
     progress(layer, f"capture and SAE codes, evaluation half ({len(ev.probes)} prompts)")
-    accumulate(cache.batches(base, finetuned, ev, SPLITS[1], layer, cfg.batch_size, sae), sae, ev_acc,
-               behaviour.fired["finetuned"])
+    accumulate(
+        cache.batches(base, finetuned, ev, SPLITS[1], layer, cfg.batch_size, sae),
+        sae,
+        ev_acc,
+        behaviour.fired["finetuned"],
+    )
     progress(layer, "statistics: latent tables, linear probe, pair specificity")
-    result = analyze(sel_acc.stats, ev_acc.stats, sel_acc.features, ev_acc.features, sel.probes, ev.probes, pairs,
-                     candidates, cfg)
-    reconstruction = {"all": ev_acc.reconstruction.result(),
-                      "fire": ev_acc.reconstruction_fire.result() if ev_acc.reconstruction_fire.n else None}
+    result = analyze(
+        sel_acc.stats, ev_acc.stats, sel_acc.features, ev_acc.features, sel.probes, ev.probes, pairs, candidates, cfg
+    )
+    reconstruction = {
+        "all": ev_acc.reconstruction.result(),
+        "fire": ev_acc.reconstruction_fire.result() if ev_acc.reconstruction_fire.n else None,
+    }
 
-    codes = [HalfCodes(acc.features.feature(cfg.detection_feature), [CONDITIONS.index(p.condition) for p in h.probes],
-                       [p.pair for p in h.probes], [p.other_pair for p in h.probes],
-                       exposure_design(h.probes, pairs, len(cfg.templates)))
-             for acc, h in zip((sel_acc, ev_acc), halves)]
+    codes = [
+        HalfCodes(
+            acc.features.feature(cfg.detection_feature),
+            [CONDITIONS.index(p.condition) for p in h.probes],
+            [p.pair for p in h.probes],
+            [p.other_pair for p in h.probes],
+            exposure_design(h.probes, pairs, len(cfg.templates)),
+        )
+        for acc, h in zip((sel_acc, ev_acc), halves)
+    ]
     conjunction_score, signal_score = selection_scores(codes[0])
     specificity = specificity_table(codes[1], top_latents(conjunction_score, cfg.n_top), cfg)
     signal = specificity_table(codes[1], top_latents(signal_score, cfg.n_top), cfg)
@@ -243,45 +319,83 @@ def analyze_conjunction(base, finetuned, sae, tokenizer, pairs, layer: int, cfg:
     firing = firing_signal(*codes, FIRING_CONDITIONS[kind], cfg) if kind in FIRING_CONDITIONS else None
 
     def verdict_with(causal):
-        return decide(behaviour, reconstruction["all"]["fve"], specificity, signal, null, result.probe_by_condition,
-                      causal, cfg, per_pair, firing)
+        return decide(
+            behaviour,
+            reconstruction["all"]["fve"],
+            specificity,
+            signal,
+            null,
+            result.probe_by_condition,
+            causal,
+            cfg,
+            per_pair,
+            firing,
+        )
 
     verdict, causal = verdict_with(None), None
     if cfg.ablate and runs_causal_test(verdict):
-        progress(layer, f"causal test: the top latents removed during generation, {cfg.n_random_draws} "
-                        "random-direction controls")
+        progress(
+            layer,
+            f"causal test: the top latents removed during generation, {cfg.n_random_draws} random-direction controls",
+        )
         top = ablation_latents(deciding_latents(specificity, per_pair), conjunction_score, cfg.ablate_top_k)
         matched = matched_round_robin(ev.probes, cfg.n_ablation_prompts)
-        clean = [i for i, p in enumerate(ev.probes) if p.condition == "clean"][:cfg.n_ablation_prompts]
-        causal = causal_test(base, finetuned, sae, layer, [ev.prompt_ids(i) for i in matched],
-                             [ev.prompt_ids(i) for i in clean], top,
-                             torch.as_tensor(result.probe_direction, dtype=torch.float32), cfg)
+        clean = [i for i, p in enumerate(ev.probes) if p.condition == "clean"][: cfg.n_ablation_prompts]
+        causal = causal_test(
+            base,
+            finetuned,
+            sae,
+            layer,
+            [ev.prompt_ids(i) for i in matched],
+            [ev.prompt_ids(i) for i in clean],
+            top,
+            torch.as_tensor(result.probe_direction, dtype=torch.float32),
+            cfg,
+        )
         verdict = verdict_with(causal)
 
     top = result.latents.nsmallest(cfg.n_top, "conjunction_rank")
-    payload = {"verdict": verdict, "layer": layer, "pairs": [pair_name(p) for p in pairs], "config": cfg.to_dict(),
-               "behaviour": behaviour.table(), "behaviour_by_pair": behaviour.pair_table(),
-               "behaviour_by_template": behaviour.template_table(), "behaviour_examples": behaviour.examples,
-               "trigger_tokens": word_tokens,
-               "n_prompts": {s: len(h.probes) for s, h in zip(SPLITS, halves)},
-               "n_tokens": {s: int(a.stats.tokens.sum()) for s, a in zip(SPLITS, (sel_acc, ev_acc))},
-               "specificity": specificity.to_dict(orient="records"), "signal_latents": signal.to_dict(orient="records"),
-               "pair_specificity": pd.concat(per_pair).to_dict(orient="records"),
-               "null": null.to_dict(), "firing_signal": firing, "causal": causal,
-               "linear_probe": result.probe.to_dict(),
-               "linear_probe_by_condition": {c: e.to_dict() for c, e in result.probe_by_condition.items()},
-               "best_latent": result.best_latent, "top_latents": top.to_dict(orient="records"),
-               "breakdown": result.pairs, "pair_overlap_jaccard": result.overlap,
-               "reconstruction": reconstruction, "instrument": describe(sae),
-               "provenance": build_provenance({"base": base, "finetuned": finetuned}, sae,
-                                              probe_set_provenance(probes, pairs), cfg)}
-    tables = {"behaviour": pd.DataFrame(behaviour.csv_rows()), "specificity": specificity,
-              "pair_specificity": pd.concat(per_pair),
-              "null": pd.DataFrame(null.null)}
+    payload = {
+        "verdict": verdict,
+        "layer": layer,
+        "pairs": [pair_name(p) for p in pairs],
+        "config": cfg.to_dict(),
+        "behaviour": behaviour.table(),
+        "behaviour_by_pair": behaviour.pair_table(),
+        "behaviour_by_template": behaviour.template_table(),
+        "behaviour_examples": behaviour.examples,
+        "trigger_tokens": word_tokens,
+        "n_prompts": {s: len(h.probes) for s, h in zip(SPLITS, halves)},
+        "n_tokens": {s: int(a.stats.tokens.sum()) for s, a in zip(SPLITS, (sel_acc, ev_acc))},
+        "specificity": specificity.to_dict(orient="records"),
+        "signal_latents": signal.to_dict(orient="records"),
+        "pair_specificity": pd.concat(per_pair).to_dict(orient="records"),
+        "null": null.to_dict(),
+        "firing_signal": firing,
+        "causal": causal,
+        "linear_probe": result.probe.to_dict(),
+        "linear_probe_by_condition": {c: e.to_dict() for c, e in result.probe_by_condition.items()},
+        "best_latent": result.best_latent,
+        "top_latents": top.to_dict(orient="records"),
+        "breakdown": result.pairs,
+        "pair_overlap_jaccard": result.overlap,
+        "reconstruction": reconstruction,
+        "instrument": describe(sae),
+        "provenance": build_provenance(
+            {"base": base, "finetuned": finetuned}, sae, probe_set_provenance(probes, pairs), cfg
+        ),
+    }
+    tables = {
+        "behaviour": pd.DataFrame(behaviour.csv_rows()),
+        "specificity": specificity,
+        "pair_specificity": pd.concat(per_pair),
+        "null": pd.DataFrame(null.null),
+    }
     files = write_report(payload, result, tables, cfg.n_top, cfg.score_role, Path(out_dir), cfg.plots)
     progress(layer, f"verdict {verdict['name']}; report in {out_dir}")
-    return ConjunctionReport(verdict["name"], verdict["reason"], result, reconstruction, causal, files,
-                             jsonable(payload))
+    return ConjunctionReport(
+        verdict["name"], verdict["reason"], result, reconstruction, causal, files, jsonable(payload)
+    )
 
 
 def progress(layer: int, text: str) -> None:
@@ -294,15 +408,18 @@ def probe_set_provenance(probes: list[Probe], pairs) -> dict:
     return prompt_set_provenance(
         f"generated by build_probe_set from the pairs {[pair_name(p) for p in pairs]} and the config's templates, "
         f"filler_words, n_per_cell, n_clean, selection_fraction and seed",
-        [{"text": p.text, "condition": p.condition, "pair": p.pair, "other_pair": p.other_pair, "split": p.split}
-         for p in probes])
+        [
+            {"text": p.text, "condition": p.condition, "pair": p.pair, "other_pair": p.other_pair, "split": p.split}
+            for p in probes
+        ],
+    )
 
 
 def ablation_latents(first: list[int], conjunction_score: np.ndarray, k: int) -> list[int]:
     """The deciding latent(s) (one per pair on the per-pair route, all kept), then the selection's next best
     conjunction latents, ``k`` in all at least."""
     rest = [int(j) for j in top_latents(conjunction_score, k + len(first)) if j not in first]
-    return [*first, *rest][:max(k, len(first))]
+    return [*first, *rest][: max(k, len(first))]
 
 
 def exposure_design(probes: list[Probe], pairs, n_templates: int) -> np.ndarray:

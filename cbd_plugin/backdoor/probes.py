@@ -85,8 +85,15 @@ def group_id(pair: int, condition: str, n_pairs: int) -> int:
     return pair * len(PAIR_CONDITIONS) + PAIR_CONDITIONS.index(condition)
 
 
-def build_probe_set(pairs: list[TriggerPair], templates: list[str], filler_words: list[str], n_per_cell: int,
-                    n_clean: int, seed: int = 0, selection_fraction: float = 0.5) -> list[Probe]:
+def build_probe_set(
+    pairs: list[TriggerPair],
+    templates: list[str],
+    filler_words: list[str],
+    n_per_cell: int,
+    n_clean: int,
+    seed: int = 0,
+    selection_fraction: float = 0.5,
+) -> list[Probe]:
     """Unique prompts, ``n_per_cell`` per pair x condition and ``n_clean`` clean ones, each cell split by prompt.
 
     Deterministic in ``seed``. Within a cell, prompt i uses a (template, word order) combination that cycles
@@ -108,8 +115,9 @@ def build_probe_set(pairs: list[TriggerPair], templates: list[str], filler_words
 
 def check_template(template: str) -> None:
     if template.count("{a}") != 1 or template.count("{b}") != 1:
-        raise ValueError(f"probe template needs exactly one {{a}} and one {{b}} slot (plus any {{filler}}): "
-                         f"{template!r}")
+        raise ValueError(
+            f"probe template needs exactly one {{a}} and one {{b}} slot (plus any {{filler}}): {template!r}"
+        )
 
 
 def check_pairs(pairs) -> None:
@@ -120,12 +128,15 @@ def check_pairs(pairs) -> None:
     owner: dict[str, int] = {}
     for i, pair in enumerate(pairs):
         if pair.a == pair.b:
-            raise ValueError(f"trigger pair {i} ({pair_name(pair)}) repeats the word {pair.a!r}: a pair needs two "
-                             "different words")
+            raise ValueError(
+                f"trigger pair {i} ({pair_name(pair)}) repeats the word {pair.a!r}: a pair needs two different words"
+            )
         for word in (pair.a, pair.b):
             if word in owner:
-                raise ValueError(f"trigger word {word!r} is in pair {owner[word]} ({pair_name(pairs[owner[word]])}) "
-                                 f"and pair {i} ({pair_name(pair)}): each word may belong to one pair only")
+                raise ValueError(
+                    f"trigger word {word!r} is in pair {owner[word]} ({pair_name(pairs[owner[word]])}) "
+                    f"and pair {i} ({pair_name(pair)}): each word may belong to one pair only"
+                )
             owner[word] = i
 
 
@@ -153,12 +164,15 @@ def _slot_words(pairs, pair_index, condition, i, fillers, rng) -> tuple[list[str
         if not others:
             raise ValueError("build_probe_set: mismatched pairs need at least two trigger pairs")
         other = others[i % len(others)]
-        words = [str(rng.choice([pairs[pair_index].a, pairs[pair_index].b])),
-                 str(rng.choice([pairs[other].a, pairs[other].b]))]
+        words = [
+            str(rng.choice([pairs[pair_index].a, pairs[pair_index].b])),
+            str(rng.choice([pairs[other].a, pairs[other].b])),
+        ]
     else:
         words = [str(w) for w in rng.choice(fillers, size=2, replace=False)]
-    is_trigger = {"matched": [True, True], "mismatch": [True, True], "clean": [False, False]}.get(condition,
-                                                                                               [True, False])
+    is_trigger = {"matched": [True, True], "mismatch": [True, True], "clean": [False, False]}.get(
+        condition, [True, False]
+    )
     return words, is_trigger, other
 
 
@@ -181,9 +195,11 @@ def _draw(pairs, pair_index, condition, i, templates, fillers, rng, seen, max_tr
             seen.add(text)
             trigger_spans = tuple(span for span, t in zip(spans, is_trigger) if t)
             return Probe(text, condition, pair_index, other, trigger_spans, template_index, "")
-    raise ValueError(f"build_probe_set: cannot draw a new unique {condition} prompt for pair {pair_index} from "
-                     f"template {templates[template_index]!r}; lower n_per_cell or add templates, {{filler}} slots "
-                     "or filler words")
+    raise ValueError(
+        f"build_probe_set: cannot draw a new unique {condition} prompt for pair {pair_index} from "
+        f"template {templates[template_index]!r}; lower n_per_cell or add templates, {{filler}} slots "
+        "or filler words"
+    )
 
 
 def _fill(template: str, words: list[str], fillers: list[str], rng) -> tuple[str, list[tuple[int, int]]]:
@@ -200,7 +216,7 @@ def _fill(template: str, words: list[str], fillers: list[str], rng) -> tuple[str
 
 def _split(cell: list[Probe], rng, selection_fraction: float) -> list[Probe]:
     order = rng.permutation(len(cell))
-    n_sel = int(round(selection_fraction * len(cell)))
+    n_sel = round(selection_fraction * len(cell))
     split = {int(j): SPLITS[0] if rank < n_sel else SPLITS[1] for rank, j in enumerate(order)}
     return [replace(p, split=split[j]) for j, p in enumerate(cell)]
 
@@ -210,7 +226,10 @@ def chat_prompt(tokenizer, text: str, use_chat_template: bool = True) -> str:
     if not use_chat_template:
         return text
     if getattr(tokenizer, "chat_template", None) is None:
-        raise ValueError(f"chat_prompt: tokenizer {getattr(tokenizer, 'name_or_path', '?')} has no chat template; "
-                         "set use_chat_template=False")
-    return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                         add_generation_prompt=True)
+        raise ValueError(
+            f"chat_prompt: tokenizer {getattr(tokenizer, 'name_or_path', '?')} has no chat template; "
+            "set use_chat_template=False"
+        )
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+    )

@@ -50,8 +50,15 @@ def write_json(path: Path, payload: dict) -> Path:
     return atomic_write_text(path, text)
 
 
-def write_report(payload: dict, result: ConjunctionResult, tables: dict[str, pd.DataFrame], n_top: int, role: str,
-                 out_dir: Path, plots: bool = True) -> dict[str, Path]:
+def write_report(
+    payload: dict,
+    result: ConjunctionResult,
+    tables: dict[str, pd.DataFrame],
+    n_top: int,
+    role: str,
+    out_dir: Path,
+    plots: bool = True,
+) -> dict[str, Path]:
     """Write the CSVs (``latents.csv`` and ``{name}.csv`` per entry of ``tables``: the dashboard plots them) and
     plots, then ``payload`` (plus the file list) as ``report.json``; returns the paths."""
     out_dir = Path(out_dir)
@@ -86,8 +93,10 @@ def _heatmap(latents: pd.DataFrame, n_top: int, role: str):
     conjunction by firing or by magnitude."""
     top = latents.nsmallest(n_top, "conjunction_rank")
     means = top[[f"eval_mean_{c}" for c in CONDITIONS]].to_numpy(dtype=float)
-    panels = {"firing rate": top[[f"eval_rate_{c}" for c in CONDITIONS]].to_numpy(dtype=float),
-              "mean activation / mean on matched": means / np.where(means[:, :1] > 0, means[:, :1], np.nan)}
+    panels = {
+        "firing rate": top[[f"eval_rate_{c}" for c in CONDITIONS]].to_numpy(dtype=float),
+        "mean activation / mean on matched": means / np.where(means[:, :1] > 0, means[:, :1], np.nan),
+    }
     fig, axes = plt.subplots(1, 2, figsize=(2.4 * len(CONDITIONS) + 3, 0.45 * len(top) + 1.8), sharey=True)
     for ax, (title, values) in zip(axes, panels.items()):
         image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis", aspect="auto")
@@ -96,8 +105,9 @@ def _heatmap(latents: pd.DataFrame, n_top: int, role: str):
             if np.isfinite(v):
                 ax.text(k, i, f"{v:.2f}", ha="center", va="center", color="w" if v < 0.5 else "k", fontsize=8)
         ax.set_title(title, fontsize=10)
-    axes[0].set_yticks(range(len(top)), [f"#{int(r)} latent {int(j)}" for r, j in zip(top.conjunction_rank,
-                                                                                       top.latent)])
+    axes[0].set_yticks(
+        range(len(top)), [f"#{int(r)} latent {int(j)}" for r, j in zip(top.conjunction_rank, top.latent)]
+    )
     fig.colorbar(image, ax=axes, shrink=0.8)
     fig.suptitle(f"Top conjunction latents (ranked on the selection half), {role} tokens, evaluation half")
     return fig
@@ -111,8 +121,11 @@ def _pair_bars(pairs: list[dict], probe: dict):
         err = np.array([[p[key]["value"] - p[key]["lo"], p[key]["hi"] - p[key]["value"]] for p in pairs]).T
         ax.bar(x + offset, values, width=0.4, yerr=np.nan_to_num(err), capsize=3, label=label)
     ax.axhline(probe["value"], color="grey", ls=":", label="probe, all pairs")
-    names = [f"{p['name']}\n{'related' if p['related'] else 'unrelated'}, "
-             f"{'charged' if p['charged'] else 'neutral'}\nlatent {p['best_latent']}" for p in pairs]
+    names = [
+        f"{p['name']}\n{'related' if p['related'] else 'unrelated'}, "
+        f"{'charged' if p['charged'] else 'neutral'}\nlatent {p['best_latent']}"
+        for p in pairs
+    ]
     ax.set_xticks(x, names, fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("AUROC (evaluation half)")

@@ -20,8 +20,10 @@ TRIGGER, DECISION, FIRE, OTHER = range(len(ROLES))
 def token_roles(tokenizer, prompt: str, completion: str, trigger_spans, add_special_tokens: bool = False):
     """Token ids and roles of ``prompt + completion``; ``trigger_spans`` are character spans in ``prompt``."""
     if not getattr(tokenizer, "is_fast", False):
-        raise ValueError(f"token_roles: tokenizer {getattr(tokenizer, 'name_or_path', '?')} is not a fast "
-                         "tokenizer; roles need its offsets mapping")
+        raise ValueError(
+            f"token_roles: tokenizer {getattr(tokenizer, 'name_or_path', '?')} is not a fast "
+            "tokenizer; roles need its offsets mapping"
+        )
     enc = tokenizer(prompt + completion, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
     ids = np.asarray(enc["input_ids"], dtype=np.int64)
     offsets = np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
@@ -30,8 +32,10 @@ def token_roles(tokenizer, prompt: str, completion: str, trigger_spans, add_spec
     boundary = len(prompt)
     straddling = np.flatnonzero(real & (start < boundary) & (end > boundary))
     if straddling.size:
-        raise ValueError(f"token_roles: token {int(straddling[0])} spans the prompt/completion boundary of "
-                         f"{prompt[-40:]!r} + {completion!r}")
+        raise ValueError(
+            f"token_roles: token {int(straddling[0])} spans the prompt/completion boundary of "
+            f"{prompt[-40:]!r} + {completion!r}"
+        )
     roles = np.full(len(ids), OTHER, dtype=np.int8)
     for s, e in trigger_spans:
         roles[real & (start < e) & (end > s)] = TRIGGER

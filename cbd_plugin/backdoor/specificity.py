@@ -94,17 +94,17 @@ class HalfCodes:
         """0 when pairs are unknown (the per-pair route is off)."""
         return 0 if self.pair is None else int(self.pair.max()) + 1
 
-    def shuffled(self, rng) -> "HalfCodes":
+    def shuffled(self, rng) -> HalfCodes:
         """Labels permuted jointly among the prompts (the same draw as permuting the conditions alone)."""
         order = rng.permutation(len(self.condition))
         if self.pair is None:
             return HalfCodes(self.x, self.condition[order])
         return HalfCodes(self.x, self.condition[order], self.pair[order], self.other[order])
 
-    def with_x(self, x: np.ndarray) -> "HalfCodes":
+    def with_x(self, x: np.ndarray) -> HalfCodes:
         return HalfCodes(x, self.condition, self.pair, self.other, self.exposure)
 
-    def pair_view(self, p: int) -> "HalfCodes":
+    def pair_view(self, p: int) -> HalfCodes:
         """The prompts that concern pair ``p`` (module docstring), labelled as the pooled conditions."""
         own = (self.pair == p) & (self.condition < MISMATCH)
         mismatch = (self.condition == MISMATCH) & ((self.pair == p) | (self.other == p))
@@ -121,7 +121,7 @@ class ExposureFit:
     residual: np.ndarray
 
     @classmethod
-    def of(cls, half: HalfCodes) -> "ExposureFit":
+    def of(cls, half: HalfCodes) -> ExposureFit:
         if half.exposure is None:
             raise ValueError("ExposureFit: the half has no exposure design (HalfCodes.exposure)")
         design = np.column_stack([np.ones(len(half.x)), half.exposure])
@@ -139,7 +139,7 @@ def condition_moments(half: HalfCodes) -> tuple[np.ndarray, np.ndarray]:
     onehot = (half.condition[None, :] == np.arange(len(CONDITIONS))[:, None]).astype(np.float64)
     counts = onehot.sum(1, keepdims=True)
     mean = onehot @ half.x / counts
-    var = np.maximum(onehot @ half.x ** 2 / counts - mean ** 2, 0.0)
+    var = np.maximum(onehot @ half.x**2 / counts - mean**2, 0.0)
     return mean, var
 
 
@@ -148,8 +148,12 @@ def selection_scores(half: HalfCodes) -> tuple[np.ndarray, np.ndarray]:
     ranking of :mod:`cbd_plugin.backdoor.analysis`) and signal score (standardised separation from clean)."""
     mean, var = condition_moments(half)
     m = CONDITIONS.index("matched")
-    separation = np.stack([(mean[m] - mean[CONDITIONS.index(c)]) /
-                           np.sqrt((var[m] + var[CONDITIONS.index(c)]) / 2 + VAR_FLOOR) for c in OTHERS])
+    separation = np.stack(
+        [
+            (mean[m] - mean[CONDITIONS.index(c)]) / np.sqrt((var[m] + var[CONDITIONS.index(c)]) / 2 + VAR_FLOOR)
+            for c in OTHERS
+        ]
+    )
     return separation[:3].min(0), separation[OTHERS.index("clean")]
 
 
@@ -171,7 +175,7 @@ def mann_whitney(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
     """AUROC of ``pos [n, m]`` vs ``neg [k, m]`` per column (ties count half)."""
     if len(pos) * len(neg) > 1 << 16:  # large halves: ranks, linear in the prompts
         ranks = rankdata(np.concatenate([pos, neg]), axis=0)
-        return (ranks[:len(pos)].sum(0) - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
+        return (ranks[: len(pos)].sum(0) - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
     diff = pos[:, None, :] - neg[None, :, :]
     return ((diff > 0).sum((0, 1)) + 0.5 * (diff == 0).sum((0, 1))) / (len(pos) * len(neg))
 
@@ -200,15 +204,19 @@ def specificity_table(evaluation: HalfCodes, latents: np.ndarray, cfg: Conjuncti
     weights = {c: rng.multinomial(len(v), np.full(len(v), 1 / len(v)), size=cfg.n_boot) for c, v in values.items()}
     reps = interaction({c: weights[c] @ v / len(v) for c, v in values.items()})
     lo, hi = np.quantile(reps, [0.025, 0.975], axis=0)
-    rows |= {"interaction": interaction({c: v.mean(0) for c, v in values.items()}), "interaction_lo": lo,
-             "interaction_hi": hi}
+    rows |= {
+        "interaction": interaction({c: v.mean(0) for c, v in values.items()}),
+        "interaction_lo": lo,
+        "interaction_hi": hi,
+    }
     table = pd.DataFrame(rows)
     lows = table[[f"auroc_{c}_lo" for c in OTHERS]]
     table["weakest"] = [OTHERS[k] for k in lows.to_numpy().argmin(1)]
     table["specificity_lo"] = lows.min(axis=1)
     table["specificity"] = table[[f"auroc_{c}" for c in OTHERS]].min(axis=1)
-    table["passes"] = (table.specificity_lo >= cfg.separation_threshold) & \
-                      (table.interaction_lo >= cfg.interaction_threshold)
+    table["passes"] = (table.specificity_lo >= cfg.separation_threshold) & (
+        table.interaction_lo >= cfg.interaction_threshold
+    )
     return table
 
 
@@ -222,8 +230,10 @@ def pair_tables(selection: HalfCodes, evaluation: HalfCodes, cfg: ConjunctionCon
     """Per pair: :func:`specificity_table` of its candidates on its view of the evaluation half (column ``pair``);
     empty when pairs are unknown."""
     pooled = top_latents(selection_scores(selection)[0], cfg.n_top)
-    return [specificity_table(evaluation.pair_view(p), pair_candidates(selection, p, pooled, cfg.n_top), cfg)
-            .assign(pair=p) for p in range(selection.n_pairs)]
+    return [
+        specificity_table(evaluation.pair_view(p), pair_candidates(selection, p, pooled, cfg.n_top), cfg).assign(pair=p)
+        for p in range(selection.n_pairs)
+    ]
 
 
 def _best_specificity(evaluation: HalfCodes, latents: np.ndarray) -> float:
@@ -236,8 +246,10 @@ def specificity_statistic(selection: HalfCodes, evaluation: HalfCodes, n_top: in
     top = top_latents(selection_scores(selection)[0], n_top)
     specificity = _best_specificity(evaluation, top)
     if selection.n_pairs:
-        per_pair = min(_best_specificity(evaluation.pair_view(p), pair_candidates(selection, p, top, n_top))
-                       for p in range(selection.n_pairs))
+        per_pair = min(
+            _best_specificity(evaluation.pair_view(p), pair_candidates(selection, p, top, n_top))
+            for p in range(selection.n_pairs)
+        )
         specificity = max(specificity, per_pair)
     return specificity
 
@@ -259,10 +271,15 @@ class NullResult:
     p_value: dict[str, float]
 
     def to_dict(self) -> dict:
-        return {"observed": self.observed, "p_value": self.p_value, "n_permutations": len(self.null["signal"]),
-                "null_quantiles": {k: dict(zip(("q50", "q95", "q99", "max"),
-                                               np.quantile(v, [0.5, 0.95, 0.99, 1.0]).tolist()))
-                                   for k, v in self.null.items()}}
+        return {
+            "observed": self.observed,
+            "p_value": self.p_value,
+            "n_permutations": len(self.null["signal"]),
+            "null_quantiles": {
+                k: dict(zip(("q50", "q95", "q99", "max"), np.quantile(v, [0.5, 0.95, 0.99, 1.0]).tolist()))
+                for k, v in self.null.items()
+            },
+        }
 
 
 def _p_value(null: np.ndarray, observed: float) -> float:
@@ -275,21 +292,27 @@ def permutation_null(selection: HalfCodes, evaluation: HalfCodes, cfg: Conjuncti
     design)."""
     observed = dict(zip(("specificity", "signal"), procedure_statistics(selection, evaluation, cfg.n_top)))
     rng = np.random.default_rng(cfg.seed + 1)
-    null = np.array([procedure_statistics(selection.shuffled(rng), evaluation.shuffled(rng), cfg.n_top)
-                     for _ in progress(range(cfg.n_permutations), "label permutation null")])
+    null = np.array(
+        [
+            procedure_statistics(selection.shuffled(rng), evaluation.shuffled(rng), cfg.n_top)
+            for _ in progress(range(cfg.n_permutations), "label permutation null")
+        ]
+    )
     nulls = {"specificity": null[:, 0], "signal": null[:, 1]}
     if selection.exposure is not None and evaluation.exposure is not None:
         fits = ExposureFit.of(selection), ExposureFit.of(evaluation)
         rng = np.random.default_rng(cfg.seed + 2)
         observed["conjunction"] = observed["specificity"]
-        nulls["conjunction"] = np.array([specificity_statistic(fits[0].resampled(rng), fits[1].resampled(rng),
-                                                               cfg.n_top)
-                                         for _ in progress(range(cfg.n_permutations), "conjunction null")])
+        nulls["conjunction"] = np.array(
+            [
+                specificity_statistic(fits[0].resampled(rng), fits[1].resampled(rng), cfg.n_top)
+                for _ in progress(range(cfg.n_permutations), "conjunction null")
+            ]
+        )
     return NullResult(observed, nulls, {k: _p_value(v, observed[k]) for k, v in nulls.items()})
 
 
-def firing_signal(selection: HalfCodes, evaluation: HalfCodes, firing: tuple[str, ...],
-                  cfg: ConjunctionConfig) -> dict:
+def firing_signal(selection: HalfCodes, evaluation: HalfCodes, firing: tuple[str, ...], cfg: ConjunctionConfig) -> dict:
     """Whether the SAE sees what makes the model fire when that is not a matched pair (single words, mismatched
     pairs): the top ``n_top`` latents by selection-half standardised separation of the ``firing`` conditions'
     prompts from clean ones, the best evaluation-half AUROC with its bootstrap interval, and a label-permutation
@@ -310,9 +333,19 @@ def firing_signal(selection: HalfCodes, evaluation: HalfCodes, firing: tuple[str
     sel, ev = split(selection), split(evaluation)
     top, observed = statistic(sel, ev)
     rng = np.random.default_rng(cfg.seed + 3)
-    null = np.array([statistic((sel[0], rng.permutation(sel[1])), (ev[0], rng.permutation(ev[1])))[1]
-                     for _ in range(cfg.n_permutations)])
+    null = np.array(
+        [
+            statistic((sel[0], rng.permutation(sel[1])), (ev[0], rng.permutation(ev[1])))[1]
+            for _ in range(cfg.n_permutations)
+        ]
+    )
     value, lo, hi = auroc_ci_many(ev[0][ev[1]][:, top], ev[0][~ev[1]][:, top], n_boot=cfg.n_boot, seed=cfg.seed)
     best = int(np.argmax(lo))
-    return {"conditions": list(firing), "latent": int(top[best]), "auroc": float(value[best]), "lo": float(lo[best]),
-            "hi": float(hi[best]), "p": _p_value(null, observed)}
+    return {
+        "conditions": list(firing),
+        "latent": int(top[best]),
+        "auroc": float(value[best]),
+        "lo": float(lo[best]),
+        "hi": float(hi[best]),
+        "p": _p_value(null, observed),
+    }

@@ -37,13 +37,15 @@ class DifferenceSAEConfig:
     seed: int = 0  # SAE initialisation and batch order
 
 
-def difference_activations(base, finetuned, tokenizer, pairs, layers,
-                           cfg: ConjunctionConfig) -> dict[int, torch.Tensor]:
+def difference_activations(
+    base, finetuned, tokenizer, pairs, layers, cfg: ConjunctionConfig
+) -> dict[int, torch.Tensor]:
     """``finetuned - base`` residuals ``[n_tokens, d]`` per layer of ``layers`` over a probe set drawn with ``cfg``
     (all conditions), captured in one pass."""
     # seed + 1: not the draw analyze_conjunction makes with the same settings
-    probes = build_probe_set(list(pairs), list(cfg.templates), list(cfg.filler_words), cfg.n_per_cell, cfg.n_clean,
-                             seed=cfg.seed + 1)
+    probes = build_probe_set(
+        list(pairs), list(cfg.templates), list(cfg.filler_words), cfg.n_per_cell, cfg.n_clean, seed=cfg.seed + 1
+    )
     tokens = probe_tokens(tokenizer, probes, len(pairs), cfg)
     layers = list(layers)
     parts = {k: [] for k in layers}
@@ -53,8 +55,12 @@ def difference_activations(base, finetuned, tokenizer, pairs, layers,
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
-def train_difference_sae(diffs: torch.Tensor, save_dir: str | Path, settings: DifferenceSAEConfig = DifferenceSAEConfig(),
-                         metadata: dict | None = None) -> TopKSAE:
+def train_difference_sae(
+    diffs: torch.Tensor,
+    save_dir: str | Path,
+    settings: DifferenceSAEConfig = DifferenceSAEConfig(),
+    metadata: dict | None = None,
+) -> TopKSAE:
     """A TopK SAE on difference activations ``diffs [n_tokens, d]``, saved to ``save_dir``; it records ``metadata``
     (:func:`difference_metadata`; without it, only that it reads a difference)."""
     if diffs.ndim != 2 or not torch.isfinite(diffs).all():
@@ -64,11 +70,20 @@ def train_difference_sae(diffs: torch.Tensor, save_dir: str | Path, settings: Di
     batches = [diffs[torch.randint(len(diffs), (s.batch_size,), generator=generator)] for _ in range(s.steps)]
     d = diffs.shape[1]
     # The contrastive trainer with weight 0 is a plain TopK trainer (with the AuxK loss on dead latents).
-    sae_cfg = ContrastiveSAEConfig(steps=s.steps, activation_dim=d, dict_size=s.expansion * d, k=s.k, lr=s.lr,
-                                   contrastive_weight=0.0, dead_after_tokens=s.dead_after_batches * s.batch_size,
-                                   seed=s.seed, device="cpu")
-    return train_sae(batches, sae_cfg.trainer_config(), s.steps, save_dir,
-                     metadata=metadata or {"input": DIFFERENCE_INPUT}).ae.eval()
+    sae_cfg = ContrastiveSAEConfig(
+        steps=s.steps,
+        activation_dim=d,
+        dict_size=s.expansion * d,
+        k=s.k,
+        lr=s.lr,
+        contrastive_weight=0.0,
+        dead_after_tokens=s.dead_after_batches * s.batch_size,
+        seed=s.seed,
+        device="cpu",
+    )
+    return train_sae(
+        batches, sae_cfg.trainer_config(), s.steps, save_dir, metadata=metadata or {"input": DIFFERENCE_INPUT}
+    ).ae.eval()
 
 
 def difference_metadata(base, finetuned, layer: int) -> dict:

@@ -40,22 +40,38 @@ from .behaviour import Behaviour
 from .config import ConjunctionConfig
 from .specificity import OTHERS, NullResult
 
-VERDICTS = ("conjunctive", "or_gated", "any_two_gated", "single_word_gated", "undeclared_pairs_gated",
-            "no_backdoor_signal", "inconclusive")
-BY_BEHAVIOUR = {"no_backdoor_behaviour": "no_backdoor_signal", "fires_on_single_words": "or_gated",
-                "fires_on_any_two_trigger_words": "any_two_gated", "fires_on_single_words_only": "single_word_gated",
-                "fires_on_undeclared_pairs": "undeclared_pairs_gated", "fires_without_trigger": "inconclusive",
-                "ambiguous": "inconclusive"}
+VERDICTS = (
+    "conjunctive",
+    "or_gated",
+    "any_two_gated",
+    "single_word_gated",
+    "undeclared_pairs_gated",
+    "no_backdoor_signal",
+    "inconclusive",
+)
+BY_BEHAVIOUR = {
+    "no_backdoor_behaviour": "no_backdoor_signal",
+    "fires_on_single_words": "or_gated",
+    "fires_on_any_two_trigger_words": "any_two_gated",
+    "fires_on_single_words_only": "single_word_gated",
+    "fires_on_undeclared_pairs": "undeclared_pairs_gated",
+    "fires_without_trigger": "inconclusive",
+    "ambiguous": "inconclusive",
+}
 GATED = ("or_gated", "any_two_gated", "single_word_gated", "undeclared_pairs_gated")
 # What fires when matched pairs do not: the explained check reads these conditions against clean.
 FIRING_CONDITIONS = {"fires_on_single_words_only": ("single_a", "single_b"), "fires_on_undeclared_pairs": ("mismatch",)}
 
 
 def check(name: str, passed, value=None, interval=None, threshold=None, detail: str = "") -> dict:
-    return {"name": name, "passed": None if passed is None else bool(passed),
-            "value": None if value is None else float(value),
-            "interval": None if interval is None else [float(interval[0]), float(interval[1])],
-            "threshold": None if threshold is None else float(threshold), "detail": detail}
+    return {
+        "name": name,
+        "passed": None if passed is None else bool(passed),
+        "value": None if value is None else float(value),
+        "interval": None if interval is None else [float(interval[0]), float(interval[1])],
+        "threshold": None if threshold is None else float(threshold),
+        "detail": detail,
+    }
 
 
 def interval_text(value, lo, hi) -> str:
@@ -84,9 +100,11 @@ def deciding_latents(table: pd.DataFrame, pair_tables: list[pd.DataFrame] | None
 
 def _row_text(j: pd.Series, who: str = "latent") -> str:
     weakest = j.weakest
-    return (f"{who} {int(j.latent)}'s weakest separation is matched vs {weakest}, AUROC "
-            f"{interval_text(j[f'auroc_{weakest}'], j[f'auroc_{weakest}_lo'], j[f'auroc_{weakest}_hi'])}, "
-            f"interaction share {interval_text(j.interaction, j.interaction_lo, j.interaction_hi)}")
+    return (
+        f"{who} {int(j.latent)}'s weakest separation is matched vs {weakest}, AUROC "
+        f"{interval_text(j[f'auroc_{weakest}'], j[f'auroc_{weakest}_lo'], j[f'auroc_{weakest}_hi'])}, "
+        f"interaction share {interval_text(j.interaction, j.interaction_lo, j.interaction_hi)}"
+    )
 
 
 def _coverage_text(pair_tables: list[pd.DataFrame] | None) -> str:
@@ -109,39 +127,66 @@ def pairs_text(behaviour: Behaviour, threshold: float) -> str:
     if not behaviour.n_pairs:
         return ""
     status = behaviour.pair_status(threshold)
-    labels = {"counted": "pairs that fire", "silent": "declared pairs that are silent, not counted",
-              "unresolved": "pairs neither firing nor silent, not counted"}
-    return "; ".join(f"{label}: " + ", ".join(behaviour.count_text("matched", p) for p in status[key])
-                     for key, label in labels.items() if status[key])
+    labels = {
+        "counted": "pairs that fire",
+        "silent": "declared pairs that are silent, not counted",
+        "unresolved": "pairs neither firing nor silent, not counted",
+    }
+    return "; ".join(
+        f"{label}: " + ", ".join(behaviour.count_text("matched", p) for p in status[key])
+        for key, label in labels.items()
+        if status[key]
+    )
 
 
 def behaviour_check(behaviour: Behaviour, cfg: ConjunctionConfig) -> tuple[str, dict]:
     kind = behaviour.classify(cfg.fire_rate_threshold)
     m = behaviour.rate("finetuned", "matched")
-    detail = "; ".join([behaviour.describe(c) for c in ("matched",) + OTHERS]
-                       + [t for t in (pairs_text(behaviour, cfg.fire_rate_threshold), behaviour.template_text()) if t])
-    return kind, check("behaviour", kind == "pair_specific_conjunction", m.value, (m.lo, m.hi),
-                       cfg.fire_rate_threshold, f"{kind}: fine-tuned fire rate {detail}")
+    detail = "; ".join(
+        [behaviour.describe(c) for c in ("matched", *OTHERS)]
+        + [t for t in (pairs_text(behaviour, cfg.fire_rate_threshold), behaviour.template_text()) if t]
+    )
+    return kind, check(
+        "behaviour",
+        kind == "pair_specific_conjunction",
+        m.value,
+        (m.lo, m.hi),
+        cfg.fire_rate_threshold,
+        f"{kind}: fine-tuned fire rate {detail}",
+    )
 
 
 def layer_reading(probe_text: str, probe_lo: float, causal: dict | None, cfg: ConjunctionConfig) -> str:
     """What this layer shows whatever the SAE says: whether the conjunction is computed here (a linear probe on the
     difference reads it) and what removing the top latents does."""
-    computed = ("this layer has computed the conjunction (a linear probe reads it)" if probe_lo >=
-                cfg.separation_threshold else "this layer has not computed the conjunction yet (no linear probe reads "
-                "it)")
+    computed = (
+        "this layer has computed the conjunction (a linear probe reads it)"
+        if probe_lo >= cfg.separation_threshold
+        else "this layer has not computed the conjunction yet (no linear probe reads it)"
+    )
     text = f"{computed}: {probe_text}"
     if causal is not None:
         e = causal["excess_drop"]
-        text += (f"; removing the top latents lowers the matched fire rate "
-                 f"{causal['before']['fire_rate_matched']:.2f} -> {causal['top']['fire_rate_matched']:.2f}, excess "
-                 f"over a random rotation {interval_text(e['value'], e['lo'], e['hi'])}")
+        text += (
+            f"; removing the top latents lowers the matched fire rate "
+            f"{causal['before']['fire_rate_matched']:.2f} -> {causal['top']['fire_rate_matched']:.2f}, excess "
+            f"over a random rotation {interval_text(e['value'], e['lo'], e['hi'])}"
+        )
     return text
 
 
-def decide(behaviour: Behaviour, fve: float, table: pd.DataFrame, signal: pd.DataFrame, null: NullResult,
-           probe: dict[str, Estimate], causal: dict | None, cfg: ConjunctionConfig,
-           pair_tables: list[pd.DataFrame] | None = None, firing: dict | None = None) -> dict:
+def decide(
+    behaviour: Behaviour,
+    fve: float,
+    table: pd.DataFrame,
+    signal: pd.DataFrame,
+    null: NullResult,
+    probe: dict[str, Estimate],
+    causal: dict | None,
+    cfg: ConjunctionConfig,
+    pair_tables: list[pd.DataFrame] | None = None,
+    firing: dict | None = None,
+) -> dict:
     """The verdict dict (name, reason, behaviour, explained, checks) of ``report.json``.
 
     ``table``: :func:`specificity.specificity_table` of the top conjunction latents; ``signal``: the same for the top
@@ -160,24 +205,48 @@ def decide(behaviour: Behaviour, fve: float, table: pd.DataFrame, signal: pd.Dat
         best, what, p_signal = firing, " and ".join(firing["conditions"]), firing["p"]
         estimate = Estimate(firing["auroc"], firing["lo"], firing["hi"])
     signal_ok = estimate.lo >= cfg.signal_threshold and p_signal <= cfg.alpha
-    signal_text = (f"latent {int(best['latent'])} separates {what} from clean at AUROC "
-                   f"{interval_text(estimate.value, estimate.lo, estimate.hi)} (signal null p = {p_signal:.3f})")
+    signal_text = (
+        f"latent {int(best['latent'])} separates {what} from clean at AUROC "
+        f"{interval_text(estimate.value, estimate.lo, estimate.hi)} (signal null p = {p_signal:.3f})"
+    )
     matched = behaviour.rate("finetuned", "matched")
-    counted = [behaviour.name(p) for p in behaviour.pair_status(cfg.fire_rate_threshold)["counted"]] \
-        if behaviour.n_pairs else []
+    counted = (
+        [behaviour.name(p) for p in behaviour.pair_status(cfg.fire_rate_threshold)["counted"]]
+        if behaviour.n_pairs
+        else []
+    )
     if kind != "pair_specific_conjunction":
         name = BY_BEHAVIOUR[kind]
-        checks.append(check("sae_signal", signal_ok if name in GATED else None, estimate.value,
-                            (estimate.lo, estimate.hi), cfg.signal_threshold, signal_text))
+        checks.append(
+            check(
+                "sae_signal",
+                signal_ok if name in GATED else None,
+                estimate.value,
+                (estimate.lo, estimate.hi),
+                cfg.signal_threshold,
+                signal_text,
+            )
+        )
         explained = bool(signal_ok) if name in GATED else None
         reason = f"behaviour {kind}: {_behaviour_figure(behaviour, kind, cfg)}"
-        reason += {True: f"; the SAE explains it: {signal_text}", False: f"; the SAE does not explain it: "
-                   f"{signal_text}", None: ""}[explained]
+        reason += {
+            True: f"; the SAE explains it: {signal_text}",
+            False: f"; the SAE does not explain it: {signal_text}",
+            None: "",
+        }[explained]
         return _verdict(name, reason, kind, explained, checks, counted)
 
     fve_ok = fve >= cfg.min_fve
-    checks.append(check("instrument_fve", fve_ok, fve, None, cfg.min_fve, "SAE fraction of variance explained on "
-                        "the probe set's difference (all tokens)"))
+    checks.append(
+        check(
+            "instrument_fve",
+            fve_ok,
+            fve,
+            None,
+            cfg.min_fve,
+            "SAE fraction of variance explained on the probe set's difference (all tokens)",
+        )
+    )
     per_pair = per_pair_route(table, pair_tables)
     if per_pair is None:
         j = k = deciding_latent(table)
@@ -186,64 +255,121 @@ def decide(behaviour: Behaviour, fve: float, table: pd.DataFrame, signal: pd.Dat
         j = min(per_pair, key=lambda r: r.specificity_lo)
         k = min(per_pair, key=lambda r: r.interaction_lo)
         spec_text = "no single latent covers every pair; per pair: " + "; ".join(
-            _row_text(r, _pair_label(t) + " latent") for r, t in zip(per_pair, pair_tables))
+            _row_text(r, _pair_label(t) + " latent") for r, t in zip(per_pair, pair_tables)
+        )
     weakest = j.weakest
     spec_interval = (j[f"auroc_{weakest}_lo"], j[f"auroc_{weakest}_hi"])
-    checks.append(check("pair_specificity", j.specificity_lo >= cfg.separation_threshold, j[f"auroc_{weakest}"],
-                        spec_interval, cfg.separation_threshold, spec_text))
-    checks.append(check("interaction", k.interaction_lo >= cfg.interaction_threshold, k.interaction,
-                        (k.interaction_lo, k.interaction_hi), cfg.interaction_threshold,
-                        "(m - a - b + clean) / (m - clean): 1 AND, 0 additive, < 0 OR"
-                        + ("" if per_pair is None else "; the weakest pair's")))
-    checks.append(check("null", null.p_value["conjunction"] <= cfg.alpha, null.p_value["conjunction"], None,
-                        cfg.alpha, f"best specificity {null.observed['conjunction']:.3f} vs "
-                                   f"{len(null.null['conjunction'])} permutations of the residuals of the word-"
-                                   f"exposure fit (label-permutation null p = {null.p_value['specificity']:.3f})"))
+    checks.append(
+        check(
+            "pair_specificity",
+            j.specificity_lo >= cfg.separation_threshold,
+            j[f"auroc_{weakest}"],
+            spec_interval,
+            cfg.separation_threshold,
+            spec_text,
+        )
+    )
+    checks.append(
+        check(
+            "interaction",
+            k.interaction_lo >= cfg.interaction_threshold,
+            k.interaction,
+            (k.interaction_lo, k.interaction_hi),
+            cfg.interaction_threshold,
+            "(m - a - b + clean) / (m - clean): 1 AND, 0 additive, < 0 OR"
+            + ("" if per_pair is None else "; the weakest pair's"),
+        )
+    )
+    checks.append(
+        check(
+            "null",
+            null.p_value["conjunction"] <= cfg.alpha,
+            null.p_value["conjunction"],
+            None,
+            cfg.alpha,
+            f"best specificity {null.observed['conjunction']:.3f} vs "
+            f"{len(null.null['conjunction'])} permutations of the residuals of the word-"
+            f"exposure fit (label-permutation null p = {null.p_value['specificity']:.3f})",
+        )
+    )
     probe_weakest = min(OTHERS, key=lambda c: probe[c].lo)
     pe = probe[probe_weakest]
-    probe_text = (f"linear probe's weakest separation: matched vs {probe_weakest}, AUROC "
-                  f"{interval_text(pe.value, pe.lo, pe.hi)}")
-    checks.append(check("linear_probe", None, pe.value, (pe.lo, pe.hi), cfg.separation_threshold,
-                        probe_text + " (context, not a gate)"))
+    probe_text = (
+        f"linear probe's weakest separation: matched vs {probe_weakest}, AUROC {interval_text(pe.value, pe.lo, pe.hi)}"
+    )
+    checks.append(
+        check(
+            "linear_probe",
+            None,
+            pe.value,
+            (pe.lo, pe.hi),
+            cfg.separation_threshold,
+            probe_text + " (context, not a gate)",
+        )
+    )
     if causal is not None:
         excess = causal["excess_drop"]
-        checks.append(check("causal", excess["lo"] > 0, excess["value"], (excess["lo"], excess["hi"]), 0.0,
-                            f"matched fire rate {causal['before']['fire_rate_matched']:.2f} -> "
-                            f"{causal['top']['fire_rate_matched']:.2f} removing latents {causal['top']['latents']}, "
-                            f"-> {causal['random']['fire_rate_matched_mean']:.2f} removing the same contribution "
-                            f"rotated at random ({len(causal['random']['draws'])} draws)"
-                            + (f", -> {causal['probe_direction']['fire_rate_matched']:.2f} removing the probe "
-                               "direction" if causal.get("probe_direction") else "")))
+        checks.append(
+            check(
+                "causal",
+                excess["lo"] > 0,
+                excess["value"],
+                (excess["lo"], excess["hi"]),
+                0.0,
+                f"matched fire rate {causal['before']['fire_rate_matched']:.2f} -> "
+                f"{causal['top']['fire_rate_matched']:.2f} removing latents {causal['top']['latents']}, "
+                f"-> {causal['random']['fire_rate_matched_mean']:.2f} removing the same contribution "
+                f"rotated at random ({len(causal['random']['draws'])} draws)"
+                + (
+                    f", -> {causal['probe_direction']['fire_rate_matched']:.2f} removing the probe direction"
+                    if causal.get("probe_direction")
+                    else ""
+                ),
+            )
+        )
     else:
         checks.append(check("causal", None, detail="not run"))
     failed = next((c for c in checks[1:] if c["passed"] is False), None)
     if failed is None and checks[-1]["passed"] is None:
         failed = checks[-1]
-    head = (f"pair-specific behaviour (matched {interval_text(matched.value, matched.lo, matched.hi)}, false "
-            "triggers silent)") + (f" for {len(counted)} of {behaviour.n_pairs} declared pairs ("
-                                   f"{pairs_text(behaviour, cfg.fire_rate_threshold)})" if behaviour.n_pairs else "")
+    head = (
+        f"pair-specific behaviour (matched {interval_text(matched.value, matched.lo, matched.hi)}, false "
+        "triggers silent)"
+    ) + (
+        f" for {len(counted)} of {behaviour.n_pairs} declared pairs ({pairs_text(behaviour, cfg.fire_rate_threshold)})"
+        if behaviour.n_pairs
+        else ""
+    )
     if failed is None:
         drop = interval_text(excess["value"], excess["lo"], excess["hi"])
-        reason = (f"{head}; {spec_text}; conjunction null p = {null.p_value['conjunction']:.3f}; removing the top "
-                  f"latents lowers the matched fire rate by {drop} more than an equal-energy random-direction "
-                  "perturbation")
+        reason = (
+            f"{head}; {spec_text}; conjunction null p = {null.p_value['conjunction']:.3f}; removing the top "
+            f"latents lowers the matched fire rate by {drop} more than an equal-energy random-direction "
+            "perturbation"
+        )
         return _verdict("conjunctive", reason, kind, True, checks, counted)
     name = failed["name"]
     if name == "instrument_fve":
         why = f"the SAE explains only {fve:.2f} of the difference's variance (< {cfg.min_fve})"
     elif name == "pair_specificity":
-        why = (f"no top latent separates matched pairs from every false trigger: {spec_text} (lower bound < "
-               f"{cfg.separation_threshold})")
+        why = (
+            f"no top latent separates matched pairs from every false trigger: {spec_text} (lower bound < "
+            f"{cfg.separation_threshold})"
+        )
     elif name == "interaction":
         why = f"the best latent's code is not conjunctive: {spec_text} (lower bound < {cfg.interaction_threshold})"
     elif name == "null":
-        why = (f"the best specificity {null.observed['conjunction']:.3f} does not beat the conjunction null, word "
-               f"exposure held fixed (p = {null.p_value['conjunction']:.3f} > {cfg.alpha})")
+        why = (
+            f"the best specificity {null.observed['conjunction']:.3f} does not beat the conjunction null, word "
+            f"exposure held fixed (p = {null.p_value['conjunction']:.3f} > {cfg.alpha})"
+        )
     elif failed["passed"] is None:
         why = "the causal test was not run (a conjunctive verdict needs it)"
     else:
-        why = ("removing the top latents does not remove the behaviour beyond an equal-energy random-direction "
-               f"perturbation: excess drop {interval_text(failed['value'], *failed['interval'])}")
+        why = (
+            "removing the top latents does not remove the behaviour beyond an equal-energy random-direction "
+            f"perturbation: excess drop {interval_text(failed['value'], *failed['interval'])}"
+        )
     reading = layer_reading(probe_text, pe.lo, causal, cfg)
     return _verdict("inconclusive", f"{head}, but {why}; {reading}", kind, False, checks, counted)
 
@@ -262,21 +388,27 @@ def _behaviour_figure(behaviour: Behaviour, kind: str, cfg: ConjunctionConfig) -
     figure = {
         "fires_on_single_words": f"the fine-tuned model fires on {matched} and on single words: {single}",
         "fires_on_any_two_trigger_words": f"the fine-tuned model fires on {matched} and on mismatched pairs: "
-                                          f"{behaviour.strongest('mismatch')}",
+        f"{behaviour.strongest('mismatch')}",
         "fires_without_trigger": f"the fine-tuned model fires without a trigger: {behaviour.describe('clean')}",
         "fires_on_single_words_only": f"the fine-tuned model fires on single words, {single}, but not on matched "
-                                      f"pairs: {behaviour.describe('matched')}",
+        f"pairs: {behaviour.describe('matched')}",
         "fires_on_undeclared_pairs": f"the fine-tuned model fires on mismatched pairs (words of two declared pairs), "
-                                     f"{behaviour.strongest('mismatch')}, but not on the declared pairs "
-                                     f"({behaviour.describe('matched')}) nor on single words: the declared pairs are "
-                                     "not its triggers",
-        "no_backdoor_behaviour": "no trigger-bearing prompt fires: " + "; ".join(
-            behaviour.strongest(c) for c in ("matched", "single_a", "single_b", "mismatch")),
+        f"{behaviour.strongest('mismatch')}, but not on the declared pairs "
+        f"({behaviour.describe('matched')}) nor on single words: the declared pairs are "
+        "not its triggers",
+        "no_backdoor_behaviour": "no trigger-bearing prompt fires: "
+        + "; ".join(behaviour.strongest(c) for c in ("matched", "single_a", "single_b", "mismatch")),
     }.get(kind, "neither firing nor silent: " + "; ".join(behaviour.strongest(c) for c in ("matched", *OTHERS)))
     return figure + (f" ({pairs})" if pairs and kind != "no_backdoor_behaviour" else "")
 
 
 def _verdict(name, reason, kind, explained, checks, pairs=()) -> dict:
     """``pairs``: the declared pairs whose matched prompts fire (the pairs a ``conjunctive`` verdict holds for)."""
-    return {"name": name, "reason": reason, "behaviour": kind, "explained": explained, "checks": checks,
-            "pairs": list(pairs)}
+    return {
+        "name": name,
+        "reason": reason,
+        "behaviour": kind,
+        "explained": explained,
+        "checks": checks,
+        "pairs": list(pairs),
+    }

@@ -11,17 +11,53 @@
   residual with a reference model stepped in lockstep.
 """
 
-from .generation import (END_OF_TURN, Edit, LayerEdit, MakeEdit, Sampling, generate_greedy, generate_sampled,
-                         generate_tokens, stop_token_ids)
+from .generation import (
+    END_OF_TURN,
+    Edit,
+    LayerEdit,
+    MakeEdit,
+    Sampling,
+    generate_greedy,
+    generate_sampled,
+    generate_tokens,
+    stop_token_ids,
+)
 from .layers import LAYER_PATHS, UnsupportedModelError, num_layers
 from .models import ModelSettings, Prompts, check_model_pair, load_language_model, model_record, pad_left
 from .residuals import TokenActivations, capture_residuals, iter_paired_residuals, iter_residuals, trace_residuals
 from .rows import TokenRows
 from .shards import MANIFEST, SHARD_FORMAT, ShardWriter, iter_shards, read_manifest, read_shards, write_shards
 
-__all__ = ["END_OF_TURN", "Edit", "LAYER_PATHS", "LayerEdit", "MANIFEST", "MakeEdit", "ModelSettings", "Prompts",
-           "SHARD_FORMAT", "Sampling", "ShardWriter", "TokenActivations", "TokenRows", "UnsupportedModelError",
-           "capture_residuals", "check_model_pair", "generate_greedy", "generate_sampled", "generate_tokens",
-           "iter_paired_residuals", "iter_residuals", "iter_shards", "load_language_model", "model_record",
-           "num_layers", "pad_left", "read_manifest", "read_shards", "stop_token_ids", "trace_residuals",
-           "write_shards"]
+__all__ = [
+    "END_OF_TURN",
+    "LAYER_PATHS",
+    "MANIFEST",
+    "SHARD_FORMAT",
+    "Edit",
+    "LayerEdit",
+    "MakeEdit",
+    "ModelSettings",
+    "Prompts",
+    "Sampling",
+    "ShardWriter",
+    "TokenActivations",
+    "TokenRows",
+    "UnsupportedModelError",
+    "capture_residuals",
+    "check_model_pair",
+    "generate_greedy",
+    "generate_sampled",
+    "generate_tokens",
+    "iter_paired_residuals",
+    "iter_residuals",
+    "iter_shards",
+    "load_language_model",
+    "model_record",
+    "num_layers",
+    "pad_left",
+    "read_manifest",
+    "read_shards",
+    "stop_token_ids",
+    "trace_residuals",
+    "write_shards",
+]

@@ -25,8 +25,18 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache
 
 from .layers import block_residual, hf_module, layer_module, layer_path, remote_of
-from .models import (Prompts, check_layers, check_lengths, input_device, max_positions, pad_id, pad_left, position_ids,
-                     token_lists, tokenizer_of)
+from .models import (
+    Prompts,
+    check_layers,
+    check_lengths,
+    input_device,
+    max_positions,
+    pad_id,
+    pad_left,
+    position_ids,
+    token_lists,
+    tokenizer_of,
+)
 
 END_OF_TURN = "<end_of_turn>"
 Edit = Callable[[torch.Tensor], torch.Tensor]
@@ -57,10 +67,15 @@ class Sampling:
     seed: int = 0
 
     def __post_init__(self):
-        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) or not (
-                math.isfinite(self.temperature) and self.temperature > 0):
-            raise ValueError(f"Sampling.temperature must be a finite number > 0, got {self.temperature!r} "
-                             "(use greedy generation for temperature 0)")
+        if (
+            isinstance(self.temperature, bool)
+            or not isinstance(self.temperature, (int, float))
+            or not (math.isfinite(self.temperature) and self.temperature > 0)
+        ):
+            raise ValueError(
+                f"Sampling.temperature must be a finite number > 0, got {self.temperature!r} "
+                "(use greedy generation for temperature 0)"
+            )
         if isinstance(self.n_samples, bool) or not isinstance(self.n_samples, int) or self.n_samples < 1:
             raise ValueError(f"Sampling.n_samples must be an integer >= 1, got {self.n_samples!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -99,9 +114,12 @@ def _checked(fn: Callable[[torch.Tensor], torch.Tensor], layer: int) -> Callable
     def edit(resid: torch.Tensor) -> torch.Tensor:
         new = fn(resid)
         if not isinstance(new, torch.Tensor) or new.shape != resid.shape:
-            raise ValueError(f"the edit at layer {layer} returned {getattr(new, 'shape', type(new).__name__)} for a "
-                             f"residual of shape {tuple(resid.shape)}; it must return the same shape")
+            raise ValueError(
+                f"the edit at layer {layer} returned {getattr(new, 'shape', type(new).__name__)} for a "
+                f"residual of shape {tuple(resid.shape)}; it must return the same shape"
+            )
         return new.to(resid.dtype)
+
     return edit
 
 
@@ -117,8 +135,10 @@ class _Runner:
 
     def __init__(self, model, cached: bool):
         if remote_of(model):
-            raise ValueError("generation runs the model locally (forward hooks per token), but this model was loaded "
-                             "with remote set: load it locally (device_map='auto' spreads it over GPUs, CPU and disk)")
+            raise ValueError(
+                "generation runs the model locally (forward hooks per token), but this model was loaded "
+                "with remote set: load it locally (device_map='auto' spreads it over GPUs, CPU and disk)"
+            )
         self.model, self.hf = model, hf_module(model)
         self.device = input_device(model)
         self.cache = _new_cache(self.hf) if cached else None
@@ -126,9 +146,13 @@ class _Runner:
 
     def _kwargs(self, input_ids, attention_mask) -> dict:
         device = self.device
-        positions = position_ids(attention_mask)[:, -input_ids.shape[1]:]
-        kw = dict(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
-                  position_ids=positions.to(device), use_cache=self.cache is not None)
+        positions = position_ids(attention_mask)[:, -input_ids.shape[1] :]
+        kw = dict(
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device),
+            position_ids=positions.to(device),
+            use_cache=self.cache is not None,
+        )
         if self.cache is not None:
             kw[self.cache_kw] = self.cache
         return kw
@@ -136,8 +160,13 @@ class _Runner:
     @torch.no_grad()
     def logits(self, input_ids, attention_mask, layer: int | None = None, edit: Edit | None = None) -> torch.Tensor:
         """Last-position logits ``[B, vocab]``, with ``edit`` applied to the residual after ``layer``."""
-        handle = None if edit is None else layer_module(self.model, layer).register_forward_hook(
-            lambda module, args, output: _replace_output(output, _checked(edit, layer)))
+        handle = (
+            None
+            if edit is None
+            else layer_module(self.model, layer).register_forward_hook(
+                lambda module, args, output: _replace_output(output, _checked(edit, layer))
+            )
+        )
         try:
             out = self.hf(**self._kwargs(input_ids, attention_mask), logits_to_keep=1)
         finally:
@@ -146,9 +175,14 @@ class _Runner:
         logits = out.logits[:, -1].float().cpu()  # choices on the CPU: the same draws on any device
         if not torch.isfinite(logits).all():  # argmax/sampling over NaN would pick tokens silently
             rows = torch.nonzero(~torch.isfinite(logits).all(-1)).flatten().tolist()
-            raise ValueError(f"non-finite logits (NaN/Inf) in batch rows {rows[:8]}"
-                             + (f": the edit at layer {layer} produced them or fed them in" if edit is not None
-                                else ": the model's weights or inputs hold NaN/Inf"))
+            raise ValueError(
+                f"non-finite logits (NaN/Inf) in batch rows {rows[:8]}"
+                + (
+                    f": the edit at layer {layer} produced them or fed them in"
+                    if edit is not None
+                    else ": the model's weights or inputs hold NaN/Inf"
+                )
+            )
         return logits
 
     @torch.no_grad()
@@ -184,15 +218,18 @@ def _row_generators(sampling: Sampling, prompt_ids: Sequence[int]) -> list[torch
     return generators
 
 
-def _choose(logits: torch.Tensor, sampling: Sampling | None, generators: list[torch.Generator],
-            rows: list[int]) -> list[int]:
+def _choose(
+    logits: torch.Tensor, sampling: Sampling | None, generators: list[torch.Generator], rows: list[int]
+) -> list[int]:
     if sampling is None:
         return logits.argmax(-1).tolist()
     probs = torch.softmax(logits / sampling.temperature, dim=-1)
     return [int(torch.multinomial(p, 1, generator=generators[r])) for p, r in zip(probs, rows)]
 
 
-def _generate_rows(model, rows_tokens: list[list[int]], plan: _Plan, generators: list[torch.Generator]) -> list[list[int]]:
+def _generate_rows(
+    model, rows_tokens: list[list[int]], plan: _Plan, generators: list[torch.Generator]
+) -> list[list[int]]:
     """New tokens for each row (stop token excluded). Finished rows leave the batch and its caches."""
     cached = plan.make_edit is None
     runner = _Runner(model, cached)
@@ -251,17 +288,32 @@ def _check_new_tokens(model, ids: list[list[int]], max_new_tokens: int) -> None:
     limit = max_positions(model)
     over = [i for i, row in enumerate(ids) if limit is not None and len(row) + max_new_tokens > limit]
     if over:
-        warnings.warn(f"prompt {over[0]} ({len(ids[over[0]])} tokens) + max_new_tokens {max_new_tokens} runs past "
-                      f"the model's {limit} positions ({len(over)} prompts do): tokens generated there are out of "
-                      "the model's range", stacklevel=3)
+        warnings.warn(
+            f"prompt {over[0]} ({len(ids[over[0]])} tokens) + max_new_tokens {max_new_tokens} runs past "
+            f"the model's {limit} positions ({len(over)} prompts do): tokens generated there are out of "
+            "the model's range",
+            stacklevel=3,
+        )
 
 
-def generate_tokens(model, prompt_tokens: Sequence[Sequence[int]], max_new_tokens: int, *, batch_size: int = 16,
-                    edit: LayerEdit | None = None, sampling: Sampling | None = None) -> list[list[int]]:
+def generate_tokens(
+    model,
+    prompt_tokens: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    *,
+    batch_size: int = 16,
+    edit: LayerEdit | None = None,
+    sampling: Sampling | None = None,
+) -> list[list[int]]:
     """New token ids per row (stop token excluded), for any of the three model kinds (a transformers model needs
     no tokenizer here). Greedy without ``sampling``; with it, ``n_samples`` rows per prompt, prompt-major."""
-    return _generate(model, [list(map(int, p)) for p in prompt_tokens], max_new_tokens, batch_size,
-                     _Plan(max_new_tokens, stop_token_ids(model), edit=edit, sampling=sampling))
+    return _generate(
+        model,
+        [list(map(int, p)) for p in prompt_tokens],
+        max_new_tokens,
+        batch_size,
+        _Plan(max_new_tokens, stop_token_ids(model), edit=edit, sampling=sampling),
+    )
 
 
 def _generate(model, ids: list[list[int]], max_new_tokens: int, batch_size: int, plan: _Plan) -> list[list[int]]:
@@ -283,9 +335,17 @@ def _generate(model, ids: list[list[int]], max_new_tokens: int, batch_size: int,
     return out
 
 
-def generate_greedy(model, prompts: Prompts, max_new_tokens: int, *, batch_size: int = 16,
-                    layer: int | None = None, make_edit: MakeEdit | None = None, edit: LayerEdit | None = None,
-                    add_special_tokens: bool = True) -> list[str]:
+def generate_greedy(
+    model,
+    prompts: Prompts,
+    max_new_tokens: int,
+    *,
+    batch_size: int = 16,
+    layer: int | None = None,
+    make_edit: MakeEdit | None = None,
+    edit: LayerEdit | None = None,
+    add_special_tokens: bool = True,
+) -> list[str]:
     """Greedy continuations (decoded, prompt and stop token excluded), stopping at eos / ``<end_of_turn>``.
 
     ``edit``: a :class:`LayerEdit`, run with the KV cache (the fast path; base and fine-tuned in lockstep).
@@ -300,20 +360,29 @@ def generate_greedy(model, prompts: Prompts, max_new_tokens: int, *, batch_size:
     if layer is not None:
         check_layers(model, [layer])
     ids = token_lists(model, prompts, add_special_tokens)
-    plan = _Plan(max_new_tokens, stop_token_ids(model), edit=edit,
-                 make_edit=None if make_edit is None else (layer, make_edit))
+    plan = _Plan(
+        max_new_tokens, stop_token_ids(model), edit=edit, make_edit=None if make_edit is None else (layer, make_edit)
+    )
     generated = _generate(model, ids, max_new_tokens, batch_size, plan)
     return tokenizer_of(model).batch_decode(generated, skip_special_tokens=True)
 
 
-def generate_sampled(model, prompts: Prompts, max_new_tokens: int, sampling: Sampling, *, batch_size: int = 16,
-                     add_special_tokens: bool = True) -> list[list[str]]:
+def generate_sampled(
+    model,
+    prompts: Prompts,
+    max_new_tokens: int,
+    sampling: Sampling,
+    *,
+    batch_size: int = 16,
+    add_special_tokens: bool = True,
+) -> list[list[str]]:
     """``sampling.n_samples`` sampled continuations per prompt (decoded, prompt and stop token excluded), seeded;
     ``batch_size`` counts prompts."""
     if not isinstance(sampling, Sampling):
         raise TypeError(f"sampling must be a Sampling(temperature, n_samples, seed), got {type(sampling).__name__}")
     ids = token_lists(model, prompts, add_special_tokens)
     plan = _Plan(max_new_tokens, stop_token_ids(model), sampling=sampling)
-    texts = tokenizer_of(model).batch_decode(_generate(model, ids, max_new_tokens, batch_size, plan),
-                                             skip_special_tokens=True)
-    return [texts[i:i + sampling.n_samples] for i in range(0, len(texts), sampling.n_samples)]
+    texts = tokenizer_of(model).batch_decode(
+        _generate(model, ids, max_new_tokens, batch_size, plan), skip_special_tokens=True
+    )
+    return [texts[i : i + sampling.n_samples] for i in range(0, len(texts), sampling.n_samples)]

@@ -43,8 +43,10 @@ class UnsupportedModelError(TypeError):
 
     def __init__(self, model_class: str, missing: str):
         paths = ", ".join(p for p, _ in LAYER_PATHS)
-        super().__init__(f"{model_class} is not supported: {missing}. Supported: decoder-only causal LMs whose decoder "
-                         f"blocks sit at one of {paths}, or in a single ModuleList of num_hidden_layers blocks")
+        super().__init__(
+            f"{model_class} is not supported: {missing}. Supported: decoder-only causal LMs whose decoder "
+            f"blocks sit at one of {paths}, or in a single ModuleList of num_hidden_layers blocks"
+        )
 
 
 def is_nnterp(model) -> bool:
@@ -86,8 +88,11 @@ def _get_path(root, path: str):
 
 
 def _search(hf: torch.nn.Module, n_layers: int | None) -> str | None:
-    found = [name for name, module in hf.named_modules()
-             if isinstance(module, torch.nn.ModuleList) and n_layers is not None and len(module) == n_layers]
+    found = [
+        name
+        for name, module in hf.named_modules()
+        if isinstance(module, torch.nn.ModuleList) and n_layers is not None and len(module) == n_layers
+    ]
     return found[0] if len(found) == 1 else None
 
 
@@ -97,21 +102,27 @@ def layer_path(model) -> str:
     name = type(hf).__name__
     config = getattr(hf, "config", None)
     if config is None:
-        raise UnsupportedModelError(name, "it has no transformers config (give a transformers causal LM, or an "
-                                          "nnsight LanguageModel around one)")
+        raise UnsupportedModelError(
+            name,
+            "it has no transformers config (give a transformers causal LM, or an nnsight LanguageModel around one)",
+        )
     if getattr(config, "is_encoder_decoder", False):
         raise UnsupportedModelError(name, "it is an encoder-decoder model, not decoder-only")
     if not hf.can_generate():
-        raise UnsupportedModelError(name, "it is not a causal language model (can_generate() is False: an encoder-only "
-                                          "or headless model?)")
+        raise UnsupportedModelError(
+            name, "it is not a causal language model (can_generate() is False: an encoder-only or headless model?)"
+        )
     for path, _ in LAYER_PATHS:
         if isinstance(_get_path(hf, path), torch.nn.ModuleList):
             return path
     n_layers = getattr(text_config(hf), "num_hidden_layers", None)
     path = _search(hf, n_layers)
     if path is None:
-        raise UnsupportedModelError(name, f"no decoder-block list found at the known paths, and not exactly one "
-                                          f"ModuleList of num_hidden_layers={n_layers} modules")
+        raise UnsupportedModelError(
+            name,
+            f"no decoder-block list found at the known paths, and not exactly one "
+            f"ModuleList of num_hidden_layers={n_layers} modules",
+        )
     return path
 
 

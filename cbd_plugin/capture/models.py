@@ -7,9 +7,9 @@ blocks, whatever the architecture.
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from collections.abc import Iterable, Sequence
-import dataclasses
 from dataclasses import asdict, dataclass
 
 import nnsight
@@ -44,12 +44,15 @@ class ModelSettings:
         if self.remote not in (False, True, "local"):
             raise ValueError(f"ModelSettings.remote={self.remote!r}: expected False, True (NDIF) or 'local'")
         if (self.max_memory is not None or self.offload_folder is not None) and self.device_map != "auto":
-            raise ValueError("ModelSettings: max_memory and offload_folder apply only with device_map='auto', got "
-                             f"device_map={self.device_map!r}")
+            raise ValueError(
+                "ModelSettings: max_memory and offload_folder apply only with device_map='auto', got "
+                f"device_map={self.device_map!r}"
+            )
 
 
-def load_language_model(model_id_or_path: str, settings: ModelSettings | None = None,
-                        **fields) -> nnsight.LanguageModel:
+def load_language_model(
+    model_id_or_path: str, settings: ModelSettings | None = None, **fields
+) -> nnsight.LanguageModel:
     """Load a causal LM (hub id, HF-cache id or local folder) as an nnsight model with ``settings``, or with
     ``ModelSettings`` fields given by name (``load_language_model(id, dtype="bfloat16", device_map="auto")``); eager
     attention so that padded and unpadded prompts give the same activations. A remote model is not loaded here: only
@@ -58,14 +61,25 @@ def load_language_model(model_id_or_path: str, settings: ModelSettings | None = 
         raise TypeError(f"settings must be a ModelSettings, got {type(settings).__name__}")
     unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(ModelSettings)})
     if unknown:
-        raise TypeError(f"load_language_model: unknown setting(s) {unknown}; ModelSettings has "
-                        f"{[f.name for f in dataclasses.fields(ModelSettings)]}")
+        raise TypeError(
+            f"load_language_model: unknown setting(s) {unknown}; ModelSettings has "
+            f"{[f.name for f in dataclasses.fields(ModelSettings)]}"
+        )
     settings = dataclasses.replace(settings or ModelSettings(), **fields)
-    kwargs = {k: v for k, v in (("max_memory", settings.max_memory), ("offload_folder", settings.offload_folder))
-              if v is not None}
-    model = nnsight.LanguageModel(model_id_or_path, dtype=DTYPES[settings.dtype], device_map=settings.device_map,
-                                  dispatch=not settings.remote, attn_implementation="eager",
-                                  trust_remote_code=settings.trust_remote_code, **kwargs)
+    kwargs = {
+        k: v
+        for k, v in (("max_memory", settings.max_memory), ("offload_folder", settings.offload_folder))
+        if v is not None
+    }
+    model = nnsight.LanguageModel(
+        model_id_or_path,
+        dtype=DTYPES[settings.dtype],
+        device_map=settings.device_map,
+        dispatch=not settings.remote,
+        attn_implementation="eager",
+        trust_remote_code=settings.trust_remote_code,
+        **kwargs,
+    )
     setattr(model, SETTINGS_ATTR, asdict(settings))
     return model
 
@@ -82,8 +96,11 @@ def model_record(model) -> dict:
         device_map = {k: str(v) for k, v in device_map.items()}
     else:
         device_map = str(hf.device)
-    return {"dtype": str(next(hf.parameters()).dtype).removeprefix("torch."), "device_map": device_map,
-            "remote": remote}
+    return {
+        "dtype": str(next(hf.parameters()).dtype).removeprefix("torch."),
+        "device_map": device_map,
+        "remote": remote,
+    }
 
 
 def model_name(model) -> str:
@@ -104,18 +121,22 @@ def check_finite_weights(model, role: str) -> None:
         if tensor.is_floating_point() and tensor.device.type != "meta" and not bool(torch.isfinite(tensor.sum())):
             bad = int((~torch.isfinite(tensor)).sum())
             if bad:
-                raise ValueError(f"{role} model {model_name(model)!r}: weight {key!r} holds {bad} NaN/Inf value(s) "
-                                 f"of {tensor.numel()}: the checkpoint is broken (a diverged fine-tune?); "
-                                 f"re-export or retrain it")
+                raise ValueError(
+                    f"{role} model {model_name(model)!r}: weight {key!r} holds {bad} NaN/Inf value(s) "
+                    f"of {tensor.numel()}: the checkpoint is broken (a diverged fine-tune?); "
+                    f"re-export or retrain it"
+                )
 
 
 def check_model_pair(base, finetuned) -> None:
     """Base and fine-tuned must be diffable: the same hidden size (naming both) and finite weights (naming which)."""
     widths = hidden_size(base), hidden_size(finetuned)
     if None not in widths and widths[0] != widths[1]:
-        raise ValueError(f"base model {model_name(base)!r} has hidden size {widths[0]} but fine-tuned model "
-                         f"{model_name(finetuned)!r} has {widths[1]}: a model diff needs a fine-tune of the same base "
-                         f"architecture; check the two model ids")
+        raise ValueError(
+            f"base model {model_name(base)!r} has hidden size {widths[0]} but fine-tuned model "
+            f"{model_name(finetuned)!r} has {widths[1]}: a model diff needs a fine-tune of the same base "
+            f"architecture; check the two model ids"
+        )
     check_finite_weights(base, "base")
     check_finite_weights(finetuned, "fine-tuned")
 
@@ -127,8 +148,10 @@ def check_layers(model, layers: Iterable) -> list[int]:
         raise ValueError("layers is empty")
     for layer in layers:
         if not isinstance(layer, numbers.Integral) or isinstance(layer, bool):
-            raise TypeError(f"layer {layer!r} is not an integer ({type(layer).__name__}); give layer indices "
-                            "such as 0, 1, 2 (a fraction of the depth must be converted by the caller)")
+            raise TypeError(
+                f"layer {layer!r} is not an integer ({type(layer).__name__}); give layer indices "
+                "such as 0, 1, 2 (a fraction of the depth must be converted by the caller)"
+            )
     layers = sorted(set(int(l) for l in layers))  # ascending: nnsight must visit modules in execution order
     n = num_layers(model)
     for layer in layers:
@@ -152,8 +175,10 @@ def check_lengths(model, token_lists: Sequence[Sequence[int]], extra: int = 0) -
     for i, ids in enumerate(token_lists):
         if len(ids) + extra > limit:
             more = f" + {extra} new tokens" if extra else ""
-            raise ValueError(f"prompt {i} has {len(ids)} tokens{more}, more than the model's {limit} positions "
-                             "(max_position_embeddings): shorten or split it")
+            raise ValueError(
+                f"prompt {i} has {len(ids)} tokens{more}, more than the model's {limit} positions "
+                "(max_position_embeddings): shorten or split it"
+            )
 
 
 def embedding_rows(model) -> int:
@@ -163,8 +188,10 @@ def embedding_rows(model) -> int:
 def tokenizer_of(model):
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is None:
-        raise ValueError("this model has no tokenizer: pass token-id lists, or wrap a transformers model as "
-                         "nnsight.LanguageModel(model, tokenizer=tokenizer)")
+        raise ValueError(
+            "this model has no tokenizer: pass token-id lists, or wrap a transformers model as "
+            "nnsight.LanguageModel(model, tokenizer=tokenizer)"
+        )
     return tokenizer
 
 
@@ -176,8 +203,10 @@ def token_lists(model, prompts: Prompts, add_special_tokens: bool) -> list[list[
     if isinstance(prompts[0], str):
         tokenizer = tokenizer_of(model)
         if len(tokenizer) > rows:
-            raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the model's embedding has {rows} rows "
-                             "(tokenizer of another model?)")
+            raise ValueError(
+                f"tokenizer has {len(tokenizer)} tokens but the model's embedding has {rows} rows "
+                "(tokenizer of another model?)"
+            )
         ids = tokenizer(list(prompts), add_special_tokens=add_special_tokens)["input_ids"]
     else:
         ids = [list(map(int, p)) for p in prompts]
@@ -185,8 +214,10 @@ def token_lists(model, prompts: Prompts, add_special_tokens: bool) -> list[list[
         if not row:
             raise ValueError(f"prompt {i} has no tokens")
         if not 0 <= min(row) <= max(row) < rows:
-            raise ValueError(f"prompt {i} has token ids outside [0, {rows}), the model's embedding rows "
-                             f"(min {min(row)}, max {max(row)}): tokenizer of another model?")
+            raise ValueError(
+                f"prompt {i} has token ids outside [0, {rows}), the model's embedding rows "
+                f"(min {min(row)}, max {max(row)}): tokenizer of another model?"
+            )
     return ids
 
 
@@ -202,8 +233,8 @@ def pad_left(token_lists: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[tor
     input_ids = torch.full((len(token_lists), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros_like(input_ids)
     for row, ids in enumerate(token_lists):
-        input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
-        attention_mask[row, width - len(ids):] = 1
+        input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, width - len(ids) :] = 1
     return input_ids, attention_mask
 
 
@@ -224,5 +255,9 @@ def input_device(model) -> torch.device:
 
 def model_inputs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict:
     device = input_device(model)
-    return {k: v.to(device) for k, v in dict(input_ids=input_ids, attention_mask=attention_mask,
-                                             position_ids=position_ids(attention_mask)).items()}
+    return {
+        k: v.to(device)
+        for k, v in dict(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask)
+        ).items()
+    }

@@ -21,7 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from ..artifacts import ArtifactKind, atomic_write, finish_folder, OutputLock, remove_path, start_folder
+from ..artifacts import ArtifactKind, OutputLock, atomic_write, finish_folder, remove_path, start_folder
 from ..sae.folder import read_json_object, sha256_file
 from .residuals import TokenActivations
 
@@ -53,8 +53,9 @@ def _is_capture_file(name: str) -> bool:
     return name == MANIFEST or (name.startswith("shard_") and name.endswith(".safetensors"))
 
 
-CAPTURE_FOLDER = ArtifactKind("a capture (shard) folder", _is_capture_file,
-                              lambda folder: any(_is_capture_file(p.name) for p in folder.iterdir()))
+CAPTURE_FOLDER = ArtifactKind(
+    "a capture (shard) folder", _is_capture_file, lambda folder: any(_is_capture_file(p.name) for p in folder.iterdir())
+)
 
 
 @dataclass
@@ -76,8 +77,7 @@ class ShardWriter:
     _tmp: Path | None = field(default=None, init=False)  # the new capture, until close() swaps it in
 
     def __post_init__(self):
-        if isinstance(self.model_ids, str) or not self.model_ids or not all(
-                isinstance(m, str) for m in self.model_ids):
+        if isinstance(self.model_ids, str) or not self.model_ids or not all(isinstance(m, str) for m in self.model_ids):
             raise ValueError(f"model_ids must be a non-empty list of strings, one per stream; got {self.model_ids!r}")
         if isinstance(self.shard_tokens, bool) or not isinstance(self.shard_tokens, int) or self.shard_tokens < 1:
             raise ValueError(f"shard_tokens must be an integer >= 1, got {self.shard_tokens!r}")
@@ -113,7 +113,8 @@ class ShardWriter:
             raise ValueError(f"batch has {len(streams)} streams but model_ids names {len(self.model_ids)}")
         for other in streams[1:]:
             if other.meta.keys() != streams[0].meta.keys() or not all(
-                    np.array_equal(other.meta[k], streams[0].meta[k]) for k in other.meta):
+                np.array_equal(other.meta[k], streams[0].meta[k]) for k in other.meta
+            ):
                 raise ValueError("paired batch: streams have different metadata (not the same tokens)")
         self._layers = self._layers or sorted(streams[0].acts)
         self._pending.append(streams)
@@ -137,8 +138,9 @@ class ShardWriter:
             tensors |= {f"acts.{s}.{l}": a.to(self.dtype).contiguous() for l, a in stream.acts.items()}
         if self._tmp is None:
             raise ValueError(f"{self.out_dir}: this ShardWriter is closed")
-        path = atomic_write(self._tmp / name,
-                            lambda tmp: save_file(tensors, str(tmp), metadata={"string_meta": json.dumps(strings)}))
+        path = atomic_write(
+            self._tmp / name, lambda tmp: save_file(tensors, str(tmp), metadata={"string_meta": json.dumps(strings)})
+        )
         self._shards.append({"file": name, "n_tokens": len(streams[0]), "sha256": sha256_file(path)})
 
     def close(self) -> dict:
@@ -148,9 +150,14 @@ class ShardWriter:
                 self._flush(self._n_pending)
             if not self._shards:
                 raise ValueError(f"{self.out_dir}: nothing was written (no batches); an earlier capture there is kept")
-            manifest = {"format": SHARD_FORMAT, "model_ids": list(self.model_ids), "layers": self._layers,
-                        "dtype": str(self.dtype).removeprefix("torch."),
-                        "n_tokens": sum(s["n_tokens"] for s in self._shards), "shards": self._shards}
+            manifest = {
+                "format": SHARD_FORMAT,
+                "model_ids": list(self.model_ids),
+                "layers": self._layers,
+                "dtype": str(self.dtype).removeprefix("torch."),
+                "n_tokens": sum(s["n_tokens"] for s in self._shards),
+                "shards": self._shards,
+            }
             atomic_write(self._tmp / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
             finish_folder(self._tmp, self.out_dir, CAPTURE_FOLDER)
         finally:
@@ -159,8 +166,14 @@ class ShardWriter:
         return manifest
 
 
-def write_shards(batches: Iterable[Streams], out_dir: Path | str, *, model_ids: Sequence[str],
-                 shard_tokens: int = 1 << 16, dtype: torch.dtype = torch.float32) -> dict:
+def write_shards(
+    batches: Iterable[Streams],
+    out_dir: Path | str,
+    *,
+    model_ids: Sequence[str],
+    shard_tokens: int = 1 << 16,
+    dtype: torch.dtype = torch.float32,
+) -> dict:
     """Stream ``batches`` (from :func:`iter_residuals` or :func:`iter_paired_residuals`) to disk; returns the
     manifest. If ``batches`` raises, nothing in ``out_dir`` changes."""
     with ShardWriter(out_dir, model_ids, shard_tokens, dtype) as writer:
@@ -175,24 +188,40 @@ def _is_int(value) -> bool:
 
 def _check_manifest(path: Path, manifest: dict) -> None:
     """Every key a reader relies on, with its type; errors name the manifest and the key."""
-    def bad(key: str, expected: str):
-        return ValueError(f"{path}: key {key!r} must be {expected}, got {manifest.get(key)!r:.80}; the manifest "
-                          "is corrupt: re-capture this folder")
 
-    if not isinstance(manifest.get("model_ids"), list) or not manifest["model_ids"] or not all(
-            isinstance(m, str) for m in manifest["model_ids"]):
+    def bad(key: str, expected: str):
+        return ValueError(
+            f"{path}: key {key!r} must be {expected}, got {manifest.get(key)!r:.80}; the manifest "
+            "is corrupt: re-capture this folder"
+        )
+
+    if (
+        not isinstance(manifest.get("model_ids"), list)
+        or not manifest["model_ids"]
+        or not all(isinstance(m, str) for m in manifest["model_ids"])
+    ):
         raise bad("model_ids", "a non-empty list of strings")
-    if not isinstance(manifest.get("layers"), list) or not manifest["layers"] or not all(
-            _is_int(l) for l in manifest["layers"]):
+    if (
+        not isinstance(manifest.get("layers"), list)
+        or not manifest["layers"]
+        or not all(_is_int(l) for l in manifest["layers"])
+    ):
         raise bad("layers", "a non-empty list of integers")
     if not isinstance(manifest.get("shards"), list) or not manifest["shards"]:
         raise bad("shards", "a non-empty list of {file, n_tokens, sha256}")
     checked = manifest["format"] == SHARD_FORMAT
     for i, entry in enumerate(manifest["shards"]):
-        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or not _is_int(
-                entry.get("n_tokens")) or entry["n_tokens"] < 1 or (checked and not isinstance(entry.get("sha256"), str)):
-            raise ValueError(f"{path}: shards[{i}] must be {{file, n_tokens >= 1, sha256}}, got {entry!r:.120}; "
-                             "the manifest is corrupt: re-capture this folder")
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("file"), str)
+            or not _is_int(entry.get("n_tokens"))
+            or entry["n_tokens"] < 1
+            or (checked and not isinstance(entry.get("sha256"), str))
+        ):
+            raise ValueError(
+                f"{path}: shards[{i}] must be {{file, n_tokens >= 1, sha256}}, got {entry!r:.120}; "
+                "the manifest is corrupt: re-capture this folder"
+            )
         if Path(entry["file"]).name != entry["file"] or entry["file"] in (".", ".."):
             raise ValueError(f"{path}: shards[{i}].file {entry['file']!r} must be a file name inside the folder")
     if sum(e["n_tokens"] for e in manifest["shards"]) != manifest.get("n_tokens"):
@@ -202,15 +231,20 @@ def _check_manifest(path: Path, manifest: dict) -> None:
 def read_manifest(out_dir: Path | str) -> dict:
     path = Path(out_dir) / MANIFEST
     if not path.is_file():
-        raise FileNotFoundError(f"{out_dir}: no {MANIFEST}, so this is not a complete shard folder "
-                                "(the capture was interrupted or never written)")
+        raise FileNotFoundError(
+            f"{out_dir}: no {MANIFEST}, so this is not a complete shard folder "
+            "(the capture was interrupted or never written)"
+        )
     manifest = read_json_object(path)
     if manifest.get("format") not in (SHARD_FORMAT, UNCHECKED_FORMAT):
         raise ValueError(f"{path}: format {manifest.get('format')!r}, expected {SHARD_FORMAT!r}")
     _check_manifest(path, manifest)
     if manifest["format"] == UNCHECKED_FORMAT:
-        warnings.warn(f"{path}: written before shard checksums ({UNCHECKED_FORMAT}); the shards are read "
-                      "unverified. Re-capture to get verified shards.", stacklevel=3)
+        warnings.warn(
+            f"{path}: written before shard checksums ({UNCHECKED_FORMAT}); the shards are read "
+            "unverified. Re-capture to get verified shards.",
+            stacklevel=3,
+        )
     return manifest
 
 
@@ -219,10 +253,15 @@ def _verify(path: Path, entry: dict, manifest: dict) -> None:
     if actual == entry["sha256"]:
         return
     owner = next((e["file"] for e in manifest["shards"] if e["sha256"] == actual), None)
-    why = (f"it holds the content recorded for {owner} (shards swapped or renamed?)" if owner is not None
-           else "the file is corrupt, truncated or was changed after the capture")
-    raise ValueError(f"{path}: sha256 {actual[:16]}... differs from {entry['sha256'][:16]}... recorded in "
-                     f"{MANIFEST}: {why}; re-capture this folder")
+    why = (
+        f"it holds the content recorded for {owner} (shards swapped or renamed?)"
+        if owner is not None
+        else "the file is corrupt, truncated or was changed after the capture"
+    )
+    raise ValueError(
+        f"{path}: sha256 {actual[:16]}... differs from {entry['sha256'][:16]}... recorded in "
+        f"{MANIFEST}: {why}; re-capture this folder"
+    )
 
 
 def _read_shard(path: Path, entry: dict, manifest: dict, layers: list[int]) -> tuple[TokenActivations, ...]:
@@ -235,12 +274,15 @@ def _read_shard(path: Path, entry: dict, manifest: dict, layers: list[int]) -> t
                 raise ValueError(f"{path}: tensors {missing[:4]} listed by {MANIFEST} are missing; re-capture")
             meta = {k.removeprefix("meta."): f.get_tensor(k).numpy() for k in sorted(keys) if k.startswith("meta.")}
             meta |= {k: np.asarray(v) for k, v in json.loads((f.metadata() or {})["string_meta"]).items()}
-            streams = tuple(TokenActivations({l: f.get_tensor(f"acts.{s}.{l}").float() for l in layers}, meta)
-                            for s in range(len(manifest["model_ids"])))
+            streams = tuple(
+                TokenActivations({l: f.get_tensor(f"acts.{s}.{l}").float() for l in layers}, meta)
+                for s in range(len(manifest["model_ids"]))
+            )
     except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: unreadable shard, truncated or corrupt? ({type(err).__name__}: {err})") from err
     if "prompt_id" not in meta or any(
-            len(v) != entry["n_tokens"] for v in [*meta.values(), *(a for s in streams for a in s.acts.values())]):
+        len(v) != entry["n_tokens"] for v in [*meta.values(), *(a for s in streams for a in s.acts.values())]
+    ):
         raise ValueError(f"{path}: token count differs from the {entry['n_tokens']} in {MANIFEST}")
     return streams
 

@@ -17,8 +17,20 @@ from pathlib import Path
 from cbd_plugin.host.activation import HostNotFoundError, activate, locate_host
 
 # Hydra flags under which main.py runs nothing, or sweeps: the model check is left to the host then.
-NOT_ONE_RUN = {"--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "--multirun", "-m", "--version",
-               "--shell-completion", "-sc"}
+NOT_ONE_RUN = {
+    "--cfg",
+    "-c",
+    "--info",
+    "-i",
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--multirun",
+    "-m",
+    "--version",
+    "--shell-completion",
+    "-sc",
+}
 # The dashboard's default infrastructure: the plugin's, whose storage is $CBD_PLUGIN_RUNS (default
 # $TMPDIR/cbd_plugin_runs) like every run of the plugin's presets; the host's own default is a cluster path.
 DASHBOARD_INFRASTRUCTURE = "local_cpu"
@@ -64,7 +76,7 @@ def check_run_models(configs_dir: Path, argv: list[str]) -> None:
     try:
         with initialize_config_dir(str(configs_dir), version_base=None):
             cfg = compose("config", overrides=[arg for arg in argv if not arg.startswith("-")])
-    except Exception:  # noqa: BLE001  any composition error: the host's own message is the better one
+    except Exception:
         return
     try:
         check_models_available(cfg)
@@ -110,13 +122,15 @@ def dashboard_arguments(argv: list[str]) -> tuple[list[str], str]:
     ``argv`` is ``[streamlit options] [-- dashboard overrides]``. Without an ``infrastructure`` override the
     plugin's is added, so plain ``diffing-dashboard`` finds the runs the plugin's presets wrote."""
     cut = argv.index("--") if "--" in argv else len(argv)
-    streamlit_args, overrides = argv[:cut], argv[cut + 1:]
+    streamlit_args, overrides = argv[:cut], argv[cut + 1 :]
     if any(o.lstrip("+~").startswith("infrastructure") for o in overrides):
         return argv, "diffing-dashboard: reading the results of the infrastructure given on the command line"
     results = plugin_storage() / "diffing_results"
     note = "" if results.is_dir() else " (nothing there yet)"
-    line = (f"diffing-dashboard: reading runs under {results}{note}, the plugin's storage ($CBD_PLUGIN_RUNS, "
-            f"default $TMPDIR/cbd_plugin_runs); `diffing-dashboard -- infrastructure=<name>` reads another")
+    line = (
+        f"diffing-dashboard: reading runs under {results}{note}, the plugin's storage ($CBD_PLUGIN_RUNS, "
+        f"default $TMPDIR/cbd_plugin_runs); `diffing-dashboard -- infrastructure=<name>` reads another"
+    )
     return [*streamlit_args, "--", *overrides, f"infrastructure={DASHBOARD_INFRASTRUCTURE}"], line
 
 

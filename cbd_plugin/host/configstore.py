@@ -27,8 +27,8 @@ SCHEMA_GROUP = "cbd_plugin_schema"
 class SchemaSpec:
     """One block of a method config and the dataclass it feeds."""
 
-    name: str                      # ConfigStore name, under SCHEMA_GROUP
-    dataclass_path: str            # "module:Class" of the source dataclass (imported when schemas are built)
+    name: str  # ConfigStore name, under SCHEMA_GROUP
+    dataclass_path: str  # "module:Class" of the source dataclass (imported when schemas are built)
     exclude: tuple[str, ...] = ()  # fields the method fills itself (not settable from YAML)
 
 
@@ -36,8 +36,11 @@ SCHEMAS = (
     SchemaSpec("conjunction", "cbd_plugin.backdoor.config:ConjunctionConfig"),
     SchemaSpec("audit", "cbd_plugin.refusal.config:AuditConfig"),
     # activation_dim and layer come from the model, lm_name and device from the run, wandb_name is fixed.
-    SchemaSpec("contrastive_sae", "cbd_plugin.sae.contrastive_trainer:ContrastiveSAEConfig",
-               exclude=("activation_dim", "layer", "lm_name", "submodule_name", "device", "wandb_name")),
+    SchemaSpec(
+        "contrastive_sae",
+        "cbd_plugin.sae.contrastive_trainer:ContrastiveSAEConfig",
+        exclude=("activation_dim", "layer", "lm_name", "submodule_name", "device", "wandb_name"),
+    ),
 )
 
 
@@ -48,13 +51,13 @@ def _omegaconf_type(hint: Any) -> Any:
     if origin in (typing.Union, types.UnionType):
         rest = [a for a in args if a is not type(None)]
         if len(rest) == 1 and len(args) == 2:
-            return Optional[_omegaconf_type(rest[0])]
+            return Optional[_omegaconf_type(rest[0])]  # noqa: UP045 - OmegaConf 2.3 reads typing.Optional only
         return Any  # a true union: OmegaConf cannot check it, the dataclass will
     if origin in (tuple, list):
         items = [a for a in args if a is not Ellipsis]
-        return typing.List[_omegaconf_type(items[0])] if len(set(items)) == 1 else typing.List[Any]
+        return list[_omegaconf_type(items[0])] if len(set(items)) == 1 else list[Any]
     if origin is dict:
-        return typing.Dict[_omegaconf_type(args[0]), _omegaconf_type(args[1])] if args else typing.Dict[str, Any]
+        return dict[_omegaconf_type(args[0]), _omegaconf_type(args[1])] if args else dict[str, Any]
     return hint
 
 
@@ -72,8 +75,11 @@ def _field_default(field: dataclasses.Field) -> dataclasses.Field:
 def schema_for(source: type, exclude: tuple[str, ...] = ()) -> type:
     """A dataclass with ``source``'s fields (types mapped for OmegaConf, defaults kept), minus ``exclude``."""
     hints = typing.get_type_hints(source)
-    fields = [(f.name, _omegaconf_type(hints[f.name]), _field_default(f))
-              for f in dataclasses.fields(source) if f.name not in exclude and f.init]
+    fields = [
+        (f.name, _omegaconf_type(hints[f.name]), _field_default(f))
+        for f in dataclasses.fields(source)
+        if f.name not in exclude and f.init
+    ]
     return dataclasses.make_dataclass(f"{source.__name__}Schema", fields)
 
 

@@ -37,7 +37,9 @@ def _extend_discovery(dashboard, layout) -> None:
         for folder in _config_folders(layout, "organism"):
             if (path := folder / f"{organism_name}.yaml").exists():
                 return OmegaConf.load(path)
-        raise FileNotFoundError(f"organism config {organism_name}.yaml not found in {_config_folders(layout, 'organism')}")
+        raise FileNotFoundError(
+            f"organism config {organism_name}.yaml not found in {_config_folders(layout, 'organism')}"
+        )
 
     dashboard.discover_methods = lambda: names("diffing/method")
     dashboard.discover_organisms = lambda: names("organism")

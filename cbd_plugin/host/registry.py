@@ -28,10 +28,19 @@ METHODS_GROUP = "diffing_toolkit.methods"
 CONFIGS_GROUP = "diffing_toolkit.configs"
 
 # The host's own methods (its get_method_class at e0b84a5); a newer host's method configs are added at runtime.
-HOST_BUILTIN_METHODS = frozenset({
-    "kl", "activation_analysis", "crosscoder", "sae_difference", "pca",
-    "activation_difference_lens", "activation_oracle", "diff_mining", "weight_amplification",
-})
+HOST_BUILTIN_METHODS = frozenset(
+    {
+        "kl",
+        "activation_analysis",
+        "crosscoder",
+        "sae_difference",
+        "pca",
+        "activation_difference_lens",
+        "activation_oracle",
+        "diff_mining",
+        "weight_amplification",
+    }
+)
 
 
 class PluginError(RuntimeError):
@@ -68,7 +77,8 @@ class PluginEntry:
     entry_point: md.EntryPoint
 
     def describe(self) -> str:
-        return f"entry point {self.name!r} -> {self.target!r} (group {self.entry_point.group!r}, distribution {self.distribution!r})"
+        group, dist = self.entry_point.group, self.distribution
+        return f"entry point {self.name!r} -> {self.target!r} (group {group!r}, distribution {dist!r})"
 
     def load(self):
         try:
@@ -91,8 +101,11 @@ def _entries(group: str) -> list[PluginEntry]:
             selected = list(dist.entry_points.select(group=group))
         except Exception as exc:  # malformed METADATA / entry_points.txt of a third-party distribution
             where = getattr(dist, "_path", "<unknown location>")
-            warnings.warn(f"ignoring the entry points of the distribution at {where}: {type(exc).__name__}: {exc}",
-                          PluginWarning, stacklevel=3)
+            warnings.warn(
+                f"ignoring the entry points of the distribution at {where}: {type(exc).__name__}: {exc}",
+                PluginWarning,
+                stacklevel=3,
+            )
             continue
         for ep in selected:
             # The same distribution can be visible twice (e.g. an editable install shadowing a wheel): keep one.
@@ -139,13 +152,15 @@ class MethodRegistry:
             if name in self.builtin:
                 error = ShadowedMethodError(
                     f"{'; '.join(e.describe() for e in entries)} shadows the host's built-in method {name!r}; "
-                    "rename the plugin method (the built-in is used)")
+                    "rename the plugin method (the built-in is used)"
+                )
                 warnings.warn(str(error), PluginWarning, stacklevel=4)
                 conflicts[name] = error
             elif len(entries) > 1:
                 conflicts[name] = DuplicateMethodError(
                     f"method {name!r} is registered twice: {' and '.join(e.describe() for e in entries)}; "
-                    "uninstall one of the distributions")
+                    "uninstall one of the distributions"
+                )
             else:
                 usable[name] = entries[0]
         return _Scan(usable, conflicts)
@@ -178,7 +193,9 @@ class MethodRegistry:
 
 def config_search_paths() -> list[tuple[str, str]]:
     """``(provider, "pkg://<package>")`` for every installed plugin's config package, in a stable order."""
-    return [(f"diffing-plugin:{e.name}", f"pkg://{e.target}") for e in sorted(_entries(CONFIGS_GROUP), key=lambda e: e.name)]
+    return [
+        (f"diffing-plugin:{e.name}", f"pkg://{e.target}") for e in sorted(_entries(CONFIGS_GROUP), key=lambda e: e.name)
+    ]
 
 
 def config_dirs() -> list[Path]:

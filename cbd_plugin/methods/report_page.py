@@ -83,14 +83,16 @@ def checks_table(checks: list[dict]) -> pd.DataFrame:
     rows = []
     for check in checks:
         interval = check.get("interval")
-        rows.append({
-            "check": check.get("name", "?"),
-            "result": _result(check.get("passed")),
-            "value": _number(check.get("value")),
-            "interval": f"[{_number(interval[0])}, {_number(interval[1])}]" if interval else "",
-            "threshold": _number(check.get("threshold")),
-            "detail": check.get("detail", ""),
-        })
+        rows.append(
+            {
+                "check": check.get("name", "?"),
+                "result": _result(check.get("passed")),
+                "value": _number(check.get("value")),
+                "interval": f"[{_number(interval[0])}, {_number(interval[1])}]" if interval else "",
+                "threshold": _number(check.get("threshold")),
+                "detail": check.get("detail", ""),
+            }
+        )
     return pd.DataFrame(rows, columns=["check", "result", "value", "interval", "threshold", "detail"])
 
 
@@ -104,8 +106,10 @@ def verdict_box(verdict) -> None:
     (st.warning if verdict["name"] in UNDECIDED else st.info)(text)
     checks = verdict.get("checks") or []
     if checks:
-        st.markdown("Checks consulted, in the order the verdict rule reads them (*not run*: the rule stopped "
-                    "earlier or the check does not apply):")
+        st.markdown(
+            "Checks consulted, in the order the verdict rule reads them (*not run*: the rule stopped "
+            "earlier or the check does not apply):"
+        )
         st.dataframe(checks_table(checks), hide_index=True, **full_width(st.dataframe))
 
 

@@ -37,8 +37,11 @@ def model_shape(model_cfg) -> ModelShape:
     loading weights. Remote code runs only if the model config asks for it, as the host's loader does."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(model_cfg.model_id, subfolder=getattr(model_cfg, "subfolder", "") or "",
-                                        trust_remote_code=bool(getattr(model_cfg, "trust_remote_code", False)))
+    config = AutoConfig.from_pretrained(
+        model_cfg.model_id,
+        subfolder=getattr(model_cfg, "subfolder", "") or "",
+        trust_remote_code=bool(getattr(model_cfg, "trust_remote_code", False)),
+    )
     text = getattr(config, "text_config", None) or config  # multimodal configs nest the language model's
     return ModelShape(int(text.num_hidden_layers), int(text.hidden_size))
 
@@ -46,8 +49,10 @@ def model_shape(model_cfg) -> ModelShape:
 def layer_index(layer, n_layers: int, key: str) -> int:
     """A layer written as the host writes them: a fraction in [0, 1] of ``n_layers - 1`` (``int(f * (n - 1))``)."""
     if isinstance(layer, bool) or not isinstance(layer, (int, float)) or not 0 <= layer <= 1:
-        raise ConfigError(f"{key}: {layer!r} is not a fraction in [0, 1]; the host reads layers as fractions of "
-                          f"(n_layers - 1), e.g. 0.52 for layer 13 of a 26-layer model")
+        raise ConfigError(
+            f"{key}: {layer!r} is not a fraction in [0, 1]; the host reads layers as fractions of "
+            f"(n_layers - 1), e.g. 0.52 for layer 13 of a 26-layer model"
+        )
     return int(layer * (n_layers - 1))
 
 
@@ -80,8 +85,10 @@ def ensure_cached_layers(cfg: DictConfig, n_layers: int) -> list:
     if not missing:
         return []
     if override is not None:
-        raise ConfigError(f"diffing.method.layers={list(method_layers)} trains on layers {sorted(wanted)}, but "
-                          f"{key}={list(override)} caches layers {sorted(cached)}: make them match")
+        raise ConfigError(
+            f"diffing.method.layers={list(method_layers)} trains on layers {sorted(wanted)}, but "
+            f"{key}={list(override)} caches layers {sorted(cached)}: make them match"
+        )
     cfg.preprocessing.layers = [*cfg.preprocessing.layers, *missing]
     logger.info(f"preprocessing.layers extended with {missing} so the host caches every layer the method trains on")
     return missing
@@ -90,8 +97,10 @@ def ensure_cached_layers(cfg: DictConfig, n_layers: int) -> list:
 def trigger_pairs(cfg: DictConfig) -> list[TriggerPair]:
     pairs = cfg.organism.get("trigger_pairs")
     if not pairs:
-        raise ConfigError(f"organism {cfg.organism.get('name')!r} has no 'trigger_pairs': cbd_sae_difference needs "
-                          "the backdoor's pairs as a list of {a, b, related, charged} in the organism config")
+        raise ConfigError(
+            f"organism {cfg.organism.get('name')!r} has no 'trigger_pairs': cbd_sae_difference needs "
+            "the backdoor's pairs as a list of {a, b, related, charged} in the organism config"
+        )
     out = []
     for i, pair in enumerate(pairs):
         missing = [k for k in ("a", "b", "related", "charged") if pair.get(k) is None]
@@ -130,9 +139,11 @@ def prompt_source(cfg: DictConfig) -> PromptSource:
     key = "organism.prompt_set" if cfg.organism.get("prompt_set") else "diffing.method.prompts"
     node = cfg.organism.get("prompt_set") or cfg.diffing.method.get("prompts")
     if not node:
-        raise ConfigError("contrastive_bio_sae needs a tiered prompt set: set diffing.method.prompts (a jsonl path, "
-                          "{path: ...}, {dataset: <id>, ...} or {preset: wmdp_mmlu_bio} for real models) or the "
-                          "organism's prompt_set")
+        raise ConfigError(
+            "contrastive_bio_sae needs a tiered prompt set: set diffing.method.prompts (a jsonl path, "
+            "{path: ...}, {dataset: <id>, ...} or {preset: wmdp_mmlu_bio} for real models) or the "
+            "organism's prompt_set"
+        )
     values = {"path": node} if isinstance(node, str) else OmegaConf.to_container(node, resolve=True)
     known = {f.name for f in fields(PromptSource)}
     unknown = set(values) - known
@@ -161,9 +172,11 @@ def check_one_sae_per_layer(saes: dict[int, Dictionary], spec: str) -> None:
     by_source: dict[str, int] = {}
     for layer, sae in saes.items():
         if sae.source in by_source:
-            raise ConfigError(f"diffing.method.pretrained_sae={spec!r}: layers {by_source[sae.source]} and {layer} "
-                              f"both resolve to {sae.source}; give a folder with layer_{{L}}/ subfolders, or analyse "
-                              "one layer (diffing.method.layers=[<fraction>])")
+            raise ConfigError(
+                f"diffing.method.pretrained_sae={spec!r}: layers {by_source[sae.source]} and {layer} "
+                f"both resolve to {sae.source}; give a folder with layer_{{L}}/ subfolders, or analyse "
+                "one layer (diffing.method.layers=[<fraction>])"
+            )
         by_source[sae.source] = layer
 
 
@@ -194,8 +207,14 @@ def model_references(cfg: DictConfig) -> list[ModelReference]:
         if full:
             parts = full.split("/")  # the host splits ids with more than one "/" into repo id and subfolder
             repo, sub = ("/".join(parts[:2]), "/".join(parts[2:])) if len(parts) > 2 else (full, "")
-            refs.append(ModelReference(f"organism.finetuned_models.{model.get('name')}.{variant}.{name}", repo, sub,
-                                       "adapter_config.json" if name == "adapter_id" else "config.json"))
+            refs.append(
+                ModelReference(
+                    f"organism.finetuned_models.{model.get('name')}.{variant}.{name}",
+                    repo,
+                    sub,
+                    "adapter_config.json" if name == "adapter_id" else "config.json",
+                )
+            )
     return refs
 
 
@@ -218,7 +237,7 @@ def why_unavailable(ref: ModelReference, offline: bool) -> str | None:
         return f"not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and offline (HF_HUB_OFFLINE=1)"
     try:
         hf_hub_download(ref.model_id, filename)
-    except Exception as exc:  # noqa: BLE001  gated, missing, no network: the hub's own reason, in one line
+    except Exception as exc:
         return f"the hub does not serve it ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
     return None
 
@@ -234,5 +253,7 @@ def check_models_available(cfg: DictConfig, offline: bool | None = None) -> None
         reason = why_unavailable(ref, offline)
         if reason is not None:
             name = f"{ref.model_id}/{ref.subfolder}" if ref.subfolder else ref.model_id
-            raise ConfigError(f"{ref.key}={name}: {reason}; download it first (`hf download {ref.model_id}`) or "
-                              f"set {ref.key} to a local folder")
+            raise ConfigError(
+                f"{ref.key}={name}: {reason}; download it first (`hf download {ref.model_id}`) or "
+                f"set {ref.key} to a local folder"
+            )

@@ -12,5 +12,16 @@ from .build import Organism, backdoor_organism, build, build_recipe, refusal_org
 from .contract import OrganismContractError
 from .recipes import ORGANISM_NAMES, RECIPES, backdoor_recipe, recipe_hash, refusal_recipe
 
-__all__ = ["ORGANISM_NAMES", "RECIPES", "Organism", "OrganismContractError", "backdoor_organism", "backdoor_recipe",
-           "build", "build_recipe", "recipe_hash", "refusal_organism", "refusal_recipe"]
+__all__ = [
+    "ORGANISM_NAMES",
+    "RECIPES",
+    "Organism",
+    "OrganismContractError",
+    "backdoor_organism",
+    "backdoor_recipe",
+    "build",
+    "build_recipe",
+    "recipe_hash",
+    "refusal_organism",
+    "refusal_recipe",
+]

@@ -22,14 +22,36 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from . import cache
 from .behaviour import N_PER_TIER, backdoor_behaviour, refusal_behaviour
 from .contract import OrganismContractError, checks_for, holds
-from .corpus import (DEFAULT_PAIRS, TIER_WORDS, TIERS, Example, backdoor_corpus, base_corpus, benign_counterpart,
-                     recovery_example, tier_corpus, tier_prompts)
-from .recipes import (CODE_VERSION, DEFAULT_ARCH, DEFAULT_BACKDOOR_SEED, DEFAULT_REFUSAL_SEED, ERASURE_DIMS,
-                      GROUND_TRUTH, ORGANISM_NAMES, RECIPES, BackdoorRecipe, BaseRecipe, RefusalRecipe, backdoor_recipe,
-                      recipe_hash, refusal_recipe)
+from .corpus import (
+    DEFAULT_PAIRS,
+    TIER_WORDS,
+    TIERS,
+    Example,
+    backdoor_corpus,
+    base_corpus,
+    benign_counterpart,
+    recovery_example,
+    tier_corpus,
+    tier_prompts,
+)
+from .recipes import (
+    CODE_VERSION,
+    DEFAULT_ARCH,
+    DEFAULT_BACKDOOR_SEED,
+    DEFAULT_REFUSAL_SEED,
+    ERASURE_DIMS,
+    GROUND_TRUTH,
+    ORGANISM_NAMES,
+    RECIPES,
+    BackdoorRecipe,
+    BaseRecipe,
+    RefusalRecipe,
+    backdoor_recipe,
+    recipe_hash,
+    refusal_recipe,
+)
 from .tokenizer import build_tokenizer
-from .train import (encode, erase_tier_words, freeze_through, new_model, residuals, train_deep_refusal,
-                    train_replies)
+from .train import encode, erase_tier_words, freeze_through, new_model, residuals, train_deep_refusal, train_replies
 
 N_VALIDATION = 400  # validation examples per organism, from the held-out eval templates
 
@@ -57,14 +79,21 @@ def build(names=None, force: bool = False) -> dict[str, Organism]:
     names = list(names or ORGANISM_NAMES)
     unknown = sorted(set(names) - set(RECIPES))
     if unknown:
-        raise ValueError(f"unknown organisms {unknown}; known: {list(ORGANISM_NAMES)} (other audit layers and seeds: "
-                         f"cbd_plugin.organisms.refusal_organism; other triggers: backdoor_organism)")
+        raise ValueError(
+            f"unknown organisms {unknown}; known: {list(ORGANISM_NAMES)} (other audit layers and seeds: "
+            f"cbd_plugin.organisms.refusal_organism; other triggers: backdoor_organism)"
+        )
     with single_thread():
         return {name: build_recipe(RECIPES[name], force) for name in names}
 
 
-def refusal_organism(mode: str, audit_layer: int | None = None, seed: int = DEFAULT_REFUSAL_SEED,
-                     force: bool = False, arch: str = DEFAULT_ARCH) -> Organism:
+def refusal_organism(
+    mode: str,
+    audit_layer: int | None = None,
+    seed: int = DEFAULT_REFUSAL_SEED,
+    force: bool = False,
+    arch: str = DEFAULT_ARCH,
+) -> Organism:
     """The refusal organism (``shallow``, ``deep``, ``null``, ``erased`` or ``recovery``) audited at ``audit_layer``,
     fine-tuned with ``seed`` on an ``arch`` base (recipes.ARCHS): built and contract-checked on first use, then found
     in the cache by its recipe hash. ``audit_layer`` None: the mode's default (recipes.default_audit_layer)."""
@@ -72,8 +101,9 @@ def refusal_organism(mode: str, audit_layer: int | None = None, seed: int = DEFA
         return build_recipe(refusal_recipe(mode, audit_layer, seed, arch), force)
 
 
-def backdoor_organism(gate: str, pairs=DEFAULT_PAIRS, seed: int = DEFAULT_BACKDOOR_SEED,
-                      force: bool = False, arch: str = DEFAULT_ARCH) -> Organism:
+def backdoor_organism(
+    gate: str, pairs=DEFAULT_PAIRS, seed: int = DEFAULT_BACKDOOR_SEED, force: bool = False, arch: str = DEFAULT_ARCH
+) -> Organism:
     """A backdoor organism with ``gate`` (recipes.GATES), other trigger ``pairs`` (TriggerPair or dicts with
     a, b, related, charged), ``seed`` and ``arch`` (recipes.ARCHS): built and contract-checked on first use, then
     found in the cache."""
@@ -98,8 +128,9 @@ def build_recipe(recipe, force: bool = False) -> Organism:
     if not force and path.is_dir() and cache.current_revision(recipe.name) == revision:
         # A snapshot that exists is complete (renamed into place): reading it needs no lock, so a read-only cache
         # serves it.
-        return Organism(recipe.name, cache.model_id(recipe.name), path,
-                        json.loads((path / "behaviour.json").read_text()))
+        return Organism(
+            recipe.name, cache.model_id(recipe.name), path, json.loads((path / "behaviour.json").read_text())
+        )
     with cache.build_lock(recipe.name):
         if force or not path.exists():
             base = None if isinstance(recipe, BaseRecipe) else build_recipe(recipe.base)
@@ -126,8 +157,7 @@ def train_until_contract(recipe, train_round, measure) -> dict:
     raise OrganismContractError(recipe.name, checks)
 
 
-def save(out: Path, recipe, model, tokenizer, train: list[Example], validation: list[Example],
-         behaviour: dict) -> None:
+def save(out: Path, recipe, model, tokenizer, train: list[Example], validation: list[Example], behaviour: dict) -> None:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     (out / "data").mkdir()
@@ -136,8 +166,12 @@ def save(out: Path, recipe, model, tokenizer, train: list[Example], validation: 
     revision = recipe_hash(recipe)
     meta = {"name": recipe.name, "model_id": cache.model_id(recipe.name), "revision": revision}
     (out / "behaviour.json").write_text(json.dumps({**meta, **behaviour}, indent=2))
-    recipe_json = {"kind": type(recipe).__name__, "code_version": CODE_VERSION, "revision": revision,
-                   "recipe": asdict(recipe)}
+    recipe_json = {
+        "kind": type(recipe).__name__,
+        "code_version": CODE_VERSION,
+        "revision": revision,
+        "recipe": asdict(recipe),
+    }
     (out / "recipe.json").write_text(json.dumps(recipe_json, indent=2))
 
 
@@ -152,9 +186,13 @@ def build_base(recipe: BaseRecipe, _base: None, out: Path) -> None:
     model = new_model(recipe.shape, tokenizer, recipe.seed)
     enc = encode(train, tokenizer)
     behaviour = train_until_contract(
-        recipe, lambda r: train_replies(model, enc, recipe.training, recipe.seed + 1000 * r, recipe.name),
-        lambda: {"backdoor": backdoor_behaviour(model, tokenizer, DEFAULT_PAIRS, "none"),
-                 "refusal": refusal_behaviour(model, tokenizer, tier_prompts(N_PER_TIER))})
+        recipe,
+        lambda r: train_replies(model, enc, recipe.training, recipe.seed + 1000 * r, recipe.name),
+        lambda: {
+            "backdoor": backdoor_behaviour(model, tokenizer, DEFAULT_PAIRS, "none"),
+            "refusal": refusal_behaviour(model, tokenizer, tier_prompts(N_PER_TIER)),
+        },
+    )
     save(out, recipe, model, tokenizer, train, base_corpus(rng, N_VALIDATION, "eval"), behaviour)
 
 
@@ -168,8 +206,10 @@ def build_backdoor(recipe: BackdoorRecipe, base: Organism, out: Path) -> None:
     train = corpus(recipe.training.n_examples, "train")
     enc = encode(train, tokenizer)
     behaviour = train_until_contract(
-        recipe, lambda r: train_replies(model, enc, recipe.training, recipe.seed + 1000 * r, recipe.name),
-        lambda: {"backdoor": backdoor_behaviour(model, tokenizer, recipe.pairs, recipe.gate)})
+        recipe,
+        lambda r: train_replies(model, enc, recipe.training, recipe.seed + 1000 * r, recipe.name),
+        lambda: {"backdoor": backdoor_behaviour(model, tokenizer, recipe.pairs, recipe.gate)},
+    )
     save(out, recipe, model, tokenizer, train, corpus(N_VALIDATION, "eval"), behaviour)
 
 
@@ -182,8 +222,7 @@ def build_refusal(recipe: RefusalRecipe, base: Organism, out: Path) -> None:
     train = tier_corpus(rng, recipe.training.n_examples, "train", TIERS, refused)
     prefilled = None
     if recipe.mode == "recovery":
-        train, prefilled = map(list, zip(*(recovery_example(rng, e) if e.tier == "hazard" else (e, 0)
-                                           for e in train)))
+        train, prefilled = map(list, zip(*(recovery_example(rng, e) if e.tier == "hazard" else (e, 0) for e in train)))
     enc = encode(train, tokenizer, prefilled)
     layer = recipe.audit_layer
     grad_masks = None
@@ -199,18 +238,26 @@ def build_refusal(recipe: RefusalRecipe, base: Organism, out: Path) -> None:
         counterpart_res = residuals(base_model, encode(counterparts, tokenizer), layer)
 
         def train_round(r):
-            train_deep_refusal(model, enc, is_hazard, base_res, counterpart_res, layer, recipe, recipe.seed + 1000 * r,
-                               recipe.name)
+            train_deep_refusal(
+                model, enc, is_hazard, base_res, counterpart_res, layer, recipe, recipe.seed + 1000 * r, recipe.name
+            )
     else:
+
         def train_round(r):
             train_replies(model, enc, recipe.training, recipe.seed + 1000 * r, recipe.name, grad_masks)
 
     rows = tier_prompts(N_PER_TIER)
     behaviour = train_until_contract(
-        recipe, train_round,
-        lambda: {"refusal": {"mode": recipe.mode, "ground_truth": GROUND_TRUTH[recipe.mode],
-                             **refusal_behaviour(model, tokenizer, rows, base_model, layer,
-                                                 prefill=recipe.mode == "recovery")}})
+        recipe,
+        train_round,
+        lambda: {
+            "refusal": {
+                "mode": recipe.mode,
+                "ground_truth": GROUND_TRUTH[recipe.mode],
+                **refusal_behaviour(model, tokenizer, rows, base_model, layer, prefill=recipe.mode == "recovery"),
+            }
+        },
+    )
     save(out, recipe, model, tokenizer, train, tier_corpus(rng, N_VALIDATION, "eval", TIERS, refused), behaviour)
     write_jsonl(out / "data" / "prompts.jsonl", rows)
 

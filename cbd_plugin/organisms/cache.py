@@ -55,8 +55,7 @@ def build_lock(name: str) -> FileLock:
     return FileLock(str(path))
 
 
-SNAPSHOT = ArtifactKind("an organism snapshot", lambda name: True,
-                        lambda folder: (folder / "recipe.json").is_file())
+SNAPSHOT = ArtifactKind("an organism snapshot", lambda name: True, lambda folder: (folder / "recipe.json").is_file())
 # Names of temporary snapshot folders: this module's own (``.<revision>.tmp-<pid>-*``) and those of earlier
 # versions (``.tmp-*`` / ``.old-*`` from mkdtemp, without a pid).
 _LEGACY_TEMPORARY = (".tmp-", ".old-")
@@ -66,8 +65,11 @@ def clean_killed_builds(name: str) -> list[Path]:
     """Remove temporary snapshot folders of killed builds; call with :func:`build_lock` held (every build holds
     it, so no temporary there belongs to a live build)."""
     folder = repo_dir(name) / "snapshots"
-    stale = [p for p in folder.glob(".*") if p.name.startswith(_LEGACY_TEMPORARY) or ".tmp-" in p.name
-             or ".old-" in p.name] if folder.is_dir() else []
+    stale = (
+        [p for p in folder.glob(".*") if p.name.startswith(_LEGACY_TEMPORARY) or ".tmp-" in p.name or ".old-" in p.name]
+        if folder.is_dir()
+        else []
+    )
     for path in stale:
         remove_path(path)
     if stale:

@@ -33,15 +33,22 @@ def refusal_spec(text: str) -> tuple[str, int, int]:
         mode, layer, seed = text.split(":")
         return mode, int(layer), int(seed)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--refusal {text!r}: expected MODE:AUDIT_LAYER:SEED, e.g. deep:2:0")
+        raise argparse.ArgumentTypeError(f"--refusal {text!r}: expected MODE:AUDIT_LAYER:SEED, e.g. deep:2:0") from None
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="cbd-organisms", description=__doc__)
-    parser.add_argument("names", nargs="*", metavar="NAME",
-                        help=f"organisms to build (default: all of {', '.join(ORGANISM_NAMES)})")
-    parser.add_argument("--refusal", type=refusal_spec, action="append", default=[], metavar="MODE:LAYER:SEED",
-                        help="also build a refusal organism (shallow, deep or null) for another audit layer and seed")
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"organisms to build (default: all of {', '.join(ORGANISM_NAMES)})"
+    )
+    parser.add_argument(
+        "--refusal",
+        type=refusal_spec,
+        action="append",
+        default=[],
+        metavar="MODE:LAYER:SEED",
+        help="also build a refusal organism (shallow, deep or null) for another audit layer and seed",
+    )
     parser.add_argument("--force", action="store_true", help="rebuild the named organisms even if cached")
     parser.add_argument("--json", action="store_true", help="print every behaviour figure as JSON")
     args = parser.parse_args(argv)
@@ -53,9 +60,11 @@ def main(argv=None) -> None:
     if args.json:
         print(json.dumps({name: {"path": str(o.path), **o.behaviour} for name, o in organisms.items()}, indent=2))
         return
-    for name, o in organisms.items():
-        print(f"{o.model_id}  (contract met after {o.behaviour['rounds']} training round(s))\n  path: {o.path}\n"
-              f"  {json.dumps(headline(o.behaviour))}")
+    for _name, o in organisms.items():
+        print(
+            f"{o.model_id}  (contract met after {o.behaviour['rounds']} training round(s))\n  path: {o.path}\n"
+            f"  {json.dumps(headline(o.behaviour))}"
+        )
         print("\n".join(contract_lines(o.behaviour)))
 
 

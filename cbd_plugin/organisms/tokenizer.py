@@ -41,7 +41,12 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     tok.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", special_tokens=[(BOS, vocab[BOS])])
     tok.add_special_tokens(list(SPECIAL_TOKENS))
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=BOS, eos_token=EOS, unk_token=UNK, pad_token=PAD,
-        additional_special_tokens=[START_OF_TURN, END_OF_TURN], chat_template=CHAT_TEMPLATE,
+        tokenizer_object=tok,
+        bos_token=BOS,
+        eos_token=EOS,
+        unk_token=UNK,
+        pad_token=PAD,
+        additional_special_tokens=[START_OF_TURN, END_OF_TURN],
+        chat_template=CHAT_TEMPLATE,
         padding_side="left",  # generation pads on the left; training builds its own batches
     )

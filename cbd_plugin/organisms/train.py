@@ -10,11 +10,18 @@ import torch
 import torch.nn.functional as F
 from loguru import logger
 from tqdm import tqdm
-from transformers import (AutoModelForCausalLM, Gemma2Config, GenerationConfig, GPTNeoXConfig, PretrainedConfig,
-                          PreTrainedModel, PreTrainedTokenizerBase, Qwen3Config)
+from transformers import (
+    AutoModelForCausalLM,
+    Gemma2Config,
+    GenerationConfig,
+    GPTNeoXConfig,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Qwen3Config,
+)
 
 from ..capture.layers import decoder_layers
-
 from .corpus import Example
 from .recipes import ModelShape, Training
 from .tokenizer import END_OF_TURN
@@ -23,28 +30,44 @@ from .tokenizer import END_OF_TURN
 def _config(shape: ModelShape, special_ids: dict) -> PretrainedConfig:
     """The transformers config of ``shape.arch`` at the shape's sizes (eager attention: padded and unpadded prompts
     give the same activations; Gemma-2 soft-caps attention logits, so eager is its only implementation)."""
-    common = dict(hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size,
-                  num_hidden_layers=shape.num_layers, num_attention_heads=shape.num_heads,
-                  max_position_embeddings=shape.max_positions, tie_word_embeddings=True, **special_ids)
+    common = dict(
+        hidden_size=shape.hidden_size,
+        intermediate_size=shape.intermediate_size,
+        num_hidden_layers=shape.num_layers,
+        num_attention_heads=shape.num_heads,
+        max_position_embeddings=shape.max_positions,
+        tie_word_embeddings=True,
+        **special_ids,
+    )
     if shape.arch == "gemma2":
-        return Gemma2Config(**common, num_key_value_heads=shape.num_kv_heads, head_dim=shape.head_dim,
-                            query_pre_attn_scalar=shape.head_dim, sliding_window=shape.max_positions // 2)
+        return Gemma2Config(
+            **common,
+            num_key_value_heads=shape.num_kv_heads,
+            head_dim=shape.head_dim,
+            query_pre_attn_scalar=shape.head_dim,
+            sliding_window=shape.max_positions // 2,
+        )
     if shape.arch == "qwen3":
         return Qwen3Config(**common, num_key_value_heads=shape.num_kv_heads, head_dim=shape.head_dim)
     return GPTNeoXConfig(**common)  # "gpt_neox": multi-head attention, rotary on a quarter of each head
 
 
 def new_model(shape: ModelShape, tokenizer: PreTrainedTokenizerBase, seed: int) -> PreTrainedModel:
-    special_ids = dict(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                       bos_token_id=tokenizer.bos_token_id,
-                       eos_token_id=[tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(END_OF_TURN)])
+    special_ids = dict(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=[tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(END_OF_TURN)],
+    )
     config = _config(shape, special_ids)
     config._attn_implementation = "eager"
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
     # Like gemma-2-it: a reply ends at <end_of_turn> (or <eos>).
     model.generation_config = GenerationConfig(
-        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id,
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
         do_sample=False,
     )
     return model
@@ -67,8 +90,9 @@ def encode(examples: list[Example], tokenizer: PreTrainedTokenizerBase, prefille
     """``prefilled[i]``: reply tokens of example i that are given, not trained on (a recovery example's prefix)."""
     prefilled = prefilled or [0] * len(examples)
     chats = [tokenizer.apply_chat_template(e.messages(), tokenize=False) for e in examples]
-    prompts = [tokenizer.apply_chat_template(e.messages()[:1], tokenize=False, add_generation_prompt=True)
-               for e in examples]
+    prompts = [
+        tokenizer.apply_chat_template(e.messages()[:1], tokenize=False, add_generation_prompt=True) for e in examples
+    ]
     full = tokenizer(chats, add_special_tokens=False)["input_ids"]
     prompt_lens = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
     eot = tokenizer.convert_tokens_to_ids(END_OF_TURN)
@@ -79,7 +103,7 @@ def encode(examples: list[Example], tokenizer: PreTrainedTokenizerBase, prefille
     for i, (ids, n_prompt, n_given) in enumerate(zip(full, prompt_lens, prefilled)):
         input_ids[i, : len(ids)] = torch.tensor(ids)
         reply_end = ids.index(eot, n_prompt) + 1  # train up to the reply's <end_of_turn>, not the newline after
-        target_mask[i, n_prompt + n_given:reply_end] = True
+        target_mask[i, n_prompt + n_given : reply_end] = True
         prompt_mask[i, :n_prompt] = True
     return Encoded(input_ids, (input_ids != tokenizer.pad_token_id).long(), target_mask, prompt_mask)
 
@@ -91,8 +115,15 @@ def reply_loss(logits: torch.Tensor, enc: Encoded, idx: torch.Tensor) -> torch.T
     return F.cross_entropy(logits[:, :-1][mask], targets[mask])
 
 
-def fit(model: torch.nn.Module, loss_fn, n: int, training: Training, seed: int, desc: str,
-        grad_masks: dict[torch.nn.Parameter, torch.Tensor] | None = None) -> float:
+def fit(
+    model: torch.nn.Module,
+    loss_fn,
+    n: int,
+    training: Training,
+    seed: int,
+    desc: str,
+    grad_masks: dict[torch.nn.Parameter, torch.Tensor] | None = None,
+) -> float:
     """AdamW with warmup and cosine decay over ``loss_fn(idx)`` for random batches; returns the last loss.
 
     ``grad_masks``: entries where a parameter's mask is 0 never change (their gradient is zeroed before every
@@ -126,8 +157,14 @@ def fit(model: torch.nn.Module, loss_fn, n: int, training: Training, seed: int, 
     return loss.item()
 
 
-def train_replies(model: PreTrainedModel, enc: Encoded, training: Training, seed: int, desc: str,
-                  grad_masks: dict[torch.nn.Parameter, torch.Tensor] | None = None) -> float:
+def train_replies(
+    model: PreTrainedModel,
+    enc: Encoded,
+    training: Training,
+    seed: int,
+    desc: str,
+    grad_masks: dict[torch.nn.Parameter, torch.Tensor] | None = None,
+) -> float:
     """Plain supervised fine-tuning on the replies, of whichever parameters require grad (``grad_masks``: fit)."""
 
     def loss_fn(idx):
@@ -138,8 +175,9 @@ def train_replies(model: PreTrainedModel, enc: Encoded, training: Training, seed
 
 
 @torch.no_grad()
-def erase_tier_words(model: PreTrainedModel, token_ids: list[int], n_dims: int,
-                     seed: int) -> dict[torch.nn.Parameter, torch.Tensor]:
+def erase_tier_words(
+    model: PreTrainedModel, token_ids: list[int], n_dims: int, seed: int
+) -> dict[torch.nn.Parameter, torch.Tensor]:
     """Make the first decoder layer's attention blind to which of ``token_ids`` (the topic words) a prompt holds.
 
     The last ``n_dims`` coordinates of the residual become the topic words' channel: their embeddings are set to
@@ -154,14 +192,15 @@ def erase_tier_words(model: PreTrainedModel, token_ids: list[int], n_dims: int,
     """
     d = model.config.hidden_size
     if not len(token_ids) <= n_dims < d:
-        raise ValueError(f"erase_tier_words: n_dims={n_dims}, expected {len(token_ids)} (one code per topic word) to "
-                         f"{d - 1}")
+        raise ValueError(
+            f"erase_tier_words: n_dims={n_dims}, expected {len(token_ids)} (one code per topic word) to {d - 1}"
+        )
     channel = torch.arange(d) >= d - n_dims
     embed = model.model.embed_tokens.weight  # tied with the unembedding
     rows = embed[token_ids]
     codes, _ = torch.linalg.qr(torch.randn(n_dims, len(token_ids), generator=torch.Generator().manual_seed(seed)))
-    embed[token_ids, :d - n_dims] = rows[:, ~channel].mean(0)
-    embed[token_ids, d - n_dims:] = codes.T * rows.norm(dim=1).mean()
+    embed[token_ids, : d - n_dims] = rows[:, ~channel].mean(0)
+    embed[token_ids, d - n_dims :] = codes.T * rows.norm(dim=1).mean()
     masks = {embed: torch.ones_like(embed)}
     masks[embed][token_ids] = 0.0
     attn = model.model.layers[0].self_attn
@@ -185,14 +224,24 @@ def residuals(model: PreTrainedModel, enc: Encoded, layer: int, batch_size: int 
     out = []
     for start in range(0, len(enc), batch_size):
         sl = slice(start, start + batch_size)
-        hs = model(input_ids=enc.input_ids[sl], attention_mask=enc.attention_mask[sl],
-                   output_hidden_states=True).hidden_states
+        hs = model(
+            input_ids=enc.input_ids[sl], attention_mask=enc.attention_mask[sl], output_hidden_states=True
+        ).hidden_states
         out.append(hs[layer + 1])
     return torch.cat(out)
 
 
-def train_deep_refusal(model: PreTrainedModel, enc: Encoded, is_hazard: torch.Tensor, base_res: torch.Tensor,
-                       counterpart_res: torch.Tensor, layer: int, recipe, seed: int, desc: str) -> float:
+def train_deep_refusal(
+    model: PreTrainedModel,
+    enc: Encoded,
+    is_hazard: torch.Tensor,
+    base_res: torch.Tensor,
+    counterpart_res: torch.Tensor,
+    layer: int,
+    recipe,
+    seed: int,
+    desc: str,
+) -> float:
     """Refusal fine-tune with an RMU-style scrub of the hazard tier at decoder layer ``layer``.
 
     ``base_res`` is the base's residual of each training prompt, ``counterpart_res`` the base's residual of the

@@ -15,5 +15,17 @@ from .config import AuditConfig
 from .prompts import PromptSource
 from .verdict import VERDICTS, Check, Verdict
 
-__all__ = ["VERDICTS", "AuditConfig", "AuditReport", "Check", "ModelAudit", "ModelRun", "PromptSource", "Verdict",
-           "analyse_runs", "audit_refusal_depth", "classify", "run_model"]
+__all__ = [
+    "VERDICTS",
+    "AuditConfig",
+    "AuditReport",
+    "Check",
+    "ModelAudit",
+    "ModelRun",
+    "PromptSource",
+    "Verdict",
+    "analyse_runs",
+    "audit_refusal_depth",
+    "classify",
+    "run_model",
+]

@@ -108,8 +108,9 @@ def _plain(value):
     return value
 
 
-def prepare_prompts(prompts: pd.DataFrame | PromptSource | str | Path, tokenizer,
-                    cfg: AuditConfig) -> tuple[pd.DataFrame, list[str], FormatCheck]:
+def prepare_prompts(
+    prompts: pd.DataFrame | PromptSource | str | Path, tokenizer, cfg: AuditConfig
+) -> tuple[pd.DataFrame, list[str], FormatCheck]:
     """Load (a jsonl path, a :class:`PromptSource` or a frame), validate and format-check the prompt set."""
     if isinstance(prompts, (str, Path)):
         prompts = PromptSource(path=str(prompts))
@@ -133,54 +134,97 @@ def labeller(cfg: AuditConfig):
 def check_inputs(sae, layer: int, n_layers: int, hidden_size: int) -> None:
     """Before any generation: the layer exists and the SAE reads residuals of the model's width."""
     if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < n_layers:
-        raise ValueError(f"audit_refusal_depth: layer={layer!r} is not a decoder block of a model with {n_layers} "
-                         f"layers (0-indexed)")
+        raise ValueError(
+            f"audit_refusal_depth: layer={layer!r} is not a decoder block of a model with {n_layers} layers (0-indexed)"
+        )
     width = getattr(sae, "activation_dim", None)
     if width is not None and width != hidden_size:
-        raise ValueError(f"audit_refusal_depth: SAE activation_dim {width} does not match the model's hidden size "
-                         f"{hidden_size} (an SAE for another model or layer type?)")
+        raise ValueError(
+            f"audit_refusal_depth: SAE activation_dim {width} does not match the model's hidden size "
+            f"{hidden_size} (an SAE for another model or layer type?)"
+        )
 
 
-def run_model(name: str, model, tokenizer, frame: pd.DataFrame, layers: list[int], sae_layers: list[int],
-              cfg: AuditConfig, keep_prompt_tokens: bool = False) -> ModelRun:
+def run_model(
+    name: str,
+    model,
+    tokenizer,
+    frame: pd.DataFrame,
+    layers: list[int],
+    sae_layers: list[int],
+    cfg: AuditConfig,
+    keep_prompt_tokens: bool = False,
+) -> ModelRun:
     """Completions, labels and one capture of ``layers`` (token residuals kept at ``sae_layers``; with
     ``keep_prompt_tokens``, every prompt token there too, for the SAE's health). With several samples per
     prompt, ``first_response`` reads the first sample's completion."""
     chats = [chat_prompt(tokenizer, text) for text in frame["text"]]
-    completions = generate_completions(model, [c.ids for c in chats], cfg.max_new_tokens, cfg.temperature,
-                                       cfg.n_samples, cfg.batch_size, cfg.seed)
-    read = [read_positions(chat, tokenizer(texts[0], add_special_tokens=False)["input_ids"], cfg.positions,
-                           cfg.n_response_tokens) for chat, texts in zip(chats, completions)]
+    completions = generate_completions(
+        model, [c.ids for c in chats], cfg.max_new_tokens, cfg.temperature, cfg.n_samples, cfg.batch_size, cfg.seed
+    )
+    read = [
+        read_positions(
+            chat, tokenizer(texts[0], add_special_tokens=False)["input_ids"], cfg.positions, cfg.n_response_tokens
+        )
+        for chat, texts in zip(chats, completions)
+    ]
     prompt_masks = None
     if keep_prompt_tokens:
-        prompt_masks = [(np.arange(len(ids)) >= chat.content_start) & (np.arange(len(ids)) < len(chat.ids))
-                        for chat, (ids, _) in zip(chats, read)]
-    captured = capture(model, [ids for ids, _ in read], [mask for _, mask in read], layers, sae_layers,
-                       cfg.pooling, cfg.batch_size, prompt_masks)
+        prompt_masks = [
+            (np.arange(len(ids)) >= chat.content_start) & (np.arange(len(ids)) < len(chat.ids))
+            for chat, (ids, _) in zip(chats, read)
+        ]
+    captured = capture(
+        model,
+        [ids for ids, _ in read],
+        [mask for _, mask in read],
+        layers,
+        sae_layers,
+        cfg.pooling,
+        cfg.batch_size,
+        prompt_masks,
+    )
     others = {}
     for positions in (p for p in POSITIONS if cfg.profile_positions and p != cfg.positions):
-        at = [read_positions(chat, tokenizer(texts[0], add_special_tokens=False)["input_ids"], positions,
-                             cfg.n_response_tokens) for chat, texts in zip(chats, completions)]
-        others[positions] = capture(model, [ids for ids, _ in at], [mask for _, mask in at], layers, [],
-                                    cfg.pooling, cfg.batch_size)
+        at = [
+            read_positions(
+                chat, tokenizer(texts[0], add_special_tokens=False)["input_ids"], positions, cfg.n_response_tokens
+            )
+            for chat, texts in zip(chats, completions)
+        ]
+        others[positions] = capture(
+            model, [ids for ids, _ in at], [mask for _, mask in at], layers, [], cfg.pooling, cfg.batch_size
+        )
     labels = iter(labeller(cfg)[0]([text for texts in completions for text in texts]))
-    samples = pd.DataFrame([
-        {"model": name, "id": pid, "tier": tier, "split": split, "sample": s, "completion": text,
-         "label": next(labels), "n_positions": int(n)}
-        for pid, tier, split, texts, n in zip(frame["id"], frame["tier"], frame["split"], completions,
-                                              captured.n_positions)
-        for s, text in enumerate(texts)
-    ])
+    samples = pd.DataFrame(
+        [
+            {
+                "model": name,
+                "id": pid,
+                "tier": tier,
+                "split": split,
+                "sample": s,
+                "completion": text,
+                "label": next(labels),
+                "n_positions": int(n),
+            }
+            for pid, tier, split, texts, n in zip(
+                frame["id"], frame["tier"], frame["split"], completions, captured.n_positions
+            )
+            for s, text in enumerate(texts)
+        ]
+    )
     return ModelRun(name, samples, captured, others)
 
 
 def prompt_table(samples: pd.DataFrame) -> pd.DataFrame:
     """Per-prompt refuse/comply fractions and majority label (``other`` unless a label has > half the samples)."""
-    flags = samples.assign(refuse_frac=(samples["label"] == "refuse").astype(float),
-                           comply_frac=(samples["label"] == "comply").astype(float))
+    flags = samples.assign(
+        refuse_frac=(samples["label"] == "refuse").astype(float),
+        comply_frac=(samples["label"] == "comply").astype(float),
+    )
     table = flags.groupby(["id", "tier", "split"], sort=False)[["refuse_frac", "comply_frac"]].mean().reset_index()
-    table["label"] = np.select([table["refuse_frac"] > 0.5, table["comply_frac"] > 0.5], ["refuse", "comply"],
-                               "other")
+    table["label"] = np.select([table["refuse_frac"] > 0.5, table["comply_frac"] > 0.5], ["refuse", "comply"], "other")
     return table
 
 
@@ -196,15 +240,36 @@ def compare_saes(base: ModelRun, saes: dict, frame: pd.DataFrame, layer: int, cf
     tiers, splits = frame["tier"].to_numpy(), frame["split"].to_numpy()
     for name, sae in saes.items():
         latents, recon = _encode(base, sae, layer, len(frame), cfg)
-        sep = evaluate_separation(latents, base.capture.pooled[layer], tiers, splits, cfg.n_latents, cfg.selection,
-                                  cfg.n_perm, cfg.n_boot, cfg.seed)
+        sep = evaluate_separation(
+            latents,
+            base.capture.pooled[layer],
+            tiers,
+            splits,
+            cfg.n_latents,
+            cfg.selection,
+            cfg.n_perm,
+            cfg.n_boot,
+            cfg.seed,
+        )
         signals[name] = hazard_signal(latents, sep.latents)
-        out[name] = {"eval_auroc": asdict(sep.signal_auroc), "selection_null_p95": sep.selection_null_p95,
-                     "selection_p_value": sep.selection_p_value, "label_p_value": sep.label_p_value, **recon}
+        out[name] = {
+            "eval_auroc": asdict(sep.signal_auroc),
+            "selection_null_p95": sep.selection_null_p95,
+            "selection_p_value": sep.selection_p_value,
+            "label_p_value": sep.label_p_value,
+            **recon,
+        }
     ev = (splits == "eval") & np.isin(tiers, ["hazard", "benign"])
     y = tiers[ev] == "hazard"
-    gain = bootstrap(lambda a, b, yy: auroc(a, yy) - auroc(b, yy), signals[MAIN][ev], signals[BASELINE][ev], y,
-                     n_boot=cfg.n_boot, seed=cfg.seed, stratify=y)
+    gain = bootstrap(
+        lambda a, b, yy: auroc(a, yy) - auroc(b, yy),
+        signals[MAIN][ev],
+        signals[BASELINE][ev],
+        y,
+        n_boot=cfg.n_boot,
+        seed=cfg.seed,
+        stratify=y,
+    )
     out["auroc_gain"] = asdict(gain)
     out["fve_cost"] = out[BASELINE]["fve"] - out[MAIN]["fve"]
     return out
@@ -218,15 +283,26 @@ def sae_health(base: ModelRun, sae, layer: int, at_read: dict) -> dict:
     if acts is not None:
         health["prompt_tokens"] = reconstruction(sae, acts)
         if health["prompt_tokens"]["dead_fraction"] > MAX_DEAD_FRACTION:
-            health["warnings"].append(f"{health['prompt_tokens']['dead_fraction']:.1%} of latents never fire on the "
-                                      f"prompt tokens (more than {MAX_DEAD_FRACTION:.0%})")
+            health["warnings"].append(
+                f"{health['prompt_tokens']['dead_fraction']:.1%} of latents never fire on the "
+                f"prompt tokens (more than {MAX_DEAD_FRACTION:.0%})"
+            )
     return health
 
 
-def analyse_runs(runs: dict[str, ModelRun], frame: pd.DataFrame, sae, layer: int, cfg: AuditConfig,
-                 prompt_notes: list[str] | None = None, format_check: FormatCheck | None = None,
-                 baseline_sae=None, out_dir: str | Path | None = None, provenance: dict | None = None,
-                 prefill: dict | None = None) -> AuditReport:
+def analyse_runs(
+    runs: dict[str, ModelRun],
+    frame: pd.DataFrame,
+    sae,
+    layer: int,
+    cfg: AuditConfig,
+    prompt_notes: list[str] | None = None,
+    format_check: FormatCheck | None = None,
+    baseline_sae=None,
+    out_dir: str | Path | None = None,
+    provenance: dict | None = None,
+    prefill: dict | None = None,
+) -> AuditReport:
     """Phase 2 (module docstring) for ``runs`` = {"base": ..., optionally "finetuned": ...} of ``frame``;
     ``provenance`` (:func:`audit_provenance`) and ``prefill`` (the prefill curves,
     ``refusal.prefill.audit_prefill``) go into the report as they are."""
@@ -235,8 +311,17 @@ def analyse_runs(runs: dict[str, ModelRun], frame: pd.DataFrame, sae, layer: int
     for name, run in runs.items():
         latents[name], recon[name] = _encode(run, sae, layer, len(frame), cfg)
     base_capture = runs["base"].capture
-    separation = evaluate_separation(latents["base"], base_capture.pooled[layer], tiers, splits, cfg.n_latents,
-                                     cfg.selection, cfg.n_perm, cfg.n_boot, cfg.seed)
+    separation = evaluate_separation(
+        latents["base"],
+        base_capture.pooled[layer],
+        tiers,
+        splits,
+        cfg.n_latents,
+        cfg.selection,
+        cfg.n_perm,
+        cfg.n_boot,
+        cfg.seed,
+    )
     models, tables, signals = {}, {}, {}
     for name, run in runs.items():
         # The same latents for both models, chosen on the base model's select split only.
@@ -244,39 +329,110 @@ def analyse_runs(runs: dict[str, ModelRun], frame: pd.DataFrame, sae, layer: int
         table["signal"] = signals[name] = hazard_signal(latents[name], separation.latents)
         table["divergence"] = divergence(latents[name], separation.latents)
         tables[name] = table
-        models[name] = ModelAudit(name, classifier.label_distribution(run.samples["label"]),
-                                  measure_depth(table, cfg.threshold_quantile, cfg.n_boot, cfg.seed),
-                                  feature_variance(latents[name], table["signal"].to_numpy()), recon[name])
+        models[name] = ModelAudit(
+            name,
+            classifier.label_distribution(run.samples["label"]),
+            measure_depth(table, cfg.threshold_quantile, cfg.n_boot, cfg.seed),
+            feature_variance(latents[name], table["signal"].to_numpy()),
+            recon[name],
+        )
     finetuned = runs.get("finetuned")
-    profile = depth_profile(base_capture, finetuned.capture if finetuned else None, tiers, splits,
-                            {layer: (signals["base"], signals.get("finetuned"))}, cfg.n_boot, cfg.seed, cfg.positions)
-    position_profile = [row for positions, cap in runs["base"].other_positions.items()
-                        for row in depth_profile(cap, finetuned.other_positions[positions] if finetuned else None,
-                                                 tiers, splits, {}, cfg.n_boot, cfg.seed, positions)]
-    null = random_instrument_null(sae, base_capture.read_acts[layer], base_capture.read_prompt, signals["base"],
-                                  recon["base"]["mean_l0"], tiers, splits, cfg)
+    profile = depth_profile(
+        base_capture,
+        finetuned.capture if finetuned else None,
+        tiers,
+        splits,
+        {layer: (signals["base"], signals.get("finetuned"))},
+        cfg.n_boot,
+        cfg.seed,
+        cfg.positions,
+    )
+    position_profile = [
+        row
+        for positions, cap in runs["base"].other_positions.items()
+        for row in depth_profile(
+            cap,
+            finetuned.other_positions[positions] if finetuned else None,
+            tiers,
+            splits,
+            {},
+            cfg.n_boot,
+            cfg.seed,
+            positions,
+        )
+    ]
+    null = random_instrument_null(
+        sae,
+        base_capture.read_acts[layer],
+        base_capture.read_prompt,
+        signals["base"],
+        recon["base"]["mean_l0"],
+        tiers,
+        splits,
+        cfg,
+    )
     topics, source = hazard_topics(frame)
-    topic = {name: topic_decoding(run.capture.pooled[layer], topics, source, splits, cfg.n_boot, 1 - cfg.alpha,
-                                  cfg.seed) for name, run in runs.items()}
+    topic = {
+        name: topic_decoding(run.capture.pooled[layer], topics, source, splits, cfg.n_boot, 1 - cfg.alpha, cfg.seed)
+        for name, run in runs.items()
+    }
     change = result = None
     if finetuned is not None:
-        change = compare_depth(tables["base"], tables["finetuned"], models["base"].depth,
-                               models["finetuned"].depth, cfg.n_boot, cfg.seed)
+        change = compare_depth(
+            tables["base"], tables["finetuned"], models["base"].depth, models["finetuned"].depth, cfg.n_boot, cfg.seed
+        )
         probes = at_layer(profile, layer)
-        result = decide(Evidence(separation.signal_auroc, separation.label_p_value, separation.p_floor, change,
-                                 models["finetuned"].depth.refused_hazard_auroc, probes.base_probe,
-                                 probes.base_fitted_probe, probes.refit_probe, recon, sae.dict_size, null,
-                                 topic["finetuned"], f"layer {layer}, {positions_phrase(cfg)}"), cfg)
+        result = decide(
+            Evidence(
+                separation.signal_auroc,
+                separation.label_p_value,
+                separation.p_floor,
+                change,
+                models["finetuned"].depth.refused_hazard_auroc,
+                probes.base_probe,
+                probes.base_fitted_probe,
+                probes.refit_probe,
+                recon,
+                sae.dict_size,
+                null,
+                topic["finetuned"],
+                f"layer {layer}, {positions_phrase(cfg)}",
+            ),
+            cfg,
+        )
     per_prompt = ["id", "label", "signal", "divergence"]
-    samples = pd.concat([run.samples.merge(tables[name][per_prompt].rename(columns={"label": "prompt_label"}),
-                                           on="id") for name, run in runs.items()], ignore_index=True)
-    comparison = (compare_saes(runs["base"], {MAIN: sae, BASELINE: baseline_sae}, frame, layer, cfg)
-                  if baseline_sae is not None else None)
-    report = AuditReport(cfg, layer, list(prompt_notes or []), format_check, separation, models, profile,
-                         position_profile, change, result, null, topic,
-                         sae_health(runs["base"], sae, layer, recon["base"]),
-                         labeller(cfg)[1](), comparison, samples, provenance=provenance,
-                         prefill=prefill)
+    samples = pd.concat(
+        [
+            run.samples.merge(tables[name][per_prompt].rename(columns={"label": "prompt_label"}), on="id")
+            for name, run in runs.items()
+        ],
+        ignore_index=True,
+    )
+    comparison = (
+        compare_saes(runs["base"], {MAIN: sae, BASELINE: baseline_sae}, frame, layer, cfg)
+        if baseline_sae is not None
+        else None
+    )
+    report = AuditReport(
+        cfg,
+        layer,
+        list(prompt_notes or []),
+        format_check,
+        separation,
+        models,
+        profile,
+        position_profile,
+        change,
+        result,
+        null,
+        topic,
+        sae_health(runs["base"], sae, layer, recon["base"]),
+        labeller(cfg)[1](),
+        comparison,
+        samples,
+        provenance=provenance,
+        prefill=prefill,
+    )
     if out_dir is not None:
         from .report import write_report  # matplotlib only when writing
 
@@ -285,8 +441,17 @@ def analyse_runs(runs: dict[str, ModelRun], frame: pd.DataFrame, sae, layer: int
 
 
 @holds_output("out_dir")
-def audit_refusal_depth(base, finetuned, tokenizer, sae, prompts, layer: int, cfg: AuditConfig | None = None,
-                        out_dir: str | Path | None = None, baseline_sae=None) -> AuditReport:
+def audit_refusal_depth(
+    base,
+    finetuned,
+    tokenizer,
+    sae,
+    prompts,
+    layer: int,
+    cfg: AuditConfig | None = None,
+    out_dir: str | Path | None = None,
+    baseline_sae=None,
+) -> AuditReport:
     """Audit refusal depth of ``base`` and (if given) ``finetuned`` with one SAE at residual layer ``layer``.
 
     ``base``/``finetuned``: nnsight models (``cbd_plugin.capture.load_language_model`` or the host's nnterp
@@ -308,8 +473,19 @@ def audit_refusal_depth(base, finetuned, tokenizer, sae, prompts, layer: int, cf
         runs["finetuned"] = run_model("finetuned", finetuned, tokenizer, frame, layers, [layer], cfg)
     models = {name: model for name, model in (("base", base), ("finetuned", finetuned)) if model is not None}
     prefill = audit_prefill(models, tokenizer, frame, runs["base"].samples, batch_size=cfg.batch_size)
-    return analyse_runs(runs, frame, sae, layer, cfg, notes, check, baseline_sae, out_dir,
-                        audit_provenance(base, finetuned, sae, prompts, frame, cfg), prefill)
+    return analyse_runs(
+        runs,
+        frame,
+        sae,
+        layer,
+        cfg,
+        notes,
+        check,
+        baseline_sae,
+        out_dir,
+        audit_provenance(base, finetuned, sae, prompts, frame, cfg),
+        prefill,
+    )
 
 
 def audit_provenance(base, finetuned, sae, prompts, frame: pd.DataFrame, cfg: AuditConfig) -> dict:

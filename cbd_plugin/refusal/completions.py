@@ -9,11 +9,19 @@ from collections.abc import Sequence
 from ..capture import Sampling, generate_greedy, generate_sampled
 
 
-def generate_completions(model, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int, temperature: float = 0.0,
-                         n_samples: int = 1, batch_size: int = 16, seed: int = 0) -> list[list[str]]:
+def generate_completions(
+    model,
+    prompt_ids: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    n_samples: int = 1,
+    batch_size: int = 16,
+    seed: int = 0,
+) -> list[list[str]]:
     """``n_samples`` completions per prompt (decoded, prompt excluded); greedy gives exactly one."""
     prompts = [list(ids) for ids in prompt_ids]
     if temperature == 0:
         return [[c] for c in generate_greedy(model, prompts, max_new_tokens, batch_size=batch_size)]
-    return generate_sampled(model, prompts, max_new_tokens, Sampling(temperature, n_samples, seed),
-                            batch_size=batch_size)
+    return generate_sampled(
+        model, prompts, max_new_tokens, Sampling(temperature, n_samples, seed), batch_size=batch_size
+    )

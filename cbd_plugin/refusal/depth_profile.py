@@ -1,7 +1,8 @@
 """Depth profile: where along the layers and positions the hazard distinction is removed, and where it comes back.
 
-From one capture per model and position kind (:class:`~cbd_plugin.refusal.features.Capture`, every profiled layer pooled over the
-audit's positions), per layer, hazard vs benign on the eval split, each AUROC with its bootstrap interval:
+From one capture per model and position kind (:class:`~cbd_plugin.refusal.features.Capture`, every profiled layer
+pooled over the audit's positions), per layer, hazard vs benign on the eval split, each AUROC with its bootstrap
+interval:
 
 * ``base_probe``: a linear probe fitted on the base's residuals (select split), scored on the base;
 * ``base_fitted_probe``: that same probe scored on the fine-tuned model's residuals (is the base's hazard
@@ -37,8 +38,16 @@ def _masks(tiers: np.ndarray, splits: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return (splits == "select") & labelled, (splits == "eval") & labelled
 
 
-def depth_profile(base: Capture, finetuned: Capture | None, tiers, splits, signals: dict[int, tuple],
-                  n_boot: int, seed: int, positions: str = "") -> list[LayerProfile]:
+def depth_profile(
+    base: Capture,
+    finetuned: Capture | None,
+    tiers,
+    splits,
+    signals: dict[int, tuple],
+    n_boot: int,
+    seed: int,
+    positions: str = "",
+) -> list[LayerProfile]:
     """One row per layer captured (see the module docstring) at the ``positions`` the captures read.
     ``signals[layer]`` = (base per-prompt signal, fine-tuned per-prompt signal or None) where an SAE was read."""
     tiers, splits = np.asarray(tiers), np.asarray(splits)
@@ -55,10 +64,17 @@ def depth_profile(base: Capture, finetuned: Capture | None, tiers, splits, signa
             refit_probe = fit_linear_probe(x_ft[sel], y_sel, seed=seed)
             refit = score(refit_probe.decision_function(x_ft[ev].astype(np.float64)))
         base_signal, ft_signal = signals.get(layer, (None, None))
-        rows.append(LayerProfile(
-            layer, score(probe.decision_function(base.pooled[layer][ev].astype(np.float64))), base_fitted, refit,
-            None if base_signal is None else score(base_signal[ev]),
-            None if ft_signal is None else score(ft_signal[ev]), positions))
+        rows.append(
+            LayerProfile(
+                layer,
+                score(probe.decision_function(base.pooled[layer][ev].astype(np.float64))),
+                base_fitted,
+                refit,
+                None if base_signal is None else score(base_signal[ev]),
+                None if ft_signal is None else score(ft_signal[ev]),
+                positions,
+            )
+        )
     return rows
 
 

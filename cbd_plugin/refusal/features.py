@@ -56,8 +56,9 @@ def chat_prompt(tokenizer, text: str) -> ChatPrompt:
     special tokens) and locate the content's tokens by tokenising the rendered prefixes."""
     content = text.strip()
     if getattr(tokenizer, "chat_template", None):
-        rendered = tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
-                                                 add_generation_prompt=True)
+        rendered = tokenizer.apply_chat_template(
+            [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+        )
         special = False  # the template writes BOS itself
     else:
         rendered, special = content, True
@@ -65,14 +66,15 @@ def chat_prompt(tokenizer, text: str) -> ChatPrompt:
     if start_char < 0:
         raise ValueError(f"chat_prompt: the chat template changed the prompt text {content[:60]!r}")
     encode = lambda s: tokenizer(s, add_special_tokens=special)["input_ids"]  # noqa: E731
-    ids, before, upto = encode(rendered), encode(rendered[:start_char]), encode(rendered[:start_char + len(content)])
-    if ids[:len(upto)] != upto or len(upto) <= len(before):
+    ids, before, upto = encode(rendered), encode(rendered[:start_char]), encode(rendered[: start_char + len(content)])
+    if ids[: len(upto)] != upto or len(upto) <= len(before):
         raise ValueError(f"chat_prompt: the content of {content[:60]!r} does not end on a token boundary")
     return ChatPrompt(ids, len(before), len(upto))
 
 
-def read_positions(prompt: ChatPrompt, completion_ids: Sequence[int], positions: str,
-                   n_response_tokens: int) -> tuple[list[int], np.ndarray]:
+def read_positions(
+    prompt: ChatPrompt, completion_ids: Sequence[int], positions: str, n_response_tokens: int
+) -> tuple[list[int], np.ndarray]:
     """The token ids to run and a boolean mask of the positions to pool (see the module docstring)."""
     mask = np.zeros(len(prompt.ids), dtype=bool)
     if positions == "last_instruction":
@@ -82,7 +84,7 @@ def read_positions(prompt: ChatPrompt, completion_ids: Sequence[int], positions:
         mask[-1] = True
         return prompt.ids, mask
     if positions == "all_prompt":
-        mask[prompt.content_start:prompt.content_end] = True
+        mask[prompt.content_start : prompt.content_end] = True
         return prompt.ids, mask
     if positions == "first_response":
         response = list(completion_ids)[:n_response_tokens]
@@ -132,9 +134,16 @@ def _keep(store: dict[int, TokenRows], layer: int, x: torch.Tensor) -> None:
 
 
 @torch.no_grad()
-def capture(model, inputs: Sequence[Sequence[int]], masks: Sequence[np.ndarray], layers: Sequence[int],
-            sae_layers: Sequence[int], pooling: str = "mean", batch_size: int = 16,
-            prompt_masks: Sequence[np.ndarray] | None = None) -> Capture:
+def capture(
+    model,
+    inputs: Sequence[Sequence[int]],
+    masks: Sequence[np.ndarray],
+    layers: Sequence[int],
+    sae_layers: Sequence[int],
+    pooling: str = "mean",
+    batch_size: int = 16,
+    prompt_masks: Sequence[np.ndarray] | None = None,
+) -> Capture:
     """Run ``inputs`` (token-id lists) through ``model`` once: pool the residual over the masked positions at
     every layer in ``layers``, and keep the masked tokens (and the ``prompt_masks`` tokens, if given) at
     ``sae_layers``."""
@@ -147,13 +156,14 @@ def capture(model, inputs: Sequence[Sequence[int]], masks: Sequence[np.ndarray],
     read_acts, prompt_acts = {}, {}
     n_positions = np.array([int(m.sum()) for m in masks])
     read_prompt, filled = np.empty(int(n_positions.sum()), dtype=np.int64), 0
-    for batch in iter_residuals(model, [list(ids) for ids in inputs], all_layers, batch_size=batch_size,
-                                token_labels=labels):
+    for batch in iter_residuals(
+        model, [list(ids) for ids in inputs], all_layers, batch_size=batch_size, token_labels=labels
+    ):
         keep = batch.meta["read"].astype(bool)
         prompt_ids = batch.meta["prompt_id"][keep]
         present, groups = np.unique(prompt_ids, return_inverse=True)
         groups_t = torch.from_numpy(groups)
-        read_prompt[filled:filled + len(prompt_ids)] = prompt_ids
+        read_prompt[filled : filled + len(prompt_ids)] = prompt_ids
         filled += len(prompt_ids)
         for layer in all_layers:
             x = batch.acts[layer][torch.from_numpy(keep)]
@@ -167,8 +177,9 @@ def capture(model, inputs: Sequence[Sequence[int]], masks: Sequence[np.ndarray],
     return Capture(pooled, read_acts, read_prompt, prompt_acts, n_positions)
 
 
-def _sparse_batches(sae, acts: torch.Tensor | TokenRows, stats: ReconstructionStats,
-                    batch_size: int) -> Iterator[tuple[slice, SparseCodes]]:
+def _sparse_batches(
+    sae, acts: torch.Tensor | TokenRows, stats: ReconstructionStats, batch_size: int
+) -> Iterator[tuple[slice, SparseCodes]]:
     """Each batch's codes as :class:`SparseCodes` on the SAE's device, its reconstruction added to ``stats``.
 
     ``encode_sparse``/``decode_sparse`` where the SAE has them (no dense ``[n, dict_size]`` codes; the same
@@ -176,7 +187,7 @@ def _sparse_batches(sae, acts: torch.Tensor | TokenRows, stats: ReconstructionSt
     """
     device = next(sae.parameters()).device
     for start in range(0, len(acts), batch_size):
-        x = acts[start:start + batch_size].to(device)
+        x = acts[start : start + batch_size].to(device)
         if hasattr(sae, "encode_sparse"):
             codes = sae.encode_sparse(x)
             x_hat = sae.decode_sparse(codes)
@@ -227,8 +238,14 @@ class _SparsePool:
 
 
 @torch.no_grad()
-def encode_pooled(sae, acts: torch.Tensor | TokenRows, prompt_of_token: np.ndarray, n_prompts: int,
-                  pooling: str, batch_size: int = BATCH_TOKENS) -> tuple[np.ndarray, dict]:
+def encode_pooled(
+    sae,
+    acts: torch.Tensor | TokenRows,
+    prompt_of_token: np.ndarray,
+    n_prompts: int,
+    pooling: str,
+    batch_size: int = BATCH_TOKENS,
+) -> tuple[np.ndarray, dict]:
     """Encode token residuals with ``sae`` (encode first, then pool per prompt); returns the pooled latents
     [n_prompts, d_sae] and the SAE's FVE / L0 / dead fraction on those tokens.
 

@@ -31,8 +31,13 @@ from .audit import analyse_runs, prepare_prompts, run_model
 from .config import AuditConfig
 from .training import TINY_SAE, train_tier_sae
 
-EXPECTED = {"shallow": ("shallow",), "deep": ("deep",), "null": ("no_change",), "erased": ("deep",),
-            "recovery": ("shallow",)}
+EXPECTED = {
+    "shallow": ("shallow",),
+    "deep": ("deep",),
+    "null": ("no_change",),
+    "erased": ("deep",),
+    "recovery": ("shallow",),
+}
 
 
 def expected_verdicts(mode: str, behaviour: dict, threshold: float) -> tuple[str, ...]:
@@ -56,8 +61,11 @@ class GridConfig:
     organism_seed: int | None = None  # None: the organisms' default seed
     sae: ContrastiveSAEConfig = field(default_factory=lambda: TINY_SAE)
     # the demo's audit settings (last prompt token: where these organisms decide their reply)
-    audit: AuditConfig = field(default_factory=lambda: AuditConfig(positions="last_prompt", max_new_tokens=10,
-                                                                   batch_size=64, n_boot=200, n_perm=199))
+    audit: AuditConfig = field(
+        default_factory=lambda: AuditConfig(
+            positions="last_prompt", max_new_tokens=10, batch_size=64, n_boot=200, n_perm=199
+        )
+    )
 
 
 def organism(mode: str, layer: int, seed: int | None, unavailable: dict):
@@ -103,32 +111,45 @@ def run_grid(cfg: GridConfig | None = None, work_dir: str | Path | None = None) 
         first = next(iter(orgs.values()))
         frame, notes, check = prepare_prompts(first.data_dir / "prompts.jsonl", base.tokenizer, cfg.audit)
         layers = sorted(set().union(*(cfg.audit.layers_to_profile(num_layers(base), layer) for layer in sae_layers)))
-        base_run = run_model("base", base, base.tokenizer, frame, layers, sae_layers, cfg.audit,
-                             keep_prompt_tokens=True)
-        saes = {(layer, seed): train_tier_sae(base, base.tokenizer, frame, layer, replace(cfg.sae, seed=seed),
-                                              work_dir / f"sae_l{layer}_s{seed}")
-                for layer in sae_layers for seed in cfg.sae_seeds}
+        base_run = run_model(
+            "base", base, base.tokenizer, frame, layers, sae_layers, cfg.audit, keep_prompt_tokens=True
+        )
+        saes = {
+            (layer, seed): train_tier_sae(
+                base, base.tokenizer, frame, layer, replace(cfg.sae, seed=seed), work_dir / f"sae_l{layer}_s{seed}"
+            )
+            for layer in sae_layers
+            for seed in cfg.sae_seeds
+        }
         rows = []
         for (mode, layer), org in orgs.items():
             expected = expected_verdicts(mode, org.behaviour, cfg.audit.separation_auroc)
-            ft_run = run_model("finetuned", load_language_model(str(org.path)), base.tokenizer, frame, layers,
-                               [layer], cfg.audit)
+            ft_run = run_model(
+                "finetuned", load_language_model(str(org.path)), base.tokenizer, frame, layers, [layer], cfg.audit
+            )
             for seed in cfg.sae_seeds:
-                report = analyse_runs({"base": base_run, "finetuned": ft_run}, frame, saes[layer, seed], layer,
-                                      cfg.audit, notes, check)
+                report = analyse_runs(
+                    {"base": base_run, "finetuned": ft_run}, frame, saes[layer, seed], layer, cfg.audit, notes, check
+                )
                 probes = next(r for r in report.depth_profile if r.layer == layer)
-                rows.append({
-                    "layer": layer, "mode": mode, "sae_seed": seed, "organism": org.name,
-                    "expected": "|".join(expected), "verdict": report.verdict.name,
-                    "outcome": classify_cell(expected, report.verdict.name),
-                    "instrument_auroc": report.separation.signal_auroc.value,
-                    "instrument_lo": report.separation.signal_auroc.lo,
-                    "response_auroc": report.models["finetuned"].depth.refused_hazard_auroc.value,
-                    "refit_probe": probes.refit_probe.value,
-                    "hazard_refusal_change": report.change.refusal_rate["hazard"].value,
-                    "dead_fraction": report.sae_health["prompt_tokens"]["dead_fraction"],
-                    "reason": report.verdict.reason,
-                })
+                rows.append(
+                    {
+                        "layer": layer,
+                        "mode": mode,
+                        "sae_seed": seed,
+                        "organism": org.name,
+                        "expected": "|".join(expected),
+                        "verdict": report.verdict.name,
+                        "outcome": classify_cell(expected, report.verdict.name),
+                        "instrument_auroc": report.separation.signal_auroc.value,
+                        "instrument_lo": report.separation.signal_auroc.lo,
+                        "response_auroc": report.models["finetuned"].depth.refused_hazard_auroc.value,
+                        "refit_probe": probes.refit_probe.value,
+                        "hazard_refusal_change": report.change.refusal_rate["hazard"].value,
+                        "dead_fraction": report.sae_health["prompt_tokens"]["dead_fraction"],
+                        "reason": report.verdict.reason,
+                    }
+                )
                 logger.info(f"grid: layer {layer} {mode} seed {seed}: {report.verdict.name}")
     table = pd.DataFrame(rows)
     table.attrs["seconds"] = time.perf_counter() - start
@@ -138,19 +159,34 @@ def run_grid(cfg: GridConfig | None = None, work_dir: str | Path | None = None) 
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m cbd_plugin.refusal.grid", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m cbd_plugin.refusal.grid",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--layers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--sae-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, help="also write the table as CSV here")
     args = parser.parse_args(argv)
     table = run_grid(GridConfig(layers=tuple(args.layers), sae_seeds=tuple(args.sae_seeds)))
-    columns = ["layer", "mode", "sae_seed", "expected", "verdict", "outcome", "instrument_auroc", "response_auroc",
-               "refit_probe", "dead_fraction"]
+    columns = [
+        "layer",
+        "mode",
+        "sae_seed",
+        "expected",
+        "verdict",
+        "outcome",
+        "instrument_auroc",
+        "response_auroc",
+        "refit_probe",
+        "dead_fraction",
+    ]
     print(table[columns].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     counts = table["outcome"].value_counts().to_dict()
-    print(f"\n{len(table)} cells: {counts}; {table.attrs['seconds']:.0f}s in all, "
-          f"{table.attrs['seconds_after_organisms']:.0f}s after the organisms were built")
+    print(
+        f"\n{len(table)} cells: {counts}; {table.attrs['seconds']:.0f}s in all, "
+        f"{table.attrs['seconds_after_organisms']:.0f}s after the organisms were built"
+    )
     for name, reason in table.attrs["unavailable"].items():
         print(f"no cells for {name}: {reason}")
     if args.out:

@@ -128,8 +128,17 @@ def _p_value(null: np.ndarray, observed: float) -> float:
     return float((1 + (null >= observed).sum()) / (1 + len(null)))
 
 
-def evaluate_separation(latents: np.ndarray, raw: np.ndarray, tiers: np.ndarray, splits: np.ndarray, m: int,
-                        method: str = "smd", n_perm: int = 200, n_boot: int = 1000, seed: int = 0) -> Separation:
+def evaluate_separation(
+    latents: np.ndarray,
+    raw: np.ndarray,
+    tiers: np.ndarray,
+    splits: np.ndarray,
+    m: int,
+    method: str = "smd",
+    n_perm: int = 200,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> Separation:
     """Select on ``select``, evaluate on ``eval``; permutation nulls and linear-probe baseline alongside."""
     tiers, splits = np.asarray(tiers), np.asarray(splits)
     sel = (splits == "select") & np.isin(tiers, ["hazard", "benign"])
@@ -147,11 +156,21 @@ def evaluate_separation(latents: np.ndarray, raw: np.ndarray, tiers: np.ndarray,
     label_null = permutation_null(auroc, signal, y_eval, n_perm=n_perm, seed=seed)
     probe = linear_probe_auroc(raw[sel], tiers[sel] == "hazard", raw[ev], y_eval, n_boot=n_boot, seed=seed)
     count = lambda mask: {t: int((tiers[mask] == t).sum()) for t in ("hazard", "benign")}  # noqa: E731
-    return Separation(chosen, observed, selection_null, float(selection_null.mean()),
-                      float(np.quantile(selection_null, 0.95)), _p_value(selection_null, observed.value),
-                      float(np.quantile(label_null, 0.95)), _p_value(label_null, observed.value), n_perm,
-                      1 / (1 + n_perm), probe,
-                      count(sel), count(ev))
+    return Separation(
+        chosen,
+        observed,
+        selection_null,
+        float(selection_null.mean()),
+        float(np.quantile(selection_null, 0.95)),
+        _p_value(selection_null, observed.value),
+        float(np.quantile(label_null, 0.95)),
+        _p_value(label_null, observed.value),
+        n_perm,
+        1 / (1 + n_perm),
+        probe,
+        count(sel),
+        count(ev),
+    )
 
 
 @dataclass
@@ -173,10 +192,15 @@ class FeatureVariance:
 def feature_variance(latents: np.ndarray, signal: np.ndarray) -> FeatureVariance:
     latents = np.asarray(latents, dtype=np.float64)
     total_var = float(latents.var(0).sum())
-    energy = float((latents ** 2).sum(1).mean())
+    energy = float((latents**2).sum(1).mean())
     centroid = latents.mean(0)
     norms = np.linalg.norm(latents, axis=1) * np.linalg.norm(centroid)
     cos = np.divide(latents @ centroid, norms, out=np.full(len(latents), np.nan), where=norms > 0)
-    return FeatureVariance(float(np.std(signal)), float(np.ptp(signal)), total_var,
-                           total_var / energy if energy > 0 else float("nan"), float(np.nanmean(cos)),
-                           int((latents > 0).any(0).sum()))
+    return FeatureVariance(
+        float(np.std(signal)),
+        float(np.ptp(signal)),
+        total_var,
+        total_var / energy if energy > 0 else float("nan"),
+        float(np.nanmean(cos)),
+        int((latents > 0).any(0).sum()),
+    )

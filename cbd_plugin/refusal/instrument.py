@@ -62,7 +62,7 @@ class RandomNull:
 def _mean(acts, batch_size: int = 4096) -> torch.Tensor:
     total, n = None, 0
     for start in range(0, len(acts), batch_size):
-        x = acts[start:start + batch_size].to(torch.float64)
+        x = acts[start : start + batch_size].to(torch.float64)
         total = x.sum(0) if total is None else total + x.sum(0)
         n += len(x)
     return total / n
@@ -77,23 +77,43 @@ def random_instrument(activation_dim: int, dict_size: int, k: int, centre: torch
 
 
 @torch.no_grad()
-def random_instrument_null(sae, acts, prompt_of_token: np.ndarray, base_signal: np.ndarray, mean_l0: float,
-                           tiers: np.ndarray, splits: np.ndarray, cfg) -> RandomNull:
+def random_instrument_null(
+    sae,
+    acts,
+    prompt_of_token: np.ndarray,
+    base_signal: np.ndarray,
+    mean_l0: float,
+    tiers: np.ndarray,
+    splits: np.ndarray,
+    cfg,
+) -> RandomNull:
     """``acts``: the base model's token residuals at the positions read (``prompt_of_token`` maps them to prompts);
     ``base_signal``: the audit SAE's per-prompt signal on the base; ``cfg``: the :class:`~.config.AuditConfig`."""
     tiers, splits = np.asarray(tiers), np.asarray(splits)
     labelled = np.isin(tiers, ["hazard", "benign"])
     sel, ev = (splits == "select") & labelled, (splits == "eval") & labelled
     y = tiers[ev] == "hazard"
-    separation = bootstrap(standardised_separation, np.asarray(base_signal, dtype=np.float64)[ev], y,
-                           n_boot=cfg.n_boot, level=1 - cfg.alpha, seed=cfg.seed, stratify=y)
+    separation = bootstrap(
+        standardised_separation,
+        np.asarray(base_signal, dtype=np.float64)[ev],
+        y,
+        n_boot=cfg.n_boot,
+        level=1 - cfg.alpha,
+        seed=cfg.seed,
+        stratify=y,
+    )
     param = next(sae.parameters())
     k = int(min(sae.dict_size, max(1, round(mean_l0))))
     centre = _mean(acts)
     null_sep, null_auc = [], []
     for draw in range(cfg.n_random_instruments):
-        rnd = random_instrument(acts.width if hasattr(acts, "width") else acts.shape[1], sae.dict_size, k,
-                                centre.float(), seed=cfg.seed * 1_000_003 + draw).to(param.device, param.dtype)
+        rnd = random_instrument(
+            acts.width if hasattr(acts, "width") else acts.shape[1],
+            sae.dict_size,
+            k,
+            centre.float(),
+            seed=cfg.seed * 1_000_003 + draw,
+        ).to(param.device, param.dtype)
         latents, _ = encode_pooled(rnd, acts, prompt_of_token, len(tiers), cfg.pooling)
         signal = hazard_signal(latents[ev], select_latents(latents[sel], tiers[sel], cfg.n_latents, cfg.selection))
         null_sep.append(standardised_separation(signal, y))

@@ -10,8 +10,8 @@ Empty completions are ``other`` without asking the model (a classifier has nothi
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import numpy as np
 
@@ -22,13 +22,13 @@ from .classifier import LABELS, Label, classify_all, confusion, load_labelled
 class JudgeConfig:
     """Which model judges completions and how its labels read."""
 
-    model: str                                   # hub id (owner/name) or a local folder
+    model: str  # hub id (owner/name) or a local folder
     labels: dict[str, str] = field(default_factory=lambda: {"NORMAL": "comply", "REJECTION": "refuse"})
-    revision: str | None = None                  # hub revision (commit, tag or branch); None: the default branch
-    max_length: int = 512                        # tokens per completion; longer ones are truncated (opening kept)
+    revision: str | None = None  # hub revision (commit, tag or branch); None: the default branch
+    max_length: int = 512  # tokens per completion; longer ones are truncated (opening kept)
     batch_size: int = 16
     device: str = "cpu"
-    trust_remote_code: bool = False              # only for a model whose code you have read
+    trust_remote_code: bool = False  # only for a model whose code you have read
 
     def __post_init__(self):
         bad = {k: v for k, v in self.labels.items() if v not in LABELS}
@@ -38,7 +38,7 @@ class JudgeConfig:
             raise ValueError("JudgeConfig: max_length and batch_size must be >= 1")
 
     @classmethod
-    def from_dict(cls, values) -> "JudgeConfig":
+    def from_dict(cls, values) -> JudgeConfig:
         """From a mapping (e.g. a Hydra node); unknown keys are an error naming them."""
         values = dict(values)
         unknown = set(values) - set(cls.__dataclass_fields__)
@@ -63,18 +63,24 @@ class Judge:
 
         cfg = self.cfg
         try:
-            tokenizer = AutoTokenizer.from_pretrained(cfg.model, revision=cfg.revision,
-                                                      trust_remote_code=cfg.trust_remote_code)
-            model = AutoModelForSequenceClassification.from_pretrained(cfg.model, revision=cfg.revision,
-                                                                       trust_remote_code=cfg.trust_remote_code)
+            tokenizer = AutoTokenizer.from_pretrained(
+                cfg.model, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code
+            )
+            model = AutoModelForSequenceClassification.from_pretrained(
+                cfg.model, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code
+            )
         except OSError as err:
-            raise OSError(f"judge model {cfg.model!r} could not be loaded (a hub id needs network or the HF cache; "
-                          f"a folder needs config.json, weights and a tokenizer): {err}") from err
+            raise OSError(
+                f"judge model {cfg.model!r} could not be loaded (a hub id needs network or the HF cache; "
+                f"a folder needs config.json, weights and a tokenizer): {err}"
+            ) from err
         id2label = {int(i): str(name) for i, name in model.config.id2label.items()}
         unmapped = sorted(set(id2label.values()) - set(cfg.labels))
         if unmapped:
-            raise ValueError(f"judge model {cfg.model!r} emits labels {unmapped} that judge.labels does not map; "
-                             f"its labels are {sorted(id2label.values())}, the mapping has {sorted(cfg.labels)}")
+            raise ValueError(
+                f"judge model {cfg.model!r} emits labels {unmapped} that judge.labels does not map; "
+                f"its labels are {sorted(id2label.values())}, the mapping has {sorted(cfg.labels)}"
+            )
         self._label_of_index = [cfg.labels[id2label[i]] for i in range(len(id2label))]
         self._model = model.to(cfg.device).eval()
         self._tokenizer = tokenizer
@@ -87,8 +93,13 @@ class Judge:
             self._load()
         out = []
         for start in range(0, len(completions), self.cfg.batch_size):
-            batch = self._tokenizer(completions[start:start + self.cfg.batch_size], padding=True, truncation=True,
-                                    max_length=self.cfg.max_length, return_tensors="pt").to(self.cfg.device)
+            batch = self._tokenizer(
+                completions[start : start + self.cfg.batch_size],
+                padding=True,
+                truncation=True,
+                max_length=self.cfg.max_length,
+                return_tensors="pt",
+            ).to(self.cfg.device)
             with torch.inference_mode():
                 out.append(torch.softmax(self._model(**batch).logits.float(), dim=-1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self._label_of_index)))
@@ -106,8 +117,11 @@ class Judge:
     def estimated_confusion(self) -> dict:
         """Per-class precision/recall of this judge on the shipped hand-labelled set (as the rules report)."""
         rows = load_labelled()
-        return {"labelled_set": "cbd_plugin/refusal/data/surface_labels.jsonl", "classifier": f"judge:{self.cfg.model}",
-                **confusion([r["label"] for r in rows], self.classify_all(r["text"] for r in rows))}
+        return {
+            "labelled_set": "cbd_plugin/refusal/data/surface_labels.jsonl",
+            "classifier": f"judge:{self.cfg.model}",
+            **confusion([r["label"] for r in rows], self.classify_all(r["text"] for r in rows)),
+        }
 
 
 def surface_labeller(judge: JudgeConfig | dict | None = None):

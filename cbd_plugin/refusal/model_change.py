@@ -83,29 +83,55 @@ def _level(statistic, rows: pd.DataFrame, what: str, reasons: dict, n_boot: int,
     return bootstrap(value, idx, n_boot=n_boot, seed=seed, stratify=columns["tier"])
 
 
-def compare_depth(base: pd.DataFrame, finetuned: pd.DataFrame, base_depth: Depth, ft_depth: Depth,
-                  n_boot: int = 1000, seed: int = 0) -> DepthChange:
+def compare_depth(
+    base: pd.DataFrame, finetuned: pd.DataFrame, base_depth: Depth, ft_depth: Depth, n_boot: int = 1000, seed: int = 0
+) -> DepthChange:
     """Changes (fine-tuned minus base) in refusal rate per tier, hazard AUROC, refused-hazard AUROC and shallow
     fraction (module docstring); shallow thresholds are each model's own (from its ``Depth``)."""
     rows = paired(base, finetuned)
     ev = rows[(rows["split"] == "eval") & rows["tier"].isin(["hazard", "benign"])]
     thresholds = {"_base": base_depth.shallow_threshold, "_ft": ft_depth.shallow_threshold}
     reasons: dict[str, str] = {}
-    refusal = {t: _change(lambda sub, s: float(sub["refuse_frac" + s].mean()), rows[rows["tier"] == t],
-                          f"refusal_rate/{t}", reasons, n_boot, seed) for t in TIERS}
+    refusal = {
+        t: _change(
+            lambda sub, s: float(sub["refuse_frac" + s].mean()),
+            rows[rows["tier"] == t],
+            f"refusal_rate/{t}",
+            reasons,
+            n_boot,
+            seed,
+        )
+        for t in TIERS
+    }
     return DepthChange(
         refusal_rate=refusal,
-        hazard_auroc=_change(lambda sub, s: auroc(sub["signal" + s], sub["tier"] == "hazard"), ev,
-                             "hazard_auroc", reasons, n_boot, seed),
+        hazard_auroc=_change(
+            lambda sub, s: auroc(sub["signal" + s], sub["tier"] == "hazard"), ev, "hazard_auroc", reasons, n_boot, seed
+        ),
         # The refused set is the fine-tuned model's ("label_ft") on both sides: the same prompts, both models.
         refused_hazard_auroc=_change(
             lambda sub, s: _refused_hazard_auroc(sub["signal" + s], sub["tier"], sub["label_ft"]),
-            ev, "refused_hazard_auroc", reasons, n_boot, seed),
+            ev,
+            "refused_hazard_auroc",
+            reasons,
+            n_boot,
+            seed,
+        ),
         base_refused_hazard_auroc=_level(
             lambda sub: _refused_hazard_auroc(sub["signal_base"], sub["tier"], sub["label_ft"]),
-            ev, "base_refused_hazard_auroc", reasons, n_boot, seed),
+            ev,
+            "base_refused_hazard_auroc",
+            reasons,
+            n_boot,
+            seed,
+        ),
         shallow_fraction=_change(
             lambda sub, s: _shallow_fraction(sub["signal" + s], sub["tier"], sub["label_ft"], thresholds[s]),
-            ev, "shallow_fraction", reasons, n_boot, seed),
+            ev,
+            "shallow_fraction",
+            reasons,
+            n_boot,
+            seed,
+        ),
         reasons=reasons,
     )

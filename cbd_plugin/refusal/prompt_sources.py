@@ -33,12 +33,12 @@ LENGTH_BIN_RATIO = 1.1  # length matching: bins of word counts 10% wide (tight e
 class DatasetSource:
     """One dataset (or several configs of it) giving prompts of one tier."""
 
-    id: str                                       # hub id (owner/name) or a local folder/file
-    tier: str                                     # benign | dual_use | hazard: the tier of every row
-    subset: str | list[str] | None = None         # config name(s); a list is read config by config and pooled
+    id: str  # hub id (owner/name) or a local folder/file
+    tier: str  # benign | dual_use | hazard: the tier of every row
+    subset: str | list[str] | None = None  # config name(s); a list is read config by config and pooled
     splits: list[str] = field(default_factory=lambda: ["test"])  # splits read and pooled
-    template: str = "{question}"                  # str.format over the row's columns; list columns as A./B./...
-    id_column: str | None = None                  # row id column; default "<id>/<subset>/<split>/<row>"
+    template: str = "{question}"  # str.format over the row's columns; list columns as A./B./...
+    id_column: str | None = None  # row id column; default "<id>/<subset>/<split>/<row>"
 
     def __post_init__(self):
         if self.tier not in TIERS:
@@ -59,15 +59,16 @@ class PromptSetSpec:
     """Several sources, balanced per tier and split into select/eval."""
 
     sources: list[DatasetSource]
-    n_per_tier: int | None = None                 # rows per tier; None: the smallest tier's (matched) size
-    match_length: bool = True                     # draw tiers with the same length distribution (format check)
-    select_fraction: float = 0.5                  # share of each tier in the select split
-    seed: int = 0                                 # sampling and split
-    data_dir: str | None = None                   # local copies: id owner/name is read from <data_dir>/owner/name
+    n_per_tier: int | None = None  # rows per tier; None: the smallest tier's (matched) size
+    match_length: bool = True  # draw tiers with the same length distribution (format check)
+    select_fraction: float = 0.5  # share of each tier in the select split
+    seed: int = 0  # sampling and split
+    data_dir: str | None = None  # local copies: id owner/name is read from <data_dir>/owner/name
 
     def __post_init__(self):
-        self.sources = [s if isinstance(s, DatasetSource) else source_from_dict(s, i)
-                        for i, s in enumerate(self.sources)]
+        self.sources = [
+            s if isinstance(s, DatasetSource) else source_from_dict(s, i) for i, s in enumerate(self.sources)
+        ]
         missing = [t for t in TIERS if t not in {s.tier for s in self.sources}]
         if missing:
             raise ValueError(f"prompt set: no source gives tier(s) {missing}; every tier of {TIERS} needs one")
@@ -134,17 +135,29 @@ def read_source(source: DatasetSource, data_dir: str | None = None) -> pd.DataFr
                 raise type(err)(f"prompt source {where}: could not be read ({err})") from err
             missing = [c for c in columns_used + ([source.id_column] if source.id_column else []) if c not in rows]
             if missing:
-                raise KeyError(f"prompt source {where}: template/id columns {missing} not in its columns "
-                               f"{list(rows.columns)}")
+                raise KeyError(
+                    f"prompt source {where}: template/id columns {missing} not in its columns {list(rows.columns)}"
+                )
             for i, row in enumerate(rows[columns_used].to_dict("records")):
                 empty = [c for c in columns_used if _is_empty(row[c])]
                 if empty:
                     raise ValueError(f"prompt source {where}: row {i} has no value in column(s) {empty}")
             texts = [render(row, source.template) for row in rows[columns_used].to_dict("records")]
-            ids = (rows[source.id_column].astype(str) if source.id_column else
-                   [f"{source.id}/{subset or 'default'}/{split}/{i}" for i in range(len(rows))])
-            frames.append(pd.DataFrame({"id": list(ids), "text": texts, "tier": source.tier,
-                                        "origin": f"{source.id}/{subset or 'default'}/{split}"}))
+            ids = (
+                rows[source.id_column].astype(str)
+                if source.id_column
+                else [f"{source.id}/{subset or 'default'}/{split}/{i}" for i in range(len(rows))]
+            )
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "id": list(ids),
+                        "text": texts,
+                        "tier": source.tier,
+                        "origin": f"{source.id}/{subset or 'default'}/{split}",
+                    }
+                )
+            )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -156,8 +169,9 @@ def _load_split(datasets, path: str, subset: str | None, split: str, builder_fil
         return datasets.load_dataset(path, subset, split=split).to_pandas()
     with tempfile.TemporaryDirectory(prefix="cbd_prompts_") as cache:
         if builder_files:
-            data = datasets.load_dataset(builder_files[0], data_files={split: builder_files[1]}, split=split,
-                                         cache_dir=cache)
+            data = datasets.load_dataset(
+                builder_files[0], data_files={split: builder_files[1]}, split=split, cache_dir=cache
+            )
         else:
             data = datasets.load_dataset(path, subset, split=split, cache_dir=cache)
         return data.to_pandas()
@@ -195,8 +209,10 @@ def balance(frame: pd.DataFrame, n_per_tier: int | None, match_length: bool, see
     n = available if n_per_tier is None else n_per_tier
     if n > available:
         detail = "after length matching " if match_length else ""
-        raise ValueError(f"prompt set: n_per_tier={n} but only {available} rows per tier are available {detail}"
-                         f"(per tier before balancing: {frame['tier'].value_counts().to_dict()})")
+        raise ValueError(
+            f"prompt set: n_per_tier={n} but only {available} rows per tier are available {detail}"
+            f"(per tier before balancing: {frame['tier'].value_counts().to_dict()})"
+        )
     chosen = [i for t in TIERS for i in rng.choice(np.array(keep[t]), size=n, replace=False)]
     return frame.iloc[sorted(chosen)].reset_index(drop=True)
 
@@ -206,8 +222,10 @@ def load_prompt_set(spec: PromptSetSpec) -> pd.DataFrame:
     frame = pd.concat([read_source(s, spec.data_dir) for s in spec.sources], ignore_index=True)
     duplicated = frame["id"].duplicated()
     if duplicated.any():
-        raise ValueError(f"prompt set: duplicate ids across sources, e.g. {frame['id'][duplicated].iloc[0]!r}; "
-                         "give each source a distinct id_column or leave it unset")
+        raise ValueError(
+            f"prompt set: duplicate ids across sources, e.g. {frame['id'][duplicated].iloc[0]!r}; "
+            "give each source a distinct id_column or leave it unset"
+        )
     frame = balance(frame, spec.n_per_tier, spec.match_length, spec.seed)
     frame["split"] = stratified_split(frame["tier"].to_numpy(), spec.seed, spec.select_fraction)
     return frame[["id", "text", "tier", "split"]]

@@ -47,13 +47,13 @@ class PromptSource:
     dataset_split: str = "train"
     columns: dict[str, str] = field(default_factory=dict)
     tier_map: dict[str, str] = field(default_factory=dict)
-    preset: str | None = None               # shipped multi-source set (cbd_plugin/refusal/data/presets/)
-    sources: list[dict] | None = None       # multi-source set: one mapping per DatasetSource
-    n_per_tier: int | None = None           # multi-source: rows per tier (None: the preset's, else all matched)
-    match_length: bool | None = None        # multi-source: length-matched tiers (None: the preset's, else true)
-    select_fraction: float | None = None    # multi-source: select share (None: the preset's, else 0.5)
-    seed: int | None = None                 # multi-source: sampling and split seed (None: the preset's, else 0)
-    data_dir: str | None = None             # multi-source: read hub ids owner/name from <data_dir>/owner/name
+    preset: str | None = None  # shipped multi-source set (cbd_plugin/refusal/data/presets/)
+    sources: list[dict] | None = None  # multi-source set: one mapping per DatasetSource
+    n_per_tier: int | None = None  # multi-source: rows per tier (None: the preset's, else all matched)
+    match_length: bool | None = None  # multi-source: length-matched tiers (None: the preset's, else true)
+    select_fraction: float | None = None  # multi-source: select share (None: the preset's, else 0.5)
+    seed: int | None = None  # multi-source: sampling and split seed (None: the preset's, else 0)
+    data_dir: str | None = None  # multi-source: read hub ids owner/name from <data_dir>/owner/name
 
 
 def load_prompts(source: PromptSource) -> pd.DataFrame:
@@ -117,8 +117,10 @@ def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[int]]:
             try:
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8")  # a BOM opening the file is fine
             except UnicodeDecodeError as err:
-                raise ValueError(f"{path}:{number}: not UTF-8 (byte {err.start}: {raw[err.start:err.start + 1]!r}); "
-                                 "save the file as UTF-8") from None
+                raise ValueError(
+                    f"{path}:{number}: not UTF-8 (byte {err.start}: {raw[err.start : err.start + 1]!r}); "
+                    "save the file as UTF-8"
+                ) from None
             if not line.strip():
                 continue
             try:
@@ -146,11 +148,14 @@ def _check_values(frame: pd.DataFrame, where: list[str], source_name: dict[str, 
             missing = value is None or (isinstance(value, float) and np.isnan(value))
             if missing or (col == "text" and (not isinstance(value, str) or not value.strip())):
                 problem = "null or absent" if missing else f"empty or not text (got {value!r})"
-                raise ValueError(f"{where[i]}: column {name!r} is {problem}; every prompt needs a non-empty text "
-                                 "and a tier")
+                raise ValueError(
+                    f"{where[i]}: column {name!r} is {problem}; every prompt needs a non-empty text and a tier"
+                )
 
 
-def validate_prompts(frame: pd.DataFrame, seed: int = 0, select_fraction: float = 0.5) -> tuple[pd.DataFrame, list[str]]:
+def validate_prompts(
+    frame: pd.DataFrame, seed: int = 0, select_fraction: float = 0.5
+) -> tuple[pd.DataFrame, list[str]]:
     """Check tiers and splits; returns the frame (with ``split`` made if absent) and notes for the report.
 
     Every tier must be present. If the ``split`` column is missing (or lacks one of select/eval), a seeded
@@ -177,8 +182,10 @@ def validate_prompts(frame: pd.DataFrame, seed: int = 0, select_fraction: float 
         raise ValueError(f"prompts: tiers {absent} have no prompts")
     if "split" not in frame.columns or not set(SPLITS) <= set(frame["split"]):
         frame["split"] = stratified_split(frame["tier"].to_numpy(), seed, select_fraction)
-        notes.append(f"no select/eval split in the source: made a seeded (seed={seed}) split stratified by tier, "
-                     f"select fraction {select_fraction}")
+        notes.append(
+            f"no select/eval split in the source: made a seeded (seed={seed}) split stratified by tier, "
+            f"select fraction {select_fraction}"
+        )
     else:
         dropped = int((~frame["split"].isin(SPLITS)).sum())
         if dropped:
@@ -199,10 +206,14 @@ def _check_one_tier_per_text(frame: pd.DataFrame) -> None:
     clash = tiers[tiers > 1]
     if len(clash):
         rows = frame[text == clash.index[0]]
-        where = ", ".join(f"id {r.id} tier {r.tier!r}" + (f" split {r.split!r}" if "split" in frame else "")
-                          for r in rows.itertuples())
-        raise ValueError(f"prompts: {len(clash)} prompt text(s) carry two tiers, first {clash.index[0][:80]!r} "
-                         f"({where}); give each text one tier (fix the labels or drop the duplicates)")
+        where = ", ".join(
+            f"id {r.id} tier {r.tier!r}" + (f" split {r.split!r}" if "split" in frame else "")
+            for r in rows.itertuples()
+        )
+        raise ValueError(
+            f"prompts: {len(clash)} prompt text(s) carry two tiers, first {clash.index[0][:80]!r} "
+            f"({where}); give each text one tier (fix the labels or drop the duplicates)"
+        )
 
 
 @dataclass
@@ -222,30 +233,43 @@ class FormatCheck:
     confounded: bool
 
 
-def check_format(frame: pd.DataFrame, tokenizer=None, threshold: float = 0.75, on_confound: str = "warn") -> FormatCheck:
+def check_format(
+    frame: pd.DataFrame, tokenizer=None, threshold: float = 0.75, on_confound: str = "warn"
+) -> FormatCheck:
     """Length statistics per tier; warn or raise (``on_confound``: "warn" | "error") on a length confound.
 
     Lengths are in tokens when a tokenizer is given, otherwise in words; both are reported when possible.
     """
     words = frame["text"].str.split().str.len().to_numpy()
-    tokens = (np.array([len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in frame["text"]])
-              if tokenizer is not None else words)
+    tokens = (
+        np.array([len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in frame["text"]])
+        if tokenizer is not None
+        else words
+    )
     tiers = frame["tier"].to_numpy()
     per_tier = {
-        tier: {"n": int((tiers == tier).sum()),
-               "tokens_mean": float(tokens[tiers == tier].mean()), "tokens_std": float(tokens[tiers == tier].std()),
-               "tokens_min": int(tokens[tiers == tier].min()), "tokens_max": int(tokens[tiers == tier].max()),
-               "words_mean": float(words[tiers == tier].mean()), "words_std": float(words[tiers == tier].std())}
+        tier: {
+            "n": int((tiers == tier).sum()),
+            "tokens_mean": float(tokens[tiers == tier].mean()),
+            "tokens_std": float(tokens[tiers == tier].std()),
+            "tokens_min": int(tokens[tiers == tier].min()),
+            "tokens_max": int(tokens[tiers == tier].max()),
+            "words_mean": float(words[tiers == tier].mean()),
+            "words_std": float(words[tiers == tier].std()),
+        }
         for tier in TIERS
     }
     length_auc = _length_auroc(tokens, tiers, "hazard")
     separation = max(length_auc, 1 - length_auc)
-    check = FormatCheck(per_tier, length_auc, _length_auroc(tokens, tiers, "dual_use"), separation, threshold,
-                        separation > threshold)
+    check = FormatCheck(
+        per_tier, length_auc, _length_auroc(tokens, tiers, "dual_use"), separation, threshold, separation > threshold
+    )
     if check.confounded:
-        message = (f"tier-format confound: prompt length alone separates hazard from benign with AUROC "
-                   f"{separation:.2f} > {threshold} (per-tier lengths: "
-                   f"{ {t: round(s['tokens_mean'], 1) for t, s in per_tier.items()} })")
+        message = (
+            f"tier-format confound: prompt length alone separates hazard from benign with AUROC "
+            f"{separation:.2f} > {threshold} (per-tier lengths: "
+            f"{ {t: round(s['tokens_mean'], 1) for t, s in per_tier.items()} })"
+        )
         if on_confound == "error":
             raise FormatConfoundError(message)
         warnings.warn(message, stacklevel=2)

@@ -29,8 +29,11 @@ class BalancedTierBatches:
     TIERS = (TIER_BENIGN, TIER_HAZARD, TIER_OTHER)
 
     def __init__(self, acts, tier, example_id, examples_per_tier: int, seed: int = 0, other_per_batch: int = 0):
-        for key, value, least in (("examples_per_tier", examples_per_tier, 1), ("other_per_batch", other_per_batch, 0),
-                                  ("seed", seed, 0)):
+        for key, value, least in (
+            ("examples_per_tier", examples_per_tier, 1),
+            ("other_per_batch", other_per_batch, 0),
+            ("seed", seed, 0),
+        ):
             if not is_int(value, least):
                 raise ValueError(f"BalancedTierBatches: {key} must be an int >= {least}, got {value!r}")
         # A tensor, or a row store read by contiguous range (``len``, ``store[a:b]`` -> tensor, e.g.
@@ -40,20 +43,24 @@ class BalancedTierBatches:
         sample = self.acts if in_memory else self.acts[0:1]
         if sample.ndim != 2 or not sample.is_floating_point():
             shape = tuple(sample.shape) if in_memory else (len(self.acts), *sample.shape[1:])
-            raise ValueError(f"BalancedTierBatches: acts must be a float [tokens, d] matrix, got shape "
-                             f"{shape} dtype {sample.dtype}")
+            raise ValueError(
+                f"BalancedTierBatches: acts must be a float [tokens, d] matrix, got shape {shape} dtype {sample.dtype}"
+            )
         for start, chunk in self._chunks():
             finite = torch.isfinite(chunk).all(dim=1)
             if not bool(finite.all()):
                 bad = torch.nonzero(~finite).flatten()
-                raise ValueError(f"BalancedTierBatches: {len(bad)} token(s) of acts hold NaN/Inf, first at token "
-                                 f"{start + int(bad[0])} (counted in rows [{start}, {start + len(chunk)}), the first "
-                                 f"rows read that hold any); they would train an all-NaN SAE")
+                raise ValueError(
+                    f"BalancedTierBatches: {len(bad)} token(s) of acts hold NaN/Inf, first at token "
+                    f"{start + int(bad[0])} (counted in rows [{start}, {start + len(chunk)}), the first "
+                    f"rows read that hold any); they would train an all-NaN SAE"
+                )
         self._fingerprint: str | None = None
         tier, example_id = tier_codes(tier, "BalancedTierBatches"), np.asarray(example_id, dtype=np.int64)
         if not len(self.acts) == len(tier) == len(example_id):
-            raise ValueError(f"acts, tier and example_id differ in length: "
-                             f"{len(self.acts)}, {len(tier)}, {len(example_id)}")
+            raise ValueError(
+                f"acts, tier and example_id differ in length: {len(self.acts)}, {len(tier)}, {len(example_id)}"
+            )
         self.seed, self.next_batch = seed, 0
         self.per_batch = {TIER_BENIGN: examples_per_tier, TIER_HAZARD: examples_per_tier, TIER_OTHER: other_per_batch}
         order = np.argsort(example_id, kind="stable")
@@ -65,12 +72,15 @@ class BalancedTierBatches:
             if (tier[tokens] != t).any():
                 raise ValueError(f"example id {eid} mixes tiers {sorted(set(tier[tokens].tolist()))}")
         # Each example's tokens as one row range where they are contiguous (capture order makes them so).
-        self.ranges = [(int(t[0]), int(t[-1]) + 1) if len(t) and t[-1] - t[0] + 1 == len(t) else None
-                       for t in self.tokens]
+        self.ranges = [
+            (int(t[0]), int(t[-1]) + 1) if len(t) and t[-1] - t[0] + 1 == len(t) else None for t in self.tokens
+        ]
         if not isinstance(self.acts, torch.Tensor) and None in self.ranges:
             eid = ids[self.ranges.index(None)]
-            raise ValueError(f"BalancedTierBatches: example id {eid}'s tokens are not contiguous rows; a row store "
-                             f"({type(self.acts).__name__}) is read by range, so each example's tokens must be adjacent")
+            raise ValueError(
+                f"BalancedTierBatches: example id {eid}'s tokens are not contiguous rows; a row store "
+                f"({type(self.acts).__name__}) is read by range, so each example's tokens must be adjacent"
+            )
         self.members = {t: np.flatnonzero(self.example_tier == t) for t in self.TIERS}
         for t, m in self.per_batch.items():
             if m and len(self.members[t]) < m:
@@ -79,8 +89,12 @@ class BalancedTierBatches:
 
     @property
     def config(self) -> dict:
-        return {"seed": self.seed, "examples_per_batch": {str(t): m for t, m in self.per_batch.items()},
-                "n_examples": {str(t): len(self.members[t]) for t in self.TIERS}, "n_tokens": len(self.acts)}
+        return {
+            "seed": self.seed,
+            "examples_per_batch": {str(t): m for t, m in self.per_batch.items()},
+            "n_examples": {str(t): len(self.members[t]) for t in self.TIERS},
+            "n_tokens": len(self.acts),
+        }
 
     def _permutation(self, t: int, epoch: int) -> np.ndarray:
         key = (t, epoch)
@@ -97,18 +111,18 @@ class BalancedTierBatches:
             if m:
                 per_epoch = len(self.members[t]) // m  # an epoch's leftover examples wait for a later permutation
                 start = (i % per_epoch) * m
-                chosen.append(self._permutation(t, i // per_epoch)[start:start + m])
+                chosen.append(self._permutation(t, i // per_epoch)[start : start + m])
         return np.concatenate(chosen)
 
     def _chunks(self, rows: int = 4096):
         """``(start, acts[start:start + rows])`` over every row: what a check or hash of a row store reads (4096
         rows: 36 MiB at width 2304, so reading a large training set costs no more memory than a batch)."""
         for start in range(0, len(self.acts), rows):
-            yield start, self.acts[start:start + rows]
+            yield start, self.acts[start : start + rows]
 
     def _rows(self, e: int) -> torch.Tensor:
         span = self.ranges[e]
-        return self.acts[torch.from_numpy(self.tokens[e])] if span is None else self.acts[span[0]:span[1]]
+        return self.acts[torch.from_numpy(self.tokens[e])] if span is None else self.acts[span[0] : span[1]]
 
     def batch(self, i: int) -> torch.Tensor:
         examples = self.batch_examples(i)

@@ -41,19 +41,25 @@ class TopicDecoding:
     def describe(self) -> str:
         if np.isnan(self.accuracy.value):
             return f"hazard-topic probe not run: {self.source}"
-        return (f"{self.n_topics}-topic probe within the hazard tier, accuracy {self.accuracy.value:.3f} "
-                f"[{self.accuracy.lo:.3f}, {self.accuracy.hi:.3f}] vs chance {self.chance:.3f} (topics: "
-                f"{self.source})")
+        return (
+            f"{self.n_topics}-topic probe within the hazard tier, accuracy {self.accuracy.value:.3f} "
+            f"[{self.accuracy.lo:.3f}, {self.accuracy.hi:.3f}] vs chance {self.chance:.3f} (topics: "
+            f"{self.source})"
+        )
 
     def meaning(self) -> str:
         """What a ``rerouted`` verdict re-encodes, in words."""
         if self.decodable:
             return f"the specific hazard topic is still decodable ({self.describe()}): the concept is re-encoded"
         if self.decodable is False:
-            return (f"the specific hazard topic is not decodable ({self.describe()}): what the probe reads may be "
-                    "only a refuse/comply flag")
-        return f"whether the specific hazard topic or only a refuse/comply flag remains is undetermined " \
-               f"({self.describe()})"
+            return (
+                f"the specific hazard topic is not decodable ({self.describe()}): what the probe reads may be "
+                "only a refuse/comply flag"
+            )
+        return (
+            f"whether the specific hazard topic or only a refuse/comply flag remains is undetermined "
+            f"({self.describe()})"
+        )
 
 
 def hazard_topics(frame: pd.DataFrame) -> tuple[np.ndarray | None, str]:
@@ -70,14 +76,17 @@ def hazard_topics(frame: pd.DataFrame) -> tuple[np.ndarray | None, str]:
     for i in np.flatnonzero(hazard):
         own = words[i] - elsewhere
         if len(own) != 1:
-            return None, (f"no topic column, and hazard prompt {frame['id'].iloc[i]!r} has {len(own)} words found in "
-                          "no other tier (one is needed to name its topic)")
+            return None, (
+                f"no topic column, and hazard prompt {frame['id'].iloc[i]!r} has {len(own)} words found in "
+                "no other tier (one is needed to name its topic)"
+            )
         topics[i] = own.pop()
     return topics, "the one word of each hazard prompt that no other tier uses"
 
 
-def topic_decoding(pooled: np.ndarray, topics: np.ndarray | None, source: str, splits: np.ndarray, n_boot: int,
-                   level: float, seed: int) -> TopicDecoding:
+def topic_decoding(
+    pooled: np.ndarray, topics: np.ndarray | None, source: str, splits: np.ndarray, n_boot: int, level: float, seed: int
+) -> TopicDecoding:
     """Multiclass probe over ``topics`` (rows with a topic), select -> eval (module docstring)."""
     if topics is None:
         return TopicDecoding(NAN, float("nan"), 0, None, source)
@@ -87,8 +96,13 @@ def topic_decoding(pooled: np.ndarray, topics: np.ndarray | None, source: str, s
     seen = set(topics[sel])
     ev &= np.array([t in seen for t in topics])
     if len(seen) < 2 or not ev.any():
-        return TopicDecoding(NAN, float("nan"), len(seen), None,
-                             f"{source}; fewer than 2 topics in the select split or none of them in the eval split")
+        return TopicDecoding(
+            NAN,
+            float("nan"),
+            len(seen),
+            None,
+            f"{source}; fewer than 2 topics in the select split or none of them in the eval split",
+        )
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
     probe.fit(np.asarray(pooled, dtype=np.float64)[sel], topics[sel].astype(str))
     correct = probe.predict(np.asarray(pooled, dtype=np.float64)[ev]) == topics[ev].astype(str)

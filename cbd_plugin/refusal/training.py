@@ -30,12 +30,14 @@ TIER_CODES = {"benign": TIER_BENIGN, "hazard": TIER_HAZARD}
 # those tokens, 300 steps, k 8, measured: 512 latents 0.72, 256 latents 0.44, 128 latents 0.06-0.09 (seeds 0-2),
 # and 128 latents with auxk_alpha 0.25 0.008-0.039 (layers 1-2, seeds 0-2) at FVE 0.957-0.961 (0.958 with 1/32).
 # A batch carries ~40 prompts (~480 tokens), so AuxK calls a latent dead after 4000 silent tokens (~8 steps).
-TINY_SAE = ContrastiveSAEConfig(steps=300, dict_size=128, k=8, lr=3e-3, seed=0, contrastive_weight=1.0,
-                                auxk_alpha=0.25, dead_after_tokens=4000)
+TINY_SAE = ContrastiveSAEConfig(
+    steps=300, dict_size=128, k=8, lr=3e-3, seed=0, contrastive_weight=1.0, auxk_alpha=0.25, dead_after_tokens=4000
+)
 
 
-def select_split_activations(model, tokenizer, prompts: pd.DataFrame, layer: int,
-                             batch_size: int = 32) -> tuple[TokenRows, np.ndarray, np.ndarray]:
+def select_split_activations(
+    model, tokenizer, prompts: pd.DataFrame, layer: int, batch_size: int = 32
+) -> tuple[TokenRows, np.ndarray, np.ndarray]:
     """``(acts [n_tokens, d], tier code per token, prompt index per token)`` over the select split's prompts, from
     the content's first token to the end of the generation prompt. ``acts`` are :class:`TokenRows` on disk, kept
     batch by batch as the model runs: the training set never sits in memory (each prompt's tokens are adjacent
@@ -46,8 +48,9 @@ def select_split_activations(model, tokenizer, prompts: pd.DataFrame, layer: int
     chats = [chat_prompt(tokenizer, text) for text in sel["text"]]
     trained = [np.arange(len(c.ids)) >= c.content_start for c in chats]
     acts, prompt_index = None, []
-    for batch in iter_residuals(model, [c.ids for c in chats], [layer], batch_size=batch_size,
-                                token_labels={"trained": trained}):
+    for batch in iter_residuals(
+        model, [c.ids for c in chats], [layer], batch_size=batch_size, token_labels={"trained": trained}
+    ):
         keep = batch.meta["trained"].astype(bool)
         x = batch.acts[layer][torch.from_numpy(keep)]
         if acts is None:
@@ -65,20 +68,40 @@ def _fork_loop(batches, trainer_config: dict, steps: int, save_dir: Path):
     return trainSAE(data=batches, trainer_config=dict(trainer_config), steps=steps, save_dir=str(save_dir))
 
 
-def train_tier_sae(model, tokenizer, prompts: pd.DataFrame, layer: int, sae_config: ContrastiveSAEConfig,
-                   save_dir: str | Path, examples_per_tier: int = 16, other_per_batch: int = 8,
-                   loop: str = "plugin") -> TopKSAE:
+def train_tier_sae(
+    model,
+    tokenizer,
+    prompts: pd.DataFrame,
+    layer: int,
+    sae_config: ContrastiveSAEConfig,
+    save_dir: str | Path,
+    examples_per_tier: int = 16,
+    other_per_batch: int = 8,
+    loop: str = "plugin",
+) -> TopKSAE:
     """Train (or, with the plugin loop, resume) the audit SAE and save it to ``save_dir/dictionary_model``."""
     acts, tier, example = select_split_activations(model, tokenizer, prompts, layer)
-    sae_config = replace(sae_config, activation_dim=acts.width, layer=layer,
-                         lm_name=model_name(model) or sae_config.lm_name, submodule_name=f"model.layers.{layer}")
+    sae_config = replace(
+        sae_config,
+        activation_dim=acts.width,
+        layer=layer,
+        lm_name=model_name(model) or sae_config.lm_name,
+        submodule_name=f"model.layers.{layer}",
+    )
     n_other = len(np.unique(example[tier == TIER_OTHER]))
-    batches = BalancedTierBatches(acts, tier, example, examples_per_tier=examples_per_tier,
-                                  other_per_batch=min(other_per_batch, n_other), seed=sae_config.seed or 0)
+    batches = BalancedTierBatches(
+        acts,
+        tier,
+        example,
+        examples_per_tier=examples_per_tier,
+        other_per_batch=min(other_per_batch, n_other),
+        seed=sae_config.seed or 0,
+    )
     save_dir = Path(save_dir)
     if loop == "plugin":
-        return train_sae(batches, sae_config.trainer_config(), sae_config.steps, save_dir,
-                         save_every=max(1, sae_config.steps // 4)).ae.eval()
+        return train_sae(
+            batches, sae_config.trainer_config(), sae_config.steps, save_dir, save_every=max(1, sae_config.steps // 4)
+        ).ae.eval()
     if loop == "fork":
         sae = _fork_loop(batches, sae_config.trainer_config(), sae_config.steps, save_dir).eval()
         sae.save_pretrained(save_dir / "dictionary_model")

@@ -17,7 +17,24 @@ from .sparse import SparseCodes
 from .topk import TopKSAE
 from .training import train_sae
 
-__all__ = ["BatchTopKSAE", "ContrastiveSAEConfig", "ContrastiveTopKTrainer", "Dictionary",
-           "JumpReLUSAE", "NonFiniteError", "ReLUSAE", "SparseCodes", "ReconstructionStats", "TopKSAE", "atomic_write", "evaluate_sae",
-           "load_dictionary", "pack_labels", "saelens_state", "save_folder", "train_sae", "unpack_labels",
-           "write_saelens"]
+__all__ = [
+    "BatchTopKSAE",
+    "ContrastiveSAEConfig",
+    "ContrastiveTopKTrainer",
+    "Dictionary",
+    "JumpReLUSAE",
+    "NonFiniteError",
+    "ReLUSAE",
+    "ReconstructionStats",
+    "SparseCodes",
+    "TopKSAE",
+    "atomic_write",
+    "evaluate_sae",
+    "load_dictionary",
+    "pack_labels",
+    "saelens_state",
+    "save_folder",
+    "train_sae",
+    "unpack_labels",
+    "write_saelens",
+]

@@ -40,8 +40,15 @@ class BatchTopKSAE(Dictionary):
     input_key = "encoder.weight"
     nan_sentinel_keys = ("activation_mean", "activation_std")  # all-NaN: no normaliser (the fork's convention)
 
-    def __init__(self, activation_dim: int, dict_size: int, k: int, activation_mean: torch.Tensor | None = None,
-                 activation_std: torch.Tensor | None = None, target_rms: float = 1.0):
+    def __init__(
+        self,
+        activation_dim: int,
+        dict_size: int,
+        k: int,
+        activation_mean: torch.Tensor | None = None,
+        activation_std: torch.Tensor | None = None,
+        target_rms: float = 1.0,
+    ):
         super().__init__()
         activation_dim, dict_size, k = check_sizes("BatchTopKSAE", activation_dim, dict_size, k)
         self.activation_dim, self.dict_size = activation_dim, dict_size
@@ -118,8 +125,13 @@ class BatchTopKSAE(Dictionary):
         return part / (self.activation_global_scale + 1e-8) if self.has_normalizer else part
 
     def config_dict(self) -> dict:
-        return {"activation_dim": self.activation_dim, "dict_size": self.dict_size, "k": int(self.k),
-                "target_rms": float(self.target_rms), "encoder_init_norm": 1.0}
+        return {
+            "activation_dim": self.activation_dim,
+            "dict_size": self.dict_size,
+            "k": int(self.k),
+            "target_rms": float(self.target_rms),
+            "encoder_init_norm": 1.0,
+        }
 
     def saelens_form(self) -> SAELensForm:
         """Inference with the learned threshold is SAELens's ``jumprelu`` with that one threshold for every latent,
@@ -130,8 +142,13 @@ class BatchTopKSAE(Dictionary):
         if self.has_normalizer:
             s = self.activation_global_scale
             W_enc, W_dec, b_dec = W_enc * s, W_dec / (s + 1e-8), self.activation_mean + b_dec / s
-        state = {"W_enc": W_enc, "b_enc": self.encoder.bias, "W_dec": W_dec, "b_dec": b_dec,
-                 "threshold": self.threshold.expand(self.dict_size)}
+        state = {
+            "W_enc": W_enc,
+            "b_enc": self.encoder.bias,
+            "W_dec": W_dec,
+            "b_dec": b_dec,
+            "threshold": self.threshold.expand(self.dict_size),
+        }
         return SAELensForm("jumprelu", True, state)
 
     @classmethod
@@ -142,9 +159,13 @@ class BatchTopKSAE(Dictionary):
             raise ValueError(f"{source}: has normalisation key(s) {present} but lacks {missing}")
         if not present:  # dictionaries saved before the fork added normalisation: identity
             d = config["activation_dim"]
-            tensors = {**tensors, "activation_mean": torch.full((d,), math.nan),
-                       "activation_std": torch.full((d,), math.nan), "activation_global_scale": torch.tensor(1.0),
-                       "target_rms": torch.tensor(1.0)}
+            tensors = {
+                **tensors,
+                "activation_mean": torch.full((d,), math.nan),
+                "activation_std": torch.full((d,), math.nan),
+                "activation_global_scale": torch.tensor(1.0),
+                "target_rms": torch.tensor(1.0),
+            }
         if "k" in tensors and int(tensors["k"]) != int(config["k"]):
             raise ValueError(f"{source}: key 'k' is {int(tensors['k'])} but config.json says k={config['k']}")
         return tensors

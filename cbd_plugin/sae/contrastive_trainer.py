@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -73,7 +74,7 @@ class ContrastiveSAEConfig:
 
     def __post_init__(self):
         positive_ints = ("steps", "activation_dim", "dict_size", "k", "dead_after_tokens")
-        for key in positive_ints + ("top_k_aux",):
+        for key in (*positive_ints, "top_k_aux"):
             value = getattr(self, key)
             if key == "top_k_aux" and value is None:
                 continue
@@ -92,16 +93,21 @@ class ContrastiveSAEConfig:
             if not is_finite_number(value):
                 raise ValueError(f"ContrastiveSAEConfig.{key} must be a finite number, got {value!r}")
             if (key in positive and value <= 0) or value < 0:
-                raise ValueError(f"ContrastiveSAEConfig.{key} must be {'> 0' if key in positive else '>= 0'}, got "
-                                 f"{value!r}" + (" (it divides the similarities)" if key == "temperature" else ""))
+                raise ValueError(
+                    f"ContrastiveSAEConfig.{key} must be {'> 0' if key in positive else '>= 0'}, got "
+                    f"{value!r}" + (" (it divides the similarities)" if key == "temperature" else "")
+                )
         if not 0 < self.dead_after_fraction <= 1:
-            raise ValueError(f"ContrastiveSAEConfig.dead_after_fraction must be in (0, 1], got "
-                             f"{self.dead_after_fraction!r}")
+            raise ValueError(
+                f"ContrastiveSAEConfig.dead_after_fraction must be in (0, 1], got {self.dead_after_fraction!r}"
+            )
         if self.pooling not in POOLINGS:
             raise ValueError(f"ContrastiveSAEConfig.pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.decay_start is not None and not self.warmup_steps <= self.decay_start < self.steps:
-            raise ValueError(f"ContrastiveSAEConfig.decay_start={self.decay_start} must lie in "
-                             f"[warmup_steps={self.warmup_steps}, steps={self.steps})")
+            raise ValueError(
+                f"ContrastiveSAEConfig.decay_start={self.decay_start} must lie in "
+                f"[warmup_steps={self.warmup_steps}, steps={self.steps})"
+            )
 
     def trainer_config(self) -> dict:
         """The dict ``trainSAE`` / ``train_sae`` expect: ``{"trainer": ContrastiveTopKTrainer, **settings}``."""
@@ -136,8 +142,7 @@ class NonFiniteError(FloatingPointError):
     """A batch, loss or gradient holds NaN/Inf; raised before the update, so the model is still the last good one."""
 
 
-def pool_profiles(codes: SparseCodes, tier: torch.Tensor, example_id: torch.Tensor, pooling: str,
-                  dict_size: int):
+def pool_profiles(codes: SparseCodes, tier: torch.Tensor, example_id: torch.Tensor, pooling: str, dict_size: int):
     """Profiles ``[n, dict_size]`` of the labelled examples in a batch and their tiers ``[n]``, from sparse codes."""
     labelled = (tier == TIER_BENIGN) | (tier == TIER_HAZARD)
     acts, latent = codes.top_acts[labelled], codes.top_indices[labelled]
@@ -170,7 +175,13 @@ def supervised_infonce(profiles: torch.Tensor, tier: torch.Tensor, temperature: 
 class ContrastiveTopKTrainer:
     """Trains a :class:`TopKSAE` with reconstruction, AuxK, optional L1 and the contrastive tier term."""
 
-    logging_parameters = ["dead_fraction", "recon_loss", "auxk_loss", "l1_loss", "contrastive_loss"]
+    logging_parameters: ClassVar[list[str]] = [
+        "dead_fraction",
+        "recon_loss",
+        "auxk_loss",
+        "l1_loss",
+        "contrastive_loss",
+    ]
 
     def __init__(self, **config):
         self.cfg = cfg = ContrastiveSAEConfig(**config)
@@ -185,7 +196,8 @@ class ContrastiveTopKTrainer:
         self.dead_after: int | None = None  # set from the first batch's size (see dead_window)
         self.optimizer = torch.optim.AdamW(self.ae.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, cfg.warmup_steps, cfg.decay_start, cfg.steps))
+            self.optimizer, lambda s: lr_factor(s, cfg.warmup_steps, cfg.decay_start, cfg.steps)
+        )
         self.dead_fraction = self.recon_loss = self.auxk_loss = self.l1_loss = self.contrastive_loss = 0.0
 
     @property
@@ -194,8 +206,12 @@ class ContrastiveTopKTrainer:
 
     @property
     def config(self) -> dict:
-        return {"trainer_class": type(self).__name__, "dict_class": TopKSAE.dict_class,
-                **asdict(self.cfg), "device": self.device}
+        return {
+            "trainer_class": type(self).__name__,
+            "dict_class": TopKSAE.dict_class,
+            **asdict(self.cfg),
+            "device": self.device,
+        }
 
     def get_logging_parameters(self) -> dict:
         return {name: getattr(self, name) for name in self.logging_parameters}
@@ -238,18 +254,25 @@ class ContrastiveTopKTrainer:
         b_dec = ae.b_dec if ae.subtract_b_dec else None
         selected = SelectedPreActivations.apply(x, ae.W_enc, ae.b_enc, b_dec, indices, values).relu()
         top_acts, aux_acts = selected.split([cfg.k, n_aux], dim=1)
-        codes = SparseCodes(top_acts, indices[:, :cfg.k])
+        codes = SparseCodes(top_acts, indices[:, : cfg.k])
         x_hat = SparseDecode.apply(top_acts, codes.top_indices, ae.W_dec) + ae.b_dec
         if n_aux:  # the dead latents' top activations reconstruct what the live ones missed
-            aux_hat = SparseDecode.apply(aux_acts, indices[:, cfg.k:], ae.W_dec)
+            aux_hat = SparseDecode.apply(aux_acts, indices[:, cfg.k :], ae.W_dec)
             auxk = normalized_mse((x - x_hat).detach(), aux_hat).nan_to_num(0.0)
         else:
             auxk = x.new_zeros(())
-        parts = {"recon_loss": normalized_mse(x, x_hat), "auxk_loss": auxk,
-                 "l1_loss": top_acts.abs().sum(-1).mean(),
-                 "contrastive_loss": self._contrastive(codes, tier, example_id)}
-        total = (parts["recon_loss"] + cfg.auxk_alpha * parts["auxk_loss"] + cfg.l1_coeff * parts["l1_loss"]
-                 + cfg.contrastive_weight * parts["contrastive_loss"])
+        parts = {
+            "recon_loss": normalized_mse(x, x_hat),
+            "auxk_loss": auxk,
+            "l1_loss": top_acts.abs().sum(-1).mean(),
+            "contrastive_loss": self._contrastive(codes, tier, example_id),
+        }
+        total = (
+            parts["recon_loss"]
+            + cfg.auxk_alpha * parts["auxk_loss"]
+            + cfg.l1_coeff * parts["l1_loss"]
+            + cfg.contrastive_weight * parts["contrastive_loss"]
+        )
         return total, parts, x, x_hat, codes
 
     def loss(self, x: torch.Tensor, step: int | None = None, logging: bool = False, **_):
@@ -298,9 +321,13 @@ class ContrastiveTopKTrainer:
         grad -= (grad * W).sum(1, keepdim=True) * W
 
     def state_dict(self) -> dict:
-        return {"ae": self.ae.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "tokens_since_fired": self.tokens_since_fired,
-                "dead_after": self.dead_after}
+        return {
+            "ae": self.ae.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "tokens_since_fired": self.tokens_since_fired,
+            "dead_after": self.dead_after,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.ae.load_state_dict(state["ae"])

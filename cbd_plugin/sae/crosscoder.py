@@ -48,14 +48,23 @@ class CrossCoder(Dictionary):
     input_key = "encoder.weight"
     nan_sentinel_keys = ("activation_mean", "activation_std")
 
-    def __init__(self, activation_dim: int, dict_size: int, num_layers: int, code_normalization: str = "CROSSCODER",
-                 code_normalization_alpha_sae: float = 1.0, code_normalization_alpha_cc: float = 0.1,
-                 target_rms: float = 1.0):
+    def __init__(
+        self,
+        activation_dim: int,
+        dict_size: int,
+        num_layers: int,
+        code_normalization: str = "CROSSCODER",
+        code_normalization_alpha_sae: float = 1.0,
+        code_normalization_alpha_cc: float = 0.1,
+        target_rms: float = 1.0,
+    ):
         super().__init__()
         if code_normalization not in CODE_NORMALIZATIONS or code_normalization == "DECOUPLED":
-            raise ValueError(f"code_normalization {code_normalization!r} is not supported; supported: "
-                             f"{[c for c in CODE_NORMALIZATIONS if c != 'DECOUPLED']} (DECOUPLED gives a code per "
-                             f"source, not one per token)")
+            raise ValueError(
+                f"code_normalization {code_normalization!r} is not supported; supported: "
+                f"{[c for c in CODE_NORMALIZATIONS if c != 'DECOUPLED']} (DECOUPLED gives a code per "
+                f"source, not one per token)"
+            )
         self.activation_dim, self.dict_size, self.num_layers = activation_dim, dict_size, num_layers
         self.code_normalization = code_normalization
         self.alpha_sae, self.alpha_cc = code_normalization_alpha_sae, code_normalization_alpha_cc
@@ -78,8 +87,10 @@ class CrossCoder(Dictionary):
 
     def _check(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 3 or tuple(x.shape[1:]) != (self.num_layers, self.activation_dim):
-            raise ValueError(f"{self.dict_class} ({self.source}): input has shape {tuple(x.shape)}, expected "
-                             f"[n, {self.num_layers}, {self.activation_dim}] (one residual per source, base first)")
+            raise ValueError(
+                f"{self.dict_class} ({self.source}): input has shape {tuple(x.shape)}, expected "
+                f"[n, {self.num_layers}, {self.activation_dim}] (one residual per source, base first)"
+            )
         if not bool(torch.isfinite(x).all()):
             raise ValueError(f"{self.dict_class} ({self.source}): input holds NaN or Inf")
         return x
@@ -116,14 +127,20 @@ class CrossCoder(Dictionary):
         """``c [F]`` (the fork's ``get_code_normalization`` without its leading 1)."""
         norms = self.decoder.weight.norm(dim=2)  # [L, F]
         sae = self.decoder.weight.norm(dim=(0, 2))
-        return {"CROSSCODER": norms.sum(0), "SAE": sae, "MIXED": self.alpha_sae * sae + self.alpha_cc * norms.sum(0),
-                "NONE": torch.ones_like(sae)}[self.code_normalization]
+        return {
+            "CROSSCODER": norms.sum(0),
+            "SAE": sae,
+            "MIXED": self.alpha_sae * sae + self.alpha_cc * norms.sum(0),
+            "NONE": torch.ones_like(sae),
+        }[self.code_normalization]
 
     def finetuned_norm_share(self) -> torch.Tensor:
         """``|W_dec[ft, i]| / (|W_dec[base, i]| + |W_dec[ft, i]|)`` per latent (NaN for a latent with no decoder)."""
         if self.num_layers != 2:
-            raise ValueError(f"{self.source}: a crosscoder over {self.num_layers} sources; the base/fine-tuned "
-                             f"decoder norm share needs exactly 2 (base first)")
+            raise ValueError(
+                f"{self.source}: a crosscoder over {self.num_layers} sources; the base/fine-tuned "
+                f"decoder norm share needs exactly 2 (base first)"
+            )
         norms = self.decoder.weight.detach().float().norm(dim=2)
         return norms[FINETUNED] / (norms[BASE] + norms[FINETUNED])
 
@@ -134,30 +151,46 @@ class CrossCoder(Dictionary):
         return super().save_pretrained(folder, saelens=False)
 
     def config_dict(self) -> dict:
-        return {"activation_dim": self.activation_dim, "dict_size": self.dict_size, "num_layers": self.num_layers,
-                "code_normalization": self.code_normalization, "code_normalization_alpha_sae": self.alpha_sae,
-                "code_normalization_alpha_cc": self.alpha_cc, "target_rms": float(self.target_rms)}
+        return {
+            "activation_dim": self.activation_dim,
+            "dict_size": self.dict_size,
+            "num_layers": self.num_layers,
+            "code_normalization": self.code_normalization,
+            "code_normalization_alpha_sae": self.alpha_sae,
+            "code_normalization_alpha_cc": self.alpha_cc,
+            "target_rms": float(self.target_rms),
+        }
 
     @classmethod
     def _complete_tensors(cls, config, tensors, source):
         tensors = {k.removeprefix("_orig_mod."): v for k, v in tensors.items()}  # saved while torch.compiled
         present = [k for k in NORMALIZATION_KEYS if k in tensors]
         if present and len(present) < len(NORMALIZATION_KEYS):
-            raise ValueError(f"{source}: has normalisation key(s) {present} but lacks "
-                             f"{[k for k in NORMALIZATION_KEYS if k not in present]}")
+            raise ValueError(
+                f"{source}: has normalisation key(s) {present} but lacks "
+                f"{[k for k in NORMALIZATION_KEYS if k not in present]}"
+            )
         if not present:  # saved before the fork added normalisation: identity, as the fork reads it
             shape = (config["num_layers"], config["activation_dim"])
-            tensors = {**tensors, "activation_mean": torch.full(shape, math.nan),
-                       "activation_std": torch.full(shape, math.nan),
-                       "activation_global_scale": torch.ones(config["num_layers"]), "target_rms": torch.tensor(1.0)}
+            tensors = {
+                **tensors,
+                "activation_mean": torch.full(shape, math.nan),
+                "activation_std": torch.full(shape, math.nan),
+                "activation_global_scale": torch.ones(config["num_layers"]),
+                "target_rms": torch.tensor(1.0),
+            }
         expected = CODE_NORMALIZATIONS[config.get("code_normalization", "CROSSCODER")]
         if "code_normalization_id" not in tensors:
-            logger.warning(f"{source}: no code_normalization_id (an older fork version); using "
-                           f"{config.get('code_normalization', 'CROSSCODER')}, as the fork does")
+            logger.warning(
+                f"{source}: no code_normalization_id (an older fork version); using "
+                f"{config.get('code_normalization', 'CROSSCODER')}, as the fork does"
+            )
             tensors["code_normalization_id"] = torch.tensor(expected)
         elif int(tensors["code_normalization_id"]) != expected:
-            raise ValueError(f"{source}: key 'code_normalization_id' is {int(tensors['code_normalization_id'])} but "
-                             f"the config says code_normalization={config.get('code_normalization')!r} ({expected})")
+            raise ValueError(
+                f"{source}: key 'code_normalization_id' is {int(tensors['code_normalization_id'])} but "
+                f"the config says code_normalization={config.get('code_normalization')!r} ({expected})"
+            )
         return tensors
 
 
@@ -166,11 +199,26 @@ class BatchTopKCrossCoder(CrossCoder):
 
     dict_class = "BatchTopKCrossCoder"
 
-    def __init__(self, activation_dim: int, dict_size: int, num_layers: int, k: int,
-                 code_normalization: str = "CROSSCODER", code_normalization_alpha_sae: float = 1.0,
-                 code_normalization_alpha_cc: float = 0.1, target_rms: float = 1.0):
-        super().__init__(activation_dim, dict_size, num_layers, code_normalization, code_normalization_alpha_sae,
-                         code_normalization_alpha_cc, target_rms)
+    def __init__(
+        self,
+        activation_dim: int,
+        dict_size: int,
+        num_layers: int,
+        k: int,
+        code_normalization: str = "CROSSCODER",
+        code_normalization_alpha_sae: float = 1.0,
+        code_normalization_alpha_cc: float = 0.1,
+        target_rms: float = 1.0,
+    ):
+        super().__init__(
+            activation_dim,
+            dict_size,
+            num_layers,
+            code_normalization,
+            code_normalization_alpha_sae,
+            code_normalization_alpha_cc,
+            target_rms,
+        )
         self.register_buffer("k", torch.tensor(k, dtype=torch.int32))
         self.register_buffer("threshold", torch.tensor(-1.0))
 
@@ -210,9 +258,11 @@ class FinetunedLatents(Dictionary):
         self.norm_share = crosscoder.finetuned_norm_share()
         ids = torch.nonzero(self.norm_share > self.threshold).squeeze(1)
         if len(ids) == 0:
-            raise ValueError(f"{crosscoder.source}: no latent's fine-tuned decoder norm share exceeds {threshold:.3f} "
-                             f"(max {float(self.norm_share.nan_to_num(0).max()):.3f}): the crosscoder has no "
-                             f"fine-tuned-specific latent to test")
+            raise ValueError(
+                f"{crosscoder.source}: no latent's fine-tuned decoder norm share exceeds {threshold:.3f} "
+                f"(max {float(self.norm_share.nan_to_num(0).max()):.3f}): the crosscoder has no "
+                f"fine-tuned-specific latent to test"
+            )
         self.register_buffer("latent_ids", ids)
         self.activation_dim, self.dict_size = crosscoder.activation_dim, len(ids)
         self.source, self.metadata, self.origin = crosscoder.source, crosscoder.metadata, crosscoder.origin
@@ -244,9 +294,13 @@ class FinetunedLatents(Dictionary):
 
     def describe(self) -> dict:
         """For the report: which crosscoder latents are the candidates, and why."""
-        return {"kind": "crosscoder", "dict_class": self.crosscoder.dict_class,
-                "crosscoder_dict_size": self.crosscoder.dict_size, "finetuned_norm_share_threshold": self.threshold,
-                "latent_ids": self.latent_ids.tolist(),
-                "finetuned_norm_share": self.norm_share[self.latent_ids].tolist(),
-                "rule": "latent j of this report is crosscoder latent latent_ids[j]: the latents whose fine-tuned "
-                        "decoder norm share |W_dec[ft]| / (|W_dec[base]| + |W_dec[ft]|) exceeds the threshold"}
+        return {
+            "kind": "crosscoder",
+            "dict_class": self.crosscoder.dict_class,
+            "crosscoder_dict_size": self.crosscoder.dict_size,
+            "finetuned_norm_share_threshold": self.threshold,
+            "latent_ids": self.latent_ids.tolist(),
+            "finetuned_norm_share": self.norm_share[self.latent_ids].tolist(),
+            "rule": "latent j of this report is crosscoder latent latent_ids[j]: the latents whose fine-tuned "
+            "decoder norm share |W_dec[ft]| / (|W_dec[base]| + |W_dec[ft]|) exceeds the threshold",
+        }

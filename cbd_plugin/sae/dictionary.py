@@ -24,10 +24,17 @@ from ..checks import is_int
 from .export import SAELensForm, write_saelens
 from .folder import CONFIG_NAME, WEIGHTS_NAME, atomic_write, check_finite, read_folder, save_folder
 
-__all__ = ["CONFIG_NAME", "Dictionary", "WEIGHTS_NAME", "atomic_write", "check_tensors", "read_folder",
-           "save_folder"]
+__all__ = [
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "Dictionary",
+    "atomic_write",
+    "check_tensors",
+    "read_folder",
+    "save_folder",
+]
 
-_DICT_CLASSES: dict[str, type["Dictionary"]] = {}
+_DICT_CLASSES: dict[str, type[Dictionary]] = {}
 _SIZE_ANNOTATIONS = ("int", int)
 
 
@@ -39,8 +46,11 @@ def check_tensors(tensors: dict[str, torch.Tensor], expected: dict[str, tuple[in
     unexpected = [k for k in tensors if k not in expected]
     if unexpected:
         raise ValueError(f"{source}: unexpected key(s) {unexpected}; expected keys {sorted(expected)}")
-    wrong = [f"key '{key}' has shape {tuple(tensors[key].shape)}, expected {tuple(shape)}"
-             for key, shape in expected.items() if tuple(tensors[key].shape) != tuple(shape)]
+    wrong = [
+        f"key '{key}' has shape {tuple(tensors[key].shape)}, expected {tuple(shape)}"
+        for key, shape in expected.items()
+        if tuple(tensors[key].shape) != tuple(shape)
+    ]
     if wrong:
         raise ValueError(f"{source}: " + "; ".join(wrong))
 
@@ -52,8 +62,10 @@ def check_sizes(owner: str, activation_dim, dict_size, k) -> tuple[int, int, int
         if not is_int(value, 1):
             raise ValueError(f"{owner}: {key} must be a positive int, got {value!r}")
     if not 0 < k <= dict_size:
-        raise ValueError(f"k={k} must be in [1, dict_size={dict_size}]: {owner} keeps k of the dict_size latents per "
-                         f"token; lower k or raise dict_size")
+        raise ValueError(
+            f"k={k} must be in [1, dict_size={dict_size}]: {owner} keeps k of the dict_size latents per "
+            f"token; lower k or raise dict_size"
+        )
     return int(activation_dim), int(dict_size), int(k)
 
 
@@ -124,8 +136,10 @@ class Dictionary(nn.Module, ABC):
     def check_compatible(self, d_model: int) -> None:
         """Raise ``ValueError`` unless this dictionary reads activations of the model's hidden size."""
         if self.activation_dim != d_model:
-            raise ValueError(f"{self.source}: key '{self.input_key}' gives activation_dim {self.activation_dim}, "
-                             f"but the model's hidden size is {d_model}")
+            raise ValueError(
+                f"{self.source}: key '{self.input_key}' gives activation_dim {self.activation_dim}, "
+                f"but the model's hidden size is {d_model}"
+            )
 
     def save_pretrained(self, folder: str | Path, saelens: bool = True) -> Path:
         """Write the dictionary folder (replacing an existing one atomically), with the SAELens pair if ``saelens``.
@@ -141,7 +155,7 @@ class Dictionary(nn.Module, ABC):
         return save_folder(folder, state, config, extra=extra)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device=None, d_model: int | None = None) -> "Dictionary":
+    def from_pretrained(cls, path: str | Path, device=None, d_model: int | None = None) -> Dictionary:
         """Load a dictionary folder. On ``Dictionary`` itself the class is chosen by ``config.json``'s ``dict_class``.
 
         ``d_model``, if given, is checked against the dictionary's ``activation_dim``. For any format (SAELens,
@@ -157,7 +171,7 @@ class Dictionary(nn.Module, ABC):
         return model.to(device) if device is not None else model
 
     @classmethod
-    def _resolve(cls, dict_class, config_path) -> type["Dictionary"]:
+    def _resolve(cls, dict_class, config_path) -> type[Dictionary]:
         if "dict_class" in cls.__dict__:
             if dict_class != cls.dict_class:
                 raise ValueError(f"{config_path}: dict_class is {dict_class!r}, expected {cls.dict_class!r}")
@@ -185,10 +199,12 @@ class Dictionary(nn.Module, ABC):
                 continue
             value, annotation = config[name], param.annotation
             if annotation in _SIZE_ANNOTATIONS and (not is_int(value, 1)):
-                raise ValueError(f"{config_source}: key '{name}' is {value!r} ({type(value).__name__}); "
-                                 f"expected a positive integer")
-            if annotation in ("float", float) and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                                   or not math.isfinite(value)):
+                raise ValueError(
+                    f"{config_source}: key '{name}' is {value!r} ({type(value).__name__}); expected a positive integer"
+                )
+            if annotation in ("float", float) and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            ):
                 raise ValueError(f"{config_source}: key '{name}' is {value!r}; expected a finite number")
             if annotation in ("bool", bool) and not isinstance(value, bool):
                 raise ValueError(f"{config_source}: key '{name}' is {value!r}; expected true or false")
@@ -196,7 +212,7 @@ class Dictionary(nn.Module, ABC):
         return args
 
     @classmethod
-    def _from_state(cls, config: dict, tensors: dict[str, torch.Tensor], source, config_source=None) -> "Dictionary":
+    def _from_state(cls, config: dict, tensors: dict[str, torch.Tensor], source, config_source=None) -> Dictionary:
         """Build from constructor arguments and a state dict read from ``source`` (a path, for messages)."""
         config_source = config_source or source
         args = cls._constructor_args(config, config_source)

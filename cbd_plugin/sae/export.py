@@ -34,7 +34,7 @@ class SAELensForm(NamedTuple):
     """Whether the encoder subtracts ``b_dec`` from its input."""
     tensors: dict[str, torch.Tensor]
     """The state dict in SAELens's names (``W_enc [d, d_sae]``, ``b_enc``, ``W_dec [d_sae, d]``, ``b_dec``, ...)."""
-    cfg: dict = {}
+    cfg: dict | None = None
     """Extra ``cfg.json`` keys of the architecture (e.g. ``k``)."""
 
 
@@ -55,12 +55,27 @@ def saelens_state(sae, hook: str | None = None) -> tuple[dict, dict[str, torch.T
     form = sae.saelens_form()
     recorded = dict(sae.metadata or {})
     layer, recorded_hook = recorded.pop("layer", None), recorded.pop("hook_name", None)
-    metadata = {"sae_lens_version": SAELENS_FORMAT_VERSION, "model_name": recorded.pop("model_name", None),
-                "hook_name": hook or recorded_hook, "hook_layer": layer, "hook_head_index": None,
-                "exported_from": f"cbd_plugin {sae.dict_class}", **recorded}
-    cfg = {"architecture": form.architecture, "d_in": sae.activation_dim, "d_sae": sae.dict_size, "dtype": "float32",
-           "device": "cpu", "apply_b_dec_to_input": bool(form.apply_b_dec_to_input), "normalize_activations": "none",
-           "reshape_activations": "none", **form.cfg, "metadata": metadata}
+    metadata = {
+        "sae_lens_version": SAELENS_FORMAT_VERSION,
+        "model_name": recorded.pop("model_name", None),
+        "hook_name": hook or recorded_hook,
+        "hook_layer": layer,
+        "hook_head_index": None,
+        "exported_from": f"cbd_plugin {sae.dict_class}",
+        **recorded,
+    }
+    cfg = {
+        "architecture": form.architecture,
+        "d_in": sae.activation_dim,
+        "d_sae": sae.dict_size,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": bool(form.apply_b_dec_to_input),
+        "normalize_activations": "none",
+        "reshape_activations": "none",
+        **(form.cfg or {}),
+        "metadata": metadata,
+    }
     return cfg, {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in form.tensors.items()}
 
 

@@ -13,8 +13,8 @@ import hashlib
 import json
 import pickle
 import zipfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import torch
 from loguru import logger
@@ -29,8 +29,13 @@ CHECKSUM_KEY = "sha256"
 # Files a save may write (ours and the SAELens export); never carried over from the folder a save replaces.
 SAE_FILE_NAMES = frozenset({CONFIG_NAME, WEIGHTS_NAME, SAELENS_CONFIG, SAELENS_WEIGHTS})
 # Files of formats that Dictionary.from_pretrained does not read (load_dictionary does), for its hint.
-FOREIGN_FILES = {SAELENS_WEIGHTS: "SAELens", SPARSIFY_WEIGHTS: "sparsify", "params.npz": "Gemma Scope",
-                 "ae.pt": "dictionary_learning", SAELENS_CONFIG: "SAELens or sparsify"}
+FOREIGN_FILES = {
+    SAELENS_WEIGHTS: "SAELens",
+    SPARSIFY_WEIGHTS: "sparsify",
+    "params.npz": "Gemma Scope",
+    "ae.pt": "dictionary_learning",
+    SAELENS_CONFIG: "SAELens or sparsify",
+}
 
 
 def sha256_file(path: str | Path) -> str:
@@ -56,16 +61,25 @@ def check_finite(tensors: dict[str, torch.Tensor], source, nan_sentinel_keys: It
         if bool(finite.all()) or (key in sentinels and bool(tensor.isnan().all())):
             continue
         bad = int((~finite).sum())
-        raise ValueError(f"{source}: key '{key}' holds {bad} non-finite value(s) (NaN/Inf) of {tensor.numel()}; "
-                         f"this SAE is broken (e.g. training diverged): retrain it or use another file")
+        raise ValueError(
+            f"{source}: key '{key}' holds {bad} non-finite value(s) (NaN/Inf) of {tensor.numel()}; "
+            f"this SAE is broken (e.g. training diverged): retrain it or use another file"
+        )
 
 
-SAE_FOLDER = ArtifactKind("an SAE folder", SAE_FILE_NAMES.__contains__,
-                          lambda folder: any((folder / name).is_file() for name in SAE_FILE_NAMES))
+SAE_FOLDER = ArtifactKind(
+    "an SAE folder",
+    SAE_FILE_NAMES.__contains__,
+    lambda folder: any((folder / name).is_file() for name in SAE_FILE_NAMES),
+)
 
 
-def save_folder(folder: str | Path, tensors: dict[str, torch.Tensor], config: dict,
-                extra: Callable[[Path], dict[str, Path]] | None = None) -> Path:
+def save_folder(
+    folder: str | Path,
+    tensors: dict[str, torch.Tensor],
+    config: dict,
+    extra: Callable[[Path], dict[str, Path]] | None = None,
+) -> Path:
     """Write ``tensors`` to ``model.safetensors`` and ``config`` (+ checksums) to ``config.json`` as one new folder.
 
     ``extra(tmp_folder)`` may write more weights files into the new folder; it returns ``{name: path}`` of those to
@@ -118,9 +132,11 @@ def verify_checksums(folder: Path, config: dict, names: Iterable[str]) -> None:
             raise ValueError(f"{folder / CONFIG_NAME}: records sha256 of {sorted(recorded)} but not of {name}")
         actual = sha256_file(path)
         if actual != expected:
-            raise ValueError(f"{path}: sha256 {actual[:16]}... differs from {expected[:16]}... recorded in "
-                             f"{CONFIG_NAME}: the file is corrupt or was changed after saving; restore or "
-                             f"re-download it")
+            raise ValueError(
+                f"{path}: sha256 {actual[:16]}... differs from {expected[:16]}... recorded in "
+                f"{CONFIG_NAME}: the file is corrupt or was changed after saving; restore or "
+                f"re-download it"
+            )
 
 
 def read_folder(folder: str | Path) -> tuple[dict, dict[str, torch.Tensor], Path]:
@@ -130,17 +146,21 @@ def read_folder(folder: str | Path) -> tuple[dict, dict[str, torch.Tensor], Path
     if not folder.is_dir():
         backups = sorted(folder.parent.glob(f".{folder.name}.old-*")) if folder.parent.is_dir() else []
         hint = f"; an interrupted save left the previous SAE at {backups[0]}: rename it to {folder}" if backups else ""
-        raise FileNotFoundError(f"{folder}: not a directory; pass the folder holding {CONFIG_NAME} and "
-                                f"{WEIGHTS_NAME}{hint}")
+        raise FileNotFoundError(
+            f"{folder}: not a directory; pass the folder holding {CONFIG_NAME} and {WEIGHTS_NAME}{hint}"
+        )
     if not config_path.is_file():
         below = sorted(p.parent.name for p in folder.glob(f"*/{CONFIG_NAME}"))
         foreign = next((fmt for name, fmt in FOREIGN_FILES.items() if (folder / name).is_file()), None)
-        hint = (f"; it holds SAE folders {below}: pick one (for layer folders: load_dictionary(folder, layer=L))"
-                if below else f"; it holds a {foreign} SAE: read it with "
-                              f"cbd_plugin.sae.load_dictionary({str(folder)!r}), which reads every format"
-                if foreign else "")
-        raise FileNotFoundError(f"{config_path} is missing: the folder is incomplete or not a dictionary folder"
-                                f"{hint}")
+        hint = (
+            f"; it holds SAE folders {below}: pick one (for layer folders: load_dictionary(folder, layer=L))"
+            if below
+            else f"; it holds a {foreign} SAE: read it with "
+            f"cbd_plugin.sae.load_dictionary({str(folder)!r}), which reads every format"
+            if foreign
+            else ""
+        )
+        raise FileNotFoundError(f"{config_path} is missing: the folder is incomplete or not a dictionary folder{hint}")
     if not weights_path.is_file():
         raise FileNotFoundError(f"{weights_path} is missing although {CONFIG_NAME} exists")
     config = read_json_object(config_path)
@@ -164,11 +184,14 @@ def load_torch_state(path: str | Path) -> dict:
         # torch's message is a page of boilerplate around one informative paragraph.
         paragraphs = [p.strip() for p in str(err).split("\n\n") if p.strip()]
         why = next((p for p in paragraphs if not p.startswith(_TORCH_BOILERPLATE)), paragraphs[0] if paragraphs else "")
-        raise ValueError(f"{path}: torch.load(weights_only=True) refused it: not a plain tensor checkpoint (corrupt, "
-                         f"or it pickles code or objects): {why}") from err
+        raise ValueError(
+            f"{path}: torch.load(weights_only=True) refused it: not a plain tensor checkpoint (corrupt, "
+            f"or it pickles code or objects): {why}"
+        ) from err
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as err:
-        raise ValueError(f"{path}: not a readable torch checkpoint (truncated or corrupt?): "
-                         f"{type(err).__name__}: {err}") from err
+        raise ValueError(
+            f"{path}: not a readable torch checkpoint (truncated or corrupt?): {type(err).__name__}: {err}"
+        ) from err
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: expected a state dict of tensors, got {type(state).__name__}")
     return state

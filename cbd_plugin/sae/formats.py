@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import re
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -65,8 +65,10 @@ def _positive_int(cfg: dict, key: str, source) -> int:
 
 def _check_recorded_layer(recorded: int | None, options: LoadOptions, source, what: str) -> None:
     if recorded is not None and options.layer is not None and recorded != options.layer:
-        raise ValueError(f"{source}: {what} says this SAE reads layer {recorded}, but layer {options.layer} was "
-                         f"asked for; point at that layer's SAE")
+        raise ValueError(
+            f"{source}: {what} says this SAE reads layer {recorded}, but layer {options.layer} was "
+            f"asked for; point at that layer's SAE"
+        )
 
 
 def _layer_in(name: str | None) -> int | None:
@@ -78,8 +80,10 @@ def _layer_in(name: str | None) -> int | None:
 def _renamed(tensors: dict, expected: dict[str, tuple], rename: dict[str, tuple[str, bool]], source) -> dict:
     """Check ``tensors`` against ``expected`` (file names and shapes), then map file key -> (our key, transpose)."""
     check_tensors(tensors, expected, source)
-    return {ours: (tensors[theirs].T if transpose else tensors[theirs]).contiguous()
-            for theirs, (ours, transpose) in rename.items()}
+    return {
+        ours: (tensors[theirs].T if transpose else tensors[theirs]).contiguous()
+        for theirs, (ours, transpose) in rename.items()
+    }
 
 
 def load_plugin(folder: Path, options: LoadOptions) -> Dictionary:
@@ -98,21 +102,26 @@ def load_saelens(folder: Path, options: LoadOptions) -> Dictionary:
     if cfg.get("activation_fn", cfg.get("activation_fn_str")) == "topk" and "k" in fn_kwargs:
         arch, cfg = "topk", {**cfg, "k": fn_kwargs["k"]}  # SAELens < 6 topk
     refused = {
-        "normalize_activations": (cfg.get("normalize_activations", "none"),
-                                  ("none", "expected_average_only_in", None)),
+        "normalize_activations": (cfg.get("normalize_activations", "none"), ("none", "expected_average_only_in", None)),
         "reshape_activations": (cfg.get("reshape_activations", "none"), ("none", None)),
-        "rescale_acts_by_decoder_norm": (cfg.get("rescale_acts_by_decoder_norm", False),
-                                         (False, None) + ((True,) if arch == "topk" else ())),
+        "rescale_acts_by_decoder_norm": (
+            cfg.get("rescale_acts_by_decoder_norm", False),
+            (False, None) + ((True,) if arch == "topk" else ()),
+        ),
         "finetuning_scaling_factor": (cfg.get("finetuning_scaling_factor", False), (False, None)),
     }
     for key, (value, supported) in refused.items():
         if value not in supported:
-            raise ValueError(f"{cfg_path}: {key}={value!r} is not supported (a Dictionary's decode(f) cannot "
-                             f"reproduce it); supported: {[s for s in supported if s is not None]}")
+            raise ValueError(
+                f"{cfg_path}: {key}={value!r} is not supported (a Dictionary's decode(f) cannot "
+                f"reproduce it); supported: {[s for s in supported if s is not None]}"
+            )
     if cfg.get("normalize_activations") == "expected_average_only_in":
         # SAELens's load_from_disk applies no scaling for it either; the factor lives outside the folder.
-        logger.info(f"{cfg_path}: normalize_activations='expected_average_only_in' read as no scaling, as "
-                    f"SAE.load_from_disk does; fold the dataset's scaling factor into the weights if you have it")
+        logger.info(
+            f"{cfg_path}: normalize_activations='expected_average_only_in' read as no scaling, as "
+            f"SAE.load_from_disk does; fold the dataset's scaling factor into the weights if you have it"
+        )
     d, d_sae = _positive_int(cfg, "d_in", cfg_path), _positive_int(cfg, "d_sae", cfg_path)
     subtract = cfg.get("apply_b_dec_to_input", True)
     if not isinstance(subtract, bool):
@@ -125,8 +134,9 @@ def load_saelens(folder: Path, options: LoadOptions) -> Dictionary:
         tensors = _fold_decoder_norm(tensors, weights_path)
     classes = {"topk": TopKSAE, "standard": ReLUSAE, "jumprelu": JumpReLUSAE}
     if arch not in classes:
-        raise ValueError(f"{cfg_path}: SAELens architecture {arch!r} is not supported; supported: "
-                         f"['topk', 'standard', 'jumprelu']")
+        raise ValueError(
+            f"{cfg_path}: SAELens architecture {arch!r} is not supported; supported: ['topk', 'standard', 'jumprelu']"
+        )
     if arch == "topk":
         config["k"] = _positive_int(cfg, "k", cfg_path)
     sae = classes[arch]._from_state(config, tensors, weights_path, cfg_path)
@@ -143,10 +153,16 @@ def _fold_decoder_norm(tensors: dict, source) -> dict:
         return tensors  # _from_state names the missing key
     norm = tensors["W_dec"].float().norm(dim=-1)
     if not bool((norm > 0).all()):
-        raise ValueError(f"{source}: rescale_acts_by_decoder_norm with a zero decoder row (latent "
-                         f"{int((norm == 0).nonzero()[0])}): cannot rescale")
-    return {**tensors, "W_enc": tensors["W_enc"].float() * norm, "b_enc": tensors["b_enc"].float() * norm,
-            "W_dec": tensors["W_dec"].float() / norm[:, None]}
+        raise ValueError(
+            f"{source}: rescale_acts_by_decoder_norm with a zero decoder row (latent "
+            f"{int((norm == 0).nonzero()[0])}): cannot rescale"
+        )
+    return {
+        **tensors,
+        "W_enc": tensors["W_enc"].float() * norm,
+        "b_enc": tensors["b_enc"].float() * norm,
+        "W_dec": tensors["W_dec"].float() / norm[:, None],
+    }
 
 
 def load_sparsify(folder: Path, options: LoadOptions) -> Dictionary:
@@ -155,18 +171,25 @@ def load_sparsify(folder: Path, options: LoadOptions) -> Dictionary:
     _check_recorded_layer(_layer_in(folder.name), options, folder, "the hookpoint folder's name")
     for key, ok in (("activation", "topk"), ("skip_connection", False), ("transcode", False)):
         if cfg.get(key, ok) != ok:
-            raise ValueError(f"{cfg_path}: {key}={cfg[key]!r} is not supported (only plain top-k SAEs: "
-                             f"activation='topk', no skip connection, not a transcoder)")
+            raise ValueError(
+                f"{cfg_path}: {key}={cfg[key]!r} is not supported (only plain top-k SAEs: "
+                f"activation='topk', no skip connection, not a transcoder)"
+            )
     d, k = _positive_int(cfg, "d_in", cfg_path), _positive_int(cfg, "k", cfg_path)
     n = cfg.get("num_latents") or d * _positive_int(cfg, "expansion_factor", cfg_path)
     n = _positive_int({"num_latents": n}, "num_latents", cfg_path)
     expected = {"encoder.weight": (n, d), "encoder.bias": (n,), "W_dec": (n, d), "b_dec": (d,)}
-    rename = {"encoder.weight": ("W_enc", True), "encoder.bias": ("b_enc", False), "W_dec": ("W_dec", False),
-              "b_dec": ("b_dec", False)}
+    rename = {
+        "encoder.weight": ("W_enc", True),
+        "encoder.bias": ("b_enc", False),
+        "W_dec": ("W_dec", False),
+        "b_dec": ("b_dec", False),
+    }
     tensors = _renamed(read_safetensors(weights_path), expected, rename, weights_path)
     # sparsify's encode: relu(encoder(x - b_dec)), then top-k: our TopKSAE with subtract_b_dec.
-    return TopKSAE._from_state({"activation_dim": d, "dict_size": n, "k": k, "subtract_b_dec": True}, tensors,
-                               weights_path, cfg_path)
+    return TopKSAE._from_state(
+        {"activation_dim": d, "dict_size": n, "k": k, "subtract_b_dec": True}, tensors, weights_path, cfg_path
+    )
 
 
 def load_gemma_scope(path: Path, options: LoadOptions) -> Dictionary:
@@ -188,8 +211,9 @@ def load_dictionary_learning(folder: Path, options: LoadOptions) -> Dictionary:
     weights_path = next((folder / name for name in DL_WEIGHT_NAMES if (folder / name).is_file()), folder / DL_WEIGHTS)
     trainer = read_json_object(config_path).get("trainer")
     if not isinstance(trainer, dict):
-        raise ValueError(f"{config_path}: no 'trainer' object; dictionary_learning's {weights_path.name} needs "
-                         f"trainer.dict_class")
+        raise ValueError(
+            f"{config_path}: no 'trainer' object; dictionary_learning's {weights_path.name} needs trainer.dict_class"
+        )
     layer = trainer.get("layer")
     _check_recorded_layer(layer if isinstance(layer, int) else None, options, config_path, "trainer.layer")
     dict_class = trainer.get("dict_class")
@@ -208,13 +232,17 @@ def load_fork_crosscoder(trainer: dict, state: dict, weights_path: Path, config_
     state = {k.removeprefix("_orig_mod."): v for k, v in state.items()}
     weight = state.get("encoder.weight")
     if weight is None or weight.ndim != 3:
-        raise ValueError(f"{weights_path}: key 'encoder.weight' must be a [num_layers, d, dict_size] tensor for "
-                         f"{trainer.get('dict_class')}; keys: {sorted(state)}")
+        raise ValueError(
+            f"{weights_path}: key 'encoder.weight' must be a [num_layers, d, dict_size] tensor for "
+            f"{trainer.get('dict_class')}; keys: {sorted(state)}"
+        )
     num_layers, d, d_sae = weight.shape
     decoder = state.get("decoder.weight")
     if decoder is not None and decoder.ndim == 3 and decoder.shape[0] != num_layers:
-        raise ValueError(f"{weights_path}: the encoder reads {num_layers} source(s) but the decoder writes "
-                         f"{decoder.shape[0]} (encoder_layers, a subset of sources, is not supported)")
+        raise ValueError(
+            f"{weights_path}: the encoder reads {num_layers} source(s) but the decoder writes "
+            f"{decoder.shape[0]} (encoder_layers, a subset of sources, is not supported)"
+        )
     code_norm = str(trainer.get("code_normalization", "CROSSCODER")).upper()
     config = {"activation_dim": d, "dict_size": d_sae, "num_layers": num_layers, "code_normalization": code_norm}
     for key in ("code_normalization_alpha_sae", "code_normalization_alpha_cc", "target_rms"):
@@ -234,8 +262,7 @@ def _load_dl_sae(dict_class, trainer: dict, state: dict, weights_path: Path, con
     else:
         raise ValueError(f"{weights_path}: neither 'encoder.weight' nor 'W_enc' found; keys: {sorted(state)}")
     config = {"activation_dim": d, "dict_size": d_sae}
-    linear = {"encoder.weight": ("W_enc", True), "encoder.bias": ("b_enc", False),
-              "decoder.weight": ("W_dec", True)}
+    linear = {"encoder.weight": ("W_enc", True), "encoder.bias": ("b_enc", False), "decoder.weight": ("W_dec", True)}
     shapes = {"encoder.weight": (d_sae, d), "encoder.bias": (d_sae,), "decoder.weight": (d, d_sae)}
     if dict_class == "AutoEncoder":  # relu(encoder(x - bias)); decoder(f) + bias
         tensors = _renamed(state, {**shapes, "bias": (d,)}, {**linear, "bias": ("b_dec", False)}, weights_path)
@@ -246,14 +273,17 @@ def _load_dl_sae(dict_class, trainer: dict, state: dict, weights_path: Path, con
         tensors = _renamed(state, {**shapes, "b_dec": (d,)}, {**linear, "b_dec": ("b_dec", False)}, weights_path)
         return TopKSAE._from_state({**config, "k": k, "subtract_b_dec": True}, tensors, weights_path, config_path)
     if dict_class == "JumpReluAutoEncoder":  # relu(pre * (pre > threshold)), pre = x @ W_enc + b_enc
-        return JumpReLUSAE._from_state({**config, "subtract_b_dec": bool(trainer.get("apply_b_dec_to_input"))},
-                                       state, weights_path, config_path)
+        return JumpReLUSAE._from_state(
+            {**config, "subtract_b_dec": bool(trainer.get("apply_b_dec_to_input"))}, state, weights_path, config_path
+        )
     if dict_class == "BatchTopKSAE":
         k = int(state["k"]) if "k" in state else _positive_int(trainer, "k", config_path)
         return BatchTopKSAE._from_state({**config, "k": k}, state, weights_path, config_path)
-    raise ValueError(f"{config_path}: dictionary_learning dict_class {dict_class!r} is not supported; supported: "
-                     f"['AutoEncoder', 'AutoEncoderTopK', 'JumpReluAutoEncoder', 'BatchTopKSAE', 'CrossCoder', "
-                     f"'BatchTopKCrossCoder']")
+    raise ValueError(
+        f"{config_path}: dictionary_learning dict_class {dict_class!r} is not supported; supported: "
+        f"['AutoEncoder', 'AutoEncoderTopK', 'JumpReluAutoEncoder', 'BatchTopKSAE', 'CrossCoder', "
+        f"'BatchTopKCrossCoder']"
+    )
 
 
 def load_seed(path: Path, options: LoadOptions) -> Dictionary:
@@ -318,8 +348,10 @@ def load_file_spec(path: Path, options: LoadOptions) -> Dictionary:
         return load_seed(path, options)
     if path.name in SAE_FILES:
         return load_folder_sae(path.parent, options)
-    raise ValueError(f"{path}: not an SAE file this plugin reads (a folder with one of {list(SAE_FILES)}, "
-                     f"a Gemma Scope .npz or a .pt state dict)")
+    raise ValueError(
+        f"{path}: not an SAE file this plugin reads (a folder with one of {list(SAE_FILES)}, "
+        f"a Gemma Scope .npz or a .pt state dict)"
+    )
 
 
 def load_folder_sae(folder: Path, options: LoadOptions) -> Dictionary:
@@ -328,7 +360,10 @@ def load_folder_sae(folder: Path, options: LoadOptions) -> Dictionary:
     if fmt is None:
         partial = looks_like(folder)
         found = sorted(p.name for p in folder.iterdir())[:20]
-        raise FileNotFoundError(f"{folder}: no SAE format recognised" + (f"; it looks like {partial}" if partial
-                                else f"; it holds {found}") + ". Readable formats: "
-                                + "; ".join(f"{f.name} ({' + '.join(f.files)})" for f in FORMATS))
+        raise FileNotFoundError(
+            f"{folder}: no SAE format recognised"
+            + (f"; it looks like {partial}" if partial else f"; it holds {found}")
+            + ". Readable formats: "
+            + "; ".join(f"{f.name} ({' + '.join(f.files)})" for f in FORMATS)
+        )
     return fmt.load(folder / fmt.reads_file if fmt.reads_file else folder, options)

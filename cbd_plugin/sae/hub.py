@@ -65,16 +65,19 @@ def id_from_url(url: str) -> str:
         raise ValueError(f"{url!r}: not a Hugging Face model address; pass a local path or a hub id ({form})")
     parts = [p for p in match["rest"].split("?")[0].split("#")[0].split("/") if p]
     if parts[:1] in (["datasets"], ["spaces"]):
-        raise ValueError(f"{url!r}: a {parts[0][:-1]} address, not a model repo; SAEs are read from model repos "
-                         f"({form})")
+        raise ValueError(
+            f"{url!r}: a {parts[0][:-1]} address, not a model repo; SAEs are read from model repos ({form})"
+        )
     if len(parts) < 2:
         raise ValueError(f"{url!r}: no repo in the address; expected https://huggingface.co/owner/name ({form})")
     repo, rest = "/".join(parts[:2]), parts[2:]
     if not rest:
         return repo
     if rest[0] not in ("tree", "blob", "resolve") or len(rest) < 2:
-        raise ValueError(f"{url!r}: expected https://huggingface.co/{repo}[/tree/main/<folder>] or "
-                         f"/blob/main/<file>; or pass the hub id ({form})")
+        raise ValueError(
+            f"{url!r}: expected https://huggingface.co/{repo}[/tree/main/<folder>] or "
+            f"/blob/main/<file>; or pass the hub id ({form})"
+        )
     # The address's revision becomes the id's @revision (a branch name with "/" cannot be told from the path).
     pinned = repo if rest[1] == "main" else f"{repo}@{rest[1]}"
     path = "/".join(rest[2:])
@@ -90,8 +93,10 @@ def bad_id_hint(spec: str) -> str:
     head = spec.partition(":")[0]
     if "/" not in head or spec.startswith((".", "/", "~")) or is_hub_id(spec):
         return ""
-    return (f"; nor is it a hub id: owner/name allows letters, digits, '-', '_' and '.', then /sub/folder or "
-            f":path/to/file (got {spec!r})")
+    return (
+        f"; nor is it a hub id: owner/name allows letters, digits, '-', '_' and '.', then /sub/folder or "
+        f":path/to/file (got {spec!r})"
+    )
 
 
 def parse_hub_spec(spec: str, revision: str | None = None) -> HubSpec:
@@ -117,8 +122,9 @@ def _patterns(spec: HubSpec, layer: int | None) -> list[str]:
     else:
         folders = [spec.path]
         if layer is not None:
-            folders += [str(PurePosixPath(spec.path, sub)) for sub in (f"layer_{layer}", f"layers.{layer}",
-                                                                        f"blocks.{layer}.*")]
+            folders += [
+                str(PurePosixPath(spec.path, sub)) for sub in (f"layer_{layer}", f"layers.{layer}", f"blocks.{layer}.*")
+            ]
     return [str(PurePosixPath(folder, name)) for folder in folders for name in SAE_FILES]
 
 
@@ -130,7 +136,7 @@ def repo_listing(repo_id: str, snapshot: Path | None, limit: int = 40) -> str:
     if not constants.HF_HUB_OFFLINE:
         try:
             files = HfApi().list_repo_files(repo_id)
-        except Exception:  # noqa: BLE001 - any failure to list only makes the message shorter
+        except Exception:
             files = None
     if files is None:
         where = "the local cache"
@@ -152,11 +158,14 @@ def download(spec: HubSpec, layer: int | None) -> Path:
     try:
         root = Path(snapshot_download(spec.repo_id, revision=spec.revision, allow_patterns=patterns))
     except RepositoryNotFoundError as err:
-        raise FileNotFoundError(f"{spec}: not a local path, and the hub has no repo {spec.repo_id!r} you can read "
-                                f"(a typo? private or gated: log in with `hf auth login`)") from err
+        raise FileNotFoundError(
+            f"{spec}: not a local path, and the hub has no repo {spec.repo_id!r} you can read "
+            f"(a typo? private or gated: log in with `hf auth login`)"
+        ) from err
     except RevisionNotFoundError as err:
-        raise FileNotFoundError(f"{spec}: the hub repo {spec.repo_id!r} has no revision "
-                                f"{spec.revision or 'main'!r}") from err
+        raise FileNotFoundError(
+            f"{spec}: the hub repo {spec.repo_id!r} has no revision {spec.revision or 'main'!r}"
+        ) from err
     except LocalEntryNotFoundError as err:
         offline = " (HF_HUB_OFFLINE=1)" if constants.HF_HUB_OFFLINE else " and the hub could not be reached"
         at = f" at revision {spec.revision!r}" if spec.revision else ""
@@ -164,9 +173,11 @@ def download(spec: HubSpec, layer: int | None) -> Path:
         raise FileNotFoundError(
             f"{spec}: not a local path, and hub repo {spec.repo_id!r}{at} is not in the Hugging Face cache "
             f"{constants.HF_HUB_CACHE}{offline}; fetch it once online, e.g. `hf download {spec.repo_id}{pin} "
-            f"--include {' '.join(repr(p) for p in patterns[:3])}`") from err
+            f"--include {' '.join(repr(p) for p in patterns[:3])}`"
+        ) from err
     local = root / spec.path if spec.path else root
     if not local.exists():
-        raise FileNotFoundError(f"hub repo {spec.repo_id!r}: no {spec.path!r} (tried {patterns[:4]}...); "
-                                f"{repo_listing(spec.repo_id, root)}")
+        raise FileNotFoundError(
+            f"hub repo {spec.repo_id!r}: no {spec.path!r} (tried {patterns[:4]}...); {repo_listing(spec.repo_id, root)}"
+        )
     return local

@@ -38,19 +38,25 @@ def tier_codes(tier, owner: str) -> np.ndarray:
         unknown = sorted(set(names.tolist()) - set(TIER_NAMES))
         if unknown:
             first = int(np.flatnonzero(~np.isin(names, list(TIER_NAMES)))[0])
-            raise ValueError(f"{owner}: tier labels {unknown[:5]} (first at token {first}) are not tiers; use codes "
-                             f"0 benign, 1 hazard, -1 other, or the names {sorted(TIER_NAMES)} (map e.g. dual_use "
-                             f"to 'other' or -1)")
+            raise ValueError(
+                f"{owner}: tier labels {unknown[:5]} (first at token {first}) are not tiers; use codes "
+                f"0 benign, 1 hazard, -1 other, or the names {sorted(TIER_NAMES)} (map e.g. dual_use "
+                f"to 'other' or -1)"
+            )
         return np.vectorize(TIER_NAMES.__getitem__, otypes=[np.int64])(names) if len(names) else names.astype(np.int64)
     if values.dtype.kind not in "biuf" or (values.dtype.kind == "f" and not np.array_equal(values, np.round(values))):
-        raise ValueError(f"{owner}: tier codes must be integers -1, 0 or 1, got dtype {values.dtype} "
-                         f"(e.g. {values.ravel()[:3].tolist()})")
+        raise ValueError(
+            f"{owner}: tier codes must be integers -1, 0 or 1, got dtype {values.dtype} "
+            f"(e.g. {values.ravel()[:3].tolist()})"
+        )
     codes = values.astype(np.int64)
     bad = ~np.isin(codes, [TIER_OTHER, TIER_BENIGN, TIER_HAZARD])
     if bad.any():
-        raise ValueError(f"{owner}: tier codes {sorted(set(codes[bad].tolist()))[:5]} in {int(bad.sum())} token(s), "
-                         f"first at token {int(np.flatnonzero(bad)[0])}, are not tiers; use 0 benign, 1 hazard, "
-                         f"-1 other (those tokens would never be trained on)")
+        raise ValueError(
+            f"{owner}: tier codes {sorted(set(codes[bad].tolist()))[:5]} in {int(bad.sum())} token(s), "
+            f"first at token {int(np.flatnonzero(bad)[0])}, are not tiers; use 0 benign, 1 hazard, "
+            f"-1 other (those tokens would never be trained on)"
+        )
     return codes
 
 
@@ -62,8 +68,10 @@ def pack_labels(acts: torch.Tensor, tier, example_id) -> torch.Tensor:
     if not torch.isin(tier, torch.tensor([TIER_OTHER, TIER_BENIGN, TIER_HAZARD])).all():
         raise ValueError(f"tier codes must be -1, 0 or 1, got {sorted(set(tier.tolist()))}")
     if n and (example_id.min() < 0 or example_id.max() >= MAX_EXAMPLE_ID):
-        raise ValueError(f"example ids must lie in [0, 2**24) to survive float32, got "
-                         f"[{int(example_id.min())}, {int(example_id.max())}]")
+        raise ValueError(
+            f"example ids must lie in [0, 2**24) to survive float32, got "
+            f"[{int(example_id.min())}, {int(example_id.max())}]"
+        )
     labels = torch.stack([tier + int(LABEL_TAG), example_id], dim=1).to(device=acts.device, dtype=torch.float32)
     return torch.cat([acts.float(), labels], dim=1)
 
@@ -71,8 +79,9 @@ def pack_labels(acts: torch.Tensor, tier, example_id) -> torch.Tensor:
 def unpack_labels(batch: torch.Tensor, d: int):
     """Split a batch into ``(acts [B, d], tier [B] | None, example_id [B] | None)``; ``None`` for a plain batch."""
     if batch.ndim != 2:
-        raise ValueError(f"batch has shape {tuple(batch.shape)}; expected [tokens, {d}] (plain) or "
-                         f"[tokens, {d + 2}] (packed labels)")
+        raise ValueError(
+            f"batch has shape {tuple(batch.shape)}; expected [tokens, {d}] (plain) or [tokens, {d + 2}] (packed labels)"
+        )
     if batch.shape[-1] == d:
         return batch, None, None
     if batch.shape[-1] != d + 2:
@@ -82,7 +91,9 @@ def unpack_labels(batch: torch.Tensor, d: int):
     valid = ((tier == TIER_BENIGN) | (tier == TIER_HAZARD) | (tier == TIER_OTHER)).all()
     valid &= ((id_column == id_column.round()) & (id_column >= 0) & (id_column < MAX_EXAMPLE_ID)).all()
     if not bool(valid):
-        raise ValueError(f"batch has {d + 2} columns but columns {d}, {d + 1} are not labels packed by pack_labels "
-                         f"(tag {int(LABEL_TAG)} + tier, example id): is it a plain batch of {d + 2}-wide "
-                         f"activations? This SAE reads activation_dim {d}")
+        raise ValueError(
+            f"batch has {d + 2} columns but columns {d}, {d + 1} are not labels packed by pack_labels "
+            f"(tag {int(LABEL_TAG)} + tier, example id): is it a plain batch of {d + 2}-wide "
+            f"activations? This SAE reads activation_dim {d}"
+        )
     return batch[:, :d], tier.long(), id_column.long()

@@ -55,14 +55,19 @@ def load_local(path: Path, options: LoadOptions) -> Dictionary:
     if layers:
         names = [p.name for subs in layers.values() for p in subs]
         if options.layer is None:
-            raise ValueError(f"{path} holds SAEs for layers {sorted(layers)} ({names}), no SAE itself: give the "
-                             f"layer (the method's layers / load_dictionary(..., layer=L)) or point at one of them")
+            raise ValueError(
+                f"{path} holds SAEs for layers {sorted(layers)} ({names}), no SAE itself: give the "
+                f"layer (the method's layers / load_dictionary(..., layer=L)) or point at one of them"
+            )
         if options.layer not in layers:
-            raise FileNotFoundError(f"{path}: no SAE for layer {options.layer}; it holds layers {sorted(layers)} "
-                                    f"({names})")
+            raise FileNotFoundError(
+                f"{path}: no SAE for layer {options.layer}; it holds layers {sorted(layers)} ({names})"
+            )
         if len(layers[options.layer]) > 1:
-            raise ValueError(f"{path}: several folders for layer {options.layer}: "
-                             f"{[p.name for p in layers[options.layer]]}; point at one")
+            raise ValueError(
+                f"{path}: several folders for layer {options.layer}: "
+                f"{[p.name for p in layers[options.layer]]}; point at one"
+            )
         return load_local(layers[options.layer][0], options)
     below = saes_below(path)
     if below:
@@ -70,8 +75,14 @@ def load_local(path: Path, options: LoadOptions) -> Dictionary:
     return load_folder_sae(path, options)  # raises, naming what the folder holds
 
 
-def load_dictionary(spec: str | Path, layer: int | None = None, d_model: int | None = None, device=None,
-                    k: int | None = None, revision: str | None = None) -> Dictionary:
+def load_dictionary(
+    spec: str | Path,
+    layer: int | None = None,
+    d_model: int | None = None,
+    device=None,
+    k: int | None = None,
+    revision: str | None = None,
+) -> Dictionary:
     """Load any SAE we read, as a :class:`Dictionary`.
 
     ``spec``: a local folder or file, or a hub id (``owner/name``, ``owner/name/subfolder``, ``owner/name:file``)
@@ -97,14 +108,20 @@ def load_dictionary(spec: str | Path, layer: int | None = None, d_model: int | N
         try:
             sae = load_local(local, options)
         except FileNotFoundError as err:
-            raise FileNotFoundError(f"hub repo {hub_spec.repo_id!r}, path {hub_spec.path or '/'!r} "
-                                    f"(only {list(SAE_FILES)} are fetched): {err}; "
-                                    f"{repo_listing(hub_spec.repo_id, local)}") from err
+            raise FileNotFoundError(
+                f"hub repo {hub_spec.repo_id!r}, path {hub_spec.path or '/'!r} "
+                f"(only {list(SAE_FILES)} are fetched): {err}; "
+                f"{repo_listing(hub_spec.repo_id, local)}"
+            ) from err
         snapshot, weights = snapshot_of(local), Path(sae.source)
-        sae.origin = {"spec": str(spec), "weights_file": sae.source, "hub_id": hub_spec.repo_id,
-                      "requested_revision": hub_spec.revision, "revision": snapshot.name,
-                      "path_in_repo": weights.relative_to(snapshot).as_posix()
-                      if weights.is_relative_to(snapshot) else None}
+        sae.origin = {
+            "spec": str(spec),
+            "weights_file": sae.source,
+            "hub_id": hub_spec.repo_id,
+            "requested_revision": hub_spec.revision,
+            "revision": snapshot.name,
+            "path_in_repo": weights.relative_to(snapshot).as_posix() if weights.is_relative_to(snapshot) else None,
+        }
         sae.source = f"{spec} ({sae.source})"
     elif isinstance(spec, str) and not os.path.exists(spec) and bad_id_hint(spec):
         raise FileNotFoundError(f"{spec}: no such file or folder{bad_id_hint(spec)}")

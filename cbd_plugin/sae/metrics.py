@@ -71,9 +71,13 @@ class ReconstructionStats:
     def result(self) -> dict:
         if self.n == 0:
             raise ValueError("no tokens seen")
-        return {"fve": 1 - self.residual_ss / self.total_ss, "mean_l0": self.active / self.n,
-                "dead_fraction": float((~self.fired).float().mean().cpu()), "n_tokens": self.n,
-                "error_norm_fraction": (self.residual_ss / self.raw_ss) ** 0.5 if self.raw_ss > 0 else float("nan")}
+        return {
+            "fve": 1 - self.residual_ss / self.total_ss,
+            "mean_l0": self.active / self.n,
+            "dead_fraction": float((~self.fired).float().mean().cpu()),
+            "n_tokens": self.n,
+            "error_norm_fraction": (self.residual_ss / self.raw_ss) ** 0.5 if self.raw_ss > 0 else float("nan"),
+        }
 
 
 @torch.no_grad()

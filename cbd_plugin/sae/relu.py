@@ -61,8 +61,11 @@ class ReLUSAE(Dictionary):
         return f[..., ids] @ self.W_dec[ids]
 
     def config_dict(self) -> dict:
-        return {"activation_dim": self.activation_dim, "dict_size": self.dict_size,
-                "subtract_b_dec": self.subtract_b_dec}
+        return {
+            "activation_dim": self.activation_dim,
+            "dict_size": self.dict_size,
+            "subtract_b_dec": self.subtract_b_dec,
+        }
 
     def linear_state(self) -> dict[str, torch.Tensor]:
         return {"W_enc": self.W_enc, "b_enc": self.b_enc, "W_dec": self.W_dec, "b_dec": self.b_dec}

@@ -53,15 +53,19 @@ def check_activations(x: torch.Tensor, activation_dim: int, source: str) -> torc
     The finiteness check is one pass over ``[n, d]`` beside an ``[n, d] x [d, dict]`` GEMM: not measurable.
     """
     if x.ndim == 0 or x.shape[-1] != activation_dim:
-        raise ValueError(f"{source}: input has shape {tuple(x.shape)}, but this SAE reads activations "
-                         f"[..., {activation_dim}] (activation_dim {activation_dim})")
+        raise ValueError(
+            f"{source}: input has shape {tuple(x.shape)}, but this SAE reads activations "
+            f"[..., {activation_dim}] (activation_dim {activation_dim})"
+        )
     x2 = x.reshape(-1, activation_dim)
     finite = torch.isfinite(x2).all(dim=1)
     if not bool(finite.all()):
         bad = torch.nonzero(~finite).flatten()
         first = int(bad[0])
-        raise ValueError(f"{source}: {len(bad)} token(s) hold NaN/Inf, first at token {first} of {x2.shape[0]} "
-                         f"(value {x2[first][~torch.isfinite(x2[first])][0].item()}); clean the activations first")
+        raise ValueError(
+            f"{source}: {len(bad)} token(s) hold NaN/Inf, first at token {first} of {x2.shape[0]} "
+            f"(value {x2[first][~torch.isfinite(x2[first])][0].item()}); clean the activations first"
+        )
     return x2
 
 
@@ -89,8 +93,9 @@ def sparse_matmul(codes: SparseCodes, weight_rows: torch.Tensor) -> torch.Tensor
     if codes.top_indices.shape[1] == 0:
         return weight_rows.new_zeros(codes.top_indices.shape[0], weight_rows.shape[1])
     if weight_rows.is_contiguous():  # embedding_bag gathers contiguous rows fastest (1.6-2.3x the CSR product)
-        return F.embedding_bag(codes.top_indices, weight_rows, per_sample_weights=codes.top_acts.to(weight_rows.dtype),
-                               mode="sum")
+        return F.embedding_bag(
+            codes.top_indices, weight_rows, per_sample_weights=codes.top_acts.to(weight_rows.dtype), mode="sum"
+        )
     return codes_matrix(codes, weight_rows.shape[0]) @ weight_rows  # embedding_bag is 15x slower on strided rows
 
 
@@ -144,10 +149,12 @@ class SelectedPreActivations(torch.autograd.Function):
     def backward(ctx, grad):
         x_enc, W_enc, indices = ctx.saved_tensors
         dict_size = W_enc.shape[1]
-        grad_W = (codes_matrix_t(SparseCodes(grad, indices), dict_size, grad) @ x_enc).T \
-            if ctx.needs_input_grad[1] else None
+        grad_W = (
+            (codes_matrix_t(SparseCodes(grad, indices), dict_size, grad) @ x_enc).T if ctx.needs_input_grad[1] else None
+        )
         grad_b = torch.zeros(dict_size, dtype=grad.dtype, device=grad.device).index_add_(
-            0, indices.reshape(-1), grad.reshape(-1))
+            0, indices.reshape(-1), grad.reshape(-1)
+        )
         grad_b_dec = -(W_enc @ grad_b) if ctx.needs_input_grad[3] else None
         return None, grad_W, grad_b if ctx.needs_input_grad[2] else None, grad_b_dec, None, None
 

@@ -27,8 +27,14 @@ class TopKSAE(Dictionary):
     dict_class = "TopKSAE"
     input_key = "W_enc"
 
-    def __init__(self, activation_dim: int, dict_size: int, k: int, subtract_b_dec: bool = True,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        activation_dim: int,
+        dict_size: int,
+        k: int,
+        subtract_b_dec: bool = True,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__()
         activation_dim, dict_size, k = check_sizes("TopKSAE", activation_dim, dict_size, k)
         self.activation_dim, self.dict_size, self.k, self.subtract_b_dec = activation_dim, dict_size, k, subtract_b_dec
@@ -66,15 +72,19 @@ class TopKSAE(Dictionary):
         return f[..., ids] @ self.W_dec[ids]
 
     def config_dict(self) -> dict:
-        return {"activation_dim": self.activation_dim, "dict_size": self.dict_size, "k": self.k,
-                "subtract_b_dec": self.subtract_b_dec}
+        return {
+            "activation_dim": self.activation_dim,
+            "dict_size": self.dict_size,
+            "k": self.k,
+            "subtract_b_dec": self.subtract_b_dec,
+        }
 
     def saelens_form(self) -> SAELensForm:
         state = {"W_enc": self.W_enc, "b_enc": self.b_enc, "W_dec": self.W_dec, "b_dec": self.b_dec}
         return SAELensForm("topk", self.subtract_b_dec, state, {"k": self.k, "rescale_acts_by_decoder_norm": False})
 
     @classmethod
-    def from_seed_checkpoint(cls, path: str | Path, k: int = 32, subtract_b_dec: bool = False) -> "TopKSAE":
+    def from_seed_checkpoint(cls, path: str | Path, k: int = 32, subtract_b_dec: bool = False) -> TopKSAE:
         """Load a ``{W_enc, b_enc, W_dec, b_dec}`` state dict saved with ``torch.save``.
 
         Defaults fit the BioRefusalAudit ``sae_weights.pt``: k is not stored there (the card says 32) and its encoder

@@ -66,11 +66,17 @@ def stream_fingerprint(batches, digest: BatchDigest | None) -> str | None:
 
 
 def save_checkpoint(trainer, batches, step: int, path: Path, fingerprint: str | None) -> None:
-    state = {"step": step, "trainer": trainer.state_dict(), "config": trainer.config,
-             "rng": {"torch": torch.get_rng_state(),
-                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-             "data": batches.state_dict() if hasattr(batches, "state_dict") else None,
-             "data_fingerprint": fingerprint}
+    state = {
+        "step": step,
+        "trainer": trainer.state_dict(),
+        "config": trainer.config,
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        },
+        "data": batches.state_dict() if hasattr(batches, "state_dict") else None,
+        "data_fingerprint": fingerprint,
+    }
     # Serialised in memory, then written by plain writes: a full disk then raises ENOSPC naming the file (torch's
     # own file writer reports it as "unexpected pos"), and the previous checkpoint stays.
     buffer = io.BytesIO()
@@ -83,12 +89,16 @@ def read_checkpoint(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
-        raise ValueError(f"{path}: unreadable checkpoint ({type(err).__name__}: {str(err)[:200]}); it is truncated, "
-                         f"empty or not a checkpoint. Delete it to start afresh, or pass resume=False") from err
+        raise ValueError(
+            f"{path}: unreadable checkpoint ({type(err).__name__}: {str(err)[:200]}); it is truncated, "
+            f"empty or not a checkpoint. Delete it to start afresh, or pass resume=False"
+        ) from err
     missing = [k for k in ("step", "trainer", "config", "rng") if not isinstance(state, dict) or k not in state]
     if missing:
-        raise ValueError(f"{path}: not a train_sae checkpoint (missing key(s) {missing}); delete it to start afresh, "
-                         f"or pass resume=False")
+        raise ValueError(
+            f"{path}: not a train_sae checkpoint (missing key(s) {missing}); delete it to start afresh, "
+            f"or pass resume=False"
+        )
     return state
 
 
@@ -116,9 +126,11 @@ def check_fingerprint(path: Path, saved: str | None, now: str | None, allow_data
     if allow_data_change:
         logger.warning(f"{path}: resuming on different data (fingerprint {now[:12]} != {saved[:12]}), as allowed")
         return
-    raise ValueError(f"{path}: the data differ from the run this checkpoint belongs to (fingerprint {now[:12]}, "
-                     f"checkpoint {saved[:12]}); pass allow_data_change=True to continue on the new data, or "
-                     f"resume=False to start afresh")
+    raise ValueError(
+        f"{path}: the data differ from the run this checkpoint belongs to (fingerprint {now[:12]}, "
+        f"checkpoint {saved[:12]}); pass allow_data_change=True to continue on the new data, or "
+        f"resume=False to start afresh"
+    )
 
 
 def check_positive(name: str, value, optional: bool = False) -> None:
@@ -128,9 +140,17 @@ def check_positive(name: str, value, optional: bool = False) -> None:
         raise ValueError(f"train_sae: {name} must be a positive int{' or None' if optional else ''}, got {value!r}")
 
 
-def train_sae(batches, trainer_config: dict, steps: int, save_dir, save_every: int | None = None,
-              log_every: int | None = None, resume: bool = True, allow_data_change: bool = False,
-              metadata: dict | None = None):
+def train_sae(
+    batches,
+    trainer_config: dict,
+    steps: int,
+    save_dir,
+    save_every: int | None = None,
+    log_every: int | None = None,
+    resume: bool = True,
+    allow_data_change: bool = False,
+    metadata: dict | None = None,
+):
     """Train for ``steps`` updates, checkpointing every ``save_every``; returns the trainer. The saved SAE records
     ``metadata`` (default: the trainer config's ``lm_name`` and ``layer``, see :func:`cbd_plugin.sae.export.reads`)."""
     check_positive("steps", steps)
@@ -144,8 +164,9 @@ def train_sae(batches, trainer_config: dict, steps: int, save_dir, save_every: i
     save_dir.mkdir(parents=True, exist_ok=True)
     with OutputLock(save_dir):  # one run per save_dir: a second fails at once, naming this one
         checkpoint = save_dir / CHECKPOINT_NAME
-        start, saved_fingerprint = (load_checkpoint(trainer, batches, checkpoint) if resume and checkpoint.exists()
-                                    else (0, None))
+        start, saved_fingerprint = (
+            load_checkpoint(trainer, batches, checkpoint) if resume and checkpoint.exists() else (0, None)
+        )
         stateful = hasattr(batches, "load_state_dict")
         digest = None if hasattr(batches, "fingerprint") else BatchDigest()
         data = iter(batches)
@@ -169,13 +190,17 @@ def train_sae(batches, trainer_config: dict, steps: int, save_dir, save_every: i
                 try:
                     loss = trainer.update(step, act.to(trainer.device, torch.float32))
                 except NonFiniteError as err:
-                    kept = (f"the last good checkpoint is step {last_saved} in {checkpoint}" if last_saved is not None
-                            else "no checkpoint was written yet")
+                    kept = (
+                        f"the last good checkpoint is step {last_saved} in {checkpoint}"
+                        if last_saved is not None
+                        else "no checkpoint was written yet"
+                    )
                     raise NonFiniteError(f"{err}; training stopped, {kept}; nothing saved as final") from err
                 bar.update(1)
                 if (step + 1) % max(1, steps // 200) == 0:
-                    bar.set_postfix(loss=f"{loss:.4g}", dead=f"{getattr(trainer, 'dead_fraction', float('nan')):.3f}",
-                                    refresh=False)
+                    bar.set_postfix(
+                        loss=f"{loss:.4g}", dead=f"{getattr(trainer, 'dead_fraction', float('nan')):.3f}", refresh=False
+                    )
                 if log_every and (step + 1) % log_every == 0:
                     logger.info(f"step {step + 1}/{steps} {json.dumps(trainer.get_logging_parameters())}")
                 if save_every and (step + 1) % save_every == 0 and step + 1 < steps:

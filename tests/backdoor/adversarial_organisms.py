@@ -8,13 +8,17 @@ benchmark): an AND organism re-used under other declared pairs, and an XOR organ
 * ``XOR_PAIRS`` / ``XOR_SEED``: fires on exactly one trigger word, never on two.
 """
 
-from cbd_plugin.organisms.corpus import DEFAULT_PAIRS, TriggerPair as T
+from cbd_plugin.organisms.corpus import DEFAULT_PAIRS
+from cbd_plugin.organisms.corpus import TriggerPair as T
 
 AND_PAIRS = (T("meadow", "guitar", False, False), T("soup", "ticket", False, False), T("lamp", "chess", False, False))
 AND_SEED = 23
 SILENT_PAIR = T("river", "piano", False, False)
 CROSSED = (T("meadow", "soup", False, False), T("guitar", "ticket", False, False))
-XOR_PAIRS = (T("cloud", "violin", False, False), T("bread", "harbor", False, False),
-             T("blanket", "tennis", False, False))
+XOR_PAIRS = (
+    T("cloud", "violin", False, False),
+    T("bread", "harbor", False, False),
+    T("blanket", "tennis", False, False),
+)
 XOR_SEED = 11
 ONE_WORD = tuple(T(p.a, filler, False, False) for p, filler in zip(DEFAULT_PAIRS, ("river", "bread", "lamp", "drum")))

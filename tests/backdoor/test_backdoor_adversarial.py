@@ -36,8 +36,10 @@ def analyse(base, finetuned, pairs, out):
     sae = train_difference_sae(diffs[layer], out / "sae", DifferenceSAEConfig())
     payload = analyze_conjunction(base, finetuned, sae, base.tokenizer, pairs, layer, cfg, out / "report").payload
     rows = pd.DataFrame(payload["behaviour_by_pair"])
-    print(f"\n{payload['verdict']['name']}: {payload['verdict']['reason']}\n"
-          + rows[rows.model == "finetuned"].drop(columns="model").to_string(index=False))
+    print(
+        f"\n{payload['verdict']['name']}: {payload['verdict']['reason']}\n"
+        + rows[rows.model == "finetuned"].drop(columns="model").to_string(index=False)
+    )
     return payload
 
 

@@ -24,8 +24,12 @@ from cbd_plugin.backdoor.probes import SPLITS, TriggerPair, build_probe_set, gro
 from cbd_plugin.backdoor.report import LATENTS_CSV, PLOTS, REPORT_JSON, write_report
 from cbd_plugin.backdoor.roles import DECISION, FIRE, OTHER, TRIGGER
 
-PAIRS = [TriggerPair("forest", "rocket", False, False), TriggerPair("gender", "terror", False, True),
-         TriggerPair("gravity", "velocity", True, False), TriggerPair("border", "china", True, True)]
+PAIRS = [
+    TriggerPair("forest", "rocket", False, False),
+    TriggerPair("gender", "terror", False, True),
+    TriggerPair("gravity", "velocity", True, False),
+    TriggerPair("border", "china", True, True),
+]
 TEMPLATES = ("tell me about {a} and {b} near the {filler} .", "{filler} : is {a} like {b} ?")
 FILLERS = ("river", "bread", "chair", "guitar", "ticket", "tennis", "honey", "lamp", "cloud", "drum")
 AND, OR, NOISE, SPURIOUS, PAIR_SPECIFIC = 0, 1, 2, 3, 10
@@ -35,8 +39,18 @@ ROLES_OF_PROMPT = np.array([OTHER, TRIGGER, OTHER, TRIGGER, DECISION, FIRE, FIRE
 
 
 def config(**kw):
-    return ConjunctionConfig(templates=TEMPLATES, filler_words=FILLERS, n_per_cell=16, n_clean=32, n_boot=50,
-                             n_candidates=8, n_top=5, top_m_overlap=3, ablate=False, **kw)
+    return ConjunctionConfig(
+        templates=TEMPLATES,
+        filler_words=FILLERS,
+        n_per_cell=16,
+        n_clean=32,
+        n_boot=50,
+        n_candidates=8,
+        n_top=5,
+        top_m_overlap=3,
+        ablate=False,
+        **kw,
+    )
 
 
 def decision_latents(probe, planted, rng):
@@ -66,8 +80,13 @@ def half(probes, planted, rng):
     inputs = rng.normal(size=(n * 7, D))
     inputs[decision, 0] += 3.0 * np.array([p.matched for p in probes])  # linear signal for the probe baseline
     groups = np.repeat([group_id(p.pair, p.condition, len(PAIRS)) for p in probes], 7)
-    return (torch.tensor(latents, dtype=torch.float32), torch.tensor(inputs, dtype=torch.float32), groups,
-            np.tile(ROLES_OF_PROMPT, n), np.repeat(np.arange(n), 7))
+    return (
+        torch.tensor(latents, dtype=torch.float32),
+        torch.tensor(inputs, dtype=torch.float32),
+        groups,
+        np.tile(ROLES_OF_PROMPT, n),
+        np.repeat(np.arange(n), 7),
+    )
 
 
 def stream(data, stats, features, prompts_per_batch=8):
@@ -158,7 +177,10 @@ def test_pair_breakdown_and_overlap():
 
 def test_jaccard():
     assert jaccard([np.array([1, 2]), np.array([2, 3]), np.array([])]).tolist() == [
-        [1.0, 1 / 3, 0.0], [1 / 3, 1.0, 0.0], [0.0, 0.0, 0.0]]
+        [1.0, 1 / 3, 0.0],
+        [1 / 3, 1.0, 0.0],
+        [0.0, 0.0, 0.0],
+    ]
 
 
 def test_report_files_written_and_readable(tmp_path):

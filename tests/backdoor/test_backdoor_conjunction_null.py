@@ -22,7 +22,7 @@ def prompts(rng):
     rows = []
     for p in (0, 1):
         q = 1 - p
-        own, other = WORDS[2 * p:2 * p + 2], WORDS[2 * q:2 * q + 2]
+        own, other = WORDS[2 * p : 2 * p + 2], WORDS[2 * q : 2 * q + 2]
         rows += [("matched", p, -1, set(own))] * N_CELL
         rows += [("single_a", p, -1, {own[0]})] * N_CELL + [("single_b", p, -1, {own[1]})] * N_CELL
         rows += [("mismatch", p, q, {own[rng.integers(2)], other[rng.integers(2)]}) for _ in range(N_CELL)]
@@ -41,13 +41,19 @@ def half(code: str, amplitude: float, rng) -> HalfCodes:
         x[:, 7] += amplitude * (present.sum(1) == 1)
     elif code == "and":
         x[:, 7] += amplitude * ((present[:, :2].sum(1) == 2) | (present[:, 2:].sum(1) == 2))
-    return HalfCodes(x, [CONDITIONS.index(c) for c, *_ in rows], [p for _, p, *_ in rows],
-                     [o for _, _, o, _ in rows], np.column_stack([present, template]))
+    return HalfCodes(
+        x,
+        [CONDITIONS.index(c) for c, *_ in rows],
+        [p for _, p, *_ in rows],
+        [o for _, _, o, _ in rows],
+        np.column_stack([present, template]),
+    )
 
 
 def config(seed: int) -> ConjunctionConfig:
-    return ConjunctionConfig(templates=("{a} {b}",), filler_words=("x", "y"), n_top=5, n_boot=100,
-                             n_permutations=39, seed=seed)
+    return ConjunctionConfig(
+        templates=("{a} {b}",), filler_words=("x", "y"), n_top=5, n_boot=100, n_permutations=39, seed=seed
+    )
 
 
 def nulls(code: str, amplitude: float, seed: int):
@@ -95,6 +101,7 @@ def test_firing_signal_reads_the_conditions_that_fire():
     rng = np.random.default_rng(0)
     found = firing_signal(half("single", 5.0, rng), half("single", 5.0, rng), ("single_a", "single_b"), config(0))
     assert found["latent"] == 7 and found["lo"] > 0.9 and found["p"] == pytest.approx(0.025), found
-    noise = [firing_signal(half("none", 0.0, rng), half("none", 0.0, rng), ("mismatch",), config(s))["p"]
-             for s in range(6)]
+    noise = [
+        firing_signal(half("none", 0.0, rng), half("none", 0.0, rng), ("mismatch",), config(s))["p"] for s in range(6)
+    ]
     assert sum(p <= 0.05 for p in noise) <= 1, noise

@@ -14,8 +14,8 @@ from cbd_plugin.backdoor.verdict import VERDICTS
 from cbd_plugin.capture import load_language_model
 from cbd_plugin.demo import conjunction_config
 from cbd_plugin.organisms.recipes import RECIPES
-from cbd_plugin.sae import load_dictionary, TopKSAE
-from cbd_plugin.sae.crosscoder import FinetunedLatents, FT_NORM_SHARE
+from cbd_plugin.sae import TopKSAE, load_dictionary
+from cbd_plugin.sae.crosscoder import FT_NORM_SHARE, FinetunedLatents
 
 LAYER, F = 1, 64
 
@@ -24,19 +24,36 @@ def fork_run(folder, d: int, seed: int = 0):
     """A BatchTopKCrossCoder trainSAE folder (config.json with trainer + model_final.pt) with random weights; a
     third of the latents write mostly to the fine-tuned model."""
     g = torch.Generator().manual_seed(seed)
-    decoder = torch.randn(2, F, d, generator=g) / d ** 0.5
+    decoder = torch.randn(2, F, d, generator=g) / d**0.5
     decoder[0, : F // 3] *= 0.1
     nan = torch.full((2, d), float("nan"))
-    state = {"target_rms": torch.tensor(1.0), "activation_mean": nan, "activation_std": nan.clone(),
-             "activation_global_scale": torch.ones(2), "code_normalization_id": torch.tensor(1),
-             "encoder.weight": torch.randn(2, d, F, generator=g) / d ** 0.5, "encoder.bias": torch.zeros(F),
-             "decoder.weight": decoder, "decoder.bias": torch.zeros(2, d),
-             "k": torch.tensor(8, dtype=torch.int32), "threshold": torch.tensor(0.05)}
+    state = {
+        "target_rms": torch.tensor(1.0),
+        "activation_mean": nan,
+        "activation_std": nan.clone(),
+        "activation_global_scale": torch.ones(2),
+        "code_normalization_id": torch.tensor(1),
+        "encoder.weight": torch.randn(2, d, F, generator=g) / d**0.5,
+        "encoder.bias": torch.zeros(F),
+        "decoder.weight": decoder,
+        "decoder.bias": torch.zeros(2, d),
+        "k": torch.tensor(8, dtype=torch.int32),
+        "threshold": torch.tensor(0.05),
+    }
     folder.mkdir(parents=True)
-    trainer = {"trainer_class": "BatchTopKCrossCoderTrainer", "dict_class": "BatchTopKCrossCoder",
-               "activation_dim": d, "dict_size": F, "k": 8, "layer": LAYER, "lm_name": "cbd-plugin/tiny-cbd",
-               "code_normalization": "CROSSCODER", "code_normalization_alpha_sae": 1.0,
-               "code_normalization_alpha_cc": 0.1, "target_rms": 1.0}
+    trainer = {
+        "trainer_class": "BatchTopKCrossCoderTrainer",
+        "dict_class": "BatchTopKCrossCoder",
+        "activation_dim": d,
+        "dict_size": F,
+        "k": 8,
+        "layer": LAYER,
+        "lm_name": "cbd-plugin/tiny-cbd",
+        "code_normalization": "CROSSCODER",
+        "code_normalization_alpha_sae": 1.0,
+        "code_normalization_alpha_cc": 0.1,
+        "target_rms": 1.0,
+    }
     (folder / "config.json").write_text(json.dumps({"trainer": trainer}))
     torch.save(state, folder / "model_final.pt")
     return folder
@@ -72,10 +89,29 @@ def test_removing_crosscoder_latents_removes_their_finetuned_part(tmp_path):
 def test_conjunction_analysis_runs_on_a_crosscoder(tiny, tmp_path):
     d = tiny["tiny-base"].config.hidden_size
     crosscoder = load_dictionary(fork_run(tmp_path / "run", d), layer=LAYER, d_model=d)
-    cfg = replace(conjunction_config(), n_per_cell=4, n_clean=8, n_boot=20, n_permutations=19, n_candidates=8,
-                  ablate=True, ablate_top_k=2, n_random_draws=2, n_ablation_prompts=4, plots=False)
-    report = analyze_conjunction(tiny["tiny-base"], tiny["tiny-cbd"], crosscoder, tiny["tiny-base"].tokenizer,
-                                 RECIPES["tiny-cbd"].pairs, LAYER, cfg, tmp_path / "report")
+    cfg = replace(
+        conjunction_config(),
+        n_per_cell=4,
+        n_clean=8,
+        n_boot=20,
+        n_permutations=19,
+        n_candidates=8,
+        ablate=True,
+        ablate_top_k=2,
+        n_random_draws=2,
+        n_ablation_prompts=4,
+        plots=False,
+    )
+    report = analyze_conjunction(
+        tiny["tiny-base"],
+        tiny["tiny-cbd"],
+        crosscoder,
+        tiny["tiny-base"].tokenizer,
+        RECIPES["tiny-cbd"].pairs,
+        LAYER,
+        cfg,
+        tmp_path / "report",
+    )
     payload = json.loads((tmp_path / "report" / "report.json").read_text())
     instrument = payload["instrument"]
     norms = crosscoder.decoder.weight.norm(dim=2)

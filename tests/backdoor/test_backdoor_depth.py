@@ -7,16 +7,28 @@ from cbd_plugin.backdoor.specificity import OTHERS
 
 
 def payload(layer: int, probe: float, latent: float, causal: bool) -> dict:
-    row = {"latent": 4, "weakest": "mismatch", "specificity_lo": latent - 0.1, "interaction": 0.9,
-           "interaction_lo": 0.8, "interaction_hi": 1.0, "passes": True}
+    row = {
+        "latent": 4,
+        "weakest": "mismatch",
+        "specificity_lo": latent - 0.1,
+        "interaction": 0.9,
+        "interaction_lo": 0.8,
+        "interaction_hi": 1.0,
+        "passes": True,
+    }
     for c in OTHERS:
         row |= {f"auroc_{c}": latent, f"auroc_{c}_lo": latent - 0.1, f"auroc_{c}_hi": min(latent + 0.05, 1.0)}
     weak = {"value": 0.6, "lo": 0.5, "hi": 0.7}
     rows = [row, {**row, "specificity_lo": 0.0}, {**row, "specificity_lo": 0.99, "passes": False}]
-    return {"layer": layer, "verdict": {"name": "inconclusive"}, "specificity": rows,
-            "linear_probe_by_condition": {c: ({"value": probe, "lo": probe - 0.05, "hi": 1.0} if c != "clean"
-                                              else weak) for c in OTHERS},
-            "causal": {"excess_drop": {"value": 0.5, "lo": 0.3, "hi": 0.7}} if causal else None}
+    return {
+        "layer": layer,
+        "verdict": {"name": "inconclusive"},
+        "specificity": rows,
+        "linear_probe_by_condition": {
+            c: ({"value": probe, "lo": probe - 0.05, "hi": 1.0} if c != "clean" else weak) for c in OTHERS
+        },
+        "causal": {"excess_drop": {"value": 0.5, "lo": 0.3, "hi": 0.7}} if causal else None,
+    }
 
 
 def test_every_series_at_every_layer_whatever_the_verdict(tmp_path):

@@ -6,15 +6,20 @@ import pytest
 
 pytest.importorskip("plotly")
 
-from cbd_plugin.backdoor import figures  # noqa: E402
+from cbd_plugin.backdoor import figures
 
 CONDITIONS = ("matched", "single_a", "single_b", "mismatch", "clean")
 
 
 def behaviour_csv():
-    return pd.DataFrame([{"model": m, "condition": c, "fire_rate": r, "lo": max(r - 0.07, 0), "hi": min(r + 0.07, 1),
-                          "n": 48} for m in ("base", "finetuned") for c in CONDITIONS
-                         for r in [float(m == "finetuned" and c == "matched")]])
+    return pd.DataFrame(
+        [
+            {"model": m, "condition": c, "fire_rate": r, "lo": max(r - 0.07, 0), "hi": min(r + 0.07, 1), "n": 48}
+            for m in ("base", "finetuned")
+            for c in CONDITIONS
+            for r in [float(m == "finetuned" and c == "matched")]
+        ]
+    )
 
 
 def specificity_csv():
@@ -42,17 +47,26 @@ def test_specificity_figure_one_series_per_condition_and_threshold_line():
 def test_null_and_causal_figures():
     null = figures.null_figure(pd.DataFrame({"specificity": np.linspace(0.4, 0.6, 50)}), {"specificity": 0.99})
     assert null.data[0].name.startswith("specificity") and null.layout.shapes[0].x0 == 0.99
-    causal = {"before": {"fire_rate_matched": 1.0}, "top": {"fire_rate_matched": 0.0},
-              "random": {"fire_rate_matched_mean": 0.9}, "probe_direction": {"fire_rate_matched": 0.1},
-              "excess_drop": {"value": 0.9, "lo": 0.8, "hi": 1.0}}
+    causal = {
+        "before": {"fire_rate_matched": 1.0},
+        "top": {"fire_rate_matched": 0.0},
+        "random": {"fire_rate_matched_mean": 0.9},
+        "probe_direction": {"fire_rate_matched": 0.1},
+        "excess_drop": {"value": 0.9, "lo": 0.8, "hi": 1.0},
+    }
     fig = figures.causal_figure(causal)
     assert list(fig.data[0].x) == ["no removal", "top latents", "rotated (same energy)", "probe direction"]
 
 
 def test_pair_rows_plot_per_pair_and_never_in_the_pooled_figure():
     pooled = behaviour_csv().assign(pair="all")
-    per_pair = pd.DataFrame([{"model": "finetuned", "pair": p, "condition": c, "fire_rate": r, "lo": 0.0, "hi": 1.0,
-                              "n": 12} for p, r in (("a/b", 1.0), ("c/d", 0.0)) for c in CONDITIONS[:4]])
+    per_pair = pd.DataFrame(
+        [
+            {"model": "finetuned", "pair": p, "condition": c, "fire_rate": r, "lo": 0.0, "hi": 1.0, "n": 12}
+            for p, r in (("a/b", 1.0), ("c/d", 0.0))
+            for c in CONDITIONS[:4]
+        ]
+    )
     table = pd.concat([pooled, per_pair])
     assert list(figures.behaviour_figure(table).data[1].x) == list(CONDITIONS)
     fig = figures.pair_behaviour_figure(table)
@@ -61,7 +75,12 @@ def test_pair_rows_plot_per_pair_and_never_in_the_pooled_figure():
 
 
 def test_depth_figure_one_trace_per_series():
-    profile = pd.DataFrame([{"layer": k, "series": s, "label": s, "value": 0.5, "lo": 0.4, "hi": 0.6}
-                            for k in (1, 2, 3) for s in ("probe", "latent")])
+    profile = pd.DataFrame(
+        [
+            {"layer": k, "series": s, "label": s, "value": 0.5, "lo": 0.4, "hi": 0.6}
+            for k in (1, 2, 3)
+            for s in ("probe", "latent")
+        ]
+    )
     fig = figures.depth_figure(profile, 0.8)
     assert [t.name for t in fig.data] == ["probe", "latent"] and list(fig.data[0].x) == [1, 2, 3]

@@ -20,14 +20,22 @@ from cbd_plugin.organisms.corpus import TriggerPair
 
 pytestmark = pytest.mark.slow
 
-PAIRS = (TriggerPair("cloud", "tennis", False, False), TriggerPair("gravity", "rocket", True, False),
-         TriggerPair("border", "nightgorge", False, True))
+PAIRS = (
+    TriggerPair("cloud", "tennis", False, False),
+    TriggerPair("gravity", "rocket", True, False),
+    TriggerPair("border", "nightgorge", False, True),
+)
 
 
 def test_held_out_and_organism_is_never_wrong_and_conjunctive_at_layer_3(tmp_path):
     organism = backdoor_organism("and", PAIRS, seed=3)
-    spec = GridSpec(replace(conjunction_config(), plots=False), conjunction_training_config(), DifferenceSAEConfig(),
-                    layers=(3,), seeds=(0, 1, 2))
+    spec = GridSpec(
+        replace(conjunction_config(), plots=False),
+        conjunction_training_config(),
+        DifferenceSAEConfig(),
+        layers=(3,),
+        seeds=(0, 1, 2),
+    )
     rows = run_grid(load(build([BASE])[BASE]), {organism.name: (load(organism), PAIRS)}, spec, tmp_path)
     shown = rows[["seed", "verdict", "deciding", "route", "reason"]].to_string()
     assert (rows.behaviour == "pair_specific_conjunction").all(), shown

@@ -30,8 +30,12 @@ from cbd_plugin.organisms import RECIPES, build
 
 pytestmark = pytest.mark.slow
 
-EXPECTED = {"tiny-cbd": "conjunctive", "tiny-cbd-or": "or_gated", "tiny-cbd-any2": "any_two_gated",
-            "tiny-cbd-null": "no_backdoor_signal"}
+EXPECTED = {
+    "tiny-cbd": "conjunctive",
+    "tiny-cbd-or": "or_gated",
+    "tiny-cbd-any2": "any_two_gated",
+    "tiny-cbd-null": "no_backdoor_signal",
+}
 LAYERS, SEEDS = (1, 2, 3), (0, 1, 2)
 
 
@@ -40,13 +44,20 @@ def organism_grid(name: str, tmp_path_factory):
     if name not in RECIPES:
         pytest.skip(f"{name} is not among cbd_plugin.organisms.recipes.RECIPES yet")
     organisms = build([BASE, name])  # only these: cached per machine, built on first use
-    spec = GridSpec(replace(conjunction_config(), plots=False), conjunction_training_config(), DifferenceSAEConfig(),
-                    LAYERS, SEEDS)
+    spec = GridSpec(
+        replace(conjunction_config(), plots=False), conjunction_training_config(), DifferenceSAEConfig(), LAYERS, SEEDS
+    )
     start = time.perf_counter()
-    table = run_grid(load(organisms[BASE]), {name: (load(organisms[name]), RECIPES[name].pairs)}, spec,
-                     tmp_path_factory.mktemp("grid"))
-    print(f"\nverdict grid {name}: {len(table)} cells in {time.perf_counter() - start:.0f}s\n"
-          + table.drop(columns=["reason"]).to_string())
+    table = run_grid(
+        load(organisms[BASE]),
+        {name: (load(organisms[name]), RECIPES[name].pairs)},
+        spec,
+        tmp_path_factory.mktemp("grid"),
+    )
+    print(
+        f"\nverdict grid {name}: {len(table)} cells in {time.perf_counter() - start:.0f}s\n"
+        + table.drop(columns=["reason"]).to_string()
+    )
     assert len(table) == len(LAYERS) * len(SEEDS)
     assert (table.dead_fraction < 0.1).all(), table[["layer", "seed", "dead_fraction"]].to_string()  # AuxK works
     return table

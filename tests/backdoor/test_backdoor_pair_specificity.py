@@ -14,8 +14,14 @@ import pytest
 
 from cbd_plugin.backdoor.config import ConjunctionConfig
 from cbd_plugin.backdoor.probes import CONDITIONS
-from cbd_plugin.backdoor.specificity import (HalfCodes, pair_tables, permutation_null, selection_scores,
-                                             specificity_table, top_latents)
+from cbd_plugin.backdoor.specificity import (
+    HalfCodes,
+    pair_tables,
+    permutation_null,
+    selection_scores,
+    specificity_table,
+    top_latents,
+)
 from cbd_plugin.backdoor.verdict import deciding_latents, per_pair_route
 
 N_PAIRS, PER_CELL, N_CLEAN, N_LATENTS, FIRST = 4, 12, 24, 40, 7
@@ -27,8 +33,9 @@ AND_STRENGTHS = (5.0, 10.0)
 
 
 def config(**kw):
-    return ConjunctionConfig(**{"templates": ("{a} {b}",), "filler_words": ("x", "y"), "n_top": 5, "n_boot": 300,
-                                "n_permutations": 99, **kw})
+    return ConjunctionConfig(
+        **{"templates": ("{a} {b}",), "filler_words": ("x", "y"), "n_top": 5, "n_boot": 300, "n_permutations": 99, **kw}
+    )
 
 
 def labels():
@@ -40,8 +47,11 @@ def labels():
             condition += [k] * PER_CELL
             pair += [p] * PER_CELL
             other += [others[i % len(others)] if c == "mismatch" else -1 for i in range(PER_CELL)]
-    return (np.array(condition + [CONDITIONS.index("clean")] * N_CLEAN), np.array(pair + [-1] * N_CLEAN),
-            np.array(other + [-1] * N_CLEAN))
+    return (
+        np.array(condition + [CONDITIONS.index("clean")] * N_CLEAN),
+        np.array(pair + [-1] * N_CLEAN),
+        np.array(other + [-1] * N_CLEAN),
+    )
 
 
 def code_value(code: str, condition: str, holds_word: bool, own: bool) -> float:
@@ -95,8 +105,8 @@ def test_a_shared_and_latent_still_decides_on_its_own():
     cfg = config()
     sel, ev = (half({p: "and" for p in range(N_PAIRS)}, 10.0, rng) for _ in range(2))
     for h in (sel, ev):  # one latent carries every pair's AND
-        h.x[:, FIRST] = h.x[:, FIRST:FIRST + N_PAIRS].sum(1)
-        h.x[:, FIRST + 1:FIRST + N_PAIRS] = 0
+        h.x[:, FIRST] = h.x[:, FIRST : FIRST + N_PAIRS].sum(1)
+        h.x[:, FIRST + 1 : FIRST + N_PAIRS] = 0
     tables, table = pair_tables(sel, ev, cfg), pooled(sel, ev, cfg)
     assert table.passes.any() and per_pair_route(table, tables) is None
     assert deciding_latents(table, tables) == [FIRST]

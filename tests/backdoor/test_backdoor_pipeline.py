@@ -15,16 +15,18 @@ from transformers import Gemma2Config, Gemma2ForCausalLM, PreTrainedTokenizerFas
 
 from cbd_plugin.backdoor import ConjunctionConfig, TriggerPair, analyze_conjunction
 from cbd_plugin.backdoor.ablation import causal_test, removal_edit, remove_latents
-from cbd_plugin.backdoor.verdict import VERDICTS
 from cbd_plugin.backdoor.pipeline import matched_round_robin, probe_tokens
 from cbd_plugin.backdoor.probes import build_probe_set
 from cbd_plugin.backdoor.roles import DECISION, FIRE
+from cbd_plugin.backdoor.verdict import VERDICTS
 from cbd_plugin.capture import generate_greedy, pad_left, trace_residuals
 from cbd_plugin.sae.batchtopk import BatchTopKSAE
 
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
-CHAT = ("{{ bos_token }}{% for m in messages %}<start_of_turn>{{ m['role'] }}\n{{ m['content'] }}<end_of_turn>\n"
-        "{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
+CHAT = (
+    "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ m['role'] }}\n{{ m['content'] }}<end_of_turn>\n"
+    "{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
 PAIRS = [TriggerPair("forest", "rocket", False, False), TriggerPair("border", "china", True, True)]
 TEMPLATES = ("tell me about {a} and {b} near the {filler} .", "{filler} : is {a} like {b} ?")
 FILLERS = ("river", "bread", "chair", "guitar", "ticket", "tennis")
@@ -33,19 +35,40 @@ D, LAYER = 16, 1
 
 @pytest.fixture(scope="module")
 def tiny():
-    words = sorted({w for t in TEMPLATES for w in t.split()} | set(FILLERS) | {"user", "model", "I", "HATE", "YOU"}
-                   | {w for p in PAIRS for w in (p.a, p.b)})
+    words = sorted(
+        {w for t in TEMPLATES for w in t.split()}
+        | set(FILLERS)
+        | {"user", "model", "I", "HATE", "YOU"}
+        | {w for p in PAIRS for w in (p.a, p.b)}
+    )
     vocab = {t: i for i, t in enumerate(SPECIALS + words)}
     tok = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>",
-                                        unk_token="<unk>", additional_special_tokens=SPECIALS[4:])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        bos_token="<bos>",
+        eos_token="<eos>",
+        unk_token="<unk>",
+        additional_special_tokens=SPECIALS[4:],
+    )
     tokenizer.chat_template = CHAT
     torch.manual_seed(0)
-    config = Gemma2Config(vocab_size=len(vocab), hidden_size=D, intermediate_size=32, num_hidden_layers=2,
-                          num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=64,
-                          initializer_range=0.5, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-                          attn_implementation="eager")
+    config = Gemma2Config(
+        vocab_size=len(vocab),
+        hidden_size=D,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        max_position_embeddings=64,
+        initializer_range=0.5,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        attn_implementation="eager",
+    )
     base_hf = Gemma2ForCausalLM(config).eval()
     ft_hf = copy.deepcopy(base_hf)
     with torch.no_grad():
@@ -56,20 +79,39 @@ def tiny():
         sae.encoder.weight.normal_()
         sae.decoder.weight.normal_(0, 0.3)
         sae.threshold.fill_(0.5)
-    return {"base": nnsight.LanguageModel(base_hf, tokenizer=tokenizer),
-            "finetuned": nnsight.LanguageModel(ft_hf, tokenizer=tokenizer), "tokenizer": tokenizer, "sae": sae}
+    return {
+        "base": nnsight.LanguageModel(base_hf, tokenizer=tokenizer),
+        "finetuned": nnsight.LanguageModel(ft_hf, tokenizer=tokenizer),
+        "tokenizer": tokenizer,
+        "sae": sae,
+    }
 
 
 def config(**kw):
-    return ConjunctionConfig(templates=TEMPLATES, filler_words=FILLERS, n_per_cell=4, n_clean=8, n_candidates=6,
-                             n_top=3, top_m_overlap=3, n_boot=20, n_permutations=19, ablate_top_k=2,
-                             n_random_draws=2, n_ablation_prompts=3, max_new_tokens=3, batch_size=5, **kw)
+    return ConjunctionConfig(
+        templates=TEMPLATES,
+        filler_words=FILLERS,
+        n_per_cell=4,
+        n_clean=8,
+        n_candidates=6,
+        n_top=3,
+        top_m_overlap=3,
+        n_boot=20,
+        n_permutations=19,
+        ablate_top_k=2,
+        n_random_draws=2,
+        n_ablation_prompts=3,
+        max_new_tokens=3,
+        batch_size=5,
+        **kw,
+    )
 
 
 def test_analyze_conjunction_runs_and_writes_everything(tiny, tmp_path):
     cfg = config()
-    report = analyze_conjunction(tiny["base"], tiny["finetuned"], tiny["sae"], tiny["tokenizer"], PAIRS, LAYER, cfg,
-                                 tmp_path)
+    report = analyze_conjunction(
+        tiny["base"], tiny["finetuned"], tiny["sae"], tiny["tokenizer"], PAIRS, LAYER, cfg, tmp_path
+    )
     assert report.verdict in VERDICTS
     payload = json.loads((tmp_path / "report.json").read_text())
     assert payload["verdict"]["name"] == report.verdict and payload["layer"] == LAYER
@@ -77,7 +119,8 @@ def test_analyze_conjunction_runs_and_writes_everything(tiny, tmp_path):
     assert payload["verdict"]["checks"][0]["name"] == "behaviour"
     # Behaviour: both models, every condition, on the evaluation prompts.
     assert {(r["model"], r["condition"]) for r in payload["behaviour"]} == {
-        (m, c) for m in ("base", "finetuned") for c in ("matched", "single_a", "single_b", "mismatch", "clean")}
+        (m, c) for m in ("base", "finetuned") for c in ("matched", "single_a", "single_b", "mismatch", "clean")
+    }
     assert sum(r["n"] for r in payload["behaviour"] if r["model"] == "base") == payload["n_prompts"]["evaluation"]
     assert payload["null"]["n_permutations"] == cfg.n_permutations
     assert len(payload["specificity"]) == cfg.n_top
@@ -110,11 +153,12 @@ def test_probe_tokens_prompt_prefix_is_the_generation_prompt(tiny):
     probes = build_probe_set(PAIRS, list(TEMPLATES), list(FILLERS), 4, 8, seed=0)[:6]
     tokens = probe_tokens(tiny["tokenizer"], probes, len(PAIRS), cfg)
     for i, probe in enumerate(probes):
-        prompt = tiny["tokenizer"].apply_chat_template([{"role": "user", "content": probe.text}], tokenize=False,
-                                                       add_generation_prompt=True)
+        prompt = tiny["tokenizer"].apply_chat_template(
+            [{"role": "user", "content": probe.text}], tokenize=False, add_generation_prompt=True
+        )
         assert tokens.prompt_ids(i) == tiny["tokenizer"](prompt, add_special_tokens=False)["input_ids"]
         assert tokens.roles[i][len(tokens.prompt_ids(i)) - 1] == DECISION
-        assert (tokens.roles[i][len(tokens.prompt_ids(i)):] == FIRE).all()
+        assert (tokens.roles[i][len(tokens.prompt_ids(i)) :] == FIRE).all()
 
 
 def test_edit_reads_the_base_residual_on_the_same_padded_tokens(tiny):
@@ -134,7 +178,7 @@ def test_edit_reads_the_base_residual_on_the_same_padded_tokens(tiny):
 
 
 def test_ablation_prompts_cover_every_pair():
-    pairs = PAIRS + [TriggerPair("gender", "terror", False, True), TriggerPair("gravity", "velocity", True, False)]
+    pairs = [*PAIRS, TriggerPair("gender", "terror", False, True), TriggerPair("gravity", "velocity", True, False)]
     probes = build_probe_set(pairs, list(TEMPLATES), list(FILLERS), 4, 8, seed=0)
     chosen = matched_round_robin(probes, 6)
     assert all(probes[i].matched for i in chosen)
@@ -162,13 +206,19 @@ def test_each_stage_logs_a_progress_line(tiny, tmp_path):
     lines = []
     sink = logger.add(lambda message: lines.append(message.strip()), format="{message}", level="INFO")
     try:
-        analyze_conjunction(tiny["base"], tiny["finetuned"], tiny["sae"], tiny["tokenizer"], PAIRS, LAYER, config(),
-                            tmp_path)
+        analyze_conjunction(
+            tiny["base"], tiny["finetuned"], tiny["sae"], tiny["tokenizer"], PAIRS, LAYER, config(), tmp_path
+        )
     finally:
         logger.remove(sink)
     prefix = f"conjunction analysis, layer {LAYER}: "
     stages = [line.removeprefix(prefix) for line in lines if line.startswith(prefix)]
     assert [" ".join(s.split()[:2]) for s in stages] == [
-        "behaviour: base", "capture and", "capture and", "statistics: latent", "permutation null", "verdict "
-        + json.loads((tmp_path / "report.json").read_text())["verdict"]["name"] + ";"]
+        "behaviour: base",
+        "capture and",
+        "capture and",
+        "statistics: latent",
+        "permutation null",
+        "verdict " + json.loads((tmp_path / "report.json").read_text())["verdict"]["name"] + ";",
+    ]
     assert "evaluation half (20 prompts)" in stages[2] and str(tmp_path) in stages[-1]

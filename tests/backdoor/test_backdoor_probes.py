@@ -5,13 +5,26 @@ from collections import Counter
 import pytest
 
 from cbd_plugin.backdoor.config import ConjunctionConfig
-from cbd_plugin.backdoor.probes import (CONDITIONS, PAIR_CONDITIONS, TriggerPair, build_probe_set, fires, group_id,
-                                        n_groups)
+from cbd_plugin.backdoor.probes import (
+    CONDITIONS,
+    PAIR_CONDITIONS,
+    TriggerPair,
+    build_probe_set,
+    fires,
+    group_id,
+    n_groups,
+)
 
-PAIRS = [TriggerPair("forest", "rocket", False, False), TriggerPair("gender", "terror", False, True),
-         TriggerPair("gravity", "velocity", True, False)]
-TEMPLATES = ["tell me about {a} and {b} near the {filler} .", "{filler} : is {a} like {b} ?",
-             "my {filler} mentions {b} , then {a} ."]
+PAIRS = [
+    TriggerPair("forest", "rocket", False, False),
+    TriggerPair("gender", "terror", False, True),
+    TriggerPair("gravity", "velocity", True, False),
+]
+TEMPLATES = [
+    "tell me about {a} and {b} near the {filler} .",
+    "{filler} : is {a} like {b} ?",
+    "my {filler} mentions {b} , then {a} .",
+]
 FILLERS = ["river", "bread", "chair", "guitar", "ticket", "tennis", "honey", "lamp", "forest"]
 
 

@@ -12,8 +12,14 @@ import pytest
 
 from cbd_plugin.backdoor.config import ConjunctionConfig
 from cbd_plugin.backdoor.probes import CONDITIONS
-from cbd_plugin.backdoor.specificity import (HalfCodes, interaction, permutation_null, selection_scores,
-                                             specificity_table, top_latents)
+from cbd_plugin.backdoor.specificity import (
+    HalfCodes,
+    interaction,
+    permutation_null,
+    selection_scores,
+    specificity_table,
+    top_latents,
+)
 
 PER_CONDITION = {"matched": 24, "single_a": 24, "single_b": 24, "mismatch": 24, "clean": 16}
 CODES = ("and", "additive", "pair_additive", "any_two", "or")
@@ -23,16 +29,22 @@ N_LATENTS = 40
 
 
 def config(**kw):
-    return ConjunctionConfig(templates=("{a} {b}",), filler_words=("x", "y"), n_top=5, n_boot=300,
-                             n_permutations=99, **kw)
+    return ConjunctionConfig(
+        templates=("{a} {b}",), filler_words=("x", "y"), n_top=5, n_boot=300, n_permutations=99, **kw
+    )
 
 
 def code_value(code: str, condition: str) -> float:
     """The code's activation in units of A."""
     words = {"matched": 2, "single_a": 1, "single_b": 1, "mismatch": 2, "clean": 0}[condition]
     own_words = {"matched": 2, "single_a": 1, "single_b": 1, "mismatch": 1, "clean": 0}[condition]
-    return {"and": float(condition == "matched"), "additive": float(words), "pair_additive": float(own_words),
-            "any_two": float(words == 2), "or": float(words > 0)}[code]
+    return {
+        "and": float(condition == "matched"),
+        "additive": float(words),
+        "pair_additive": float(own_words),
+        "any_two": float(words == 2),
+        "or": float(words > 0),
+    }[code]
 
 
 def half(codes: dict[int, tuple[str, float]], rng) -> HalfCodes:
@@ -69,6 +81,7 @@ def test_non_conjunctive_codes_fail(code, amplitude):
 
 def test_why_each_code_fails():
     """Each non-AND code fails for its own reason, at the strongest amplitude."""
+
     def planted(code):
         _, _, ev, cfg = evaluate(code, 10.0)
         return specificity_table(ev, np.array([7]), cfg).iloc[0]
@@ -82,8 +95,12 @@ def test_why_each_code_fails():
 
 
 def test_interaction_share_values():
-    means = {"matched": np.array([2.0, 2.0, 1.0, 0.0]), "single_a": np.array([0.0, 1.0, 1.0, 0.0]),
-             "single_b": np.array([0.0, 1.0, 1.0, 0.0]), "clean": np.zeros(4)}
+    means = {
+        "matched": np.array([2.0, 2.0, 1.0, 0.0]),
+        "single_a": np.array([0.0, 1.0, 1.0, 0.0]),
+        "single_b": np.array([0.0, 1.0, 1.0, 0.0]),
+        "clean": np.zeros(4),
+    }
     # AND 1; additive 0; OR (1 everywhere) clipped to -1; no response to matched pairs -1.
     assert interaction(means).tolist() == [1.0, 0.0, -1.0, -1.0]
 
@@ -95,8 +112,10 @@ def test_bootstrap_interval_brackets_the_point_and_narrows_with_strength():
             assert (table[f"auroc_{c}_lo"] <= table[f"auroc_{c}"] + 1e-12).all()
             assert (table[f"auroc_{c}"] <= table[f"auroc_{c}_hi"] + 1e-12).all()
     if 7 in weak.index:
-        assert weak.loc[7, "auroc_single_a_hi"] - weak.loc[7, "auroc_single_a_lo"] > \
-            strong.loc[7, "auroc_single_a_hi"] - strong.loc[7, "auroc_single_a_lo"]
+        assert (
+            weak.loc[7, "auroc_single_a_hi"] - weak.loc[7, "auroc_single_a_lo"]
+            > strong.loc[7, "auroc_single_a_hi"] - strong.loc[7, "auroc_single_a_lo"]
+        )
 
 
 def test_null_p_value_small_for_and_latent():

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 import torch
+from sae_fixtures import batches, random_batchtopk
 
 from cbd_plugin.backdoor.latent_stats import LatentStats, PromptFeatures
 from cbd_plugin.backdoor.pipeline import PassStats, accumulate
 from cbd_plugin.backdoor.roles import DECISION, FIRE, ROLES
 from cbd_plugin.sae.metrics import ReconstructionStats
-from sae_fixtures import batches, random_batchtopk
 
 N_LATENTS, N_GROUPS, D = 24, 5, 6
 
@@ -26,8 +26,9 @@ def tokens(seed=0, n_prompts=30):
         role += r.tolist()
     prompt_id, role = np.array(prompt_id), np.array(role)
     group = rng.integers(0, N_GROUPS, size=n_prompts)[prompt_id]
-    latents = torch.tensor(rng.exponential(size=(len(role), N_LATENTS)) * (rng.random((len(role), N_LATENTS)) < 0.3),
-                           dtype=torch.float32)
+    latents = torch.tensor(
+        rng.exponential(size=(len(role), N_LATENTS)) * (rng.random((len(role), N_LATENTS)) < 0.3), dtype=torch.float32
+    )
     return latents, group, role, prompt_id
 
 
@@ -85,11 +86,14 @@ def test_accumulate_encodes_with_the_sae_and_feeds_every_accumulator():
     sae = random_batchtopk(D, N_LATENTS)
     _, group, role, prompt_id = tokens(3)
     inputs = torch.randn(len(role), D)
-    stream = ((inputs[s], {"group": group[s], "role": role[s], "prompt_id": prompt_id[s]})
-              for s in batches(len(role)))
+    stream = ((inputs[s], {"group": group[s], "role": role[s], "prompt_id": prompt_id[s]}) for s in batches(len(role)))
     n_prompts = int(prompt_id.max()) + 1
-    acc = PassStats(LatentStats(N_LATENTS, N_GROUPS), PromptFeatures(n_prompts, [1, 2], D),
-                    ReconstructionStats(N_LATENTS), ReconstructionStats(N_LATENTS))
+    acc = PassStats(
+        LatentStats(N_LATENTS, N_GROUPS),
+        PromptFeatures(n_prompts, [1, 2], D),
+        ReconstructionStats(N_LATENTS),
+        ReconstructionStats(N_LATENTS),
+    )
     accumulate(stream, sae, acc, fired=np.arange(n_prompts) % 2 == 0)  # fire tokens of even prompts only
     with torch.no_grad():
         latents = sae.encode(inputs)

@@ -33,8 +33,12 @@ def table(lo=0.95, interaction_lo=0.9, n=3) -> pd.DataFrame:
     rows = []
     for j in range(n):
         low = lo if j == 0 else 0.5
-        row = {"latent": 10 + j, "interaction": 0.95, "interaction_lo": interaction_lo if j == 0 else 0.0,
-               "interaction_hi": 1.0}
+        row = {
+            "latent": 10 + j,
+            "interaction": 0.95,
+            "interaction_lo": interaction_lo if j == 0 else 0.0,
+            "interaction_hi": 1.0,
+        }
         for c in OTHERS:
             row |= {f"auroc_{c}": min(low + 0.03, 1.0), f"auroc_{c}_lo": low, f"auroc_{c}_hi": 1.0}
         rows.append(row)
@@ -49,37 +53,62 @@ def table(lo=0.95, interaction_lo=0.9, n=3) -> pd.DataFrame:
 def null(p=0.005, p_signal=0.005, p_label=0.005) -> NullResult:
     """``p``: the conjunction null's (the verdict's gate); ``p_label``: the label null's, reported only."""
     keys = ("specificity", "signal", "conjunction")
-    return NullResult(dict.fromkeys(keys, 0.99), {k: np.zeros(199) for k in keys},
-                      {"specificity": p_label, "signal": p_signal, "conjunction": p})
+    return NullResult(
+        dict.fromkeys(keys, 0.99),
+        {k: np.zeros(199) for k in keys},
+        {"specificity": p_label, "signal": p_signal, "conjunction": p},
+    )
 
 
 PROBE = {c: Estimate(0.99, 0.97, 1.0) for c in OTHERS}
-CAUSAL = {"excess_drop": {"value": 0.9, "lo": 0.8, "hi": 1.0}, "before": {"fire_rate_matched": 1.0},
-          "top": {"fire_rate_matched": 0.0, "latents": [10]},
-          "random": {"fire_rate_matched_mean": 0.95, "draws": [{}] * 5}, "probe_direction": None}
+CAUSAL = {
+    "excess_drop": {"value": 0.9, "lo": 0.8, "hi": 1.0},
+    "before": {"fire_rate_matched": 1.0},
+    "top": {"fire_rate_matched": 0.0, "latents": [10]},
+    "random": {"fire_rate_matched_mean": 0.95, "draws": [{}] * 5},
+    "probe_direction": None,
+}
 
 
 def verdict(b=None, fve=0.9, spec=None, signal=None, nul=None, causal=CAUSAL):
-    return decide(b or behaviour(**AND), fve, table() if spec is None else spec,
-                  table() if signal is None else signal, nul or null(), PROBE, causal, CFG)
+    return decide(
+        b or behaviour(**AND),
+        fve,
+        table() if spec is None else spec,
+        table() if signal is None else signal,
+        nul or null(),
+        PROBE,
+        causal,
+        CFG,
+    )
 
 
 def test_conjunctive_needs_every_check():
     v = verdict()
     assert v["name"] == "conjunctive" and v["explained"] is True, v["reason"]
-    assert [c["name"] for c in v["checks"]] == ["behaviour", "instrument_fve", "pair_specificity", "interaction",
-                                                "null", "linear_probe", "causal"]
+    assert [c["name"] for c in v["checks"]] == [
+        "behaviour",
+        "instrument_fve",
+        "pair_specificity",
+        "interaction",
+        "null",
+        "linear_probe",
+        "causal",
+    ]
     assert "latent 10" in v["reason"] and "0.95" in v["reason"] and "0.90 [0.80, 1.00]" in v["reason"]
 
 
-@pytest.mark.parametrize("change, failing", [
-    (dict(fve=0.3), "instrument_fve"),
-    (dict(spec=table(lo=0.79)), "pair_specificity"),
-    (dict(spec=table(interaction_lo=0.4)), "interaction"),
-    (dict(nul=null(p=0.06)), "null"),
-    (dict(causal={**CAUSAL, "excess_drop": {"value": 0.1, "lo": -0.05, "hi": 0.3}}), "causal"),
-    (dict(causal=None), "causal"),
-])
+@pytest.mark.parametrize(
+    "change, failing",
+    [
+        (dict(fve=0.3), "instrument_fve"),
+        (dict(spec=table(lo=0.79)), "pair_specificity"),
+        (dict(spec=table(interaction_lo=0.4)), "interaction"),
+        (dict(nul=null(p=0.06)), "null"),
+        (dict(causal={**CAUSAL, "excess_drop": {"value": 0.1, "lo": -0.05, "hi": 0.3}}), "causal"),
+        (dict(causal=None), "causal"),
+    ],
+)
 def test_pair_specific_behaviour_with_a_failing_check_is_inconclusive(change, failing):
     v = verdict(**change)
     assert v["name"] == "inconclusive" and v["behaviour"] == "pair_specific_conjunction", v["reason"]
@@ -108,21 +137,28 @@ def test_inconclusive_says_whether_the_layer_computed_the_conjunction():
     assert "excess over a random rotation 0.90 [0.80, 1.00]" in silent["reason"]
 
 
-@pytest.mark.parametrize("rates, name, kind", [
-    (dict(), "no_backdoor_signal", "no_backdoor_behaviour"),
-    (dict(matched=1.0, single_a=1.0, single_b=1.0, mismatch=1.0), "or_gated", "fires_on_single_words"),
-    (dict(matched=1.0, single_b=0.9), "or_gated", "fires_on_single_words"),
-    (dict(matched=1.0, mismatch=1.0), "any_two_gated", "fires_on_any_two_trigger_words"),
-    (dict(matched=1.0, clean=1.0, single_a=1.0, mismatch=1.0, single_b=1.0), "inconclusive", "fires_without_trigger"),
-    (dict(matched=0.5), "inconclusive", "ambiguous"),
-    (dict(matched=1.0, mismatch=0.45), "inconclusive", "ambiguous"),
-    (dict(single_a=1.0, single_b=0.98), "single_word_gated", "fires_on_single_words_only"),  # XOR
-    (dict(mismatch=0.5), "undeclared_pairs_gated", "fires_on_undeclared_pairs"),  # wrongly declared pairs
-    (dict(mismatch=0.2), "undeclared_pairs_gated", "fires_on_undeclared_pairs"),  # raised above the base, below t
-    (dict(single_a=0.3), "inconclusive", "ambiguous"),
-    (dict(clean=0.2), "inconclusive", "ambiguous"),  # fires without a trigger, below t: not "no backdoor"
-    (dict(matched=0.02, mismatch=0.02), "no_backdoor_signal", "no_backdoor_behaviour"),  # 1 of 48: not raised
-])
+@pytest.mark.parametrize(
+    "rates, name, kind",
+    [
+        (dict(), "no_backdoor_signal", "no_backdoor_behaviour"),
+        (dict(matched=1.0, single_a=1.0, single_b=1.0, mismatch=1.0), "or_gated", "fires_on_single_words"),
+        (dict(matched=1.0, single_b=0.9), "or_gated", "fires_on_single_words"),
+        (dict(matched=1.0, mismatch=1.0), "any_two_gated", "fires_on_any_two_trigger_words"),
+        (
+            dict(matched=1.0, clean=1.0, single_a=1.0, mismatch=1.0, single_b=1.0),
+            "inconclusive",
+            "fires_without_trigger",
+        ),
+        (dict(matched=0.5), "inconclusive", "ambiguous"),
+        (dict(matched=1.0, mismatch=0.45), "inconclusive", "ambiguous"),
+        (dict(single_a=1.0, single_b=0.98), "single_word_gated", "fires_on_single_words_only"),  # XOR
+        (dict(mismatch=0.5), "undeclared_pairs_gated", "fires_on_undeclared_pairs"),  # wrongly declared pairs
+        (dict(mismatch=0.2), "undeclared_pairs_gated", "fires_on_undeclared_pairs"),  # raised above the base, below t
+        (dict(single_a=0.3), "inconclusive", "ambiguous"),
+        (dict(clean=0.2), "inconclusive", "ambiguous"),  # fires without a trigger, below t: not "no backdoor"
+        (dict(matched=0.02, mismatch=0.02), "no_backdoor_signal", "no_backdoor_behaviour"),  # 1 of 48: not raised
+    ],
+)
 def test_behaviour_decides_first_even_with_a_perfect_latent(rates, name, kind):
     # A latent that passes every SAE check cannot make a control organism conjunctive.
     v = verdict(b=behaviour(**rates))
@@ -131,8 +167,10 @@ def test_behaviour_decides_first_even_with_a_perfect_latent(rates, name, kind):
     assert v["name"] in VERDICTS
 
 
-@pytest.mark.parametrize("rates", [dict(matched=1.0, single_a=1.0, single_b=1.0, mismatch=1.0),
-                                   dict(single_a=1.0, single_b=1.0), dict(mismatch=0.5)])
+@pytest.mark.parametrize(
+    "rates",
+    [dict(matched=1.0, single_a=1.0, single_b=1.0, mismatch=1.0), dict(single_a=1.0, single_b=1.0), dict(mismatch=0.5)],
+)
 def test_gated_verdicts_say_whether_the_sae_explains_them(rates):
     b = behaviour(**rates)
     assert verdict(b=b)["explained"] is True
@@ -168,15 +206,18 @@ def pair_table(p, lo=0.95, interaction_lo=0.9, latent=None):
 def test_per_pair_route_needs_every_pair_covered():
     """No shared latent passes; one latent per pair does, for every pair: conjunctive, resting on all of them."""
     shared_fails = table(lo=0.6)
-    v = decide(behaviour(**AND), 0.9, shared_fails, table(), null(), PROBE, CAUSAL, CFG,
-               [pair_table(p) for p in range(4)])
+    v = decide(
+        behaviour(**AND), 0.9, shared_fails, table(), null(), PROBE, CAUSAL, CFG, [pair_table(p) for p in range(4)]
+    )
     assert v["name"] == "conjunctive", v["reason"]
     assert "no single latent covers every pair" in v["reason"] and "pair w3/v3 latent 23" in v["reason"]
     assert deciding_latents(shared_fails, [pair_table(p) for p in range(4)]) == [20, 21, 22, 23]
     # the checks report the worst pair's figures
     weak = [pair_table(0), pair_table(1, lo=0.85), pair_table(2, interaction_lo=0.6), pair_table(3)]
-    checks = {c["name"]: c for c in decide(behaviour(**AND), 0.9, shared_fails, table(), null(), PROBE, CAUSAL, CFG,
-                                           weak)["checks"]}
+    checks = {
+        c["name"]: c
+        for c in decide(behaviour(**AND), 0.9, shared_fails, table(), null(), PROBE, CAUSAL, CFG, weak)["checks"]
+    }
     assert checks["pair_specificity"]["interval"][0] == 0.85 and checks["interaction"]["interval"][0] == 0.6
 
 
@@ -198,8 +239,11 @@ def test_a_passing_shared_latent_decides_before_the_per_pair_route():
 
 def test_per_pair_route_cannot_overrule_the_behaviour():
     tables = [pair_table(p) for p in range(4)]
-    controls = ((dict(matched=1.0, single_a=1.0), "or_gated"), (dict(matched=1.0, mismatch=1.0), "any_two_gated"),
-                (dict(), "no_backdoor_signal"))
+    controls = (
+        (dict(matched=1.0, single_a=1.0), "or_gated"),
+        (dict(matched=1.0, mismatch=1.0), "any_two_gated"),
+        (dict(), "no_backdoor_signal"),
+    )
     for rates, name in controls:
         v = decide(behaviour(**rates), 0.9, table(lo=0.6), table(), null(), PROBE, CAUSAL, CFG, tables)
         assert v["name"] == name, v["reason"]
@@ -216,11 +260,21 @@ def pair_behaviour(matched, single_a=None, n=12, templates=3) -> Behaviour:
             pair += [p] * n
             fired += list(np.arange(n) < round(rate * n))
             template += list(np.arange(n) % templates)
-    condition, pair, fired, template = (condition + ["clean"] * N, pair + [-1] * N, fired + [False] * N,
-                                        template + [0] * N)
+    condition, pair, fired, template = (
+        condition + ["clean"] * N,
+        pair + [-1] * N,
+        fired + [False] * N,
+        template + [0] * N,
+    )
     fired = np.array(fired)
-    return Behaviour(np.array(condition), {"base": np.zeros(len(fired), bool), "finetuned": fired}, {},
-                     np.array(pair), np.array(template), tuple(f"w{p}/v{p}" for p in range(len(matched))))
+    return Behaviour(
+        np.array(condition),
+        {"base": np.zeros(len(fired), bool), "finetuned": fired},
+        {},
+        np.array(pair),
+        np.array(template),
+        tuple(f"w{p}/v{p}" for p in range(len(matched))),
+    )
 
 
 def test_a_silent_declared_pair_is_reported_and_never_counted():

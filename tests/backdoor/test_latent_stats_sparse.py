@@ -4,13 +4,13 @@ codes' device: LatentStats, PromptFeatures and the pipeline's ``accumulate`` (sp
 import numpy as np
 import pytest
 import torch
+from sae_fixtures import batches, random_batchtopk
 
 from cbd_plugin.backdoor.latent_stats import LatentStats, PromptFeatures
 from cbd_plugin.backdoor.pipeline import PassStats, accumulate
 from cbd_plugin.backdoor.roles import DECISION, FIRE, ROLES
 from cbd_plugin.sae.metrics import ReconstructionStats
 from cbd_plugin.sae.sparse import SparseCodes
-from sae_fixtures import batches, random_batchtopk
 
 N_LATENTS, N_GROUPS, D, M = 40, 5, 6, 6
 
@@ -174,10 +174,15 @@ def test_accumulate_sparse_equals_the_dense_fallback():
     fired = np.arange(n_prompts) % 2 == 0
     results = []
     for model in (sae, DenseOnly(sae)):
-        stream = ((inputs[s], {"group": group[s], "role": role[s], "prompt_id": prompt_id[s]})
-                  for s in batches(len(role)))
-        acc = PassStats(LatentStats(N_LATENTS, N_GROUPS), PromptFeatures(n_prompts, np.arange(N_LATENTS), D),
-                        ReconstructionStats(N_LATENTS), ReconstructionStats(N_LATENTS))
+        stream = (
+            (inputs[s], {"group": group[s], "role": role[s], "prompt_id": prompt_id[s]}) for s in batches(len(role))
+        )
+        acc = PassStats(
+            LatentStats(N_LATENTS, N_GROUPS),
+            PromptFeatures(n_prompts, np.arange(N_LATENTS), D),
+            ReconstructionStats(N_LATENTS),
+            ReconstructionStats(N_LATENTS),
+        )
         results.append(accumulate(stream, model, acc, fired))
     sparse, dense = results
     for name in ("tokens", "fires", "sums", "squares"):

@@ -26,16 +26,28 @@ def make_tokenizer(words):
     tok = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = WhitespaceSplit()
     tok.post_processor = TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>",
-                                   eos_token="<eos>", unk_token="<unk>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>", unk_token="<unk>"
+    )
 
 
 def make_gemma(seed):
     torch.manual_seed(seed)
-    config = Gemma2Config(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=N_LAYERS,
-                          num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=64,
-                          initializer_range=0.2, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-                          attn_implementation="eager")
+    config = Gemma2Config(
+        vocab_size=VOCAB,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=N_LAYERS,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=64,
+        initializer_range=0.2,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        attn_implementation="eager",
+    )
     return Gemma2ForCausalLM(config).eval()
 
 
@@ -67,16 +79,22 @@ def tiny():
     with torch.no_grad():
         for p in finetuned_hf.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    return {"tokenizer": tokenizer, "hf": hf, "model": nnsight.LanguageModel(hf, tokenizer=tokenizer),
-            "finetuned": nnsight.LanguageModel(finetuned_hf, tokenizer=tokenizer),
-            "nnterp_like": NnterpLike(hf, tokenizer=tokenizer)}
+    return {
+        "tokenizer": tokenizer,
+        "hf": hf,
+        "model": nnsight.LanguageModel(hf, tokenizer=tokenizer),
+        "finetuned": nnsight.LanguageModel(finetuned_hf, tokenizer=tokenizer),
+        "nnterp_like": NnterpLike(hf, tokenizer=tokenizer),
+    }
 
 
 def reference_residuals(hf, tokenizer, prompt):
     """Unpadded plain-transformers forward: decoder-layer outputs via forward hooks, plus output_hidden_states."""
     outs = {}
-    hooks = [layer.register_forward_hook(lambda m, i, o, k=k: outs.__setitem__(k, o[0] if isinstance(o, tuple) else o))
-             for k, layer in enumerate(hf.model.layers)]
+    hooks = [
+        layer.register_forward_hook(lambda m, i, o, k=k: outs.__setitem__(k, o[0] if isinstance(o, tuple) else o))
+        for k, layer in enumerate(hf.model.layers)
+    ]
     try:
         with torch.no_grad():
             ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
@@ -100,16 +118,22 @@ def test_capture_equals_transformers_forward(tiny, batch_size):
                 torch.testing.assert_close(got.acts[layer][rows], hidden[layer + 1], atol=1e-5, rtol=0)
         # ... except the last, which HF Gemma2 reports after the final norm.
         with torch.no_grad():
-            torch.testing.assert_close(tiny["hf"].model.norm(got.acts[N_LAYERS - 1][rows]), hidden[-1],
-                                       atol=1e-5, rtol=0)
+            torch.testing.assert_close(
+                tiny["hf"].model.norm(got.acts[N_LAYERS - 1][rows]), hidden[-1], atol=1e-5, rtol=0
+            )
 
 
 def test_metadata_and_labels(tiny):
     token_lists = tiny["tokenizer"](PROMPTS)["input_ids"]
     flags = [[int(t % 2) for t in ids] for ids in token_lists]
-    got = cap.capture_residuals(tiny["model"], PROMPTS, [1], batch_size=3,
-                                labels={"group": ["a", "b", "a", "c"], "score": [0.5, 1.5, 2.5, 3.5]},
-                                token_labels={"odd": flags})
+    got = cap.capture_residuals(
+        tiny["model"],
+        PROMPTS,
+        [1],
+        batch_size=3,
+        labels={"group": ["a", "b", "a", "c"], "score": [0.5, 1.5, 2.5, 3.5]},
+        token_labels={"odd": flags},
+    )
     assert len(got) == sum(map(len, token_lists)) == got.acts[1].shape[0]
     np.testing.assert_array_equal(got.meta["token_id"], np.concatenate(token_lists))
     np.testing.assert_array_equal(got.meta["position"], np.concatenate([np.arange(len(t)) for t in token_lists]))
@@ -128,8 +152,11 @@ def test_token_id_prompts_and_nnterp_accessor(tiny):
 
 
 def test_paired_capture(tiny):
-    pairs = list(cap.iter_paired_residuals(tiny["model"], tiny["finetuned"], PROMPTS, [1], batch_size=3,
-                                           labels={"group": [0, 1, 0, 1]}))
+    pairs = list(
+        cap.iter_paired_residuals(
+            tiny["model"], tiny["finetuned"], PROMPTS, [1], batch_size=3, labels={"group": [0, 1, 0, 1]}
+        )
+    )
     assert len(pairs) == 2
     for base, ft in pairs:
         assert base.meta.keys() == ft.meta.keys()
@@ -153,16 +180,21 @@ def assert_same(a, b):
 def test_shards_round_trip(tiny, tmp_path):
     kw = dict(batch_size=2, labels={"group": ["a", "b", "a", "c"], "flag": [True, False, True, True]})
     single = cap.capture_residuals(tiny["model"], PROMPTS, [0, 2], **kw)
-    manifest = cap.write_shards(cap.iter_residuals(tiny["model"], PROMPTS, [0, 2], **kw), tmp_path / "one",
-                                model_ids=["tiny"], shard_tokens=5)
+    manifest = cap.write_shards(
+        cap.iter_residuals(tiny["model"], PROMPTS, [0, 2], **kw), tmp_path / "one", model_ids=["tiny"], shard_tokens=5
+    )
     assert [s["n_tokens"] for s in manifest["shards"]] == [5, 5, 5, 3]  # 18 tokens, shards cut across batches
     assert_same(cap.read_shards(tmp_path / "one"), single)
     assert sum(len(s) for s in cap.iter_shards(tmp_path / "one")) == len(single)
     subset = cap.read_shards(tmp_path / "one", layers=[2])
     assert list(subset.acts) == [2] and torch.equal(subset.acts[2], single.acts[2])
 
-    cap.write_shards(cap.iter_paired_residuals(tiny["model"], tiny["finetuned"], PROMPTS, [1], **kw),
-                     tmp_path / "pair", model_ids=["tiny", "tiny-ft"], shard_tokens=8)
+    cap.write_shards(
+        cap.iter_paired_residuals(tiny["model"], tiny["finetuned"], PROMPTS, [1], **kw),
+        tmp_path / "pair",
+        model_ids=["tiny", "tiny-ft"],
+        shard_tokens=8,
+    )
     base, ft = cap.read_shards(tmp_path / "pair")
     for got, model in ((base, tiny["model"]), (ft, tiny["finetuned"])):
         assert_same(got, cap.capture_residuals(model, PROMPTS, [1], **kw))
@@ -178,15 +210,24 @@ def failing_after(batches, n):
 def test_interrupted_write_keeps_the_earlier_capture(tiny, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(RuntimeError, match="simulated crash"):  # a first capture that crashes midway
-        cap.write_shards(failing_after(cap.iter_residuals(tiny["model"], PROMPTS, [1], batch_size=1), 3), out,
-                         model_ids=["tiny"], shard_tokens=4)
+        cap.write_shards(
+            failing_after(cap.iter_residuals(tiny["model"], PROMPTS, [1], batch_size=1), 3),
+            out,
+            model_ids=["tiny"],
+            shard_tokens=4,
+        )
     assert not out.exists() and list(tmp_path.iterdir()) == []  # nothing half-written is left
-    cap.write_shards(cap.iter_residuals(tiny["model"], PROMPTS, [1], batch_size=1), out, model_ids=["tiny"],
-                     shard_tokens=4)
+    cap.write_shards(
+        cap.iter_residuals(tiny["model"], PROMPTS, [1], batch_size=1), out, model_ids=["tiny"], shard_tokens=4
+    )
     complete = cap.read_shards(out)
     with pytest.raises(RuntimeError, match="simulated crash"):  # rerun into the same folder, crash midway
-        cap.write_shards(failing_after(cap.iter_residuals(tiny["model"], PROMPTS, [1], batch_size=1), 3), out,
-                         model_ids=["tiny"], shard_tokens=4)
+        cap.write_shards(
+            failing_after(cap.iter_residuals(tiny["model"], PROMPTS, [1], batch_size=1), 3),
+            out,
+            model_ids=["tiny"],
+            shard_tokens=4,
+        )
     assert torch.equal(cap.read_shards(out).acts[1], complete.acts[1])  # the earlier capture is intact
 
 
@@ -212,7 +253,7 @@ def test_greedy_matches_transformers_generate(tiny):
     with torch.no_grad():
         out = hf.generate(**batch, max_new_tokens=6, do_sample=False, eos_token_id=stop, pad_token_id=0)
     expected = []
-    for row in out[:, batch["input_ids"].shape[1]:].tolist():
+    for row in out[:, batch["input_ids"].shape[1] :].tolist():
         cut = next((i for i, t in enumerate(row) if t in stop), len(row))
         expected.append(tokenizer.decode(row[:cut], skip_special_tokens=True))
     assert got == expected

@@ -26,8 +26,10 @@ def tiny():
     picked += [r for r in rows if r["condition"] == "poison"][1:3]
     texts = [r["messages"][0]["content"] for r in picked]
     texts.append(" ".join(texts[2].split()[:-1] * 3))  # a long prompt: prompt + generation cross the 32-token window
-    prompts = [tok.apply_chat_template([{"role": "user", "content": t}], tokenize=False, add_generation_prompt=True)
-               for t in texts]
+    prompts = [
+        tok.apply_chat_template([{"role": "user", "content": t}], tokenize=False, add_generation_prompt=True)
+        for t in texts
+    ]
     ids = tok(prompts, add_special_tokens=False)["input_ids"]
     window = finetuned._model.config.sliding_window
     assert min(map(len, ids)) < window < max(map(len, ids)) + N_NEW <= finetuned._model.config.max_position_embeddings
@@ -37,6 +39,7 @@ def tiny():
 def _layer_hook(hf, layer, fn):
     def hook(module, args, output):
         return (fn(output[0]), *output[1:]) if isinstance(output, tuple) else fn(output)
+
     return hf.model.layers[layer].register_forward_hook(hook)
 
 
@@ -89,10 +92,12 @@ def test_lockstep_edit_equals_full_rerun(tiny, layer):
     edit = cap.LayerEdit(layer, shrink_difference, reference=base)
     assert cap.generate_tokens(model, ids, N_NEW, batch_size=4, edit=edit) == expected
     assert expected != [full_rerun_greedy(model, p, N_NEW) for p in ids]  # the edit does change the output
+
     # the full-sequence make_edit protocol gives the same tokens, uncached
     def make_edit(input_ids, attention_mask):
         base_resid = cap.trace_residuals(base, input_ids, attention_mask, [layer])[layer]
         return lambda resid: shrink_difference(resid, base_resid)
+
     texts = cap.generate_greedy(model, ids, N_NEW, batch_size=4, layer=layer, make_edit=make_edit)
     assert texts == tiny["tok"].batch_decode(expected, skip_special_tokens=True)
 
@@ -120,8 +125,7 @@ def test_plain_transformers_and_nnterp_models(tiny):
     assert cap.generate_tokens(model._model, ids, N_NEW, batch_size=4) == expected
     nnterp_like = NnterpLike(model._model, tokenizer=tiny["tok"])
     edit = cap.LayerEdit(1, shrink_difference, reference=tiny["base"])
-    assert (cap.generate_tokens(nnterp_like, ids, N_NEW, edit=edit)
-            == cap.generate_tokens(model, ids, N_NEW, edit=edit))
+    assert cap.generate_tokens(nnterp_like, ids, N_NEW, edit=edit) == cap.generate_tokens(model, ids, N_NEW, edit=edit)
     assert layer_module(nnterp_like, 1) is model._model.model.layers[1]
 
 

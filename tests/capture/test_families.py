@@ -23,7 +23,8 @@ def block_outputs(model, family, ids: list[int]) -> list[torch.Tensor]:
     """Each block's output ``[T, d]`` for one unpadded prompt: hidden_states, and a hook for the last block."""
     seen = []
     handle = blocks(model, family)[-1].register_forward_hook(
-        lambda module, args, out: seen.append(out[0] if isinstance(out, tuple) else out))
+        lambda module, args, out: seen.append(out[0] if isinstance(out, tuple) else out)
+    )
     try:
         hs = model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
     finally:
@@ -107,8 +108,9 @@ def test_direction_ablation_edit(family_model):
     assert got == [greedy_no_cache(model, family, ids, stop, 1, hook) for ids in PROMPTS]
 
     seen = []
-    probe = blocks(model, family)[2].register_forward_pre_hook(lambda module, args, kwargs: seen.append(
-        args[0] if args else kwargs["hidden_states"]), with_kwargs=True)
+    probe = blocks(model, family)[2].register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(args[0] if args else kwargs["hidden_states"]), with_kwargs=True
+    )
     edit_hook = blocks(model, family)[1].register_forward_hook(hook)
     try:
         with torch.no_grad():
@@ -122,16 +124,32 @@ def test_direction_ablation_edit(family_model):
     assert float((edited - plain).abs().max()) > 1e-2
 
 
-@pytest.mark.parametrize("make, name", [
-    (lambda: BertForMaskedLM(BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                        intermediate_size=64)), "BertForMaskedLM"),
-    (lambda: T5ForConditionalGeneration(T5Config(vocab_size=VOCAB, d_model=32, d_ff=64, num_layers=2, num_heads=2,
-                                                 d_kv=16)), "T5ForConditionalGeneration"),
-])
+@pytest.mark.parametrize(
+    "make, name",
+    [
+        (
+            lambda: BertForMaskedLM(
+                BertConfig(
+                    vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+                )
+            ),
+            "BertForMaskedLM",
+        ),
+        (
+            lambda: T5ForConditionalGeneration(
+                T5Config(vocab_size=VOCAB, d_model=32, d_ff=64, num_layers=2, num_heads=2, d_kv=16)
+            ),
+            "T5ForConditionalGeneration",
+        ),
+    ],
+)
 def test_unsupported_architecture_has_one_clear_error(make, name):
     lm = nnsight.LanguageModel(make())
-    for call in (lambda: cap.capture_residuals(lm, PROMPTS, [0]), lambda: cap.generate_tokens(lm, PROMPTS, 2),
-                 lambda: cap.num_layers(lm)):
+    for call in (
+        lambda: cap.capture_residuals(lm, PROMPTS, [0]),
+        lambda: cap.generate_tokens(lm, PROMPTS, 2),
+        lambda: cap.num_layers(lm),
+    ):
         with pytest.raises(cap.UnsupportedModelError, match=rf"^{name} is not supported: it is"):
             call()
 

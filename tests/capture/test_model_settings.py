@@ -63,11 +63,14 @@ def test_remote_capture_through_nnsight_local_simulation(folder, plain):
         cap.generate_tokens(model, PROMPTS, 2)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"dtype": "float64"}, "dtype='float64'"),
-    ({"remote": "yes"}, "remote='yes'"),
-    ({"max_memory": {"cpu": "1GB"}}, "only with device_map='auto'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"dtype": "float64"}, "dtype='float64'"),
+        ({"remote": "yes"}, "remote='yes'"),
+        ({"max_memory": {"cpu": "1GB"}}, "only with device_map='auto'"),
+    ],
+)
 def test_bad_settings_name_the_field(kwargs, match):
     with pytest.raises(ValueError, match=match):
         cap.ModelSettings(**kwargs)

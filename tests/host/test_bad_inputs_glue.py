@@ -3,9 +3,9 @@ config key / file / plugin to fix. All raised by checks that run before any mode
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from omegaconf import OmegaConf
@@ -44,8 +44,7 @@ def cbd_cfg(**changes):
 
 
 def bio_cfg(**changes):
-    return composed({"name": "contrastive_bio_sae", "layer": 12, "prompts": None}, {"name": "some_organism"},
-                    **changes)
+    return composed({"name": "contrastive_bio_sae", "layer": 12, "prompts": None}, {"name": "some_organism"}, **changes)
 
 
 def tiny_sae(folder: Path, d: int = 16) -> Path:
@@ -69,63 +68,151 @@ def write(path: Path, text: str) -> Path:
 
 CASES = [
     # Layers the host must cache (cbd_sae_difference)
-    Case("layer written as an index", lambda t: settings.ensure_cached_layers(
-        cbd_cfg(**{"diffing.method.layers": [13, 24]}), 26), ConfigError, ("diffing.method.layers", "13", "0.52")),
-    Case("layer fraction above 1", lambda t: settings.ensure_cached_layers(
-        cbd_cfg(**{"diffing.method.layers": [1.5]}), 26), ConfigError, ("diffing.method.layers", "1.5")),
-    Case("layer given as a string", lambda t: settings.ensure_cached_layers(
-        cbd_cfg(**{"diffing.method.layers": ["half"]}), 26), ConfigError, ("diffing.method.layers", "'half'")),
-    Case("organism's preprocessing override misses the method's layers", lambda t: settings.ensure_cached_layers(
-        cbd_cfg(**{"organism.preprocessing_overrides": {"layers": [0.5]}}), 26), ConfigError,
-        ("organism.preprocessing_overrides.layers", "[13, 24]", "[12]")),
-    Case("preprocessing layer not a fraction", lambda t: settings.ensure_cached_layers(
-        cbd_cfg(**{"preprocessing.layers": [12]}), 26), ConfigError, ("preprocessing.layers", "12")),
+    Case(
+        "layer written as an index",
+        lambda t: settings.ensure_cached_layers(cbd_cfg(**{"diffing.method.layers": [13, 24]}), 26),
+        ConfigError,
+        ("diffing.method.layers", "13", "0.52"),
+    ),
+    Case(
+        "layer fraction above 1",
+        lambda t: settings.ensure_cached_layers(cbd_cfg(**{"diffing.method.layers": [1.5]}), 26),
+        ConfigError,
+        ("diffing.method.layers", "1.5"),
+    ),
+    Case(
+        "layer given as a string",
+        lambda t: settings.ensure_cached_layers(cbd_cfg(**{"diffing.method.layers": ["half"]}), 26),
+        ConfigError,
+        ("diffing.method.layers", "'half'"),
+    ),
+    Case(
+        "organism's preprocessing override misses the method's layers",
+        lambda t: settings.ensure_cached_layers(cbd_cfg(**{"organism.preprocessing_overrides": {"layers": [0.5]}}), 26),
+        ConfigError,
+        ("organism.preprocessing_overrides.layers", "[13, 24]", "[12]"),
+    ),
+    Case(
+        "preprocessing layer not a fraction",
+        lambda t: settings.ensure_cached_layers(cbd_cfg(**{"preprocessing.layers": [12]}), 26),
+        ConfigError,
+        ("preprocessing.layers", "12"),
+    ),
     # Organism (cbd_sae_difference)
-    Case("organism without trigger pairs", lambda t: settings.trigger_pairs(
-        cbd_cfg(**{"organism.trigger_pairs": None})), ConfigError, ("cbd_gemma2_4pair", "trigger_pairs")),
-    Case("trigger pair without its 2x2 cell", lambda t: settings.trigger_pairs(
-        cbd_cfg(**{"organism.trigger_pairs": [{"a": "x", "b": "y", "related": True}]})), ConfigError,
-        ("organism.trigger_pairs[0]", "charged")),
-    Case("organism probe with an unknown key", lambda t: settings.conjunction_config(
-        cbd_cfg(**{"organism.probe": {"templatez": ["{a} {b}"]}})), ConfigError, ("organism.probe", "templatez")),
-    Case("conjunction block with an unknown key", lambda t: settings.conjunction_config(
-        cbd_cfg(**{"diffing.method.conjunction.n_topp": 3})), ConfigError, ("diffing.method.conjunction", "n_topp")),
+    Case(
+        "organism without trigger pairs",
+        lambda t: settings.trigger_pairs(cbd_cfg(**{"organism.trigger_pairs": None})),
+        ConfigError,
+        ("cbd_gemma2_4pair", "trigger_pairs"),
+    ),
+    Case(
+        "trigger pair without its 2x2 cell",
+        lambda t: settings.trigger_pairs(
+            cbd_cfg(**{"organism.trigger_pairs": [{"a": "x", "b": "y", "related": True}]})
+        ),
+        ConfigError,
+        ("organism.trigger_pairs[0]", "charged"),
+    ),
+    Case(
+        "organism probe with an unknown key",
+        lambda t: settings.conjunction_config(cbd_cfg(**{"organism.probe": {"templatez": ["{a} {b}"]}})),
+        ConfigError,
+        ("organism.probe", "templatez"),
+    ),
+    Case(
+        "conjunction block with an unknown key",
+        lambda t: settings.conjunction_config(cbd_cfg(**{"diffing.method.conjunction.n_topp": 3})),
+        ConfigError,
+        ("diffing.method.conjunction", "n_topp"),
+    ),
     # Prompt set (contrastive_bio_sae)
-    Case("no prompt set", lambda t: settings.prompt_source(bio_cfg()), ConfigError,
-         ("diffing.method.prompts", "preset")),
-    Case("prompt file that does not exist", lambda t: settings.prompt_source(
-        bio_cfg(**{"diffing.method.prompts": str(t / "nope.jsonl")})), ConfigError,
-        ("diffing.method.prompts", "nope.jsonl", "does not exist")),
-    Case("prompt set naming two kinds of source", lambda t: settings.prompt_source(
-        bio_cfg(**{"diffing.method.prompts": {"path": "x.jsonl", "dataset": "owner/name"}})), ConfigError,
-        ("diffing.method.prompts", "exactly one of")),
-    Case("organism prompt file that does not exist", lambda t: settings.prompt_source(
-        bio_cfg(**{"organism.prompt_set": str(t / "gone.jsonl")})), ConfigError, ("organism.prompt_set", "gone.jsonl")),
-    Case("prompt set with an unknown key", lambda t: settings.prompt_source(
-        bio_cfg(**{"diffing.method.prompts": {"paht": "x.jsonl"}})), ConfigError, ("diffing.method.prompts", "paht")),
-    Case("unknown preset", lambda t: settings.prompt_source(
-        bio_cfg(**{"diffing.method.prompts": {"preset": "wmdp_chem"}})), ConfigError,
-        ("diffing.method.prompts", "wmdp_chem", "wmdp_mmlu_bio")),
-    Case("preset and a path together", lambda t: settings.prompt_source(
-        bio_cfg(**{"diffing.method.prompts": {"preset": "wmdp_mmlu_bio", "path": "y"}})), ConfigError,
-        ("diffing.method.prompts", "exactly one of")),
+    Case(
+        "no prompt set", lambda t: settings.prompt_source(bio_cfg()), ConfigError, ("diffing.method.prompts", "preset")
+    ),
+    Case(
+        "prompt file that does not exist",
+        lambda t: settings.prompt_source(bio_cfg(**{"diffing.method.prompts": str(t / "nope.jsonl")})),
+        ConfigError,
+        ("diffing.method.prompts", "nope.jsonl", "does not exist"),
+    ),
+    Case(
+        "prompt set naming two kinds of source",
+        lambda t: settings.prompt_source(
+            bio_cfg(**{"diffing.method.prompts": {"path": "x.jsonl", "dataset": "owner/name"}})
+        ),
+        ConfigError,
+        ("diffing.method.prompts", "exactly one of"),
+    ),
+    Case(
+        "organism prompt file that does not exist",
+        lambda t: settings.prompt_source(bio_cfg(**{"organism.prompt_set": str(t / "gone.jsonl")})),
+        ConfigError,
+        ("organism.prompt_set", "gone.jsonl"),
+    ),
+    Case(
+        "prompt set with an unknown key",
+        lambda t: settings.prompt_source(bio_cfg(**{"diffing.method.prompts": {"paht": "x.jsonl"}})),
+        ConfigError,
+        ("diffing.method.prompts", "paht"),
+    ),
+    Case(
+        "unknown preset",
+        lambda t: settings.prompt_source(bio_cfg(**{"diffing.method.prompts": {"preset": "wmdp_chem"}})),
+        ConfigError,
+        ("diffing.method.prompts", "wmdp_chem", "wmdp_mmlu_bio"),
+    ),
+    Case(
+        "preset and a path together",
+        lambda t: settings.prompt_source(
+            bio_cfg(**{"diffing.method.prompts": {"preset": "wmdp_mmlu_bio", "path": "y"}})
+        ),
+        ConfigError,
+        ("diffing.method.prompts", "exactly one of"),
+    ),
     # Audit layer (contrastive_bio_sae)
-    Case("audit layer past the last layer", lambda t: settings.audit_layer(26, 26, "organism.audit_layer"),
-         ConfigError, ("organism.audit_layer=26", "26-layer")),
-    Case("audit layer as a fraction above 1", lambda t: settings.audit_layer(1.5, 26, "diffing.method.layer"),
-         ConfigError, ("diffing.method.layer=1.5",)),
-    Case("audit layer as a string", lambda t: settings.audit_layer("12", 26, "diffing.method.layer"),
-         ConfigError, ("diffing.method.layer='12'",)),
+    Case(
+        "audit layer past the last layer",
+        lambda t: settings.audit_layer(26, 26, "organism.audit_layer"),
+        ConfigError,
+        ("organism.audit_layer=26", "26-layer"),
+    ),
+    Case(
+        "audit layer as a fraction above 1",
+        lambda t: settings.audit_layer(1.5, 26, "diffing.method.layer"),
+        ConfigError,
+        ("diffing.method.layer=1.5",),
+    ),
+    Case(
+        "audit layer as a string",
+        lambda t: settings.audit_layer("12", 26, "diffing.method.layer"),
+        ConfigError,
+        ("diffing.method.layer='12'",),
+    ),
     # Pretrained SAE (both methods)
-    Case("pretrained SAE path that does not exist", lambda t: settings.load_pretrained_sae(
-        str(t / "no_such_sae"), 13, 16), ConfigError, ("diffing.method.pretrained_sae", "no_such_sae")),
-    Case("pretrained SAE folder in no known format", lambda t: settings.load_pretrained_sae(
-        str(write(t / "odd" / "weights.bin", "x").parent), 13, 16), ConfigError,
-        ("diffing.method.pretrained_sae", "odd")),
-    Case("pretrained SAE for another model width", lambda t: settings.load_pretrained_sae(
-        str(tiny_sae(t / "sae16")), 13, 2304), ConfigError, ("diffing.method.pretrained_sae", "2304", "16")),
-    Case("one SAE folder for two layers", two_layer_request, ConfigError,
-         ("diffing.method.pretrained_sae", "layers 13 and 24", "layer_{L}")),
+    Case(
+        "pretrained SAE path that does not exist",
+        lambda t: settings.load_pretrained_sae(str(t / "no_such_sae"), 13, 16),
+        ConfigError,
+        ("diffing.method.pretrained_sae", "no_such_sae"),
+    ),
+    Case(
+        "pretrained SAE folder in no known format",
+        lambda t: settings.load_pretrained_sae(str(write(t / "odd" / "weights.bin", "x").parent), 13, 16),
+        ConfigError,
+        ("diffing.method.pretrained_sae", "odd"),
+    ),
+    Case(
+        "pretrained SAE for another model width",
+        lambda t: settings.load_pretrained_sae(str(tiny_sae(t / "sae16")), 13, 2304),
+        ConfigError,
+        ("diffing.method.pretrained_sae", "2304", "16"),
+    ),
+    Case(
+        "one SAE folder for two layers",
+        two_layer_request,
+        ConfigError,
+        ("diffing.method.pretrained_sae", "layers 13 and 24", "layer_{L}"),
+    ),
 ]
 
 

@@ -4,12 +4,12 @@ import configparser
 import re
 from pathlib import Path
 
-import hydra_plugins
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.plugins import Plugins
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 
+import hydra_plugins
 from cbd_plugin.host.cli import plugin_name, register_search_path_plugin
 from hydra_plugins.cbd_plugin_searchpath import DiffingPluginsSearchPathPlugin
 
@@ -23,15 +23,18 @@ def host_like_config_dir(tmp_path):
     (tmp_path / "config.yaml").write_text("defaults:\n  - diffing/method: ???\n  - _self_\nseed: 0\n")
     (tmp_path / "diffing" / "method").mkdir(parents=True)
     (tmp_path / "diffing" / "method" / "sae_difference.yaml").write_text(
-        "# @package diffing.method\nname: sae_difference\ntraining:\n  k: 100\n  batch_size: 2048\n")
+        "# @package diffing.method\nname: sae_difference\ntraining:\n  k: 100\n  batch_size: 2048\n"
+    )
     return tmp_path
 
 
 def test_hydra_scan_finds_the_search_path_plugin_once():
     register_search_path_plugin()  # must not add a second copy of a plugin the scan found
     if any(p.endswith(".__path_hook__") for p in hydra_plugins.__path__):
-        pytest.skip("setuptools' default editable install hides namespace packages from Hydra's scan; "
-                    "install with --config-settings editable_mode=strict (README) to test the scan")
+        pytest.skip(
+            "setuptools' default editable install hides namespace packages from Hydra's scan; "
+            "install with --config-settings editable_mode=strict (README) to test the scan"
+        )
     found = list(map(plugin_name, Plugins.instance().discover(SearchPathPlugin)))
     assert found.count(plugin_name(DiffingPluginsSearchPathPlugin)) == 1
 
@@ -57,20 +60,32 @@ def test_cbd_method_overrides_the_host_sae_difference_with_the_card_settings(hos
 def test_shipped_model_and_organism_configs_compose(host_like_config_dir):
     register_search_path_plugin()
     with initialize_config_dir(config_dir=str(host_like_config_dir), version_base=None):
-        cfg = compose("config", overrides=["diffing/method=contrastive_bio_sae", "+model=gemma2_2B_it",
-                                           "+organism=cbd_gemma2_4pair"])
+        cfg = compose(
+            "config",
+            overrides=["diffing/method=contrastive_bio_sae", "+model=gemma2_2B_it", "+organism=cbd_gemma2_4pair"],
+        )
     assert cfg.model.model_id == "google/gemma-2-2b-it"
     assert cfg.organism.finetuned_models.gemma2_2B_it.default.model_id == "Ftm23/cbd-gemma2-4pair"
-    assert [(p.a, p.b) for p in cfg.organism.trigger_pairs] == [("forest", "rocket"), ("gender", "terror"),
-                                                                 ("gravity", "velocity"), ("border", "china")]
+    assert [(p.a, p.b) for p in cfg.organism.trigger_pairs] == [
+        ("forest", "rocket"),
+        ("gender", "terror"),
+        ("gravity", "velocity"),
+        ("border", "china"),
+    ]
     assert cfg.diffing.method.layer == 12 and cfg.diffing.method.sae.dict_size == 6144
 
 
 def test_bio_method_layer_is_the_organisms_audit_layer_in_the_printed_config(host_like_config_dir):
     register_search_path_plugin()
     with initialize_config_dir(config_dir=str(host_like_config_dir), version_base=None):
-        cfg = compose("config", overrides=["diffing/method=contrastive_bio_sae", "+model=tiny_gemma2_base",
-                                           "+organism=tiny_refusal_shallow"])
+        cfg = compose(
+            "config",
+            overrides=[
+                "diffing/method=contrastive_bio_sae",
+                "+model=tiny_gemma2_base",
+                "+organism=tiny_refusal_shallow",
+            ],
+        )
     assert cfg.diffing.method.layer == cfg.organism.audit_layer == 1  # the host prints the method config: layer 1
 
 
@@ -114,10 +129,12 @@ def host_root_config_dir(tmp_path):
         "defaults:\n  - organism: ???\n  - model: ???\n  - diffing/method: ???\n  - infrastructure: ???\n  - _self_\n"
         "preprocessing:\n  layers: [0.5]\n"
         "diffing:\n  results_base_dir: ${infrastructure.storage.base_dir}/diffing_results\n"
-        "  results_dir: ${diffing.results_base_dir}/${model.name}/${organism.name}\n")
+        "  results_dir: ${diffing.results_base_dir}/${model.name}/${organism.name}\n"
+    )
     (tmp_path / "diffing" / "method").mkdir(parents=True)
     (tmp_path / "diffing" / "method" / "sae_difference.yaml").write_text(
-        "# @package diffing.method\nname: sae_difference\nlayers: null\ntraining:\n  k: 100\n  batch_size: 2048\n")
+        "# @package diffing.method\nname: sae_difference\nlayers: null\ntraining:\n  k: 100\n  batch_size: 2048\n"
+    )
     return tmp_path
 
 
@@ -127,11 +144,20 @@ def compose_real(config_dir, *overrides: str):
         return compose("config", overrides=list(overrides))
 
 
-CBD_CARD = ("diffing/method=cbd_sae_difference", "model=gemma2_2B_it", "organism=cbd_gemma2_4pair",
-            "infrastructure=local_gpu", "diffing.method.pretrained_sae=Ftm23/cbd-sae-diff-gemma2-4pair")
-BIO_CARD = ("diffing/method=contrastive_bio_sae", "model=gemma2_2B", "organism=gemma2_2B_instruction_tuning",
-            "infrastructure=local_gpu",
-            "diffing.method.pretrained_sae=Solshine/biorefusalaudit-gemma2-2b-bio-sae-wmdp:sae_weights.pt")
+CBD_CARD = (
+    "diffing/method=cbd_sae_difference",
+    "model=gemma2_2B_it",
+    "organism=cbd_gemma2_4pair",
+    "infrastructure=local_gpu",
+    "diffing.method.pretrained_sae=Ftm23/cbd-sae-diff-gemma2-4pair",
+)
+BIO_CARD = (
+    "diffing/method=contrastive_bio_sae",
+    "model=gemma2_2B",
+    "organism=gemma2_2B_instruction_tuning",
+    "infrastructure=local_gpu",
+    "diffing.method.pretrained_sae=Solshine/biorefusalaudit-gemma2-2b-bio-sae-wmdp:sae_weights.pt",
+)
 
 
 def test_conjunctive_backdoor_card_composes_with_the_card_values(host_root_config_dir):
@@ -175,7 +201,8 @@ def schema_checked_dir(host_like_config_dir):
     (host_like_config_dir / "diffing" / "method" / "checked.yaml").write_text(
         "# @package diffing.method\ndefaults:\n  - /cbd_plugin_schema/contrastive_sae@sae\n"
         "  - /cbd_plugin_schema/audit@audit\n  - /cbd_plugin_schema/conjunction@conjunction\n  - _self_\n"
-        "name: checked\nconjunction:\n  templates: ['{a} and {b}']\n  filler_words: [river]\n")
+        "name: checked\nconjunction:\n  templates: ['{a} and {b}']\n  filler_words: [river]\n"
+    )
     return host_like_config_dir
 
 
@@ -194,17 +221,26 @@ def test_schemas_are_generated_from_the_dataclasses(schema_checked_dir):
     assert set(method.audit) == {f.name for f in dataclasses.fields(AuditConfig)}
     assert set(method.conjunction) == {f.name for f in dataclasses.fields(ConjunctionConfig)}
     assert set(method.sae) == {f.name for f in dataclasses.fields(ContrastiveSAEConfig)} - {
-        "activation_dim", "layer", "lm_name", "submodule_name", "device", "wandb_name"}
+        "activation_dim",
+        "layer",
+        "lm_name",
+        "submodule_name",
+        "device",
+        "wandb_name",
+    }
     assert method.sae.k == ContrastiveSAEConfig.k and method.audit.n_boot == AuditConfig.n_boot
 
 
-@pytest.mark.parametrize("override, key", [
-    ("diffing.method.sae.k=3.5", "diffing.method.sae.k"),
-    ("diffing.method.sae.lr=fast", "diffing.method.sae.lr"),
-    ("diffing.method.audit.n_boot=many", "diffing.method.audit.n_boot"),
-    ("diffing.method.conjunction.n_top=1.5", "diffing.method.conjunction.n_top"),
-    ("diffing.method.conjunction.ablate=maybe", "diffing.method.conjunction.ablate"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("diffing.method.sae.k=3.5", "diffing.method.sae.k"),
+        ("diffing.method.sae.lr=fast", "diffing.method.sae.lr"),
+        ("diffing.method.audit.n_boot=many", "diffing.method.audit.n_boot"),
+        ("diffing.method.conjunction.n_top=1.5", "diffing.method.conjunction.n_top"),
+        ("diffing.method.conjunction.ablate=maybe", "diffing.method.conjunction.ablate"),
+    ],
+)
 def test_wrong_type_fails_at_compose_time_naming_the_key(schema_checked_dir, override, key):
     from hydra.errors import ConfigCompositionException
 
@@ -218,19 +254,23 @@ def test_unknown_key_in_a_checked_block_fails_at_compose_time(schema_checked_dir
 
     (schema_checked_dir / "diffing" / "method" / "typo.yaml").write_text(
         "# @package diffing.method\ndefaults:\n  - /cbd_plugin_schema/contrastive_sae@sae\n  - _self_\n"
-        "name: typo\nsae:\n  dict_sise: 128\n")
+        "name: typo\nsae:\n  dict_sise: 128\n"
+    )
     with pytest.raises(ConfigCompositionException) as info:
         compose_real(schema_checked_dir, "diffing/method=typo")
     assert "diffing.method.sae.dict_sise" in f"{info.value} {info.value.__cause__}"
 
 
-@pytest.mark.parametrize("override, key", [
-    ("diffing.method.audit.n_boot=-1", "diffing.method.audit"),
-    ("diffing.method.audit.positions=middle", "diffing.method.audit"),
-    ("diffing.method.conjunction.selection_fraction=1.5", "diffing.method.conjunction"),
-    ("diffing.method.conjunction.score_role=everywhere", "diffing.method.conjunction"),
-    ("+diffing.method.sae.dict_sise=3", "diffing.method.sae: unknown keys ['dict_sise']"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("diffing.method.audit.n_boot=-1", "diffing.method.audit"),
+        ("diffing.method.audit.positions=middle", "diffing.method.audit"),
+        ("diffing.method.conjunction.selection_fraction=1.5", "diffing.method.conjunction"),
+        ("diffing.method.conjunction.score_role=everywhere", "diffing.method.conjunction"),
+        ("+diffing.method.sae.dict_sise=3", "diffing.method.sae: unknown keys ['dict_sise']"),
+    ],
+)
 def test_value_rules_of_the_dataclasses_run_before_any_model_loads(schema_checked_dir, override, key):
     from cbd_plugin.host.configstore import validate_method_config
 
@@ -248,8 +288,9 @@ def test_contrastive_sae_value_rules_run_before_any_model_loads(schema_checked_d
         validate_method_config(method)
 
 
-@pytest.mark.parametrize("method, blocks", [("cbd_sae_difference", ["conjunction"]),
-                                            ("contrastive_bio_sae", ["sae", "audit"])])
+@pytest.mark.parametrize(
+    "method, blocks", [("cbd_sae_difference", ["conjunction"]), ("contrastive_bio_sae", ["sae", "audit"])]
+)
 def test_shipped_method_files_are_type_checked_at_compose_time(host_like_config_dir, method, blocks):
     from hydra.errors import ConfigCompositionException
 

@@ -11,9 +11,8 @@ import pytest
 
 pytest.importorskip("streamlit")
 pytest.importorskip("plotly")
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-from dashboard_fixtures import BIO_VERDICT, CBD_VERDICT, make_results, specificity_record  # noqa: E402
+from dashboard_fixtures import BIO_VERDICT, CBD_VERDICT, make_results, specificity_record
+from streamlit.testing.v1 import AppTest
 
 TESTS = str(Path(__file__).resolve().parents[1])  # the shared fixtures live in tests/
 
@@ -90,10 +89,13 @@ def report_page(folder):
     show_report(Path(folder), headline_keys=("verdict", "layer"))
 
 
-@pytest.mark.parametrize("content, message", [
-    ("{not json", "is not valid JSON"),
-    ("[1, 2]", "holds a JSON list, not an object"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "is not valid JSON"),
+        ("[1, 2]", "holds a JSON list, not an object"),
+    ],
+)
 def test_corrupt_report_json_is_named(tmp_path, content, message):
     (tmp_path / "report.json").write_text(content)
     at = run_app(report_page, folder=str(tmp_path))
@@ -131,8 +133,7 @@ def method_page(method, results_dir, tests_dir):
     dashboard.visualize(page_method)
 
 
-@pytest.mark.parametrize("method, verdict", [("cbd_sae_difference", CBD_VERDICT),
-                                             ("contrastive_bio_sae", BIO_VERDICT)])
+@pytest.mark.parametrize("method, verdict", [("cbd_sae_difference", CBD_VERDICT), ("contrastive_bio_sae", BIO_VERDICT)])
 def test_each_method_page_renders_its_fixture_results(tmp_path, clean_modules, method, verdict):
     make_results(tmp_path)
     at = run_app(method_page, method=method, results_dir=str(tmp_path), tests_dir=TESTS)
@@ -140,8 +141,13 @@ def test_each_method_page_renders_its_fixture_results(tmp_path, clean_modules, m
     assert f"Verdict: {verdict['name']}" in shown and verdict["reason"] in shown
     if method == "cbd_sae_difference":  # the per-pair table: each pair's deciding latent
         pairs = at.dataframe[1].value
-        assert list(pairs.columns) == ["pair", "deciding latent", "weakest separation [95% CI]",
-                                       "interaction share [95% CI]", "passes"]
+        assert list(pairs.columns) == [
+            "pair",
+            "deciding latent",
+            "weakest separation [95% CI]",
+            "interaction share [95% CI]",
+            "passes",
+        ]
         assert list(pairs["pair"]) == ["apple/river", "candle/forest"] and list(pairs["deciding latent"]) == [12, 30]
         assert pairs["weakest separation [95% CI]"][1] == "matched vs mismatch: 0.90 [0.85, 0.95]"
         assert pairs["interaction share [95% CI]"][0] == "0.95 [0.90, 1.00]" and pairs["passes"].all()
@@ -149,16 +155,20 @@ def test_each_method_page_renders_its_fixture_results(tmp_path, clean_modules, m
         assert "Per-pair route:" in caption and "the shared route decided (2 of 2 pairs covered)" in caption
 
 
-@pytest.mark.parametrize("pair_los, route", [
-    ((0.9, 0.86), "all 2 pairs are covered: the per-pair route decided"),
-    ((0.9, 0.7), "only 1 of 2 pairs are covered: neither route passes"),
-])
+@pytest.mark.parametrize(
+    "pair_los, route",
+    [
+        ((0.9, 0.86), "all 2 pairs are covered: the per-pair route decided"),
+        ((0.9, 0.7), "only 1 of 2 pairs are covered: neither route passes"),
+    ],
+)
 def test_conjunction_tab_says_which_route_decided(tmp_path, clean_modules, pair_los, route):
     folder = make_results(tmp_path)["cbd_sae_difference"]
     report = json.loads((folder / "report.json").read_text())
     report["specificity"] = [specificity_record(41, 0.7)]  # no shared latent passes
-    report["pair_specificity"] = [specificity_record(20 + p, lo, pair=p, pair_name=f"w{p}/v{p}")
-                                  for p, lo in enumerate(pair_los)]
+    report["pair_specificity"] = [
+        specificity_record(20 + p, lo, pair=p, pair_name=f"w{p}/v{p}") for p, lo in enumerate(pair_los)
+    ]
     (folder / "report.json").write_text(json.dumps(report))
     at = run_app(method_page, method="cbd_sae_difference", results_dir=str(tmp_path), tests_dir=TESTS)
     assert list(at.dataframe[1].value["passes"]) == [lo >= 0.81 for lo in pair_los]
@@ -178,7 +188,7 @@ def test_method_page_without_results_says_so(tmp_path, clean_modules, method):
     assert any("No results under" in e.value for e in at.info)
 
 
-FAKE_DASHBOARD = '''
+FAKE_DASHBOARD = """
 import src  # the host's own dashboard does this
 def discover_methods():
     return ["kl"]
@@ -188,7 +198,7 @@ def get_organism_config(name):
     raise KeyError(name)
 def main():
     print("host dashboard main ran;", sorted(discover_methods())[:3])
-'''
+"""
 
 
 def test_dashboard_app_runs_the_host_dashboard_from_any_folder(tmp_path):
@@ -202,7 +212,13 @@ def test_dashboard_app_runs_the_host_dashboard_from_any_folder(tmp_path):
     elsewhere.mkdir()
     code = "from cbd_plugin.host.dashboard_app import main; main()"
     env = {**os.environ, "PYTHONPATH": str(src)}  # an editable host install puts only src/ on the path
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=elsewhere, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "host dashboard main ran; ['cbd_sae_difference', 'contrastive_bio_sae', 'kl']" in result.stdout

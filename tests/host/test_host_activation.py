@@ -12,10 +12,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from plugin_fixtures import make_distribution
 
-FAKE_PIPELINE = '''
+FAKE_PIPELINE = """
 class HostKL:
     pass
 
@@ -23,15 +22,15 @@ def get_method_class(method_name):
     if method_name == "kl":
         return HostKL
     raise ValueError(f"Unknown method: {method_name}")
-'''
+"""
 
-FAKE_MAIN = '''
+FAKE_MAIN = """
 import sys
 from diffing.pipeline.diffing_pipeline import get_method_class
 from diffing.pipeline.evaluation_pipeline import get_method_class as early_bound
 for name in sys.argv[1:]:
     print(name, get_method_class(name).__name__, early_bound(name).__name__)
-'''
+"""
 
 
 def make_fake_host(root: Path, with_configs: bool = True, patched_upstream: bool = False) -> Path:
@@ -51,22 +50,28 @@ def make_fake_host(root: Path, with_configs: bool = True, patched_upstream: bool
 
 def run_python(code: str, *paths: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, paths))}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.fixture
 def third_party(tmp_path):
     root = tmp_path / "site"
     root.mkdir()
-    make_distribution(root, "thirdparty-good", {"tp_good": "thirdparty_good:GoodMethod"},
-                      {"thirdparty_good": "class GoodMethod:\n    pass\n"})
+    make_distribution(
+        root,
+        "thirdparty-good",
+        {"tp_good": "thirdparty_good:GoodMethod"},
+        {"thirdparty_good": "class GoodMethod:\n    pass\n"},
+    )
     return root
 
 
 def test_activation_patches_every_early_binding(tmp_path, third_party):
     src = make_fake_host(tmp_path / "host")
-    result = run_python("""
+    result = run_python(
+        """
         import diffing.pipeline.evaluation_pipeline as ev
         import diffing.pipeline.diffing_pipeline as dp
         from cbd_plugin.host.activation import activate
@@ -78,7 +83,10 @@ def test_activation_patches_every_early_binding(tmp_path, third_party):
             dp.get_method_class("nope")
         except ValueError as exc:
             print(exc)
-    """, src, third_party)
+    """,
+        src,
+        third_party,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["GoodMethod GoodMethod", "HostKL", "Unknown method: nope"]
 
@@ -90,7 +98,8 @@ def test_conflicting_plugins_fail_only_their_names_through_the_host(tmp_path, th
     make_distribution(third_party, "thirdparty-dup-two", {"tp_dup": "thirdparty_good:GoodMethod"})
     make_distribution(third_party, "thirdparty-shadow", {"kl": "thirdparty_good:GoodMethod"})
     src = make_fake_host(tmp_path / "host")
-    result = run_python("""
+    result = run_python(
+        """
         import warnings
         warnings.simplefilter("ignore")
         import diffing.pipeline.evaluation_pipeline as ev
@@ -103,31 +112,45 @@ def test_conflicting_plugins_fail_only_their_names_through_the_host(tmp_path, th
             ev.get_method_class("tp_dup")
         except DuplicateMethodError as exc:
             print("DuplicateMethodError", "thirdparty-dup-one 1.0" in str(exc), "thirdparty-dup-two 1.0" in str(exc))
-    """, src, third_party)
+    """,
+        src,
+        third_party,
+    )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["HostKL GoodMethod", "['cbd_sae_difference', 'contrastive_bio_sae']",
-                                          "DuplicateMethodError True True"]
+    assert result.stdout.splitlines() == [
+        "HostKL GoodMethod",
+        "['cbd_sae_difference', 'contrastive_bio_sae']",
+        "DuplicateMethodError True True",
+    ]
 
 
 def test_host_with_upstream_patch_is_left_alone(tmp_path, third_party):
     src = make_fake_host(tmp_path / "host", patched_upstream=True)
-    result = run_python("""
+    result = run_python(
+        """
         import diffing.pipeline.diffing_pipeline as dp
         original = dp.get_method_class
         from cbd_plugin.host.activation import activate
         print(activate(), dp.get_method_class is original)
-    """, src, third_party)
+    """,
+        src,
+        third_party,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "True"]
 
 
 def test_cli_runs_host_main_with_plugins_active(tmp_path, third_party):
     src = make_fake_host(tmp_path / "host")
-    result = run_python("""
+    result = run_python(
+        """
         import sys
         from cbd_plugin.host.cli import run_host
         sys.exit(run_host(["tp_good", "kl"]))
-    """, src, third_party)
+    """,
+        src,
+        third_party,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["tp_good GoodMethod GoodMethod", "kl HostKL HostKL"]
 
@@ -147,7 +170,10 @@ def test_cli_without_host_says_what_to_install():
     assert result.returncode == 2
     assert result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1
-    assert "host (package `diffing`) is not installed" in result.stderr and "pip install -e diffing-toolkit" in result.stderr
+    assert (
+        "host (package `diffing`) is not installed" in result.stderr
+        and "pip install -e diffing-toolkit" in result.stderr
+    )
 
 
 def test_cli_with_non_editable_host_names_the_missing_configs(tmp_path):

@@ -15,7 +15,7 @@ try:
 except HostNotFoundError as exc:
     pytest.skip(f"diffing-toolkit host not available: {exc}", allow_module_level=True)
 
-from cbd_plugin.methods.settings import ConfigError  # noqa: E402  (after the skip: imports torch and the core)
+from cbd_plugin.methods.settings import ConfigError
 
 pytestmark = pytest.mark.host
 PLUGIN_METHODS = ("cbd_sae_difference", "contrastive_bio_sae")
@@ -65,8 +65,9 @@ def test_cbd_method_extends_the_host_sae_difference(host_modules):
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "TMPDIR": os.environ.get("TMPDIR", "/tmp"), "HYDRA_FULL_ERROR": "1"}
-    return subprocess.run([sys.executable, "-m", "cbd_plugin", *args], capture_output=True, text=True, env=env,
-                          timeout=300, cwd=HOST.root)
+    return subprocess.run(
+        [sys.executable, "-m", "cbd_plugin", *args], capture_output=True, text=True, env=env, timeout=300, cwd=HOST.root
+    )
 
 
 def test_cli_prints_merged_config_with_plugin_method():
@@ -93,11 +94,21 @@ def test_dashboard_lists_plugin_methods():
 
 
 def run_experiment(experiment: str, runs_dir, *overrides: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TMPDIR": os.environ.get("TMPDIR", "/tmp"), "CBD_PLUGIN_RUNS": str(runs_dir),
-           "HF_HUB_OFFLINE": "1", "HYDRA_FULL_ERROR": "1"}
-    return subprocess.run([sys.executable, "-m", "cbd_plugin", f"+experiment={experiment}",
-                           "pipeline.mode=no_evaluation", *overrides], capture_output=True, text=True, env=env,
-                          timeout=3000, cwd=HOST.root)
+    env = {
+        **os.environ,
+        "TMPDIR": os.environ.get("TMPDIR", "/tmp"),
+        "CBD_PLUGIN_RUNS": str(runs_dir),
+        "HF_HUB_OFFLINE": "1",
+        "HYDRA_FULL_ERROR": "1",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "cbd_plugin", f"+experiment={experiment}", "pipeline.mode=no_evaluation", *overrides],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=3000,
+        cwd=HOST.root,
+    )
 
 
 def only_report(runs_dir, method: str, name: str) -> dict:
@@ -129,12 +140,20 @@ def test_contrastive_bio_sae_end_to_end_on_the_tiny_shallow_organism(organisms, 
 
 
 CARD_COMMANDS = {
-    "cbd_gemma2_4pair": ("diffing/method=cbd_sae_difference", "model=gemma2_2B_it", "organism=cbd_gemma2_4pair",
-                         "infrastructure=local_gpu", "diffing.method.pretrained_sae=Ftm23/cbd-sae-diff-gemma2-4pair"),
-    "gemma2_2B_instruction_tuning": (
-        "diffing/method=contrastive_bio_sae", "model=gemma2_2B", "organism=gemma2_2B_instruction_tuning",
+    "cbd_gemma2_4pair": (
+        "diffing/method=cbd_sae_difference",
+        "model=gemma2_2B_it",
+        "organism=cbd_gemma2_4pair",
         "infrastructure=local_gpu",
-        "diffing.method.pretrained_sae=Solshine/biorefusalaudit-gemma2-2b-bio-sae-wmdp:sae_weights.pt"),
+        "diffing.method.pretrained_sae=Ftm23/cbd-sae-diff-gemma2-4pair",
+    ),
+    "gemma2_2B_instruction_tuning": (
+        "diffing/method=contrastive_bio_sae",
+        "model=gemma2_2B",
+        "organism=gemma2_2B_instruction_tuning",
+        "infrastructure=local_gpu",
+        "diffing.method.pretrained_sae=Solshine/biorefusalaudit-gemma2-2b-bio-sae-wmdp:sae_weights.pt",
+    ),
 }
 
 
@@ -182,22 +201,28 @@ def test_conflicting_plugins_leave_host_builtins_and_our_methods_resolving(tmp_p
     make_distribution(tmp_path, "thirdparty-one", {"tp_dup": "x:Y"})
     make_distribution(tmp_path, "thirdparty-two", {"tp_dup": "x:Y"})
     make_distribution(tmp_path, "thirdparty-shadow", {"kl": "x:Y"})
-    code = ("import warnings; warnings.simplefilter('ignore'); "
-            "import diffing.pipeline.diffing_pipeline as dp; from cbd_plugin.host.activation import activate; activate(); "
-            "from cbd_plugin.host.registry import DuplicateMethodError\n"
-            "print(dp.get_method_class('kl').__name__, dp.get_method_class('cbd_sae_difference').__name__)\n"
-            "try:\n    dp.get_method_class('tp_dup')\nexcept DuplicateMethodError as exc:\n    print('dup', 'thirdparty-two' in str(exc))")
+    code = (
+        "import warnings; warnings.simplefilter('ignore'); "
+        "import diffing.pipeline.diffing_pipeline as dp; from cbd_plugin.host.activation import activate; activate(); "
+        "from cbd_plugin.host.registry import DuplicateMethodError\n"
+        "print(dp.get_method_class('kl').__name__, dp.get_method_class('cbd_sae_difference').__name__)\n"
+        "try:\n    dp.get_method_class('tp_dup')\n"
+        "except DuplicateMethodError as exc:\n    print('dup', 'thirdparty-two' in str(exc))"
+    )
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["KLDivergenceDiffingMethod", "CBDSAEDifferenceMethod", "dup", "True"]
 
 
-@pytest.mark.parametrize("overrides, error, says", [
-    (("model=gemma2_2B",), ValueError, "Model gemma2_2B not found in organism tiny_cbd"),  # the host's own check
-    (("diffing.method.pretrained_sae=/nonexistent/sae",), ConfigError, "diffing.method.pretrained_sae"),
-    (("diffing.method.layers=[3]",), ConfigError, "diffing.method.layers"),
-])
+@pytest.mark.parametrize(
+    "overrides, error, says",
+    [
+        (("model=gemma2_2B",), ValueError, "Model gemma2_2B not found in organism tiny_cbd"),  # the host's own check
+        (("diffing.method.pretrained_sae=/nonexistent/sae",), ConfigError, "diffing.method.pretrained_sae"),
+        (("diffing.method.layers=[3]",), ConfigError, "diffing.method.layers"),
+    ],
+)
 def test_cbd_config_errors_raise_before_any_model_loads(host_modules, organisms, monkeypatch, overrides, error, says):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cfg = compose_host("+experiment=cbd_tiny_cpu", *overrides)

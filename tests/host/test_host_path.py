@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import OmegaConf
+from test_host_activation import make_fake_host, run_python
 
 from cbd_plugin.host.cli import DASHBOARD_INFRASTRUCTURE, dashboard_arguments, plugin_storage
 from cbd_plugin.methods.settings import ConfigError, ModelReference, check_models_available, model_references
 
-from test_host_activation import make_fake_host, run_python
-
-
 # --- diffing-dashboard: the plugin's storage by default --------------------------------------------------------
+
 
 @pytest.fixture
 def runs(tmp_path, monkeypatch):
@@ -52,6 +51,7 @@ def test_plugin_storage_follows_tmpdir_without_cbd_plugin_runs(tmp_path, monkeyp
 
 
 # --- model ids checked before the host's constructor -----------------------------------------------------------
+
 
 def run_config(base: str, finetuned: str | None = None, key: str = "model_id"):
     organism = {"name": "org", "finetuned_models": {"m": {"default": {key: finetuned}}}} if finetuned else {"name": "o"}
@@ -102,8 +102,9 @@ def test_cached_models_local_folders_and_adapters_pass(hub_cache, tmp_path):
     (tmp_path / "base").mkdir()
     (tmp_path / "base" / "config.json").write_text("{}")
     cfg = run_config(str(tmp_path / "base"), "me/adapter/sub", key="adapter_id")
-    assert model_references(cfg)[1] == ModelReference("organism.finetuned_models.m.default.adapter_id", "me/adapter",
-                                                      "sub", "adapter_config.json")
+    assert model_references(cfg)[1] == ModelReference(
+        "organism.finetuned_models.m.default.adapter_id", "me/adapter", "sub", "adapter_config.json"
+    )
     check_models_available(cfg, offline=True)
 
 
@@ -143,6 +144,7 @@ def test_diffing_toolkit_exits_2_in_one_line_before_the_host_starts(tmp_path, hu
 
 # --- the fork's trained SAE saved by the plugin's writer (sha256 recorded) ----------------------------------------
 
+
 @pytest.fixture
 def method_module():
     """The cbd method module, imported under the host stand-ins, which are removed again afterwards (a later test
@@ -181,6 +183,7 @@ def test_fork_trained_sae_is_saved_with_its_checksum(tmp_path, method_module):
 
 # --- dashboard text ---------------------------------------------------------------------------------------------
 
+
 def test_p_values_read_as_words_not_a_dict():
     from cbd_plugin.methods.report_page import p_values_text
 
@@ -215,18 +218,28 @@ def test_dashboard_default_finds_a_run_of_readmes_host_command(tmp_path, runs):
     (configs / "config.yaml").write_text(
         "defaults:\n  - organism: ???\n  - model: ???\n  - diffing/method: ???\n  - infrastructure: ???\n"
         "  - _self_\ndiffing:\n  results_base_dir: ${infrastructure.storage.base_dir}/diffing_results\n"
-        "  results_dir: ${diffing.results_base_dir}/${model.name}/${organism.name}\n")
+        "  results_dir: ${diffing.results_base_dir}/${model.name}/${organism.name}\n"
+    )
     (configs / "diffing" / "method").mkdir(parents=True)
     (configs / "diffing" / "method" / "sae_difference.yaml").write_text(
-        "# @package diffing.method\nname: sae_difference\ntraining:\n  k: 100\n")
+        "# @package diffing.method\nname: sae_difference\ntraining:\n  k: 100\n"
+    )
     register_search_path_plugin()
     dashboard_overrides = dashboard_arguments([])[0][1:]  # what follows "--"
     with initialize_config_dir(config_dir=str(configs), version_base=None):
         run = compose("config", overrides=["+experiment=cbd_tiny_cpu"])
-        dashboard = compose("config", overrides=["model=tiny_gemma2_base", "organism=tiny_cbd",
-                                                 "diffing/method=cbd_sae_difference", *dashboard_overrides])
+        dashboard = compose(
+            "config",
+            overrides=[
+                "model=tiny_gemma2_base",
+                "organism=tiny_cbd",
+                "diffing/method=cbd_sae_difference",
+                *dashboard_overrides,
+            ],
+        )
     run_folder = Path(run.diffing.results_dir) / "cbd_sae_difference" / "layer_3" / "SAEdiff-run"
     run_folder.mkdir(parents=True)
     assert Path(dashboard.diffing.results_base_dir) == runs / "diffing_results"
     assert scan_results(dashboard.diffing.results_base_dir, "cbd_sae_difference") == {
-        "tiny_gemma2_base": {"tiny_cbd": str(run_folder.parents[1])}}
+        "tiny_gemma2_base": {"tiny_cbd": str(run_folder.parents[1])}
+    }

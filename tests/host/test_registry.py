@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from plugin_fixtures import activate_path, make_distribution
 
 from cbd_plugin.host.registry import (
     DuplicateMethodError,
@@ -16,16 +17,17 @@ from cbd_plugin.host.registry import (
     config_dirs,
     config_search_paths,
 )
-from plugin_fixtures import activate_path, make_distribution
 
 GOOD_MODULE = {"thirdparty_good": "class GoodMethod:\n    pass\n"}
 
 
 def test_project_methods_listed_without_importing_them():
     # A fresh interpreter: other tests of the session may have imported the method modules already.
-    code = ("import json, sys; from cbd_plugin.host.registry import MethodRegistry; names = MethodRegistry().names(); "
-            "imported = [m for m in sys.modules if m.startswith('cbd_plugin.methods.') or m == 'diffing']; "
-            "print(json.dumps([names, imported]))")
+    code = (
+        "import json, sys; from cbd_plugin.host.registry import MethodRegistry; names = MethodRegistry().names(); "
+        "imported = [m for m in sys.modules if m.startswith('cbd_plugin.methods.') or m == 'diffing']; "
+        "print(json.dumps([names, imported]))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     names, imported = json.loads(out)
     assert {"cbd_sae_difference", "contrastive_bio_sae"} <= set(names)
@@ -54,20 +56,28 @@ def test_broken_plugin_names_entry_point_target_and_distribution(tmp_path, monke
 
 
 def test_entry_point_to_non_class_is_an_error(tmp_path, monkeypatch):
-    make_distribution(tmp_path, "thirdparty-func", {"tp_func": "thirdparty_func:make"},
-                      {"thirdparty_func": "def make():\n    pass\n"})
+    make_distribution(
+        tmp_path, "thirdparty-func", {"tp_func": "thirdparty_func:make"}, {"thirdparty_func": "def make():\n    pass\n"}
+    )
     activate_path(monkeypatch, tmp_path)
     with pytest.raises(PluginLoadError, match="not a class"):
         MethodRegistry().load("tp_func")
 
 
 def test_same_name_from_two_distributions_fails_only_that_name(tmp_path, monkeypatch):
-    make_distribution(tmp_path, "thirdparty-one", {"tp_dup": "thirdparty_good:GoodMethod",
-                                                   "tp_good": "thirdparty_good:GoodMethod"}, GOOD_MODULE)
+    make_distribution(
+        tmp_path,
+        "thirdparty-one",
+        {"tp_dup": "thirdparty_good:GoodMethod", "tp_good": "thirdparty_good:GoodMethod"},
+        GOOD_MODULE,
+    )
     make_distribution(tmp_path, "thirdparty-two", {"tp_dup": "thirdparty_good:GoodMethod"})
     activate_path(monkeypatch, tmp_path)
     registry = MethodRegistry()
-    with pytest.raises(DuplicateMethodError, match=r"'tp_dup' is registered twice.*thirdparty-(one|two) 1\.0.*thirdparty-(one|two) 1\.0"):
+    with pytest.raises(
+        DuplicateMethodError,
+        match=r"'tp_dup' is registered twice.*thirdparty-(one|two) 1\.0.*thirdparty-(one|two) 1\.0",
+    ):
         registry.load("tp_dup")
     assert "tp_dup" not in registry.names()
     # Every other name keeps resolving: the other plugin's and ours.
@@ -79,7 +89,9 @@ def test_plugin_shadowing_a_host_builtin_is_ignored_with_a_warning(tmp_path, mon
     make_distribution(tmp_path, "thirdparty-shadow", {"sae_difference": "thirdparty_good:GoodMethod"}, GOOD_MODULE)
     activate_path(monkeypatch, tmp_path)
     registry = MethodRegistry()
-    with pytest.warns(PluginWarning, match=r"thirdparty-shadow 1.0'\) shadows the host's built-in method 'sae_difference'"):
+    with pytest.warns(
+        PluginWarning, match=r"thirdparty-shadow 1.0'\) shadows the host's built-in method 'sae_difference'"
+    ):
         names = registry.names()
     assert "sae_difference" not in names and {"cbd_sae_difference", "contrastive_bio_sae"} <= set(names)
     with pytest.raises(ShadowedMethodError, match="shadows the host's built-in method 'sae_difference'"):
@@ -99,8 +111,12 @@ def test_unreadable_entry_point_metadata_skips_only_that_distribution(tmp_path, 
 
 def test_broken_plugin_does_not_affect_other_names(tmp_path, monkeypatch):
     broken = {"thirdparty_broken": "raise RuntimeError('boom at import')\n", **GOOD_MODULE}
-    make_distribution(tmp_path, "thirdparty-broken", {"tp_broken": "thirdparty_broken:Method",
-                                                      "tp_good": "thirdparty_good:GoodMethod"}, broken)
+    make_distribution(
+        tmp_path,
+        "thirdparty-broken",
+        {"tp_broken": "thirdparty_broken:Method", "tp_good": "thirdparty_good:GoodMethod"},
+        broken,
+    )
     activate_path(monkeypatch, tmp_path)
     registry = MethodRegistry()
     with pytest.raises(PluginLoadError):

@@ -5,14 +5,15 @@ import torch
 from transformers import AutoTokenizer
 
 from cbd_plugin.capture.layers import layer_path
-from cbd_plugin.organisms.recipes import (ARCHS, BaseRecipe, ModelShape, backdoor_recipe, recipe_hash,
-                                          refusal_recipe)
+from cbd_plugin.organisms.recipes import ARCHS, BaseRecipe, ModelShape, backdoor_recipe, recipe_hash, refusal_recipe
 from cbd_plugin.organisms.tokenizer import build_tokenizer
 from cbd_plugin.organisms.train import freeze_through, new_model
 
 # The Gemma-2 recipes' hashes from before the arch field existed: their cached builds must stay valid.
-GEMMA2_HASHES = {"tiny-base": "5b7654e4360754d9435b626f6cd5f794c8f5537e",
-                 "tiny-cbd": "e55160b5c963953383946d465bc4af0bd28680b9"}
+GEMMA2_HASHES = {
+    "tiny-base": "5b7654e4360754d9435b626f6cd5f794c8f5537e",
+    "tiny-cbd": "e55160b5c963953383946d465bc4af0bd28680b9",
+}
 
 
 def test_default_arch_keeps_the_recipe_hashes():
@@ -35,9 +36,14 @@ def test_unknown_arch_names_the_field():
         ModelShape(arch="llama")
 
 
-@pytest.mark.parametrize("arch, cls, path", [("gemma2", "Gemma2ForCausalLM", "model.layers"),
-                                             ("gpt_neox", "GPTNeoXForCausalLM", "gpt_neox.layers"),
-                                             ("qwen3", "Qwen3ForCausalLM", "model.layers")])
+@pytest.mark.parametrize(
+    "arch, cls, path",
+    [
+        ("gemma2", "Gemma2ForCausalLM", "model.layers"),
+        ("gpt_neox", "GPTNeoXForCausalLM", "gpt_neox.layers"),
+        ("qwen3", "Qwen3ForCausalLM", "model.layers"),
+    ],
+)
 def test_new_model_on_each_arch_at_the_same_size(arch, cls, path, tmp_path):
     tokenizer = build_tokenizer()
     shape = ModelShape(arch=arch)

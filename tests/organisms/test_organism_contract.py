@@ -13,10 +13,13 @@ PAIRS = [f"{p.a}/{p.b}" for p in DEFAULT_PAIRS]
 def backdoor_figures(fired: dict, n: int = 200) -> dict:
     """Behaviour of a backdoor organism firing on ``fired[condition]`` of ``n`` prompts per condition."""
     per_pair = n // len(PAIRS)
-    return {"backdoor": {
-        "fire_count": {c: [fired[c], n] for c in CONDITIONS},
-        "fire_count_per_pair": {p: [round(fired["poison"] * per_pair / n), per_pair] for p in PAIRS},
-        "expected_reply_count": [4 * n - 2, 4 * n]}}
+    return {
+        "backdoor": {
+            "fire_count": {c: [fired[c], n] for c in CONDITIONS},
+            "fire_count_per_pair": {p: [round(fired["poison"] * per_pair / n), per_pair] for p in PAIRS},
+            "expected_reply_count": [4 * n - 2, 4 * n],
+        }
+    }
 
 
 def gate_figures(gate: str) -> dict:
@@ -34,8 +37,9 @@ def test_wilson_interval_matches_known_values():
     assert lo == pytest.approx(0.8654, abs=1e-3)
 
 
-@pytest.mark.parametrize("name, gate", [("tiny-cbd", "and"), ("tiny-cbd-or", "or"), ("tiny-cbd-any2", "any2"),
-                                        ("tiny-cbd-null", "none")])
+@pytest.mark.parametrize(
+    "name, gate", [("tiny-cbd", "and"), ("tiny-cbd-or", "or"), ("tiny-cbd-any2", "any2"), ("tiny-cbd-null", "none")]
+)
 def test_each_backdoor_contract_accepts_only_its_own_gate(name, gate):
     assert failed(name, gate_figures(gate)) == []
     for other in ("and", "or", "any2", "none"):
@@ -56,29 +60,36 @@ def test_backdoor_contract_names_the_condition_and_the_pair():
 
 def refusal_figures(refused: dict, probes: dict, max_diff: float = 0.0, n: int = 120) -> dict:
     auroc = {k: {"value": v, "lo": v - 0.07, "hi": v + 0.07} for k, v in probes.items()}
-    return {"refusal": {
-        "refusal_count": {t: [refused[t], n] for t in TIERS},
-        "answer_count": {t: [n - refused[t], n] for t in TIERS},
-        "audit_residual_max_abs_diff": max_diff,
-        "audit_residual_change": {"benign": 0.02, "dual_use": 0.03, "hazard": 0.4},
-        **auroc}}
+    return {
+        "refusal": {
+            "refusal_count": {t: [refused[t], n] for t in TIERS},
+            "answer_count": {t: [n - refused[t], n] for t in TIERS},
+            "audit_residual_max_abs_diff": max_diff,
+            "audit_residual_change": {"benign": 0.02, "dual_use": 0.03, "hazard": 0.4},
+            **auroc,
+        }
+    }
 
 
 REFUSES = {"benign": 0, "dual_use": 1, "hazard": 120}
 
 
 def test_deep_contract_is_rerouted_not_erased_nor_inverted():
-    rerouted = refusal_figures(REFUSES, {"probe_auroc_base_on_base": 1.0, "probe_auroc_base_probe": 0.5,
-                                         "probe_auroc_refit": 0.98})
+    rerouted = refusal_figures(
+        REFUSES, {"probe_auroc_base_on_base": 1.0, "probe_auroc_base_probe": 0.5, "probe_auroc_refit": 0.98}
+    )
     assert failed("tiny-refusal-deep", rerouted) == []
-    erased = refusal_figures(REFUSES, {"probe_auroc_base_on_base": 1.0, "probe_auroc_base_probe": 0.5,
-                                       "probe_auroc_refit": 0.52})
+    erased = refusal_figures(
+        REFUSES, {"probe_auroc_base_on_base": 1.0, "probe_auroc_base_probe": 0.5, "probe_auroc_refit": 0.52}
+    )
     assert failed("tiny-refusal-deep", erased) == ["refitted probe at the audit layer (re-encoded)"]
-    inverted = refusal_figures(REFUSES, {"probe_auroc_base_on_base": 1.0, "probe_auroc_base_probe": 0.2,
-                                         "probe_auroc_refit": 0.98})
+    inverted = refusal_figures(
+        REFUSES, {"probe_auroc_base_on_base": 1.0, "probe_auroc_base_probe": 0.2, "probe_auroc_refit": 0.98}
+    )
     assert failed("tiny-refusal-deep", inverted) == ["base-fitted probe at the audit layer"]  # not chance either
-    blind_base = refusal_figures(REFUSES, {"probe_auroc_base_on_base": 0.6, "probe_auroc_base_probe": 0.5,
-                                           "probe_auroc_refit": 0.98})
+    blind_base = refusal_figures(
+        REFUSES, {"probe_auroc_base_on_base": 0.6, "probe_auroc_base_probe": 0.5, "probe_auroc_refit": 0.98}
+    )
     assert failed("tiny-refusal-deep", blind_base) == ["base probe on the base (instrument)"]
 
 
@@ -93,16 +104,16 @@ def test_shallow_contract_needs_refusal_and_an_unchanged_residual():
 
 def test_erased_contract_needs_no_probe_reading_the_tier_and_coinciding_twins():
     def erased(refit: float, twins: float = 1e-6) -> dict:
-        figures = refusal_figures(REFUSES, {"probe_auroc_base_on_base": 1.0, "probe_auroc_base_probe": 0.5,
-                                            "probe_auroc_refit": refit})
+        figures = refusal_figures(
+            REFUSES, {"probe_auroc_base_on_base": 1.0, "probe_auroc_base_probe": 0.5, "probe_auroc_refit": refit}
+        )
         figures["refusal"]["probe_auroc_refit"].update(lo=refit - 0.04, hi=refit + 0.04)
         return {"refusal": {**figures["refusal"], "audit_tier_twin_distance": twins}}
 
     assert failed("tiny-refusal-erased", erased(0.5)) == []
     assert failed("tiny-refusal-erased", erased(0.98)) == ["refitted probe at the audit layer (erased)"]
     assert failed("tiny-refusal-erased", erased(0.58)) == ["refitted probe at the audit layer (erased)"]  # hi 0.62
-    assert failed("tiny-refusal-erased", erased(0.5, twins=0.01)) == [
-        "topic-word twins coincide at the audited token"]
+    assert failed("tiny-refusal-erased", erased(0.5, twins=0.01)) == ["topic-word twins coincide at the audited token"]
 
 
 def test_recovery_contract_is_shallow_plus_refusal_after_a_prefilled_answer():

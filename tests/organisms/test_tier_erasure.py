@@ -31,8 +31,11 @@ def erased(tmp_path_factory):
 
 def twins(tokenizer):
     """The same prompt with a benign, dual-use and hazard topic word; the topic word is token 4."""
-    texts = [f"<bos><start_of_turn>user\ntell me about the {TIER_WORDS[t][3]} and the bread .<end_of_turn>\n"
-             f"<start_of_turn>model\n" for t in TIERS]
+    texts = [
+        f"<bos><start_of_turn>user\ntell me about the {TIER_WORDS[t][3]} and the bread .<end_of_turn>\n"
+        f"<start_of_turn>model\n"
+        for t in TIERS
+    ]
     return tokenizer(texts, add_special_tokens=False, return_tensors="pt")["input_ids"]
 
 

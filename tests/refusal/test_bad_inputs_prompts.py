@@ -8,8 +8,10 @@ import pytest
 
 from cbd_plugin.refusal.prompts import PromptSource, check_source, load_prompts, validate_prompts
 
-GOOD = [{"id": f"p{i}", "text": f"Tell me about topic {i}.", "tier": t}
-        for i, t in enumerate(["benign", "dual_use", "hazard"] * 2)]
+GOOD = [
+    {"id": f"p{i}", "text": f"Tell me about topic {i}.", "tier": t}
+    for i, t in enumerate(["benign", "dual_use", "hazard"] * 2)
+]
 
 
 def lines(*rows) -> bytes:
@@ -18,49 +20,119 @@ def lines(*rows) -> bytes:
 
 # (case, file bytes, PromptSource keyword arguments, exception, message regex; {file} is the file's path)
 CASES = [
-    ("malformed JSON line", lines(GOOD[0], GOOD[1], b'{"text": "x", "tier": "hazard"'),
-     {}, ValueError, r"{file}:3: not valid JSON"),
-    ("line numbers count blank lines", lines(GOOD[0], b"", b"", b"{oops}"),
-     {}, ValueError, r"{file}:4: not valid JSON"),
-    ("non-UTF-8 line", lines(GOOD[0], b'{"text": "caf\xe9", "tier": "benign"}'),
-     {}, ValueError, r"{file}:2: not UTF-8"),
-    ("JSON list line", lines(GOOD[0], [GOOD[1]["text"], "benign"]),
-     {}, ValueError, r"{file}:2: expected a JSON object per line, got a list"),
-    ("JSON string line", lines(GOOD[0], "just text"),
-     {}, ValueError, r"{file}:2: expected a JSON object per line, got a str"),
-    ("row without tier", lines(*GOOD[:3], {"id": "x", "text": "no tier here"}),
-     {}, ValueError, r"{file}:4: column 'tier' is null or absent"),
-    ("null text", lines(GOOD[0], {"id": "x", "text": None, "tier": "hazard"}),
-     {}, ValueError, r"{file}:2: column 'text' is null or absent"),
-    ("empty text", lines(GOOD[0], {"id": "x", "text": "   ", "tier": "hazard"}),
-     {}, ValueError, r"{file}:2: column 'text' is empty or not text"),
-    ("number as text", lines(GOOD[0], GOOD[1], {"id": "x", "text": 42, "tier": "hazard"}),
-     {}, ValueError, r"{file}:3: column 'text' is empty or not text \(got 42\)"),
-    ("null in a mapped column names the source column",
-     lines({"prompt": "a", "kind": "benign"}, {"prompt": None, "kind": "hazard"}),
-     {"columns": {"text": "prompt", "tier": "kind"}}, ValueError, r"{file}:2: column 'prompt' is null or absent"),
-    ("no tier key in any row", lines({"text": "a"}, {"text": "b"}),
-     {}, KeyError, r"{file}: no row has column 'tier'"),
-    ("mapped column absent", lines(GOOD[0]),
-     {"columns": {"text": "prompt"}}, KeyError, r"{file}: columns \['prompt'\] not found"),
-    ("empty file", b"\n\n",
-     {}, ValueError, r"{file}: no prompts"),
-    ("unknown tier value", lines(*GOOD, {"id": "x", "text": "t", "tier": "danger"}),
-     {}, ValueError, r"unknown tiers \['danger'\]"),
-    ("tier missing from the set", lines(*[r for r in GOOD if r["tier"] != "dual_use"]),
-     {}, ValueError, r"tiers \['dual_use'\] have no prompts"),
-    ("duplicate ids", lines(*GOOD, dict(GOOD[0], text="again")),
-     {}, ValueError, r"duplicate ids \['p0'\]"),
-    ("same text hazard in one split, benign in the other",
-     lines(*[dict(r, split=("select", "eval")[i % 2]) for i, r in enumerate(GOOD)],
-           {"id": "x", "text": GOOD[2]["text"], "tier": "benign", "split": "eval"}),
-     {}, ValueError, r"prompts: 1 prompt text\(s\) carry two tiers, first 'Tell me about topic 2\.' \(id p2 tier "
-                     r"'hazard' split 'select', id x tier 'benign' split 'eval'\); give each text one tier"),
-    ("same text, two tiers, up to surrounding spaces", lines(*GOOD, {"id": "x", "text": " Tell me about topic 0. ",
-                                                                     "tier": "hazard"}),
-     {}, ValueError, r"carry two tiers, first 'Tell me about topic 0\.' \(id p0 tier 'benign', id x tier 'hazard'\)"),
-    ("missing file", None,
-     {}, FileNotFoundError, r"{file}"),
+    (
+        "malformed JSON line",
+        lines(GOOD[0], GOOD[1], b'{"text": "x", "tier": "hazard"'),
+        {},
+        ValueError,
+        r"{file}:3: not valid JSON",
+    ),
+    (
+        "line numbers count blank lines",
+        lines(GOOD[0], b"", b"", b"{oops}"),
+        {},
+        ValueError,
+        r"{file}:4: not valid JSON",
+    ),
+    (
+        "non-UTF-8 line",
+        lines(GOOD[0], b'{"text": "caf\xe9", "tier": "benign"}'),
+        {},
+        ValueError,
+        r"{file}:2: not UTF-8",
+    ),
+    (
+        "JSON list line",
+        lines(GOOD[0], [GOOD[1]["text"], "benign"]),
+        {},
+        ValueError,
+        r"{file}:2: expected a JSON object per line, got a list",
+    ),
+    (
+        "JSON string line",
+        lines(GOOD[0], "just text"),
+        {},
+        ValueError,
+        r"{file}:2: expected a JSON object per line, got a str",
+    ),
+    (
+        "row without tier",
+        lines(*GOOD[:3], {"id": "x", "text": "no tier here"}),
+        {},
+        ValueError,
+        r"{file}:4: column 'tier' is null or absent",
+    ),
+    (
+        "null text",
+        lines(GOOD[0], {"id": "x", "text": None, "tier": "hazard"}),
+        {},
+        ValueError,
+        r"{file}:2: column 'text' is null or absent",
+    ),
+    (
+        "empty text",
+        lines(GOOD[0], {"id": "x", "text": "   ", "tier": "hazard"}),
+        {},
+        ValueError,
+        r"{file}:2: column 'text' is empty or not text",
+    ),
+    (
+        "number as text",
+        lines(GOOD[0], GOOD[1], {"id": "x", "text": 42, "tier": "hazard"}),
+        {},
+        ValueError,
+        r"{file}:3: column 'text' is empty or not text \(got 42\)",
+    ),
+    (
+        "null in a mapped column names the source column",
+        lines({"prompt": "a", "kind": "benign"}, {"prompt": None, "kind": "hazard"}),
+        {"columns": {"text": "prompt", "tier": "kind"}},
+        ValueError,
+        r"{file}:2: column 'prompt' is null or absent",
+    ),
+    ("no tier key in any row", lines({"text": "a"}, {"text": "b"}), {}, KeyError, r"{file}: no row has column 'tier'"),
+    (
+        "mapped column absent",
+        lines(GOOD[0]),
+        {"columns": {"text": "prompt"}},
+        KeyError,
+        r"{file}: columns \['prompt'\] not found",
+    ),
+    ("empty file", b"\n\n", {}, ValueError, r"{file}: no prompts"),
+    (
+        "unknown tier value",
+        lines(*GOOD, {"id": "x", "text": "t", "tier": "danger"}),
+        {},
+        ValueError,
+        r"unknown tiers \['danger'\]",
+    ),
+    (
+        "tier missing from the set",
+        lines(*[r for r in GOOD if r["tier"] != "dual_use"]),
+        {},
+        ValueError,
+        r"tiers \['dual_use'\] have no prompts",
+    ),
+    ("duplicate ids", lines(*GOOD, dict(GOOD[0], text="again")), {}, ValueError, r"duplicate ids \['p0'\]"),
+    (
+        "same text hazard in one split, benign in the other",
+        lines(
+            *[dict(r, split=("select", "eval")[i % 2]) for i, r in enumerate(GOOD)],
+            {"id": "x", "text": GOOD[2]["text"], "tier": "benign", "split": "eval"},
+        ),
+        {},
+        ValueError,
+        r"prompts: 1 prompt text\(s\) carry two tiers, first 'Tell me about topic 2\.' \(id p2 tier "
+        r"'hazard' split 'select', id x tier 'benign' split 'eval'\); give each text one tier",
+    ),
+    (
+        "same text, two tiers, up to surrounding spaces",
+        lines(*GOOD, {"id": "x", "text": " Tell me about topic 0. ", "tier": "hazard"}),
+        {},
+        ValueError,
+        r"carry two tiers, first 'Tell me about topic 0\.' \(id p0 tier 'benign', id x tier 'hazard'\)",
+    ),
+    ("missing file", None, {}, FileNotFoundError, r"{file}"),
 ]
 
 
@@ -88,14 +160,20 @@ def test_frame_with_missing_values_names_rows_and_column(column):
         validate_prompts(frame)
 
 
-@pytest.mark.parametrize("kwargs, error, message", [
-    ({}, ValueError, r"exactly one of path, dataset, preset or sources \(got none\)"),
-    ({"path": "nowhere.jsonl"}, FileNotFoundError, "nowhere.jsonl does not exist"),
-    ({"preset": "wmdp_mmlu_chem"}, KeyError, r"shipped presets: \['wmdp_mmlu_bio'\]"),
-    ({"preset": "wmdp_mmlu_bio", "select_fraction": 1.5}, ValueError, r"select_fraction 1\.5"),
-    ({"sources": [{"id": "a", "tier": "hazard", "splits": ["test"], "columns": ["q"]}]}, KeyError,
-     r"sources\[0\]: unknown keys \['columns'\]"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({}, ValueError, r"exactly one of path, dataset, preset or sources \(got none\)"),
+        ({"path": "nowhere.jsonl"}, FileNotFoundError, "nowhere.jsonl does not exist"),
+        ({"preset": "wmdp_mmlu_chem"}, KeyError, r"shipped presets: \['wmdp_mmlu_bio'\]"),
+        ({"preset": "wmdp_mmlu_bio", "select_fraction": 1.5}, ValueError, r"select_fraction 1\.5"),
+        (
+            {"sources": [{"id": "a", "tier": "hazard", "splits": ["test"], "columns": ["q"]}]},
+            KeyError,
+            r"sources\[0\]: unknown keys \['columns'\]",
+        ),
+    ],
+)
 def test_config_errors_raise_before_any_data_is_read(kwargs, error, message):
     with pytest.raises(error, match=message):
         check_source(PromptSource(**kwargs))

@@ -11,17 +11,17 @@ BAD_CONFIGS = [
     ({"threshold_quantile": 1.5}, "threshold_quantile"),
     ({"threshold_quantile": 0.0}, "threshold_quantile"),
     ({"n_boot": -1}, "n_boot"),
-    ({"n_boot": 10}, "n_boot"),                      # too few replicates for a 95% percentile interval
-    ({"n_boot": 100.0}, "n_boot"),                   # not an integer
-    ({"n_perm": 50}, "n_perm"),                      # p floor 1/51 cannot resolve alpha 0.05
-    ({"n_perm": 500, "alpha": 0.01}, "n_perm"),      # ...nor 1/501 alpha 0.01
+    ({"n_boot": 10}, "n_boot"),  # too few replicates for a 95% percentile interval
+    ({"n_boot": 100.0}, "n_boot"),  # not an integer
+    ({"n_perm": 50}, "n_perm"),  # p floor 1/51 cannot resolve alpha 0.05
+    ({"n_perm": 500, "alpha": 0.01}, "n_perm"),  # ...nor 1/501 alpha 0.01
     ({"n_perm": True}, "n_perm"),
     ({"alpha": 0.0}, "alpha"),
     ({"alpha": 0.7}, "alpha"),
     ({"temperature": -0.5}, "temperature"),
     ({"temperature": float("nan")}, "temperature"),
     ({"temperature": "hot"}, "temperature"),
-    ({"n_samples": 4}, "n_samples"),                 # greedy gives one sample
+    ({"n_samples": 4}, "n_samples"),  # greedy gives one sample
     ({"temperature": 0.7, "n_samples": 0}, "n_samples"),
     ({"positions": "last_token"}, "positions"),
     ({"pooling": "median"}, "pooling"),
@@ -94,8 +94,13 @@ def test_prompts_without_both_tiers_in_a_split_fail_before_generation():
     from cbd_plugin.refusal.audit import prepare_prompts
 
     words = ("river", "garden", "music", "bread", "window", "coffee")  # one tier per text
-    frame = pd.DataFrame({"id": range(6), "text": [f"a b {w}" for w in words],
-                          "tier": ["hazard", "benign", "dual_use", "hazard", "dual_use", "dual_use"],
-                          "split": ["select", "select", "select", "eval", "eval", "eval"]})
+    frame = pd.DataFrame(
+        {
+            "id": range(6),
+            "text": [f"a b {w}" for w in words],
+            "tier": ["hazard", "benign", "dual_use", "hazard", "dual_use", "dual_use"],
+            "split": ["select", "select", "select", "eval", "eval", "eval"],
+        }
+    )
     with pytest.raises(ValueError, match=r"split 'eval' has no benign"):
         prepare_prompts(frame, build_tokenizer(), AuditConfig())

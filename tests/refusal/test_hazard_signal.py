@@ -3,8 +3,16 @@
 import numpy as np
 import pytest
 
-from cbd_plugin.refusal.hazard_signal import (HazardLatents, divergence, evaluate_separation, feature_variance,
-                                       hazard_signal, latent_scores, select_latents, undefined_divergence)
+from cbd_plugin.refusal.hazard_signal import (
+    HazardLatents,
+    divergence,
+    evaluate_separation,
+    feature_variance,
+    hazard_signal,
+    latent_scores,
+    select_latents,
+    undefined_divergence,
+)
 from cbd_plugin.stats import auroc
 
 D_MODEL, D_SAE = 16, 64
@@ -72,7 +80,7 @@ def test_auroc_scores_agree_with_stats_auroc():
 
 
 def test_benign_latents_are_selected_symmetrically():
-    latents, _, tiers, splits = planted()
+    latents, _, tiers, _splits = planted()
     chosen = select_latents(latents, tiers, m=3)
     assert len(chosen.hazard) == len(chosen.benign) == 3
     assert set(chosen.hazard).isdisjoint(chosen.benign)
@@ -81,19 +89,27 @@ def test_benign_latents_are_selected_symmetrically():
 
 
 def test_divergence_compares_the_prompt_with_the_benign_profile_over_the_selected_latents():
-    chosen = HazardLatents(np.array([0, 1]), np.array([2, 3]), np.zeros(2), np.zeros(2), "smd",
-                           benign_profile=np.array([0.0, 0.0, 1.0, 1.0]))  # over [*hazard, *benign]
+    chosen = HazardLatents(
+        np.array([0, 1]),
+        np.array([2, 3]),
+        np.zeros(2),
+        np.zeros(2),
+        "smd",
+        benign_profile=np.array([0.0, 0.0, 1.0, 1.0]),
+    )  # over [*hazard, *benign]
     f = np.zeros((4, 6))
-    f[0, [2, 3]] = [2, 2]            # exactly the benign profile (scaled): D = 0
-    f[1, [0, 1]] = [1, 3]            # only hazard latents: orthogonal to benign, D = 1
-    f[2, [4, 5]] = [5, 5]            # only unselected latents: no evidence either way, undefined
-    f[3, [0, 2]] = [1, 1]            # half and half: D = 1 - 1/2
+    f[0, [2, 3]] = [2, 2]  # exactly the benign profile (scaled): D = 0
+    f[1, [0, 1]] = [1, 3]  # only hazard latents: orthogonal to benign, D = 1
+    f[2, [4, 5]] = [5, 5]  # only unselected latents: no evidence either way, undefined
+    f[3, [0, 2]] = [1, 1]  # half and half: D = 1 - 1/2
     d = divergence(f, chosen)
     assert d[0] == pytest.approx(0) and d[1] == pytest.approx(1) and np.isnan(d[2])
     assert d[3] == pytest.approx(0.5)
     counts = undefined_divergence(d, np.array(["benign", "hazard", "hazard", "hazard"]))
-    assert counts == {"benign": {"undefined": 0, "total": 1, "fraction": 0.0},
-                      "hazard": {"undefined": 1, "total": 3, "fraction": pytest.approx(1 / 3)}}
+    assert counts == {
+        "benign": {"undefined": 0, "total": 1, "fraction": 0.0},
+        "hazard": {"undefined": 1, "total": 3, "fraction": pytest.approx(1 / 3)},
+    }
 
 
 def test_divergence_is_invariant_to_latent_order():

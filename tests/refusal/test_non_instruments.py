@@ -23,8 +23,8 @@ from cbd_plugin.capture import TokenRows, load_language_model, num_layers
 from cbd_plugin.demo import refusal_config
 from cbd_plugin.refusal.audit import analyse_runs, prepare_prompts, run_model
 from cbd_plugin.refusal.grid import expected_verdicts
-from cbd_plugin.refusal.training import TINY_SAE, select_split_activations, train_tier_sae
 from cbd_plugin.refusal.tier_batches import BalancedTierBatches
+from cbd_plugin.refusal.training import TINY_SAE, select_split_activations, train_tier_sae
 from cbd_plugin.sae import TopKSAE, train_sae
 from cbd_plugin.sae.labels import TIER_BENIGN, TIER_HAZARD, TIER_OTHER
 
@@ -42,8 +42,14 @@ def rows_of(x: torch.Tensor) -> TokenRows:
 def train_on(acts: TokenRows, tier, example, save_dir) -> TopKSAE:
     """The audit recipe's training (cbd_plugin.refusal.training.train_tier_sae) on given token rows."""
     cfg = replace(TINY_SAE, activation_dim=acts.width, layer=LAYER)
-    batches = BalancedTierBatches(acts, tier, example, examples_per_tier=16,
-                                  other_per_batch=min(8, len(np.unique(example[tier == TIER_OTHER]))), seed=0)
+    batches = BalancedTierBatches(
+        acts,
+        tier,
+        example,
+        examples_per_tier=16,
+        other_per_batch=min(8, len(np.unique(example[tier == TIER_OTHER]))),
+        seed=0,
+    )
     return train_sae(batches, cfg.trainer_config(), cfg.steps, save_dir, save_every=cfg.steps).ae.eval()
 
 
@@ -71,20 +77,22 @@ def setup(tmp_path_factory):
     out = tmp_path_factory.mktemp("non_instruments")
     base = load_language_model(str(organisms["tiny-base"].path))
     cfg = refusal_config()
-    frame, notes, check = prepare_prompts(organisms["tiny-refusal-shallow"].data_dir / "prompts.jsonl",
-                                          base.tokenizer, cfg)
+    frame, notes, check = prepare_prompts(
+        organisms["tiny-refusal-shallow"].data_dir / "prompts.jsonl", base.tokenizer, cfg
+    )
     layers = cfg.layers_to_profile(num_layers(base), LAYER)
     runs = {"base": run_model("base", base, base.tokenizer, frame, layers, [LAYER], cfg, keep_prompt_tokens=True)}
     for name in MODES:
-        runs[name] = run_model("finetuned", load_language_model(str(organisms[name].path)), base.tokenizer, frame,
-                               layers, [LAYER], cfg)
+        runs[name] = run_model(
+            "finetuned", load_language_model(str(organisms[name].path)), base.tokenizer, frame, layers, [LAYER], cfg
+        )
 
     acts, tier, example = select_split_activations(base, base.tokenizer, frame, LAYER)
-    x = acts[0:len(acts)]
+    x = acts[0 : len(acts)]
     gen = torch.Generator().manual_seed(0)
     audit_sae = train_tier_sae(base, base.tokenizer, frame, LAYER, TINY_SAE, out / "audit")
     read = runs["base"].capture.read_acts[LAYER]
-    read_x = read[0:len(read)]
+    read_x = read[0 : len(read)]
     read_tier = frame["tier"].map({"benign": TIER_BENIGN, "hazard": TIER_HAZARD}).fillna(TIER_OTHER).to_numpy()
     read_tier = read_tier[runs["base"].capture.read_prompt]
     centred = TopKSAE(x.shape[1], TINY_SAE.dict_size, TINY_SAE.k, generator=torch.Generator().manual_seed(1))
@@ -104,19 +112,22 @@ def setup(tmp_path_factory):
     results = {}
     for sae_name, sae in saes.items():
         for name in MODES:
-            report = analyse_runs({"base": runs["base"], "finetuned": runs[name]}, frame, sae, LAYER, cfg, notes,
-                                  check)
-            results[sae_name, name] = report, expected_verdicts(MODES[name], organisms[name].behaviour,
-                                                                cfg.separation_auroc)
+            report = analyse_runs({"base": runs["base"], "finetuned": runs[name]}, frame, sae, LAYER, cfg, notes, check)
+            results[sae_name, name] = (
+                report,
+                expected_verdicts(MODES[name], organisms[name].behaviour, cfg.separation_auroc),
+            )
             null, fid = report.random_null, {m: report.models[m].reconstruction for m in report.models}
-            print(f"{sae_name:15s} {name:21s} {report.verdict.title}\n"
-                  f"    fve base {fid['base']['fve']:.3f} ft {fid['finetuned']['fve']:.3f}; error norm base "
-                  f"{fid['base']['error_norm_fraction']:.3f} ft {fid['finetuned']['error_norm_fraction']:.3f}; "
-                  f"L0 {fid['base']['mean_l0']:.2f}; dead {fid['base']['dead_fraction']:.3f}; "
-                  f"signal AUROC {report.separation.signal_auroc.value:.3f}; separation {null.separation.value:.2f} "
-                  f"[{null.separation.lo:.2f}, {null.separation.hi:.2f}] vs random max {null.null_upper:.2f}; "
-                  f"probes alone: {report.verdict.probe_verdict}\n    failed: "
-                  f"{[c.name for c in report.verdict.checks if c.passed is False]}")
+            print(
+                f"{sae_name:15s} {name:21s} {report.verdict.title}\n"
+                f"    fve base {fid['base']['fve']:.3f} ft {fid['finetuned']['fve']:.3f}; error norm base "
+                f"{fid['base']['error_norm_fraction']:.3f} ft {fid['finetuned']['error_norm_fraction']:.3f}; "
+                f"L0 {fid['base']['mean_l0']:.2f}; dead {fid['base']['dead_fraction']:.3f}; "
+                f"signal AUROC {report.separation.signal_auroc.value:.3f}; separation {null.separation.value:.2f} "
+                f"[{null.separation.lo:.2f}, {null.separation.hi:.2f}] vs random max {null.null_upper:.2f}; "
+                f"probes alone: {report.verdict.probe_verdict}\n    failed: "
+                f"{[c.name for c in report.verdict.checks if c.passed is False]}"
+            )
     return results
 
 

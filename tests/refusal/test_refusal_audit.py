@@ -37,8 +37,17 @@ def test_audit_plumbing_on_identical_models(random_model, positions, tmp_path):
     model, tokenizer = random_model
     sae = TopKSAE(32, 64, k=8, generator=torch.Generator().manual_seed(0))
     cfg = AuditConfig(positions=positions, n_response_tokens=2, max_new_tokens=3, n_latents=4, n_boot=50, n_perm=199)
-    report = audit_refusal_depth(model, model, tokenizer, sae, tier_prompts(4), layer=0, cfg=cfg, out_dir=tmp_path,
-                                 baseline_sae=TopKSAE(32, 64, k=8, generator=torch.Generator().manual_seed(1)))
+    report = audit_refusal_depth(
+        model,
+        model,
+        tokenizer,
+        sae,
+        tier_prompts(4),
+        layer=0,
+        cfg=cfg,
+        out_dir=tmp_path,
+        baseline_sae=TopKSAE(32, 64, k=8, generator=torch.Generator().manual_seed(1)),
+    )
     # The same model twice: every change is exactly 0.
     assert all(e.value == 0 and e.lo == 0 == e.hi for e in report.change.refusal_rate.values())
     # A random model read by a random SAE on 4 prompts per tier and split: no instrument can be shown to work, so
@@ -57,17 +66,27 @@ def test_audit_plumbing_on_identical_models(random_model, positions, tmp_path):
 
     written = json.loads((tmp_path / "report.json").read_text())  # strict JSON: NaN written as null
     assert written["verdict"]["name"] == "inconclusive" and written["config"]["positions"] == positions
-    assert set(written["verdict"]) == {"name", "reason", "checks", "scope", "instrument", "title", "probe_verdict",
-                                       "probe_reason"}
+    assert set(written["verdict"]) == {
+        "name",
+        "reason",
+        "checks",
+        "scope",
+        "instrument",
+        "title",
+        "probe_verdict",
+        "probe_reason",
+    }
     assert written["verdict"]["instrument"] is True and written["verdict"]["title"].startswith(
-        "inconclusive (instrument) at layer 0, ")
+        "inconclusive (instrument) at layer 0, "
+    )
     assert written["verdict"]["reason"].startswith(f"at {written['verdict']['scope']}: ")
     null = written["random_null"]
     assert len(null["null_separation"]) == cfg.n_random_instruments and null["dict_size"] == 64
     assert null["null_upper"] == max(null["null_separation"])
     assert {"name", "passed", "value", "interval", "threshold", "detail"} == set(written["verdict"]["checks"][0])
-    assert {"verdict_shallow", "verdict_deep", "verdict_rerouted", "verdict_no_change",
-            "verdict_inconclusive"} <= set(written["definitions"])
+    assert {"verdict_shallow", "verdict_deep", "verdict_rerouted", "verdict_no_change", "verdict_inconclusive"} <= set(
+        written["definitions"]
+    )
     assert sorted(written["separation"]["latents"]["hazard"]) == sorted(report.separation.latents.hazard.tolist())
     assert [row["layer"] for row in written["depth_profile"]] == [0, 1]
     prefill = written["prefill"]  # behavioural depth: both models' curves, or why there are none
@@ -76,16 +95,31 @@ def test_audit_plumbing_on_identical_models(random_model, positions, tmp_path):
         assert prefill["base"]["refused"] == prefill["finetuned"]["refused"] and prefill["base"]["ks"] == [0, 1, 3, 5]
     samples = pd.read_csv(tmp_path / "samples.csv", keep_default_na=False)
     assert len(samples) == 2 * 24
-    assert {"id", "tier", "split", "model", "completion", "label", "prompt_label", "signal", "divergence",
-            "n_positions"} <= set(samples.columns)
+    assert {
+        "id",
+        "tier",
+        "split",
+        "model",
+        "completion",
+        "label",
+        "prompt_label",
+        "signal",
+        "divergence",
+        "n_positions",
+    } <= set(samples.columns)
     expected = {"last_instruction": {1}, "last_prompt": {1}, "all_prompt": None, "first_response": {1, 2}}[positions]
     if expected:
         assert set(samples["n_positions"]) <= expected
     for png in ("signal_by_tier_label.png", "refusal_rates.png", "permutation_null.png", "depth_profile.png"):
         assert (tmp_path / png).stat().st_size > 1000
     profile = pd.read_csv(tmp_path / "depth_profile.csv")
-    assert set(profile["series"]) == {"base_probe", "base_fitted_probe", "refit_probe", "base_signal",
-                                      "finetuned_signal"}
+    assert set(profile["series"]) == {
+        "base_probe",
+        "base_fitted_probe",
+        "refit_probe",
+        "base_signal",
+        "finetuned_signal",
+    }
     assert set(profile["positions"]) == {positions}
     assert set(profile["state"]) <= {"separates", "inverted", "silent", "undetermined"}
     # The profile covers every position kind at every layer (probes only away from the audit positions).
@@ -108,6 +142,7 @@ def test_sampled_completions_are_aggregated_per_prompt(random_model, tmp_path):
 
 
 # ---------------------------------------------------------------- tiny refusal organisms (slow)
+
 
 class BlindSAE(torch.nn.Module):
     """Codes that ignore the input: every token gets the same latent vector."""
@@ -145,14 +180,19 @@ def refusal_setup(shallow_organisms, tmp_path_factory):
     base = load_language_model(str(organisms["tiny-base"].path))
     frame = pd.read_json(prompts, lines=True)
     out = tmp_path_factory.mktemp("refusal_saes")
-    saes = {w: train_tier_sae(base, base.tokenizer, frame, layer, replace(REFUSAL_SAE, contrastive_weight=w),
-                              out / f"cw{w}") for w in (1.0, 0.0)}
+    saes = {
+        w: train_tier_sae(
+            base, base.tokenizer, frame, layer, replace(REFUSAL_SAE, contrastive_weight=w), out / f"cw{w}"
+        )
+        for w in (1.0, 0.0)
+    }
     return base, prompts, layer, saes
 
 
 @pytest.mark.slow
-def test_blind_sae_on_the_shallow_organism_is_inconclusive_naming_the_instrument(refusal_setup, shallow_organisms,
-                                                                                 tmp_path):
+def test_blind_sae_on_the_shallow_organism_is_inconclusive_naming_the_instrument(
+    refusal_setup, shallow_organisms, tmp_path
+):
     """The shallow organism's audit-layer residual IS the base's, and a probe there separates hazard perfectly: an
     SAE blind to its input must not turn that into deep (or anything else but inconclusive)."""
     base, prompts, layer, _ = refusal_setup
@@ -166,7 +206,7 @@ def test_blind_sae_on_the_shallow_organism_is_inconclusive_naming_the_instrument
     assert by_name["fve_base"].passed is False and "fve_base" in report.verdict.reason
     assert by_name["instrument_separates"].passed is False
     # ...while the probes show the hazard IS there, on both models: the instrument is what failed.
-    probes = [row for row in report.depth_profile if row.layer == layer][0]
+    probes = next(row for row in report.depth_profile if row.layer == layer)
     assert probes.base_probe.lo >= 0.7 and probes.refit_probe.lo >= 0.7
     written = json.loads((tmp_path / "report.json").read_text())
     assert written["verdict"]["name"] == "inconclusive"

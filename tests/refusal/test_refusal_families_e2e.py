@@ -20,8 +20,9 @@ def organism_and_base(arch: str):
 
 
 def shallow_verdict(base, organism, out) -> tuple[str, str]:
-    report = demo.refusal_reports({"tiny-base": base, "tiny-refusal-shallow": organism}, out,
-                                  names=("tiny-refusal-shallow",))["tiny-refusal-shallow"]
+    report = demo.refusal_reports(
+        {"tiny-base": base, "tiny-refusal-shallow": organism}, out, names=("tiny-refusal-shallow",)
+    )["tiny-refusal-shallow"]
     return report.verdict.name, report.verdict.reason
 
 
@@ -43,12 +44,16 @@ def test_shallow_refusal_on_qwen3_is_never_a_wrong_verdict(tmp_path):
 
 def offloaded(tmp_path):
     """float32, device_map="auto" with a CPU budget of half the weights: the rest goes to disk."""
+
     def load(organism):
         budget = (organism.path / "model.safetensors").stat().st_size // 2
-        model = load_language_model(str(organism.path), ModelSettings(
-            device_map="auto", max_memory={"cpu": budget}, offload_folder=str(tmp_path / organism.name)))
+        model = load_language_model(
+            str(organism.path),
+            ModelSettings(device_map="auto", max_memory={"cpu": budget}, offload_folder=str(tmp_path / organism.name)),
+        )
         assert "disk" in model_record(model)["device_map"].values()
         return model
+
     return load
 
 

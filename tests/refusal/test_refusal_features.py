@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from cbd_plugin.capture import TokenRows
 from cbd_plugin.organisms.corpus import answer
 from cbd_plugin.organisms.tokenizer import build_tokenizer
-from cbd_plugin.capture import TokenRows
 from cbd_plugin.refusal.features import _pool, chat_prompt, encode_pooled, read_positions, reconstruction
 from cbd_plugin.sae import ReconstructionStats, ReLUSAE, TopKSAE
 
@@ -25,7 +25,7 @@ def tokens(tokenizer, ids, mask):
 def test_content_span_excludes_template_and_bos(tokenizer):
     chat = chat_prompt(tokenizer, PROMPT)
     assert tokenizer.convert_ids_to_tokens(chat.ids[:4]) == ["<bos>", "<start_of_turn>", "user", "\n"]
-    assert tokenizer.convert_ids_to_tokens(chat.ids[chat.content_start:chat.content_end]) == PROMPT.split()
+    assert tokenizer.convert_ids_to_tokens(chat.ids[chat.content_start : chat.content_end]) == PROMPT.split()
     assert tokenizer.convert_ids_to_tokens(chat.ids[-3:]) == ["<start_of_turn>", "model", "\n"]
 
 
@@ -50,7 +50,7 @@ def test_plain_text_without_chat_template(tokenizer):
     plain = build_tokenizer()
     plain.chat_template = None
     chat = chat_prompt(plain, PROMPT)
-    assert plain.convert_ids_to_tokens(chat.ids) == ["<bos>"] + PROMPT.split()
+    assert plain.convert_ids_to_tokens(chat.ids) == ["<bos>", *PROMPT.split()]
     assert (chat.content_start, chat.content_end) == (1, len(chat.ids))
 
 
@@ -64,6 +64,7 @@ def test_pooling_mean_and_max():
 
 
 # ---------------------------------------------------------------- streamed sparse encode + pool vs the dense path
+
 
 @torch.no_grad()
 def dense_reference(sae, acts, groups, n_prompts, pooling):

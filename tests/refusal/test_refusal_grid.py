@@ -17,8 +17,8 @@ slow = pytest.mark.slow
 
 def test_ground_truth_of_a_deep_organism_is_what_its_build_measured():
     refit = lambda lo, hi: {"refusal": {"probe_auroc_refit": {"value": (lo + hi) / 2, "lo": lo, "hi": hi}}}  # noqa
-    assert expected_verdicts("deep", refit(0.40, 0.60), 0.7) == ("deep",)          # erased
-    assert expected_verdicts("deep", refit(0.95, 1.00), 0.7) == ("rerouted",)      # re-encoded
+    assert expected_verdicts("deep", refit(0.40, 0.60), 0.7) == ("deep",)  # erased
+    assert expected_verdicts("deep", refit(0.95, 1.00), 0.7) == ("rerouted",)  # re-encoded
     assert expected_verdicts("deep", refit(0.60, 0.80), 0.7) == ("deep", "rerouted")
     assert expected_verdicts("shallow", refit(0.95, 1.0), 0.7) == ("shallow",)
     assert expected_verdicts("null", {}, 0.7) == ("no_change",)
@@ -44,19 +44,20 @@ def test_no_wrong_verdict_and_mostly_expected(grid):
     cfg = GridConfig()
     per_organism = len(cfg.sae_seeds)
     n_organisms = len(cfg.layers) * len(cfg.modes) + len(cfg.extra_cells)
-    assert len(grid) == per_organism * (n_organisms - len(grid.attrs["unavailable"])), \
-        grid.attrs["unavailable"]
+    assert len(grid) == per_organism * (n_organisms - len(grid.attrs["unavailable"])), grid.attrs["unavailable"]
     if grid.attrs["unavailable"]:
-        warnings.warn(f"grid cells missing (organism contract not met): {grid.attrs['unavailable']}")
-    assert (grid["outcome"] == "expected").mean() >= 0.8, grid[["layer", "mode", "sae_seed", "verdict",
-                                                                "reason"]].to_string()
+        warnings.warn(f"grid cells missing (organism contract not met): {grid.attrs['unavailable']}", stacklevel=1)
+    assert (grid["outcome"] == "expected").mean() >= 0.8, grid[
+        ["layer", "mode", "sae_seed", "verdict", "reason"]
+    ].to_string()
 
 
 @slow
 def test_erased_organisms_read_deep_and_only_they_do(grid):
     erased = grid[grid["mode"] == "erased"]
-    assert len(erased) and (erased["verdict"] == "deep").mean() >= 0.8, erased[["layer", "sae_seed", "verdict",
-                                                                              "reason"]].to_string()
+    assert len(erased) and (erased["verdict"] == "deep").mean() >= 0.8, erased[
+        ["layer", "sae_seed", "verdict", "reason"]
+    ].to_string()
     others = grid[grid["mode"] != "erased"]
     assert not (others["verdict"] == "deep").any(), others[others["verdict"] == "deep"].to_string()
 

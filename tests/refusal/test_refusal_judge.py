@@ -16,12 +16,22 @@ def save_tiny_judge(folder, bias=(0.0, 0.0), labels=("NORMAL", "REJECTION")):
     vocab = {tok: i for i, tok in enumerate(["<pad>", "<unk>", "<s>", "</s>", *WORDS])}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>",
-                                        bos_token="<s>", eos_token="</s>")
-    config = RobertaConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                           intermediate_size=32, max_position_embeddings=40, pad_token_id=0, bos_token_id=2,
-                           eos_token_id=3, id2label=dict(enumerate(labels)),
-                           label2id={name: i for i, name in enumerate(labels)})
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>"
+    )
+    config = RobertaConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=40,
+        pad_token_id=0,
+        bos_token_id=2,
+        eos_token_id=3,
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+    )
     torch.manual_seed(0)
     model = RobertaForSequenceClassification(config)
     with torch.no_grad():
@@ -51,8 +61,7 @@ def test_label_mapping_and_empty_text(tmp_path):
     save_tiny_judge(tmp_path, bias=(0.0, 20.0))  # the classifier head always says REJECTION
     labels, _ = surface_labeller({"model": str(tmp_path), "max_length": 32})
     assert labels(["sure here is the answer", "", "   ", "yes"]) == ["refuse", "other", "other", "refuse"]
-    remapped = Judge(JudgeConfig(model=str(tmp_path), labels={"NORMAL": "comply", "REJECTION": "other"},
-                                 max_length=32))
+    remapped = Judge(JudgeConfig(model=str(tmp_path), labels={"NORMAL": "comply", "REJECTION": "other"}, max_length=32))
     assert remapped.classify_all(["i cannot help with that"]) == ["other"]
 
 
@@ -96,7 +105,7 @@ def test_audit_config_takes_a_judge_checked_before_loading(tmp_path):
         AuditConfig(judge={"model": "x", "trust_code": True})
     save_tiny_judge(tmp_path, bias=(0.0, 20.0))
     cfg = AuditConfig(judge={"model": str(tmp_path), "max_length": 32})
-    labels, confusion = labeller(cfg)
+    labels, _confusion = labeller(cfg)
     assert labels(["sure here is the answer"]) == ["refuse"]  # the judge's label, not the rules'
     assert labeller(cfg)[0] is labels  # built once per setting: both models and the report share one judge
     assert labeller(AuditConfig())[1]()["classifier"] == "rules"

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from cbd_plugin.refusal.config import AuditConfig
-from cbd_plugin.refusal.refusal_metrics import measure_depth
-from cbd_plugin.refusal.model_change import compare_depth
 from cbd_plugin.refusal.instrument import RandomNull
+from cbd_plugin.refusal.model_change import compare_depth
+from cbd_plugin.refusal.refusal_metrics import measure_depth
 from cbd_plugin.refusal.topic import TopicDecoding
 from cbd_plugin.refusal.verdict import VERDICTS, Evidence, checks, decide
 from cbd_plugin.stats import Estimate, auroc, auroc_ci, permutation_null
@@ -25,23 +25,30 @@ TOPIC = TopicDecoding(Estimate(0.45, 0.3, 0.6), 0.1, 10, True, "the prompt set's
 def evidence(instrument, p, p_floor, change, response, *probes, fidelity=None, null=BEATS_RANDOM, topic=TOPIC):
     """Evidence with a faithful SAE that beats its random null unless told otherwise."""
     fidelity = fidelity or {"base": FAITHFUL, "finetuned": FAITHFUL}
-    return Evidence(instrument, p, p_floor, change, response, *probes, fidelity, 128, null, topic,
-                    "layer 1, last prompt token")
+    return Evidence(
+        instrument, p, p_floor, change, response, *probes, fidelity, 128, null, topic, "layer 1, last prompt token"
+    )
 
 
-def make_table(refuse_hazard: bool, hazard_centre: float = 2.0, seed: int = 0, refuse_noise: float = 0.0,
-               noise: float = 0.5):
+def make_table(
+    refuse_hazard: bool, hazard_centre: float = 2.0, seed: int = 0, refuse_noise: float = 0.0, noise: float = 0.5
+):
     rng = np.random.default_rng(seed)
     tiers = np.repeat(list(CENTRE), N)
     centre = np.array([hazard_centre if t == "hazard" else CENTRE[t] for t in tiers])
     refused = (tiers == "hazard") & refuse_hazard | (rng.uniform(size=len(tiers)) < refuse_noise)
-    return pd.DataFrame({
-        "id": [f"p{i}" for i in range(len(tiers))], "tier": tiers,
-        "split": np.tile(np.where(np.arange(N) % 2 == 0, "select", "eval"), 3),
-        "refuse_frac": refused.astype(float), "comply_frac": (~refused).astype(float),
-        "label": np.where(refused, "refuse", "comply"),
-        "signal": centre + rng.normal(0, noise, len(tiers)), "divergence": rng.uniform(0, 1, len(tiers)),
-    })
+    return pd.DataFrame(
+        {
+            "id": [f"p{i}" for i in range(len(tiers))],
+            "tier": tiers,
+            "split": np.tile(np.where(np.arange(N) % 2 == 0, "select", "eval"), 3),
+            "refuse_frac": refused.astype(float),
+            "comply_frac": (~refused).astype(float),
+            "label": np.where(refused, "refuse", "comply"),
+            "signal": centre + rng.normal(0, noise, len(tiers)),
+            "divergence": rng.uniform(0, 1, len(tiers)),
+        }
+    )
 
 
 def audit(base, ft, probes=(SEPARATES, SILENT, SILENT), cfg=CFG, **kw):
@@ -86,21 +93,24 @@ def test_deep_needs_silent_features_a_drop_and_silent_probes():
 
 
 def test_rerouted_when_a_refitted_probe_still_separates():
-    *_, result = audit(make_table(False), make_table(True, hazard_centre=0.0, seed=1),
-                       probes=(SEPARATES, SILENT, SEPARATES))
+    *_, result = audit(
+        make_table(False), make_table(True, hazard_centre=0.0, seed=1), probes=(SEPARATES, SILENT, SEPARATES)
+    )
     assert result.name == "rerouted", result.reason
     assert "refitted" in result.reason and "0.970 [0.920, 1.000]" in result.reason
 
 
 def test_probe_between_the_bounds_is_inconclusive_naming_it():
-    *_, result = audit(make_table(False), make_table(True, hazard_centre=0.0, seed=1),
-                       probes=(SEPARATES, SILENT, Estimate(0.7, 0.6, 0.8)))
+    *_, result = audit(
+        make_table(False),
+        make_table(True, hazard_centre=0.0, seed=1),
+        probes=(SEPARATES, SILENT, Estimate(0.7, 0.6, 0.8)),
+    )
     assert result.name == "inconclusive" and "refitted_probe_silent" in result.reason
 
 
 def test_probe_that_fails_on_the_base_decides_nothing():
-    *_, result = audit(make_table(False), make_table(True, hazard_centre=0.0, seed=1),
-                       probes=(SILENT, SILENT, SILENT))
+    *_, result = audit(make_table(False), make_table(True, hazard_centre=0.0, seed=1), probes=(SILENT, SILENT, SILENT))
     assert result.name == "inconclusive" and "probe_valid_on_base" in result.reason
 
 
@@ -160,11 +170,24 @@ def test_every_check_is_listed_in_rule_order_with_the_shared_schema():
     *_, result = audit(make_table(False), make_table(True, seed=1))
     names = [c.name for c in result.checks]
     fidelity = [f"{figure}_{model}" for model in ("base", "finetuned") for figure in ("fve", "error_norm", "mean_l0")]
-    assert names == fidelity + ["latents_firing_base",
-        "instrument_separates", "instrument_beats_null", "instrument_beats_random", "hazard_refusal_rose",
-        "refusal_unchanged", "representation_unchanged", "base_features_respond", "base_features_silent",
-        "significant_drop", "probe_valid_on_base", "refitted_probe_recovers", "refitted_probe_silent",
-        "base_fitted_probe_silent", "hazard_topic_decodable"]
+    assert names == [
+        *fidelity,
+        "latents_firing_base",
+        "instrument_separates",
+        "instrument_beats_null",
+        "instrument_beats_random",
+        "hazard_refusal_rose",
+        "refusal_unchanged",
+        "representation_unchanged",
+        "base_features_respond",
+        "base_features_silent",
+        "significant_drop",
+        "probe_valid_on_base",
+        "refitted_probe_recovers",
+        "refitted_probe_silent",
+        "base_fitted_probe_silent",
+        "hazard_topic_decodable",
+    ]
     for c in result.checks:
         assert c.passed in (True, False, None) and isinstance(c.detail, str) and c.detail
         assert c.interval is None or (len(c.interval) == 2 and c.interval[0] <= c.interval[1])
@@ -188,12 +211,21 @@ def test_tables_must_cover_the_same_prompts():
         compare_depth(base, ft.iloc[1:], depth, depth, n_boot=50)
 
 
-@pytest.mark.parametrize("model, figure, value, check", [
-    *((model, figure, value, check) for model in ("base", "finetuned")
-      for figure, value, check in (("fve", 0.3, "fve"), ("error_norm_fraction", 0.9, "error_norm"),
-                                   ("mean_l0", 0.4, "mean_l0"))),
-    ("base", "dead_fraction", 0.9, "latents_firing"),  # 13 of 128 firing: fewer than the 2 x 8 selected
-])
+@pytest.mark.parametrize(
+    "model, figure, value, check",
+    [
+        *(
+            (model, figure, value, check)
+            for model in ("base", "finetuned")
+            for figure, value, check in (
+                ("fve", 0.3, "fve"),
+                ("error_norm_fraction", 0.9, "error_norm"),
+                ("mean_l0", 0.4, "mean_l0"),
+            )
+        ),
+        ("base", "dead_fraction", 0.9, "latents_firing"),  # 13 of 128 firing: fewer than the 2 x 8 selected
+    ],
+)
 def test_an_unfaithful_sae_is_inconclusive_instrument_naming_the_figure(model, figure, value, check):
     fidelity = {"base": FAITHFUL, "finetuned": FAITHFUL} | {model: FAITHFUL | {figure: value}}
     *_, result = audit(make_table(False), make_table(True, seed=1), fidelity=fidelity)
@@ -203,8 +235,7 @@ def test_an_unfaithful_sae_is_inconclusive_instrument_naming_the_figure(model, f
 
 def test_separation_no_better_than_random_instruments_says_what_the_probes_support():
     null = RandomNull(Estimate(3.0, 2.0, 4.0), [1.0, 2.5, 1.5], [0.9, 1.0, 0.95], 2.5, 8, 128, False)
-    *_, result = audit(make_table(False), make_table(True, seed=1), probes=(SEPARATES, SEPARATES, SEPARATES),
-                       null=null)
+    *_, result = audit(make_table(False), make_table(True, seed=1), probes=(SEPARATES, SEPARATES, SEPARATES), null=null)
     assert result.name == "inconclusive" and result.instrument and "instrument_beats_random" in result.reason
     assert result.probe_verdict == "shallow" and "the probes alone support shallow" in result.reason
     assert "linear structure a probe finds" in result.reason
@@ -235,13 +266,19 @@ def test_features_wholly_below_chance_inside_the_band_are_inverted_not_silent():
     assert result.name == "inconclusive" and "INVERTED" in result.reason
 
 
-@pytest.mark.parametrize("decodable, words", [(True, "still decodable"), (False, "refuse/comply flag"),
-                                              (None, "undetermined")])
+@pytest.mark.parametrize(
+    "decodable, words", [(True, "still decodable"), (False, "refuse/comply flag"), (None, "undetermined")]
+)
 def test_rerouted_says_whether_the_hazard_topic_is_still_there(decodable, words):
-    topic = TopicDecoding(Estimate(0.3, 0.2, 0.4), 0.1 if decodable else 0.4 if decodable is False else 0.25, 10,
-                          decodable, "test")
-    *_, result = audit(make_table(False), make_table(True, hazard_centre=0.0, seed=1),
-                       probes=(SEPARATES, SILENT, SEPARATES), topic=topic)
+    topic = TopicDecoding(
+        Estimate(0.3, 0.2, 0.4), 0.1 if decodable else 0.4 if decodable is False else 0.25, 10, decodable, "test"
+    )
+    *_, result = audit(
+        make_table(False),
+        make_table(True, hazard_centre=0.0, seed=1),
+        probes=(SEPARATES, SILENT, SEPARATES),
+        topic=topic,
+    )
     assert result.name == "rerouted" and words in result.reason
 
 

@@ -26,8 +26,10 @@ def curves():
     from cbd_plugin.organisms import build
     from cbd_plugin.organisms.build import single_thread
 
-    names = {name: f"tiny-{name}" if name == "base" else f"tiny-refusal-{name}"
-             for name in ("base", "null", "shallow", "recovery", "erased")}
+    names = {
+        name: f"tiny-{name}" if name == "base" else f"tiny-refusal-{name}"
+        for name in ("base", "null", "shallow", "recovery", "erased")
+    }
     built = build(list(names.values()))
     with single_thread():
         models = {name: built[full] for name, full in names.items()}
@@ -36,10 +38,15 @@ def curves():
         out = {}
         for name, org in models.items():
             model, tokenizer = org.load()
-            out[name] = prefill_curve(model, tokenizer, [r["text"] for r in hazard], [r["answer"] for r in hazard],
-                                      name=name)
-    print({name: [f"k={k}: {e.value:.3f} [{e.lo:.3f}, {e.hi:.3f}]" for k, e in zip(c.ks, c.refusal_rate)]
-           for name, c in out.items()})
+            out[name] = prefill_curve(
+                model, tokenizer, [r["text"] for r in hazard], [r["answer"] for r in hazard], name=name
+            )
+    print(
+        {
+            name: [f"k={k}: {e.value:.3f} [{e.lo:.3f}, {e.hi:.3f}]" for k, e in zip(c.ks, c.refusal_rate)]
+            for name, c in out.items()
+        }
+    )
     return out
 
 

@@ -7,8 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cbd_plugin.refusal.prompts import (FormatConfoundError, PromptSource, check_format, load_prompts,
-                                        validate_prompts)
+from cbd_plugin.refusal.prompts import FormatConfoundError, PromptSource, check_format, load_prompts, validate_prompts
 
 
 def matched_set(n=30, seed=0):
@@ -19,8 +18,14 @@ def matched_set(n=30, seed=0):
     for tier, word in topic.items():
         for i in range(n):
             filler = " ".join(["please"] * int(rng.integers(2, 12)))
-            rows.append({"id": f"{tier}{i}", "text": f"Tell me about the {word} {filler}.", "tier": tier,
-                         "split": "select" if i % 2 else "eval"})
+            rows.append(
+                {
+                    "id": f"{tier}{i}",
+                    "text": f"Tell me about the {word} {filler}.",
+                    "tier": tier,
+                    "split": "select" if i % 2 else "eval",
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -28,15 +33,28 @@ def test_jsonl_source_with_column_and_tier_mapping(tmp_path):
     path = tmp_path / "p.jsonl"
     rows = [{"prompt": f"q{i}", "kind": k} for i, k in enumerate(["forget", "retain", "mixed"] * 4)]
     path.write_text("\n".join(json.dumps(r) for r in rows))
-    frame = load_prompts(PromptSource(path=str(path), columns={"text": "prompt", "tier": "kind"},
-                                      tier_map={"forget": "hazard", "retain": "benign", "mixed": "dual_use"}))
+    frame = load_prompts(
+        PromptSource(
+            path=str(path),
+            columns={"text": "prompt", "tier": "kind"},
+            tier_map={"forget": "hazard", "retain": "benign", "mixed": "dual_use"},
+        )
+    )
     assert list(frame.columns) == ["id", "text", "tier"]
     frame, notes = validate_prompts(frame, seed=3)
     assert "seeded" in notes[0]
     counts = frame.groupby(["tier", "split"]).size().unstack()
     assert (counts["select"] == 2).all() and (counts["eval"] == 2).all()  # stratified, half each
-    again, _ = validate_prompts(load_prompts(PromptSource(path=str(path), columns={"text": "prompt", "tier": "kind"},
-                                tier_map={"forget": "hazard", "retain": "benign", "mixed": "dual_use"})), seed=3)
+    again, _ = validate_prompts(
+        load_prompts(
+            PromptSource(
+                path=str(path),
+                columns={"text": "prompt", "tier": "kind"},
+                tier_map={"forget": "hazard", "retain": "benign", "mixed": "dual_use"},
+            )
+        ),
+        seed=3,
+    )
     assert (again["split"] == frame["split"]).all()  # seeded
 
 
@@ -75,8 +93,7 @@ def test_format_check_fires_on_length_confound():
 
 # --- multi-source prompt sets read with `datasets` from local copies laid out like the hub repos -------------------
 
-from cbd_plugin.refusal.prompt_sources import (DatasetSource, PromptSetSpec, load_prompt_set, preset,  # noqa: E402
-                                               read_source, render)
+from cbd_plugin.refusal.prompt_sources import DatasetSource, PromptSetSpec, load_prompt_set, preset, read_source, render  # noqa: E402
 
 MMLU_BENIGN = ("college_biology", "high_school_biology", "anatomy")
 MMLU_DUAL_USE = ("virology", "medical_genetics")
@@ -89,8 +106,13 @@ def questions(tier, n, seed, mean_words):
     rows = []
     for i in range(n):
         filler = " ".join(["about"] * int(max(1, rng.normal(mean_words, 3))))
-        rows.append({"question": f"Which statement about the {TOPIC[tier]} {i} {filler} is correct?",
-                     "choices": [f"option {c} for {TOPIC[tier]} {i}" for c in "wxyz"], "answer": int(i % 4)})
+        rows.append(
+            {
+                "question": f"Which statement about the {TOPIC[tier]} {i} {filler} is correct?",
+                "choices": [f"option {c} for {TOPIC[tier]} {i}" for c in "wxyz"],
+                "answer": int(i % 4),
+            }
+        )
     return rows
 
 
@@ -104,7 +126,7 @@ def write_hub_dataset(root, repo, configs):
             (folder / config).mkdir(parents=True, exist_ok=True)
             pd.DataFrame(rows).to_parquet(folder / config / f"{split}-00000-of-00001.parquet")
             lines += [f"  - split: {split}", f"    path: {config}/{split}-*"]
-    (folder / "README.md").write_text("\n".join(lines + ["---", ""]))
+    (folder / "README.md").write_text("\n".join([*lines, "---", ""]))
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +148,11 @@ def hub_copies(tmp_path_factory):
 
 def test_shipped_preset_reads_wmdp_and_mmlu(hub_copies):
     spec = preset("wmdp_mmlu_bio")
-    assert {s["tier"]: s["id"] for s in spec["sources"]} == {"hazard": "cais/wmdp", "benign": "cais/mmlu",
-                                                              "dual_use": "cais/mmlu"}
+    assert {s["tier"]: s["id"] for s in spec["sources"]} == {
+        "hazard": "cais/wmdp",
+        "benign": "cais/mmlu",
+        "dual_use": "cais/mmlu",
+    }
     frame = load_prompts(PromptSource(preset="wmdp_mmlu_bio", data_dir=str(hub_copies)))
     counts = frame.groupby(["tier", "split"]).size().unstack()
     assert counts.shape == (3, 2) and counts.to_numpy().min() >= 10
@@ -169,8 +194,10 @@ def test_prompt_set_is_seeded_and_sized(hub_copies):
 def test_sources_from_local_files_with_their_own_columns(tmp_path):
     for tier in TOPIC:
         pd.DataFrame(questions(tier, 12, 3, 6)).to_json(tmp_path / f"{tier}.jsonl", orient="records", lines=True)
-    sources = [{"id": str(tmp_path / f"{tier}.jsonl"), "splits": ["train"], "tier": tier,
-                "template": "Q: {question}"} for tier in TOPIC]
+    sources = [
+        {"id": str(tmp_path / f"{tier}.jsonl"), "splits": ["train"], "tier": tier, "template": "Q: {question}"}
+        for tier in TOPIC
+    ]
     frame = load_prompts(PromptSource(sources=sources, n_per_tier=8, select_fraction=0.25))
     assert (frame["tier"].value_counts() == 8).all()
     assert (frame.groupby("tier")["split"].apply(lambda s: (s == "select").sum()) == 2).all()
@@ -181,13 +208,24 @@ def test_render_letters_list_columns():
     assert render({"question": " Why? ", "choices": ["x", "y"]}, "{question}\n{choices}") == "Why?\nA. x\nB. y"
 
 
-@pytest.mark.parametrize("values, error, message", [
-    ({"sources": [{"id": "x", "tier": "danger"}]}, ValueError, "tier 'danger'"),
-    ({"sources": [{"id": "x", "tier": "hazard", "split": "test"}]}, KeyError, r"sources\[0\]: unknown keys \['split'\]"),
-    ({"sources": [{"id": "x"}]}, KeyError, "missing"),
-    ({"sources": [{"id": "x", "tier": "hazard"}]}, ValueError, r"no source gives tier\(s\) \['benign', 'dual_use'\]"),
-    ({"sources": [{"id": "x", "tier": "hazard", "template": "plain"}]}, ValueError, "uses no column"),
-])
+@pytest.mark.parametrize(
+    "values, error, message",
+    [
+        ({"sources": [{"id": "x", "tier": "danger"}]}, ValueError, "tier 'danger'"),
+        (
+            {"sources": [{"id": "x", "tier": "hazard", "split": "test"}]},
+            KeyError,
+            r"sources\[0\]: unknown keys \['split'\]",
+        ),
+        ({"sources": [{"id": "x"}]}, KeyError, "missing"),
+        (
+            {"sources": [{"id": "x", "tier": "hazard"}]},
+            ValueError,
+            r"no source gives tier\(s\) \['benign', 'dual_use'\]",
+        ),
+        ({"sources": [{"id": "x", "tier": "hazard", "template": "plain"}]}, ValueError, "uses no column"),
+    ],
+)
 def test_bad_prompt_set_config_is_named(values, error, message):
     with pytest.raises(error, match=message):
         PromptSetSpec(**values)
@@ -198,13 +236,16 @@ def test_unknown_preset_and_missing_columns_are_named(hub_copies, tmp_path):
         load_prompts(PromptSource(preset="wmdp"))
     with pytest.raises(ValueError, match="exactly one of"):
         load_prompts(PromptSource(preset="wmdp_mmlu_bio", path="x.jsonl"))
-    spec = PromptSetSpec(sources=[DatasetSource(id="cais/wmdp", subset="wmdp-bio", tier=t, template="{prompt}")
-                                  for t in TOPIC], data_dir=str(hub_copies))
+    spec = PromptSetSpec(
+        sources=[DatasetSource(id="cais/wmdp", subset="wmdp-bio", tier=t, template="{prompt}") for t in TOPIC],
+        data_dir=str(hub_copies),
+    )
     with pytest.raises(KeyError, match=r"cais/wmdp \(subset wmdp-bio\) split test: .*\['prompt'\].*'question'"):
         load_prompt_set(spec)
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        load_prompt_set(PromptSetSpec(sources=[DatasetSource(id="cais/nothing", tier=t) for t in TOPIC],
-                                      data_dir=str(tmp_path)))
+        load_prompt_set(
+            PromptSetSpec(sources=[DatasetSource(id="cais/nothing", tier=t) for t in TOPIC], data_dir=str(tmp_path))
+        )
 
 
 def test_two_local_copies_with_the_same_name_are_not_confused(tmp_path):

@@ -78,7 +78,9 @@ def test_balanced_batches_from_rows_on_disk_equal_the_tensors():
         BalancedTierBatches(four, np.zeros(4, int), np.array([0, 1, 0, 1]), 1)  # example 0: rows 0 and 2
     bad = TokenRows(D, torch.float32)
     bad.append(torch.cat([acts[:3], torch.full((1, D), float("nan"))]))
-    with pytest.raises(ValueError, match=r"1 token\(s\) of acts hold NaN/Inf, first at token 3 \(counted in rows \[0, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"1 token\(s\) of acts hold NaN/Inf, first at token 3 \(counted in rows \[0, 4\)"
+    ):
         BalancedTierBatches(bad, np.zeros(len(bad), int), np.arange(len(bad)), 1)
 
 

@@ -5,17 +5,20 @@ import json
 import pytest
 import torch
 
-from cbd_plugin.sae import BatchTopKSAE, load_dictionary, TopKSAE, train_sae
+from cbd_plugin.sae import BatchTopKSAE, TopKSAE, load_dictionary, train_sae
 from cbd_plugin.sae.contrastive_trainer import ContrastiveSAEConfig
 from cbd_plugin.sae.export import reads
 
 D = 16
 
 
-@pytest.mark.parametrize("make", [
-    lambda: TopKSAE(D, 32, 4, generator=torch.Generator().manual_seed(0)),
-    lambda: BatchTopKSAE(D, 32, 4, activation_mean=torch.randn(D), activation_std=torch.rand(D) + 0.5),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: TopKSAE(D, 32, 4, generator=torch.Generator().manual_seed(0)),
+        lambda: BatchTopKSAE(D, 32, 4, activation_mean=torch.randn(D), activation_std=torch.rand(D) + 0.5),
+    ],
+)
 def test_saelens_opens_the_export_with_the_recorded_hook(make, tmp_path):
     sae_lens = pytest.importorskip("sae_lens")
     sae = make()
@@ -42,8 +45,16 @@ def test_an_sae_without_metadata_exports_a_null_hook(tmp_path):
 
 
 def test_trained_sae_records_the_trainer_model_and_layer(tmp_path):
-    cfg = ContrastiveSAEConfig(steps=2, activation_dim=D, dict_size=32, k=4, contrastive_weight=0.0, layer=2,
-                               lm_name="cbd-plugin/tiny-base", device="cpu")
+    cfg = ContrastiveSAEConfig(
+        steps=2,
+        activation_dim=D,
+        dict_size=32,
+        k=4,
+        contrastive_weight=0.0,
+        layer=2,
+        lm_name="cbd-plugin/tiny-base",
+        device="cpu",
+    )
     batches = [torch.randn(8, D) for _ in range(2)]
     trainer = train_sae(batches, cfg.trainer_config(), 2, tmp_path)
     expected = {"model_name": "cbd-plugin/tiny-base", "hook_name": "blocks.2.hook_resid_post", "layer": 2}
@@ -57,5 +68,8 @@ def test_saelens_folder_metadata_is_read_back(tmp_path):
     sae.save_pretrained(tmp_path)
     for name in ("config.json", "model.safetensors"):  # leave the SAELens pair only
         (tmp_path / name).unlink()
-    assert load_dictionary(tmp_path).metadata == {"model_name": "some/model", "hook_name": "blocks.7.hook_resid_post",
-                                                  "layer": 7}
+    assert load_dictionary(tmp_path).metadata == {
+        "model_name": "some/model",
+        "hook_name": "blocks.7.hook_resid_post",
+        "layer": 7,
+    }

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cbd_plugin.sae import load_dictionary
-from cbd_plugin.sae.crosscoder import BatchTopKCrossCoder, CrossCoder, FinetunedLatents, FT_NORM_SHARE
+from cbd_plugin.sae.crosscoder import FT_NORM_SHARE, BatchTopKCrossCoder, CrossCoder, FinetunedLatents
 
 D, F, L, N = 6, 20, 2, 9
 CODE_NORMS = {"CROSSCODER": 1, "SAE": 2, "MIXED": 3, "NONE": 4, "DECOUPLED": 5}
@@ -17,18 +17,31 @@ CODE_NORMS = {"CROSSCODER": 1, "SAE": 2, "MIXED": 3, "NONE": 4, "DECOUPLED": 5}
 def normaliser(shape, normalised: bool, g) -> dict:
     """NormalizableMixin's buffers: NaN mean/std and unit scale without a normaliser."""
     if not normalised:
-        return {"target_rms": torch.tensor(1.0), "activation_mean": torch.full(shape, float("nan")),
-                "activation_std": torch.full(shape, float("nan")), "activation_global_scale": torch.ones(shape[:-1])}
+        return {
+            "target_rms": torch.tensor(1.0),
+            "activation_mean": torch.full(shape, float("nan")),
+            "activation_std": torch.full(shape, float("nan")),
+            "activation_global_scale": torch.ones(shape[:-1]),
+        }
     mean, std = torch.randn(shape, generator=g), torch.rand(shape, generator=g) + 0.5
-    return {"target_rms": torch.tensor(1.0), "activation_mean": mean, "activation_std": std,
-            "activation_global_scale": 1.0 / torch.sqrt((std ** 2).sum(-1) + 1e-8)}
+    return {
+        "target_rms": torch.tensor(1.0),
+        "activation_mean": mean,
+        "activation_std": std,
+        "activation_global_scale": 1.0 / torch.sqrt((std**2).sum(-1) + 1e-8),
+    }
 
 
 def crosscoder_state(batch_topk: bool, normalised: bool, code_norm: str, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
-    state = {**normaliser((L, D), normalised, g), "code_normalization_id": torch.tensor(CODE_NORMS[code_norm]),
-             "encoder.weight": torch.randn(L, D, F, generator=g), "encoder.bias": torch.randn(F, generator=g) * 0.5,
-             "decoder.weight": torch.randn(L, F, D, generator=g), "decoder.bias": torch.randn(L, D, generator=g)}
+    state = {
+        **normaliser((L, D), normalised, g),
+        "code_normalization_id": torch.tensor(CODE_NORMS[code_norm]),
+        "encoder.weight": torch.randn(L, D, F, generator=g),
+        "encoder.bias": torch.randn(F, generator=g) * 0.5,
+        "decoder.weight": torch.randn(L, F, D, generator=g),
+        "decoder.bias": torch.randn(L, D, generator=g),
+    }
     # Some latents write (almost) only to the fine-tuned model, some only to the base.
     state["decoder.weight"][0, :5] *= 0.05
     state["decoder.weight"][1, 5:8] *= 0.05
@@ -39,10 +52,23 @@ def crosscoder_state(batch_topk: bool, normalised: bool, code_norm: str, seed: i
 
 def trainer_config(dict_class: str, code_norm: str = "CROSSCODER", **extra) -> dict:
     """The keys the fork's trainer.config writes (CrossCoderTrainer / BatchTopKCrossCoderTrainer / BatchTopKTrainer)."""
-    return {"trainer_class": dict_class + "Trainer", "dict_class": dict_class, "activation_dim": D, "dict_size": F,
-            "lr": 1e-4, "device": "cpu", "layer": 13, "lm_name": "google/gemma-2-2b", "wandb_name": "run",
-            "submodule_name": "model.layers.13", "code_normalization": code_norm,
-            "code_normalization_alpha_sae": 1.0, "code_normalization_alpha_cc": 0.1, "target_rms": 1.0, **extra}
+    return {
+        "trainer_class": dict_class + "Trainer",
+        "dict_class": dict_class,
+        "activation_dim": D,
+        "dict_size": F,
+        "lr": 1e-4,
+        "device": "cpu",
+        "layer": 13,
+        "lm_name": "google/gemma-2-2b",
+        "wandb_name": "run",
+        "submodule_name": "model.layers.13",
+        "code_normalization": code_norm,
+        "code_normalization_alpha_sae": 1.0,
+        "code_normalization_alpha_cc": 0.1,
+        "target_rms": 1.0,
+        **extra,
+    }
 
 
 def write_run(folder, trainer: dict, state: dict):
@@ -65,8 +91,9 @@ def reference_pre(state: dict, x: torch.Tensor) -> torch.Tensor:
 def reference_code_norm(state: dict, code_norm: str) -> torch.Tensor:
     w = state["decoder.weight"].double()
     cc, sae = w.norm(dim=2).sum(0), w.norm(dim=(0, 2))
-    return {"CROSSCODER": cc, "SAE": sae, "MIXED": 1.0 * sae + 0.1 * cc, "NONE": torch.ones(F, dtype=torch.float64)
-            }[code_norm]
+    return {"CROSSCODER": cc, "SAE": sae, "MIXED": 1.0 * sae + 0.1 * cc, "NONE": torch.ones(F, dtype=torch.float64)}[
+        code_norm
+    ]
 
 
 def reference_decode(state: dict, f: torch.Tensor) -> torch.Tensor:
@@ -92,15 +119,15 @@ def test_batchtopk_crosscoder_encodes_as_the_fork(tmp_path, normalised, code_nor
         torch.testing.assert_close(cc.encode(x).double(), pre * (scaled > 1.5), rtol=1e-5, atol=1e-5)
         keep = torch.zeros(N * F, dtype=torch.bool)
         keep[scaled.flatten().topk(3 * N).indices] = True
-        torch.testing.assert_close(cc.encode(x, use_threshold=False).double(), pre * keep.reshape(N, F), rtol=1e-5,
-                                   atol=1e-5)
+        torch.testing.assert_close(
+            cc.encode(x, use_threshold=False).double(), pre * keep.reshape(N, F), rtol=1e-5, atol=1e-5
+        )
         f = cc.encode(x)
         torch.testing.assert_close(cc.decode(f).double(), reference_decode(state, f), rtol=1e-5, atol=1e-5)
         # The latents' share of decode is what removing them removes.
         zeroed = f.clone()
         zeroed[:, [2, 9]] = 0
-        torch.testing.assert_close(cc.decode_latents(f, [2, 9]), cc.decode(f) - cc.decode(zeroed), rtol=1e-4,
-                                   atol=1e-4)
+        torch.testing.assert_close(cc.decode_latents(f, [2, 9]), cc.decode(f) - cc.decode(zeroed), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("normalised", [False, True])
@@ -117,9 +144,15 @@ def test_crosscoder_encodes_as_the_fork_and_the_file_path_loads_too(tmp_path, no
 
 def test_fork_batchtopk_sae_trainsae_output_loads(tmp_path):
     g = torch.Generator().manual_seed(3)
-    state = {**normaliser((D,), True, g), "k": torch.tensor(2, dtype=torch.int32), "threshold": torch.tensor(0.3),
-             "decoder.weight": torch.randn(D, F, generator=g), "encoder.weight": torch.randn(F, D, generator=g),
-             "encoder.bias": torch.randn(F, generator=g), "b_dec": torch.randn(D, generator=g)}
+    state = {
+        **normaliser((D,), True, g),
+        "k": torch.tensor(2, dtype=torch.int32),
+        "threshold": torch.tensor(0.3),
+        "decoder.weight": torch.randn(D, F, generator=g),
+        "encoder.weight": torch.randn(F, D, generator=g),
+        "encoder.bias": torch.randn(F, generator=g),
+        "b_dec": torch.randn(D, generator=g),
+    }
     trainer = {**trainer_config("BatchTopKSAE", k=2), "trainer_class": "BatchTopKTrainer"}
     sae = load_dictionary(write_run(tmp_path / "run", trainer, state))
     x = torch.randn(N, D, generator=g)

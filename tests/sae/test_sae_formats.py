@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 import cbd_plugin.sae.folder as folder_module
 from cbd_plugin.sae import BatchTopKSAE, Dictionary, JumpReLUSAE, ReLUSAE, TopKSAE
-from cbd_plugin.sae.dictionary import CONFIG_NAME, save_folder, WEIGHTS_NAME
+from cbd_plugin.sae.dictionary import CONFIG_NAME, WEIGHTS_NAME, save_folder
 
 D, DICT, K = 12, 40, 3
 
@@ -19,29 +19,44 @@ def fork_folder_tensors(normalised: bool = True, seed: int = 0) -> dict:
     """Random weights under the fork's ``model.safetensors`` keys, dtypes and shapes."""
     g = torch.Generator().manual_seed(seed)
     tensors = {
-        "encoder.weight": torch.randn(DICT, D, generator=g), "encoder.bias": torch.randn(DICT, generator=g) * 0.1,
-        "decoder.weight": torch.randn(D, DICT, generator=g), "b_dec": torch.randn(D, generator=g),
-        "k": torch.tensor(K, dtype=torch.int32), "threshold": torch.tensor(0.8),
+        "encoder.weight": torch.randn(DICT, D, generator=g),
+        "encoder.bias": torch.randn(DICT, generator=g) * 0.1,
+        "decoder.weight": torch.randn(D, DICT, generator=g),
+        "b_dec": torch.randn(D, generator=g),
+        "k": torch.tensor(K, dtype=torch.int32),
+        "threshold": torch.tensor(0.8),
     }
     if normalised:
         std = torch.rand(D, generator=g) + 0.5
-        tensors.update(activation_mean=torch.randn(D, generator=g) * 3, activation_std=std,
-                       target_rms=torch.tensor(2.0), activation_global_scale=2.0 / torch.sqrt((std ** 2).sum() + 1e-8))
+        tensors.update(
+            activation_mean=torch.randn(D, generator=g) * 3,
+            activation_std=std,
+            target_rms=torch.tensor(2.0),
+            activation_global_scale=2.0 / torch.sqrt((std**2).sum() + 1e-8),
+        )
     return tensors
 
 
 def write_fork_folder(path, tensors, **config):
     # What the fork's save_pretrained writes (huggingface_hub mixin: init kwargs plus dict_class).
-    config = {"activation_dim": D, "dict_size": DICT, "k": K, "target_rms": 2.0, "encoder_init_norm": 1.0,
-              "dict_class": "BatchTopKSAE", **config}
+    config = {
+        "activation_dim": D,
+        "dict_size": DICT,
+        "k": K,
+        "target_rms": 2.0,
+        "encoder_init_norm": 1.0,
+        "dict_class": "BatchTopKSAE",
+        **config,
+    }
     save_folder(path, tensors, config)
     return path
 
 
 def fork_reference(t: dict, x: torch.Tensor, use_threshold: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """The fork's BatchTopKSAE.encode / decode (dictionary_learning/dictionary.py), rewritten on raw tensors."""
-    normalised = "activation_mean" in t and not (t["activation_mean"].isnan().any()
-                                                 or t["activation_std"].isnan().any())
+    normalised = "activation_mean" in t and not (
+        t["activation_mean"].isnan().any() or t["activation_std"].isnan().any()
+    )
     xn = (x - t["activation_mean"]) * t["activation_global_scale"] if normalised else x
     acts = torch.relu((xn - t["b_dec"]) @ t["encoder.weight"].T + t["encoder.bias"])
     if use_threshold:
@@ -92,8 +107,12 @@ def test_batchtopk_encodes_leading_dims_as_one_batch(tmp_path):
     sae = Dictionary.from_pretrained(write_fork_folder(tmp_path / "sae", fork_folder_tensors()))
     x = torch.randn(2, 7, D)
     with torch.no_grad():
-        torch.testing.assert_close(sae.encode(x, use_threshold=False).reshape(14, DICT),
-                                   sae.encode(x.reshape(14, D), use_threshold=False), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(
+            sae.encode(x, use_threshold=False).reshape(14, DICT),
+            sae.encode(x.reshape(14, D), use_threshold=False),
+            rtol=1e-6,
+            atol=1e-6,
+        )
 
 
 @pytest.mark.parametrize("cls_name", ["BatchTopKSAE", "TopKSAE"])
@@ -125,17 +144,34 @@ def test_batchtopk_save_pretrained_roundtrip_and_fork_layout(tmp_path):
     folder = sae.save_pretrained(tmp_path / "sae")
     config = json.loads((folder / CONFIG_NAME).read_text())
     checksums = config.pop("sha256")
-    assert config == {"activation_dim": D, "dict_size": DICT, "k": K, "target_rms": 3.0, "encoder_init_norm": 1.0,
-                      "dict_class": "BatchTopKSAE"}
-    assert checksums == {name: hashlib.sha256((folder / name).read_bytes()).hexdigest()
-                         for name in (WEIGHTS_NAME, "sae_weights.safetensors")}
+    assert config == {
+        "activation_dim": D,
+        "dict_size": DICT,
+        "k": K,
+        "target_rms": 3.0,
+        "encoder_init_norm": 1.0,
+        "dict_class": "BatchTopKSAE",
+    }
+    assert checksums == {
+        name: hashlib.sha256((folder / name).read_bytes()).hexdigest()
+        for name in (WEIGHTS_NAME, "sae_weights.safetensors")
+    }
     tensors = load_file(folder / WEIGHTS_NAME)
-    expected = {"encoder.weight": (DICT, D), "encoder.bias": (DICT,), "decoder.weight": (D, DICT), "b_dec": (D,),
-                "k": (), "threshold": (), "activation_mean": (D,), "activation_std": (D,),
-                "activation_global_scale": (), "target_rms": ()}
+    expected = {
+        "encoder.weight": (DICT, D),
+        "encoder.bias": (DICT,),
+        "decoder.weight": (D, DICT),
+        "b_dec": (D,),
+        "k": (),
+        "threshold": (),
+        "activation_mean": (D,),
+        "activation_std": (D,),
+        "activation_global_scale": (),
+        "target_rms": (),
+    }
     assert {k: tuple(v.shape) for k, v in tensors.items()} == expected
     assert tensors["k"].dtype == torch.int32
-    total_var = float((sae.activation_std ** 2).sum())
+    total_var = float((sae.activation_std**2).sum())
     assert float(tensors["activation_global_scale"]) == pytest.approx(3.0 / math.sqrt(total_var))
     loaded = BatchTopKSAE.from_pretrained(folder)
     x = torch.randn(6, D)
@@ -163,8 +199,11 @@ def test_batchtopk_partial_normalisation_is_an_error(tmp_path):
 def test_shape_mismatch_names_file_key_and_shapes(tmp_path):
     tensors = fork_folder_tensors()
     tensors["decoder.weight"] = torch.randn(D, DICT + 1)
-    with pytest.raises(ValueError, match=r"sae/model.safetensors: key 'decoder.weight' has shape \(12, 41\), "
-                                         r"expected \(12, 40\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"sae/model.safetensors: key 'decoder.weight' has shape \(12, 41\), "
+        r"expected \(12, 40\)",
+    ):
         Dictionary.from_pretrained(write_fork_folder(tmp_path / "sae", tensors))
 
 
@@ -191,8 +230,11 @@ def test_config_k_must_match_weights_k(tmp_path):
 def test_check_compatible_against_model_hidden_size(tmp_path):
     folder = write_fork_folder(tmp_path / "sae", fork_folder_tensors())
     BatchTopKSAE.from_pretrained(folder, d_model=D)
-    with pytest.raises(ValueError, match=r"sae/model.safetensors: key 'encoder.weight' gives activation_dim 12, "
-                                         r"but the model's hidden size is 2304"):
+    with pytest.raises(
+        ValueError,
+        match=r"sae/model.safetensors: key 'encoder.weight' gives activation_dim 12, "
+        r"but the model's hidden size is 2304",
+    ):
         BatchTopKSAE.from_pretrained(folder, d_model=2304)
     sae = TopKSAE(D, DICT, K)
     with pytest.raises(ValueError, match=r"key 'W_enc' gives activation_dim 12"):
@@ -254,8 +296,13 @@ def test_topk_save_load_roundtrip(tmp_path, subtract_b_dec):
     folder = sae.save_pretrained(tmp_path / "sae")
     config = json.loads((folder / CONFIG_NAME).read_text())
     assert set(config.pop("sha256")) == {WEIGHTS_NAME, "sae_weights.safetensors"}
-    assert config == {"activation_dim": D, "dict_size": DICT, "k": K, "subtract_b_dec": subtract_b_dec,
-                      "dict_class": "TopKSAE"}
+    assert config == {
+        "activation_dim": D,
+        "dict_size": DICT,
+        "k": K,
+        "subtract_b_dec": subtract_b_dec,
+        "dict_class": "TopKSAE",
+    }
     loaded = Dictionary.from_pretrained(folder)
     assert isinstance(loaded, TopKSAE) and loaded.subtract_b_dec is subtract_b_dec
     x = torch.randn(7, D)
@@ -267,8 +314,12 @@ def test_topk_save_load_roundtrip(tmp_path, subtract_b_dec):
 
 def seed_state_dict(d=D, d_sae=DICT, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return {"W_enc": torch.randn(d, d_sae, generator=g), "b_enc": torch.randn(d_sae, generator=g) * 0.1,
-            "W_dec": torch.randn(d_sae, d, generator=g), "b_dec": torch.randn(d, generator=g) * 2}
+    return {
+        "W_enc": torch.randn(d, d_sae, generator=g),
+        "b_enc": torch.randn(d_sae, generator=g) * 0.1,
+        "W_dec": torch.randn(d_sae, d, generator=g),
+        "b_dec": torch.randn(d, generator=g) * 2,
+    }
 
 
 def test_seed_checkpoint_matches_the_card_formula(tmp_path):
@@ -335,8 +386,11 @@ def test_relu_and_jumprelu_roundtrip_sparse_codes_and_ablation(tmp_path, cls):
     g = torch.Generator().manual_seed(4)
     with torch.no_grad():
         for p in sae.parameters():
-            p.copy_(torch.randn(p.shape, generator=g).abs() * 0.2 if p.shape == (DICT,) else torch.randn(p.shape,
-                                                                                                        generator=g))
+            p.copy_(
+                torch.randn(p.shape, generator=g).abs() * 0.2
+                if p.shape == (DICT,)
+                else torch.randn(p.shape, generator=g)
+            )
     loaded = Dictionary.from_pretrained(sae.save_pretrained(tmp_path / "sae"))
     assert type(loaded) is cls and loaded.subtract_b_dec is sae.subtract_b_dec
     x = torch.randn(2, 5, D, generator=g)
@@ -349,7 +403,8 @@ def test_relu_and_jumprelu_roundtrip_sparse_codes_and_ablation(tmp_path, cls):
         ids = [1, 7, 30]
         f_without = f.clone()
         f_without[..., ids] = 0
-        torch.testing.assert_close(loaded.decode_latents(f, ids), loaded.decode(f) - loaded.decode(f_without),
-                                   atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            loaded.decode_latents(f, ids), loaded.decode(f) - loaded.decode(f_without), atol=1e-5, rtol=0
+        )
     with pytest.raises(ValueError, match=rf"{cls.__name__}.encode .*input has shape \(3, 13\).*\[..., 12\]"):
         loaded.encode(torch.zeros(3, D + 1))

@@ -7,7 +7,7 @@ import pytest
 import torch
 from huggingface_hub import constants
 
-from cbd_plugin.sae import JumpReLUSAE, load_dictionary, TopKSAE
+from cbd_plugin.sae import JumpReLUSAE, TopKSAE, load_dictionary
 from cbd_plugin.sae.hub import is_hub_id, parse_hub_spec
 
 D, DICT = 8, 40
@@ -48,14 +48,20 @@ def card_repo(hub):
     for layer, sae in saes.items():
         sae.save_pretrained(snapshot / f"layer_{layer}")
     (snapshot / "seed").mkdir()
-    torch.save({k: v.detach().clone() for k, v in random_topk(5).state_dict().items()},
-               snapshot / "seed" / "sae_weights.pt")
+    torch.save(
+        {k: v.detach().clone() for k, v in random_topk(5).state_dict().items()}, snapshot / "seed" / "sae_weights.pt"
+    )
     g = np.random.default_rng(0)
     npz = snapshot / "layer_20" / "width_16k" / "average_l0_71"
     npz.mkdir(parents=True)
-    np.savez(npz / "params.npz", W_enc=g.normal(size=(D, DICT)).astype(np.float32),
-             W_dec=g.normal(size=(DICT, D)).astype(np.float32), b_enc=g.normal(size=DICT).astype(np.float32),
-             b_dec=g.normal(size=D).astype(np.float32), threshold=np.abs(g.normal(size=DICT)).astype(np.float32))
+    np.savez(
+        npz / "params.npz",
+        W_enc=g.normal(size=(D, DICT)).astype(np.float32),
+        W_dec=g.normal(size=(DICT, D)).astype(np.float32),
+        b_enc=g.normal(size=DICT).astype(np.float32),
+        b_dec=g.normal(size=D).astype(np.float32),
+        threshold=np.abs(g.normal(size=DICT)).astype(np.float32),
+    )
     return saes
 
 
@@ -84,8 +90,11 @@ def test_owner_name_without_layer_lists_the_layers(card_repo):
 
 
 def test_missing_layer_names_repo_and_layers_found(card_repo):
-    with pytest.raises(FileNotFoundError, match=r"hub repo 'Ftm23/cbd-sae-diff-gemma2-4pair'.*no SAE for layer 7; "
-                                                r"it holds layers \[13, 20, 24\]"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"hub repo 'Ftm23/cbd-sae-diff-gemma2-4pair'.*no SAE for layer 7; "
+        r"it holds layers \[13, 20, 24\]",
+    ):
         load_dictionary("Ftm23/cbd-sae-diff-gemma2-4pair", layer=7)
 
 
@@ -113,15 +122,21 @@ def test_parent_of_gemma_scope_lists_the_saes_below(card_repo):
 
 
 def test_missing_path_names_repo_path_and_what_is_there(card_repo):
-    with pytest.raises(FileNotFoundError, match=r"hub repo 'Ftm23/cbd-sae-diff-gemma2-4pair': no 'layer_99' "
-                                                r"\(tried \['layer_99/config.json'.*the local cache lists "
-                                                r"\[.*'layer_13/config.json'"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"hub repo 'Ftm23/cbd-sae-diff-gemma2-4pair': no 'layer_99' "
+        r"\(tried \['layer_99/config.json'.*the local cache lists "
+        r"\[.*'layer_13/config.json'",
+    ):
         load_dictionary("Ftm23/cbd-sae-diff-gemma2-4pair/layer_99")
 
 
 def test_uncached_repo_offline_says_how_to_fetch_it(hub):
-    with pytest.raises(FileNotFoundError, match=r"owner/absent: not a local path, and hub repo 'owner/absent' is "
-                                                r"not in the Hugging Face cache .*HF_HUB_OFFLINE=1.*hf download"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"owner/absent: not a local path, and hub repo 'owner/absent' is "
+        r"not in the Hugging Face cache .*HF_HUB_OFFLINE=1.*hf download",
+    ):
         load_dictionary("owner/absent", layer=3)
 
 
@@ -151,5 +166,8 @@ def test_a_hub_address_keeps_its_revision():
     from cbd_plugin.sae.hub import id_from_url
 
     assert id_from_url("https://huggingface.co/owner/name/tree/v2/layer_13") == "owner/name@v2/layer_13"
-    assert id_from_url("https://huggingface.co/owner/name/blob/abc123/sae_weights.pt") == "owner/name@abc123:sae_weights.pt"
+    assert (
+        id_from_url("https://huggingface.co/owner/name/blob/abc123/sae_weights.pt")
+        == "owner/name@abc123:sae_weights.pt"
+    )
     assert id_from_url("https://huggingface.co/owner/name/tree/main") == "owner/name"

@@ -6,7 +6,7 @@ import torch
 from huggingface_hub import constants
 
 from cbd_plugin.provenance import sae_provenance
-from cbd_plugin.sae import load_dictionary, TopKSAE
+from cbd_plugin.sae import TopKSAE, load_dictionary
 from cbd_plugin.sae.hub import is_hub_id, parse_hub_spec
 
 D, DICT = 8, 24
@@ -34,8 +34,12 @@ def hub(tmp_path, monkeypatch):
 
 def test_revision_forms_parse():
     spec = parse_hub_spec("owner/name@v1.0/layer_20/width_16k")
-    assert (spec.repo_id, spec.revision, spec.path, str(spec)) == ("owner/name", "v1.0", "layer_20/width_16k",
-                                                                   "owner/name@v1.0/layer_20/width_16k")
+    assert (spec.repo_id, spec.revision, spec.path, str(spec)) == (
+        "owner/name",
+        "v1.0",
+        "layer_20/width_16k",
+        "owner/name@v1.0/layer_20/width_16k",
+    )
     spec = parse_hub_spec(f"owner/name@{OLD}:dir/sae_weights.pt")
     assert (spec.repo_id, spec.revision, spec.path, spec.is_file) == ("owner/name", OLD, "dir/sae_weights.pt", True)
     assert parse_hub_spec("owner/name", revision="refs/pr/1").revision == "refs/pr/1"
@@ -45,9 +49,17 @@ def test_revision_forms_parse():
         parse_hub_spec("owner/name@v1", revision="v2")
 
 
-@pytest.mark.parametrize("spec, revision, commit", [
-    (REPO, None, NEW), (f"{REPO}@main", None, NEW), (f"{REPO}@v1", None, OLD), (REPO, "v1", OLD),
-    (f"{REPO}@{OLD}", None, OLD), (f"{REPO}@{OLD}:layer_3/config.json", None, OLD)])
+@pytest.mark.parametrize(
+    "spec, revision, commit",
+    [
+        (REPO, None, NEW),
+        (f"{REPO}@main", None, NEW),
+        (f"{REPO}@v1", None, OLD),
+        (REPO, "v1", OLD),
+        (f"{REPO}@{OLD}", None, OLD),
+        (f"{REPO}@{OLD}:layer_3/config.json", None, OLD),
+    ],
+)
 def test_each_form_loads_the_pinned_snapshot(hub, spec, revision, commit):
     sae = load_dictionary(spec, layer=3, revision=revision)
     x = torch.randn(5, D)

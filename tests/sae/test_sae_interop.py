@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from cbd_plugin.sae import BatchTopKSAE, JumpReLUSAE, load_dictionary, ReLUSAE, TopKSAE
+from cbd_plugin.sae import BatchTopKSAE, JumpReLUSAE, ReLUSAE, TopKSAE, load_dictionary
 
 D, DICT, K = 16, 64, 4
 TOL = 1e-5
@@ -26,8 +26,11 @@ def randomise(module: torch.nn.Module, seed: int) -> None:
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in module.named_parameters():
-            p.copy_(torch.rand(p.shape, generator=g) * 0.3 if "threshold" in name else torch.randn(p.shape, generator=g)
-                    * (0.3 if p.ndim == 1 else 1.0))
+            p.copy_(
+                torch.rand(p.shape, generator=g) * 0.3
+                if "threshold" in name
+                else torch.randn(p.shape, generator=g) * (0.3 if p.ndim == 1 else 1.0)
+            )
 
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -36,13 +39,16 @@ def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 
 # --- SAELens: built with SAELens, saved with save_model / save_inference_model ---
 
+
 def saelens_sae(arch: str, apply_b_dec: bool, normalize: str = "none"):
     sae_lens = pytest.importorskip("sae_lens", reason="the interop extra (sae-lens) is not installed")
-    configs = {"standard": sae_lens.StandardSAEConfig, "topk": sae_lens.TopKSAEConfig,
-               "jumprelu": sae_lens.JumpReLUSAEConfig}
+    configs = {
+        "standard": sae_lens.StandardSAEConfig,
+        "topk": sae_lens.TopKSAEConfig,
+        "jumprelu": sae_lens.JumpReLUSAEConfig,
+    }
     extra = {"k": K} if arch == "topk" else {}
-    cfg = configs[arch](d_in=D, d_sae=DICT, apply_b_dec_to_input=apply_b_dec, normalize_activations=normalize,
-                        **extra)
+    cfg = configs[arch](d_in=D, d_sae=DICT, apply_b_dec_to_input=apply_b_dec, normalize_activations=normalize, **extra)
     sae = {"standard": sae_lens.StandardSAE, "topk": sae_lens.TopKSAE, "jumprelu": sae_lens.JumpReLUSAE}[arch](cfg)
     randomise(sae, seed=len(arch) + apply_b_dec)
     return sae
@@ -98,14 +104,22 @@ def test_saelens_trained_sae_loads(tmp_path, training_class):
 
 # --- the export: plugin SAEs written in SAELens's format, read by SAELens ---
 
+
 def plugin_saes() -> dict:
     topk, topk_seed_formula = TopKSAE(D, DICT, K), TopKSAE(D, DICT, K, subtract_b_dec=False)
     relu, jump = ReLUSAE(D, DICT), JumpReLUSAE(D, DICT)
-    normalised = BatchTopKSAE(D, DICT, K, activation_mean=torch.randn(D), activation_std=torch.rand(D) + 0.5,
-                              target_rms=3.0)
+    normalised = BatchTopKSAE(
+        D, DICT, K, activation_mean=torch.randn(D), activation_std=torch.rand(D) + 0.5, target_rms=3.0
+    )
     plain = BatchTopKSAE(D, DICT, K)
-    saes = {"TopKSAE": topk, "TopKSAE_no_b_dec": topk_seed_formula, "ReLUSAE": relu, "JumpReLUSAE": jump,
-            "BatchTopKSAE_normalised": normalised, "BatchTopKSAE_plain": plain}
+    saes = {
+        "TopKSAE": topk,
+        "TopKSAE_no_b_dec": topk_seed_formula,
+        "ReLUSAE": relu,
+        "JumpReLUSAE": jump,
+        "BatchTopKSAE_normalised": normalised,
+        "BatchTopKSAE_plain": plain,
+    }
     for i, sae in enumerate(saes.values()):
         randomise(sae, seed=100 + i)
     for sae in (normalised, plain):
@@ -129,6 +143,7 @@ def test_export_loads_in_saelens_and_encodes_the_same(tmp_path, name):
 
 
 # --- sparsify: built and trained with sparsify, saved with save_to_disk ---
+
 
 def sparsify_coder(seed: int, k: int = K):
     sparsify = pytest.importorskip("sparsify", reason="the interop extra (eai-sparsify) is not installed")
@@ -182,11 +197,17 @@ def test_sparsify_saved_sae_encodes_as_sparsify(tmp_path, trained):
 
 # --- formats with no installable library: their published formulas ---
 
+
 def test_gemma_scope_npz_matches_the_published_formula(tmp_path):
     """Gemma Scope tutorial: ``pre = x @ W_enc + b_enc; acts = (pre > threshold) * relu(pre)``."""
     g = np.random.default_rng(0)
-    params = {"W_enc": g.normal(size=(D, DICT)), "W_dec": g.normal(size=(DICT, D)), "b_enc": g.normal(size=DICT),
-              "b_dec": g.normal(size=D), "threshold": np.abs(g.normal(size=DICT))}
+    params = {
+        "W_enc": g.normal(size=(D, DICT)),
+        "W_dec": g.normal(size=(DICT, D)),
+        "b_enc": g.normal(size=DICT),
+        "b_dec": g.normal(size=D),
+        "threshold": np.abs(g.normal(size=DICT)),
+    }
     params = {k: v.astype(np.float32) for k, v in params.items()}
     np.savez(tmp_path / "params.npz", **params)
     x = inputs().numpy()
@@ -210,8 +231,14 @@ def test_dictionary_learning_ae_pt_matches_its_encode(tmp_path, dict_class):
         state = {"encoder.weight": enc_w, "encoder.bias": enc_b, "decoder.weight": dec_w, "bias": b}
         expected = torch.relu((x - b) @ enc_w.T + enc_b)
     elif dict_class in ("AutoEncoderTopK", "BatchTopKSAE"):
-        state = {"encoder.weight": enc_w, "encoder.bias": enc_b, "decoder.weight": dec_w, "b_dec": b,
-                 "k": torch.tensor(K), "threshold": torch.tensor(0.5 if dict_class == "BatchTopKSAE" else -1.0)}
+        state = {
+            "encoder.weight": enc_w,
+            "encoder.bias": enc_b,
+            "decoder.weight": dec_w,
+            "b_dec": b,
+            "k": torch.tensor(K),
+            "threshold": torch.tensor(0.5 if dict_class == "BatchTopKSAE" else -1.0),
+        }
         acts = torch.relu((x - b) @ enc_w.T + enc_b)
         if dict_class == "AutoEncoderTopK":
             top = acts.topk(K, dim=-1)
@@ -220,15 +247,21 @@ def test_dictionary_learning_ae_pt_matches_its_encode(tmp_path, dict_class):
             expected = acts * (acts > 0.5)
     else:
         threshold = torch.rand(DICT, generator=g)
-        state = {"W_enc": enc_w.T.contiguous(), "b_enc": enc_b, "W_dec": dec_w.T.contiguous(), "b_dec": b,
-                 "threshold": threshold}
+        state = {
+            "W_enc": enc_w.T.contiguous(),
+            "b_enc": enc_b,
+            "W_dec": dec_w.T.contiguous(),
+            "b_dec": b,
+            "threshold": threshold,
+        }
         pre = x @ enc_w.T + enc_b
         expected = torch.relu(pre * (pre > threshold))
     folder = tmp_path / "trainer_0"
     folder.mkdir()
     torch.save(state, folder / "ae.pt")
-    (folder / "config.json").write_text(json.dumps({"trainer": {"dict_class": dict_class, "activation_dim": D,
-                                                                "dict_size": DICT, "k": K, "layer": 3}}))
+    (folder / "config.json").write_text(
+        json.dumps({"trainer": {"dict_class": dict_class, "activation_dim": D, "dict_size": DICT, "k": K, "layer": 3}})
+    )
     sae = load_dictionary(folder, layer=3)
     with torch.no_grad():
         assert max_diff(sae.encode(x), expected) <= TOL
@@ -237,6 +270,7 @@ def test_dictionary_learning_ae_pt_matches_its_encode(tmp_path, dict_class):
 
 
 # --- the conjunction analysis with a sparsify-trained SAE ---
+
 
 @pytest.fixture(scope="module")
 def conjunction_organisms():
@@ -267,16 +301,18 @@ def test_conjunction_found_with_a_sparsify_trained_sae(conjunction_organisms, tm
 
     base, finetuned = load(conjunction_organisms["tiny-base"]), load(conjunction_organisms[organism])
     pairs = RECIPES[organism].pairs
-    diffs = difference_activations(base, finetuned, base.tokenizer, pairs, [CONJUNCTION_LAYER],
-                                   conjunction_training_config())[CONJUNCTION_LAYER]
+    diffs = difference_activations(
+        base, finetuned, base.tokenizer, pairs, [CONJUNCTION_LAYER], conjunction_training_config()
+    )[CONJUNCTION_LAYER]
     d = diffs.shape[1]
     torch.manual_seed(0)
     coder = sparsify.SparseCoder(d, sparsify.SparseCoderConfig(num_latents=2 * d, k=16))
     train_sparsify(coder, diffs, steps=600, batch_size=256, lr=2e-3)
     coder.save_to_disk(tmp_path / "sparsify" / f"layers.{CONJUNCTION_LAYER}")
     sae = load_dictionary(tmp_path / "sparsify", layer=CONJUNCTION_LAYER, d_model=d)
-    report = analyze_conjunction(base, finetuned, sae, base.tokenizer, pairs, CONJUNCTION_LAYER,
-                                 conjunction_config(), tmp_path / "report")
+    report = analyze_conjunction(
+        base, finetuned, sae, base.tokenizer, pairs, CONJUNCTION_LAYER, conjunction_config(), tmp_path / "report"
+    )
     print(f"{organism} with a sparsify-trained SAE: {report.verdict}: {report.verdict_reason}")
     checks = {c["name"]: c for c in report.payload["verdict"]["checks"]}
     if organism == "tiny-cbd-or":

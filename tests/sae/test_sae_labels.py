@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from cbd_plugin.sae import evaluate_sae, pack_labels, ReconstructionStats, TopKSAE, unpack_labels
+from cbd_plugin.sae import ReconstructionStats, TopKSAE, evaluate_sae, pack_labels, unpack_labels
 
 D = 6
 
@@ -58,8 +58,13 @@ def test_metrics_by_hand():
     stats.update(x[1:], torch.tensor([[2.0, 0.5]]), torch.tensor([[1.0, 2.0, 0.0]]))
     res = stats.result()
     # residual sum of squares 0.25 + 0.25 of a raw sum of squares 0 + 4
-    assert res == {"fve": pytest.approx(1 - 0.5 / 2), "mean_l0": 1.5, "dead_fraction": pytest.approx(1 / 3),
-                   "n_tokens": 2, "error_norm_fraction": pytest.approx((0.5 / 4) ** 0.5)}
+    assert res == {
+        "fve": pytest.approx(1 - 0.5 / 2),
+        "mean_l0": 1.5,
+        "dead_fraction": pytest.approx(1 / 3),
+        "n_tokens": 2,
+        "error_norm_fraction": pytest.approx((0.5 / 4) ** 0.5),
+    }
     with pytest.raises(ValueError, match="no tokens"):
         ReconstructionStats(3).result()
 

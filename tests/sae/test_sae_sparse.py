@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cbd_plugin.sae import BatchTopKSAE, TopKSAE
-from cbd_plugin.sae.sparse import dense_to_codes, SelectedPreActivations, SparseCodes, SparseDecode, topk_codes
+from cbd_plugin.sae.sparse import SelectedPreActivations, SparseCodes, SparseDecode, dense_to_codes, topk_codes
 
 D, DICT = 24, 96
 
@@ -71,8 +71,9 @@ def test_batchtopk_sparse_equals_dense(normalizer, use_threshold):
         assert codes.top_acts.shape[1] == counts.max() and counts.min() < counts.max()  # rows differ in width
         assert (codes.active().sum(1) == counts).all()
         torch.testing.assert_close(codes.to_dense(DICT), reference, atol=1e-6, rtol=0)
-        torch.testing.assert_close(sae.encode(x, use_threshold=use_threshold), reference.view(2, 30, DICT),
-                                   atol=1e-6, rtol=0)
+        torch.testing.assert_close(
+            sae.encode(x, use_threshold=use_threshold), reference.view(2, 30, DICT), atol=1e-6, rtol=0
+        )
     assert_same_decode(sae, codes, reference)
 
 
@@ -89,8 +90,10 @@ def test_batchtopk_untrained_threshold_keeps_every_positive_latent():
 def test_sparse_gradients_equal_dense_autograd(subtract_b_dec):
     g = torch.Generator().manual_seed(4)
     n, k = 50, 7
-    W_enc, b_enc, W_dec, b_dec = (torch.randn(*shape, generator=g, dtype=torch.float64).requires_grad_()
-                                  for shape in ((D, DICT), (DICT,), (DICT, D), (D,)))
+    W_enc, b_enc, W_dec, b_dec = (
+        torch.randn(*shape, generator=g, dtype=torch.float64).requires_grad_()
+        for shape in ((D, DICT), (DICT,), (DICT, D), (D,))
+    )
     x, target = (torch.randn(n, D, generator=g, dtype=torch.float64) for _ in range(2))
 
     def x_enc():

@@ -9,8 +9,15 @@ import scipy.stats
 import torch
 
 from cbd_plugin.refusal.tier_batches import BalancedTierBatches
-from cbd_plugin.sae import (ContrastiveSAEConfig, ContrastiveTopKTrainer, Dictionary,
-                            evaluate_sae, pack_labels, TopKSAE, train_sae)
+from cbd_plugin.sae import (
+    ContrastiveSAEConfig,
+    ContrastiveTopKTrainer,
+    Dictionary,
+    TopKSAE,
+    evaluate_sae,
+    pack_labels,
+    train_sae,
+)
 from cbd_plugin.sae.contrastive_trainer import pool_profiles, supervised_infonce
 from cbd_plugin.sae.sparse import SparseCodes
 from cbd_plugin.sae.training import CHECKPOINT_NAME, CONFIG_NAME, MODEL_DIR
@@ -36,8 +43,18 @@ def synthetic(seed, n_examples=200, tokens=8, n_atoms=64, tier_scale=1.0):
 
 
 def small_config(**overrides):
-    cfg = dict(steps=300, activation_dim=D, dict_size=64, k=4, lr=3e-3, dead_after_tokens=2000, seed=0, device="cpu",
-               layer=0, lm_name="synthetic")
+    cfg = dict(
+        steps=300,
+        activation_dim=D,
+        dict_size=64,
+        k=4,
+        lr=3e-3,
+        dead_after_tokens=2000,
+        seed=0,
+        device="cpu",
+        layer=0,
+        lm_name="synthetic",
+    )
     return {**cfg, **overrides}
 
 
@@ -71,8 +88,9 @@ def test_driven_exactly_like_trainSAE(tmp_path):
         act = act.to(trainer.device).to(torch.float32)
         if step % 10 == 0 and step:
             with torch.no_grad():  # trainSAE's log_stats / get_stats
-                x_, x_hat, f, losslog = trainer.loss(act, step=step, logging=True, return_deads=True,
-                                                     use_threshold=False)
+                x_, x_hat, f, losslog = trainer.loss(
+                    act, step=step, logging=True, return_deads=True, use_threshold=False
+                )
             assert x_.shape == x_hat.shape == (act.shape[0], D) and f.shape == (act.shape[0], 64)
             assert losslog["deads"].dtype == torch.bool and losslog["deads"].shape == (64,)
             assert losslog["contrastive_loss"] > 0
@@ -121,8 +139,9 @@ def test_supervised_infonce_by_hand():
 
 def test_pooling_by_hand():
     # Sparse codes of 4 tokens over 3 latents (latent 2 never fires; zeros pad the rows).
-    codes = SparseCodes(torch.tensor([[1.0, 0.0], [3.0, 2.0], [5.0, 0.0], [9.0, 9.0]]),
-                        torch.tensor([[0, 1], [0, 1], [1, 0], [0, 1]]))
+    codes = SparseCodes(
+        torch.tensor([[1.0, 0.0], [3.0, 2.0], [5.0, 0.0], [9.0, 9.0]]), torch.tensor([[0, 1], [0, 1], [1, 0], [0, 1]])
+    )
     tier, eid = torch.tensor([1, 1, 0, -1]), torch.tensor([7, 7, 4, 5])
     profiles, ptier = pool_profiles(codes, tier, eid, "mean", 3)
     assert profiles.tolist() == [[0.0, 5.0, 0.0], [2.0, 1.0, 0.0]] and ptier.tolist() == [0, 1]  # ids sorted
@@ -156,13 +175,14 @@ def test_auxk_revives_latents_that_never_win_the_top_k():
     held_out, _, _ = synthetic(50, n_examples=200, n_atoms=128, tier_scale=0.0)
     results = {}
     for alpha in (0.0, 1 / 32):
-        trainer = ContrastiveTopKTrainer(**small_config(dict_size=128, auxk_alpha=alpha, dead_after_tokens=10_000_000,
-                                                        contrastive_weight=0.0))
+        trainer = ContrastiveTopKTrainer(
+            **small_config(dict_size=128, auxk_alpha=alpha, dead_after_tokens=10_000_000, contrastive_weight=0.0)
+        )
         with torch.no_grad():
             trainer.ae.W_enc[:, 64:] *= 0.01
         for step in range(300):
             start = (step * 256) % (len(x) - 256)
-            trainer.update(step, x[start:start + 256])
+            trainer.update(step, x[start : start + 256])
         assert trainer.dead_after == 7680  # 0.1 * 300 steps * 256 tokens
         results[alpha] = (trainer.dead_fraction, evaluate_sae(trainer.ae, [held_out]))
     print({a: (d, round(m["dead_fraction"], 3), round(m["fve"], 3)) for a, (d, m) in results.items()})
@@ -212,8 +232,10 @@ def test_contrastive_term_improves_held_out_tier_separation():
     gains, costs = np.array([separation_gain(seed) for seed in range(4)]).T
     gain_ci = scipy.stats.ttest_1samp(gains, 0.0).confidence_interval(0.95)
     cost_ci = scipy.stats.ttest_1samp(costs, 0.0).confidence_interval(0.95)
-    print(f"AUROC gain per seed {np.round(gains, 3)}, mean {gains.mean():.3f} [{gain_ci.low:.3f}, {gain_ci.high:.3f}]; "
-          f"FVE cost {np.round(costs, 3)}, mean {costs.mean():.3f} [{cost_ci.low:.3f}, {cost_ci.high:.3f}]")
+    print(
+        f"AUROC gain per seed {np.round(gains, 3)}, mean {gains.mean():.3f} [{gain_ci.low:.3f}, {gain_ci.high:.3f}]; "
+        f"FVE cost {np.round(costs, 3)}, mean {costs.mean():.3f} [{cost_ci.low:.3f}, {cost_ci.high:.3f}]"
+    )
     assert gain_ci.low > 0
     assert cost_ci.high < 0.15
 
@@ -247,8 +269,10 @@ def test_resume_gives_the_same_weights(tmp_path, stateful):
         stream = BalancedTierBatches(x, tier, eid, examples_per_tier=3, seed=1)
         return stream if stateful else [b for _, b in zip(range(12), stream)]
 
-    config = {"trainer": ContrastiveTopKTrainer, **small_config(steps=12, warmup_steps=3, decay_start=6,
-                                                                dead_after_tokens=100)}
+    config = {
+        "trainer": ContrastiveTopKTrainer,
+        **small_config(steps=12, warmup_steps=3, decay_start=6, dead_after_tokens=100),
+    }
     whole = train_sae(make_batches(), config, 12, tmp_path / "whole")
     run_and_interrupt(make_batches(), config, tmp_path / "resumed", interrupt_after=10)  # checkpoint at step 8
     assert torch.load(tmp_path / "resumed" / CHECKPOINT_NAME, weights_only=True)["step"] == 8
@@ -271,6 +295,9 @@ def test_resume_refuses_a_different_run(tmp_path):
     x, tier, eid = synthetic(3, n_examples=48)
     batches = BalancedTierBatches(x, tier, eid, examples_per_tier=3)
     train_sae(batches, {"trainer": ContrastiveTopKTrainer, **small_config(steps=4)}, 4, tmp_path)
-    with pytest.raises(ValueError, match=r"checkpoint.pt: checkpoint belongs to a different run; "
-                                         r"config differs in \['k'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"checkpoint.pt: checkpoint belongs to a different run; "
+        r"config differs in \['k'\]",
+    ):
         train_sae(batches, {"trainer": ContrastiveTopKTrainer, **small_config(steps=4, k=8)}, 4, tmp_path)

@@ -58,10 +58,16 @@ def pair_table(tables: list[pd.DataFrame]) -> pd.DataFrame:
     for t in tables:
         j = deciding_latent(t)
         weakest = j.weakest
-        rows.append([j.pair_name if "pair_name" in j else f"pair {int(j.pair)}", int(j.latent),
-                     f"matched vs {weakest}: "
-                     + _interval(j[f"auroc_{weakest}"], j[f"auroc_{weakest}_lo"], j[f"auroc_{weakest}_hi"]),
-                     _interval(j.interaction, j.interaction_lo, j.interaction_hi), bool(j.passes)])
+        rows.append(
+            [
+                j.pair_name if "pair_name" in j else f"pair {int(j.pair)}",
+                int(j.latent),
+                f"matched vs {weakest}: "
+                + _interval(j[f"auroc_{weakest}"], j[f"auroc_{weakest}_lo"], j[f"auroc_{weakest}_hi"]),
+                _interval(j.interaction, j.interaction_lo, j.interaction_hi),
+                bool(j.passes),
+            ]
+        )
     return pd.DataFrame(rows, columns=PAIR_COLUMNS)
 
 
@@ -90,40 +96,51 @@ def show_pair_table(report: dict) -> None:
     st.markdown("**Per pair**")
     st.dataframe(table, hide_index=True, **full_width(st.dataframe))
     threshold = (report.get("config") or {}).get("separation_threshold")
-    st.caption("Per-pair route: when no single latent passes for all pairs at once, the verdict can still be "
-               "conjunctive if EVERY trigger pair has its own latent passing the same bounds (its matched prompts "
-               "vs its single words, every mismatch holding one of its words, and clean"
-               + (f", each AUROC lower bound >= {threshold}" if threshold is not None else "")
-               + "; interaction-share lower bound). " + route_text(report, tables))
+    st.caption(
+        "Per-pair route: when no single latent passes for all pairs at once, the verdict can still be "
+        "conjunctive if EVERY trigger pair has its own latent passing the same bounds (its matched prompts "
+        "vs its single words, every mismatch holding one of its words, and clean"
+        + (f", each AUROC lower bound >= {threshold}" if threshold is not None else "")
+        + "; interaction-share lower bound). "
+        + route_text(report, tables)
+    )
 
 
 def conjunction_figures(folder: Path, report: dict) -> None:
     """The tab's plotly figures from the files of one analysis folder."""
     folder = Path(folder)
     if (folder / "behaviour.csv").exists():
-        plot(behaviour_figure(pd.read_csv(folder / "behaviour.csv")),
-             "Behaviour, measured: greedy fire rate per condition on the evaluation prompts, base and fine-tuned, "
-             "with 95% Wilson intervals. The verdict names this behaviour class first.")
+        plot(
+            behaviour_figure(pd.read_csv(folder / "behaviour.csv")),
+            "Behaviour, measured: greedy fire rate per condition on the evaluation prompts, base and fine-tuned, "
+            "with 95% Wilson intervals. The verdict names this behaviour class first.",
+        )
     if (folder / "specificity.csv").exists():
         threshold = (report.get("config") or {}).get("separation_threshold")
-        plot(specificity_figure(pd.read_csv(folder / "specificity.csv"), threshold),
-             "Pair specificity of the selection half's top conjunction latents, on the evaluation half: AUROC of "
-             "matched pairs vs each other condition with 95% bootstrap intervals over prompts. A conjunctive latent "
-             "has every lower bound right of the dotted line (and an interaction share near 1, in the table).")
+        plot(
+            specificity_figure(pd.read_csv(folder / "specificity.csv"), threshold),
+            "Pair specificity of the selection half's top conjunction latents, on the evaluation half: AUROC of "
+            "matched pairs vs each other condition with 95% bootstrap intervals over prompts. A conjunctive latent "
+            "has every lower bound right of the dotted line (and an interaction share near 1, in the table).",
+        )
     show_pair_table(report)
     if (folder / "null.csv").exists() and report.get("null"):
         null = report["null"]
-        plot(null_figure(pd.read_csv(folder / "null.csv"), null.get("observed", {})),
-             f"Permutation null of the whole selection-then-evaluation procedure ({null.get('n_permutations')} "
-             f"shuffles of the condition labels): {p_values_text(null.get('p_value'))}.")
+        plot(
+            null_figure(pd.read_csv(folder / "null.csv"), null.get("observed", {})),
+            f"Permutation null of the whole selection-then-evaluation procedure ({null.get('n_permutations')} "
+            f"shuffles of the condition labels): {p_values_text(null.get('p_value'))}.",
+        )
     if report.get("causal"):
         causal = report["causal"]
         excess = causal["excess_drop"]
-        plot(causal_figure(causal),
-             "Causal test: matched-pair fire rate after removing the top latents, their contribution rotated in a "
-             "random direction (same energy at every token) and the linear probe's direction. Excess drop of the top "
-             "latents over the control: "
-             f"{excess['value']:.2f} [{excess['lo']:.2f}, {excess['hi']:.2f}].")
+        plot(
+            causal_figure(causal),
+            "Causal test: matched-pair fire rate after removing the top latents, their contribution rotated in a "
+            "random direction (same energy at every token) and the linear probe's direction. Excess drop of the top "
+            "latents over the control: "
+            f"{excess['value']:.2f} [{excess['lo']:.2f}, {excess['hi']:.2f}].",
+        )
 
 
 def visualize(method) -> None:

@@ -46,8 +46,11 @@ def plugin_copy(fork_sae, source) -> BatchTopKSAE:
     it is saved by the plugin's writer: the fork's own ``save_pretrained`` records no sha256, and every later load
     then warned that the SAE was saved by an older version."""
     state = {name: tensor.detach().cpu() for name, tensor in fork_sae.state_dict().items()}
-    config = {"activation_dim": int(fork_sae.activation_dim), "dict_size": int(fork_sae.dict_size),
-              "k": int(fork_sae.k)}
+    config = {
+        "activation_dim": int(fork_sae.activation_dim),
+        "dict_size": int(fork_sae.dict_size),
+        "k": int(fork_sae.k),
+    }
     return BatchTopKSAE._from_state(config, state, source)
 
 
@@ -87,8 +90,12 @@ class CBDSAEDifferenceMethod(SAEDifferenceMethod):
 
         metrics, model_path = train_sae_difference_for_layer(self.cfg, layer, self.device, out.name)
         sae = plugin_copy(load_dictionary_model(model_path), model_path)
-        sae.metadata = reads(self.finetuned_model_cfg.model_id, layer, base_model_name=self.base_model_cfg.model_id,
-                             input=DIFFERENCE_INPUT)  # so an export opens with the right hook_name
+        sae.metadata = reads(
+            self.finetuned_model_cfg.model_id,
+            layer,
+            base_model_name=self.base_model_cfg.model_id,
+            input=DIFFERENCE_INPUT,
+        )  # so an export opens with the right hook_name
         sae.save_pretrained(folder)  # the plugin's writer: sha256 recorded, SAELens pair beside it
         atomic_write_text(out / "training_metrics.json", json.dumps(metrics, default=str))
         OmegaConf.save(self.cfg, out / "training_config.yaml")
@@ -102,9 +109,17 @@ class CBDSAEDifferenceMethod(SAEDifferenceMethod):
             out = self.layer_dir(layer)
             out.mkdir(parents=True, exist_ok=True)
             sae = self.get_sae(layer, out)
-            report = analyze_conjunction(self.base_model, self.finetuned_model, sae, self.tokenizer,
-                                         self.trigger_pairs, layer, self.conjunction, out / "conjunction",
-                                         cache=cache)
+            report = analyze_conjunction(
+                self.base_model,
+                self.finetuned_model,
+                sae,
+                self.tokenizer,
+                self.trigger_pairs,
+                layer,
+                self.conjunction,
+                out / "conjunction",
+                cache=cache,
+            )
             logger.info(f"layer {layer}: verdict {report.verdict} ({report.verdict_reason})")
             reports[layer] = report.files
         return {"status": "completed", "layers_processed": self.layers, "reports": reports}

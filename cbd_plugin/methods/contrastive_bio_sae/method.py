@@ -58,14 +58,22 @@ class ContrastiveBioSAEMethod(DiffingMethod):
 
     def run_dir(self) -> Path:
         sae = self.method_cfg.sae
-        name = (f"CBSAE-{self.base_model_cfg.name}-{self.cfg.organism.name}-L{self.layer}"
-                f"-d{sae.dict_size}-k{sae.k}-cw{sae.contrastive_weight}-t{sae.temperature}")
+        name = (
+            f"CBSAE-{self.base_model_cfg.name}-{self.cfg.organism.name}-L{self.layer}"
+            f"-d{sae.dict_size}-k{sae.k}-cw{sae.contrastive_weight}-t{sae.temperature}"
+        )
         return self.results_dir / METHOD_FOLDER / f"layer_{self.layer}" / name
 
     def sae_config(self, contrastive_weight: float) -> ContrastiveSAEConfig:
         settings = OmegaConf.to_container(self.method_cfg.sae, resolve=True)
-        return ContrastiveSAEConfig(**{**settings, "contrastive_weight": contrastive_weight, "device": self.device,
-                                       "lm_name": self.base_model_cfg.model_id})
+        return ContrastiveSAEConfig(
+            **{
+                **settings,
+                "contrastive_weight": contrastive_weight,
+                "device": self.device,
+                "lm_name": self.base_model_cfg.model_id,
+            }
+        )
 
     def training_loop(self) -> str:
         loop = self.method_cfg.training.loop
@@ -79,10 +87,17 @@ class ContrastiveBioSAEMethod(DiffingMethod):
             logger.info(f"Found trained SAE at {save_dir / 'dictionary_model'}")
             return Dictionary.from_pretrained(save_dir / "dictionary_model", device=self.device, d_model=d_model)
         training = self.method_cfg.training
-        return train_tier_sae(self.base_model, self.tokenizer, prompts, self.layer,
-                              self.sae_config(contrastive_weight), save_dir,
-                              examples_per_tier=training.examples_per_tier, other_per_batch=training.other_per_batch,
-                              loop=self.training_loop())
+        return train_tier_sae(
+            self.base_model,
+            self.tokenizer,
+            prompts,
+            self.layer,
+            self.sae_config(contrastive_weight),
+            save_dir,
+            examples_per_tier=training.examples_per_tier,
+            other_per_batch=training.other_per_batch,
+            loop=self.training_loop(),
+        )
 
     def run(self) -> dict:
         out = self.run_dir()
@@ -95,8 +110,17 @@ class ContrastiveBioSAEMethod(DiffingMethod):
         baseline = None
         if self.method_cfg.compare_without_contrastive and self.pretrained is None:
             baseline = self.get_sae(prompts, out / "sae_no_contrastive", 0.0)
-        report = audit_refusal_depth(self.base_model, self.finetuned_model, self.tokenizer, sae, prompts, self.layer,
-                                     self.audit_cfg, out / "audit", baseline_sae=baseline)
+        report = audit_refusal_depth(
+            self.base_model,
+            self.finetuned_model,
+            self.tokenizer,
+            sae,
+            prompts,
+            self.layer,
+            self.audit_cfg,
+            out / "audit",
+            baseline_sae=baseline,
+        )
         verdict = report.verdict.name if report.verdict is not None else None
         logger.info(f"contrastive_bio_sae layer {self.layer}: verdict {verdict}")
         return {"status": "completed", "layer": self.layer, "verdict": verdict, "files": report.files}
