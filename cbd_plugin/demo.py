@@ -7,8 +7,8 @@
   ``cbd_plugin.backdoor.grid``).
 * Refusal-depth audit (the core of ``contrastive_bio_sae``): one contrastive SAE on tiny-base, then
   ``audit_refusal_depth`` of tiny-refusal-shallow, -deep and -null against tiny-base. Expected verdicts:
-  shallow, rerouted (tiny-refusal-deep is the re-encoded control: its build measures a refitted probe of 1.00 at
-  the audit layer), no_change.
+  shallow, rerouted (tiny-refusal-deep is the re-encoded control: a refitted probe still reads the tier at the
+  audit layer, as its build checks), no_change.
 
 Reports go under ``--out``: ``conjunction/<organism>/{sae,report}``, ``refusal/sae``, ``refusal/<organism>``,
 and the printed tables in ``summary.txt``.

@@ -9,9 +9,8 @@ position of the prompt and of the tokens generated so far.
 Control: removing *any* large part of the difference may break generation, so the top latents' removal is
 compared with a perturbation of exactly the same size at the same tokens: their decoded contribution rotated by a
 random orthogonal matrix (one per draw) and subtracted instead. Random *latents* matched on decoded energy were tried
-first and are not a control here: the top latents of a sparse difference code carry most of its energy (layer 3 of
-tiny-cbd: the 68 other active latents together carried 0.53 of the top 5's), so an energy-matched latent set is
-"every other latent, scaled up", i.e. the whole fine-tuning difference removed. The rotation matches the energy at
+first and are not a control here: the top latents of a sparse difference code carry most of its energy, so an
+energy-matched latent set is "every other latent, scaled up", i.e. the whole fine-tuning difference removed. The rotation matches the energy at
 every token exactly (including the decision token) and removes nothing the top latents do not. For scale, the same
 test removes the linear probe's direction (the component of the difference along it).
 

@@ -5,11 +5,10 @@ active latents in the batch for the BatchTopK modes, so rows with fewer active l
 (padding slots hold index 0 and value 0: count or mask active latents with ``top_acts != 0``). Decoding gathers
 only the ``m`` decoder rows of each token.
 
-Kernels, measured on one CPU thread at the bio card's size (n 2048, d 2304, dict 6144, k 32), interleaved:
-the decode gathers rows with ``embedding_bag`` (as sparsify does; 2.3x faster than a CSR product there, but 15x
-slower on a transposed weight, where the CSR product is used); weight gradients are transposed CSR products
-(7x faster than sparsify's ``index_add`` of outer products, 3x faster than dense); ``sampled_addmm`` gives the
-gradient of the selected latents without the dense ``[n, dict]`` product.
+Kernels, each chosen by measurement on CPU (benchmarks/ and docs/VALIDATION.md hold the figures): the decode
+gathers rows with ``embedding_bag`` (as sparsify does), except on a transposed weight, where a CSR product is
+faster; weight gradients are transposed CSR products rather than an ``index_add`` of outer products or a dense
+product; ``sampled_addmm`` gives the gradient of the selected latents without the dense ``[n, dict]`` product.
 
 :class:`SelectedPreActivations` and :class:`SparseDecode` are the autograd functions the trainer uses: the
 forward pays one dense encoder GEMM (needed to choose the top-k), the backward only ``n * m * d`` work.
