@@ -6,13 +6,14 @@ reconstruction of that difference (``sae.decode_latents``: decode(f) - decode(f 
 activation space, so the SAE's normalisation and decoder bias cancel) from the fine-tuned residual, at every
 position of the prompt and of the tokens generated so far.
 
-Control: removing *any* large part of the difference may break generation, so the top latents' removal is
-compared with a perturbation of exactly the same size at the same tokens: their decoded contribution rotated by a
-random orthogonal matrix (one per draw) and subtracted instead. Random *latents* matched on decoded energy were tried
-first and are not a control here: the top latents of a sparse difference code carry most of its energy, so an
-energy-matched latent set is "every other latent, scaled up", i.e. the whole fine-tuning difference removed. The rotation matches the energy at
-every token exactly (including the decision token) and removes nothing the top latents do not. For scale, the same
-test removes the linear probe's direction (the component of the difference along it).
+Control: removing *any* large part of the difference may break generation, so the top latents' removal is compared
+with a perturbation of exactly the same size at the same tokens: their decoded contribution rotated by a random
+orthogonal matrix (one per draw) and subtracted instead. Random *latents* matched on decoded energy were tried first
+and are not a control here: the top latents of a sparse difference code carry most of its energy, so an
+energy-matched latent set is "every other latent, scaled up", i.e. the whole fine-tuning difference removed. The
+rotation matches the energy at every token exactly (including the decision token) and removes nothing the top
+latents do not. For scale, the same test removes the linear probe's direction (the component of the difference along
+it).
 
 Figures, on matched evaluation prompts, per prompt paired: the fire-rate drop of the top latents, and its excess
 over the mean control draw, each with a percentile-bootstrap interval over prompts.
