@@ -19,9 +19,8 @@ Inputs are per-prompt pooled SAE latent activations ``latents`` [n_prompts, d_sa
   is that of benign text, 1 that it shares none of it (only hazard latents active). The seed paired the i-th
   hazard latent with the i-th benign latent, an arbitrary pairing (re-pairing the latents changed D's AUROC by far
   more than its interval); here both vectors index the same latents, so any reordering of the latents leaves D
-  unchanged. D is
-  undefined (NaN) where ``f[S]`` is zero (no selective latent active: no evidence either way) or ``mu_B[S]`` is
-  zero; :func:`undefined_divergence` counts those per tier, and the report states the counts.
+  unchanged. D is undefined (NaN) where ``f[S]`` is zero (no selective latent active: no evidence either way) or
+  ``mu_B[S]`` is zero; :func:`undefined_divergence` counts those per tier, and the report states the counts.
 """
 
 from __future__ import annotations
