@@ -231,6 +231,9 @@ def build_refusal(recipe: RefusalRecipe, base: Organism, out: Path) -> None:
     if recipe.mode == "erased":
         topic_ids = tokenizer.convert_tokens_to_ids([w for t in TIERS for w in TIER_WORDS[t]])
         grad_masks = erase_tier_words(model, topic_ids, ERASURE_DIMS, recipe.seed)
+        # Only blocks after the erased one learn to refuse: the audited residual stays the base's but for the
+        # erasure, so an SAE trained on the base still reconstructs it (the audit's fidelity floor reads it).
+        freeze_through(model, layer)
     if recipe.mode == "deep":
         counterparts = [Example(benign_counterpart(rng, e.prompt), e.reply) for e in train]
         is_hazard = torch.tensor([e.tier == "hazard" for e in train])

@@ -286,7 +286,7 @@ ORGANISM_NAMES = tuple(RECIPES)
 
 # Finer than CODE_VERSION: bump one kind's entry when a builder change alters what only that kind builds, so only
 # its cached builds are invalidated. ("RefusalRecipe", "null"): 2 = null trains on every tier, answered.
-BUILD_VERSIONS = {("RefusalRecipe", "null"): 2}
+BUILD_VERSIONS = {("RefusalRecipe", "null"): 2, ("RefusalRecipe", "erased"): 2}
 
 
 def recipe_hash(recipe: Recipe) -> str:

@@ -147,7 +147,8 @@ def fit(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         for param, mask in (grad_masks or {}).items():
-            param.grad.mul_(mask)
+            if param.grad is not None:  # a frozen parameter has none
+                param.grad.mul_(mask)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()

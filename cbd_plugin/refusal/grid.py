@@ -140,6 +140,8 @@ def run_grid(cfg: GridConfig | None = None, work_dir: str | Path | None = None) 
                         "organism": org.name,
                         "expected": "|".join(expected),
                         "verdict": report.verdict.name,
+                        "instrument_failed": report.verdict.instrument,
+                        "probe_verdict": report.verdict.probe_verdict,
                         "outcome": classify_cell(expected, report.verdict.name),
                         "instrument_auroc": report.separation.signal_auroc.value,
                         "instrument_lo": report.separation.signal_auroc.lo,

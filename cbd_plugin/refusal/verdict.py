@@ -10,7 +10,8 @@ layer 2, last prompt token": what was measured, nowhere else). An AUROC interval
 are computed and reported; ``passed`` is None where a figure is undefined):
 
 0. The instrument's fidelity (:mod:`.instrument`), base and fine-tuned residuals at the positions read:
-   ``fve_*`` >= min_fve, ``error_norm_*`` <= max_error_norm_fraction, ``mean_l0_*`` >= min_mean_l0; and on the
+   ``fve_base`` >= min_fve, ``error_norm_*`` <= max_error_norm_fraction, ``mean_l0_*`` >= min_mean_l0 (``fve_finetuned``
+   is reported: a fine-tune that erases the variation at the positions read makes it meaningless); and on the
    base, where the latents are chosen, ``latents_firing_base`` >= 2 n_latents (on the fine-tuned model latents
    falling silent is what the audit measures, so its dead fraction is reported, never a floor).
 1. ``instrument_separates``: base model, base-feature signal AUROC: lo >= t.
@@ -136,14 +137,19 @@ def _fidelity_checks(ev: Evidence, cfg: AuditConfig) -> list[Check]:
     out = []
     for model, r in ev.fidelity.items():
         where = f"the SAE on the {model} model's residuals at the positions read"
+        # FVE is a floor on the base only. It divides by the variance across prompts at the positions read, and a
+        # fine-tune that erases what varied there (what `deep` means) sends it to -inf for an SAE that still
+        # reconstructs the residual; on the fine-tuned model the uncentred error norm is the floor, FVE reported.
+        fve_floor = cfg.min_fve if model == "base" else None
         out += [
             Check(
                 f"fve_{model}",
-                r["fve"] >= cfg.min_fve,
+                r["fve"] >= cfg.min_fve if fve_floor is not None else None,
                 r["fve"],
                 None,
-                cfg.min_fve,
-                f"fraction of variance explained by {where}; needs >= threshold",
+                fve_floor,
+                f"fraction of variance explained by {where}"
+                + ("; needs >= threshold" if fve_floor is not None else "; reported, not a floor (see error_norm)"),
             ),
             Check(
                 f"error_norm_{model}",
@@ -337,7 +343,7 @@ def decide(ev: Evidence, cfg: AuditConfig) -> Verdict:
         return Verdict(name, f"at {ev.scope}: {reason}", rows, ev.scope, instrument, title, *by_probes)
 
     for check in rows[: 3 * len(ev.fidelity) + 1]:  # the fidelity checks come first
-        if not check.passed:
+        if not check.passed and check.threshold is not None:  # no threshold: reported, not a floor
             return verdict(
                 "inconclusive",
                 f"instrument check failed ({check.name}): {check.value:.3f} against "

@@ -54,12 +54,17 @@ def test_no_wrong_verdict_and_mostly_expected(grid):
 
 @slow
 def test_erased_organisms_read_deep_and_only_they_do(grid):
+    """The erased organism is never given another confident verdict; where the SAE's features do not beat random
+    directions (layer 0: the tier is one high-variance direction there) the audit says so, and the probes alone
+    read `deep`. No other organism reads `deep`, by its SAE or by its probes."""
     erased = grid[grid["mode"] == "erased"]
-    assert len(erased) and (erased["verdict"] == "deep").mean() >= 0.8, erased[
-        ["layer", "sae_seed", "verdict", "reason"]
-    ].to_string()
+    shown = erased[["layer", "sae_seed", "verdict", "probe_verdict", "reason"]].to_string()
+    assert len(erased) and erased["verdict"].isin(["deep", "inconclusive"]).all(), shown
+    assert erased.loc[erased["verdict"] == "inconclusive", "instrument_failed"].all(), shown
+    assert (erased["probe_verdict"] == "deep").mean() >= 0.8, shown
     others = grid[grid["mode"] != "erased"]
     assert not (others["verdict"] == "deep").any(), others[others["verdict"] == "deep"].to_string()
+    assert not (others["probe_verdict"] == "deep").any(), others[others["probe_verdict"] == "deep"].to_string()
 
 
 @slow
