@@ -7,10 +7,10 @@ import math
 import numbers
 
 
-def is_int(value, least: int = 0) -> bool:
-    """An integer ``>= least`` (numpy integers included). A bool is not: ``True`` is an int to Python, never a count
-    or an index to a user."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= least
+def is_int(value, least: int | None = 0) -> bool:
+    """An integer ``>= least`` (numpy integers included; ``least=None``: any integer). A bool is not: ``True`` is an
+    int to Python, never a count or an index to a user."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and (least is None or value >= least)
 
 
 def is_finite_number(value) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..checks import is_finite_number, is_int
 from .probes import FIRE_COMPLETION, check_template
 from .roles import ROLES
 
@@ -86,7 +87,7 @@ class ConjunctionConfig:
             "n_permutations",
         ):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_int(value, 1):
                 raise ValueError(f"ConjunctionConfig.{key}: must be a positive integer, got {value!r}")
         if self.n_per_cell < 2 or self.n_clean < 2:
             raise ValueError(
@@ -103,9 +104,9 @@ class ConjunctionConfig:
             "min_fve",
         ):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            if not is_finite_number(value) or not 0 < value < 1:
                 raise ValueError(f"ConjunctionConfig.{key}: must be a number in (0, 1), got {value!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+        if not is_int(self.seed, 0):
             raise ValueError(f"ConjunctionConfig.seed: must be a non-negative integer, got {self.seed!r}")
         if (self.n_permutations + 1) * self.alpha < 1:
             raise ValueError(

@@ -14,7 +14,6 @@ nnsight ``LanguageModel``, the host's nnterp ``StandardizedTransformer`` or a tr
 from __future__ import annotations
 
 import inspect
-import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
+from ..checks import is_finite_number, is_int
 from .layers import block_residual, hf_module, layer_module, layer_path, remote_of
 from .models import (
     Prompts,
@@ -67,18 +67,14 @@ class Sampling:
     seed: int = 0
 
     def __post_init__(self):
-        if (
-            isinstance(self.temperature, bool)
-            or not isinstance(self.temperature, (int, float))
-            or not (math.isfinite(self.temperature) and self.temperature > 0)
-        ):
+        if not is_finite_number(self.temperature) or self.temperature <= 0:
             raise ValueError(
                 f"Sampling.temperature must be a finite number > 0, got {self.temperature!r} "
                 "(use greedy generation for temperature 0)"
             )
-        if isinstance(self.n_samples, bool) or not isinstance(self.n_samples, int) or self.n_samples < 1:
+        if not is_int(self.n_samples, 1):
             raise ValueError(f"Sampling.n_samples must be an integer >= 1, got {self.n_samples!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+        if not is_int(self.seed, 0):
             raise ValueError(f"Sampling.seed must be an integer >= 0, got {self.seed!r}")
 
 
@@ -282,7 +278,7 @@ def stop_token_ids(model) -> frozenset[int]:
 
 
 def _check_new_tokens(model, ids: list[list[int]], max_new_tokens: int) -> None:
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+    if not is_int(max_new_tokens, 1):
         raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
     check_lengths(model, ids)
     limit = max_positions(model)
@@ -317,7 +313,7 @@ def generate_tokens(
 
 
 def _generate(model, ids: list[list[int]], max_new_tokens: int, batch_size: int, plan: _Plan) -> list[list[int]]:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if not is_int(batch_size, 1):
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     layer_path(model)  # an unsupported architecture (not a decoder-only causal LM) fails here, by name
     _check_new_tokens(model, ids, max_new_tokens)

@@ -8,13 +8,13 @@ blocks, whatever the architecture.
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 import nnsight
 import torch
 
+from ..checks import is_int
 from .layers import SETTINGS_ATTR, hf_module, num_layers, remote_of, text_config
 
 Prompts = Sequence[str] | Sequence[Sequence[int]]
@@ -147,7 +147,7 @@ def check_layers(model, layers: Iterable) -> list[int]:
     if not layers:
         raise ValueError("layers is empty")
     for layer in layers:
-        if not isinstance(layer, numbers.Integral) or isinstance(layer, bool):
+        if not is_int(layer, None):  # the range is checked below
             raise TypeError(
                 f"layer {layer!r} is not an integer ({type(layer).__name__}); give layer indices "
                 "such as 0, 1, 2 (a fraction of the depth must be converted by the caller)"

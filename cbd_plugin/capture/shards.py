@@ -22,6 +22,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from ..artifacts import ArtifactKind, OutputLock, atomic_write, finish_folder, remove_path, start_folder
+from ..checks import is_int
 from ..sae.folder import read_json_object, sha256_file
 from .residuals import TokenActivations
 
@@ -79,7 +80,7 @@ class ShardWriter:
     def __post_init__(self):
         if isinstance(self.model_ids, str) or not self.model_ids or not all(isinstance(m, str) for m in self.model_ids):
             raise ValueError(f"model_ids must be a non-empty list of strings, one per stream; got {self.model_ids!r}")
-        if isinstance(self.shard_tokens, bool) or not isinstance(self.shard_tokens, int) or self.shard_tokens < 1:
+        if not is_int(self.shard_tokens, 1):
             raise ValueError(f"shard_tokens must be an integer >= 1, got {self.shard_tokens!r}")
         self.out_dir = Path(self.out_dir)
         self._lock = OutputLock(self.out_dir).__enter__()
@@ -182,10 +183,6 @@ def write_shards(
     return writer.manifest
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _check_manifest(path: Path, manifest: dict) -> None:
     """Every key a reader relies on, with its type; errors name the manifest and the key."""
 
@@ -204,7 +201,7 @@ def _check_manifest(path: Path, manifest: dict) -> None:
     if (
         not isinstance(manifest.get("layers"), list)
         or not manifest["layers"]
-        or not all(_is_int(l) for l in manifest["layers"])
+        or not all(is_int(l) for l in manifest["layers"])
     ):
         raise bad("layers", "a non-empty list of integers")
     if not isinstance(manifest.get("shards"), list) or not manifest["shards"]:
@@ -214,7 +211,7 @@ def _check_manifest(path: Path, manifest: dict) -> None:
         if (
             not isinstance(entry, dict)
             or not isinstance(entry.get("file"), str)
-            or not _is_int(entry.get("n_tokens"))
+            or not is_int(entry.get("n_tokens"))
             or entry["n_tokens"] < 1
             or (checked and not isinstance(entry.get("sha256"), str))
         ):

@@ -22,7 +22,7 @@ from cbd_plugin.backdoor.training import DifferenceSAEConfig, difference_activat
 from cbd_plugin.demo import BASE, CONJUNCTION_LAYER, conjunction_config, conjunction_training_config, load
 from cbd_plugin.organisms import backdoor_organism, build
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.grid]
 
 
 @pytest.fixture(scope="module")

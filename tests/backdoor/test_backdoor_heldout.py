@@ -18,7 +18,7 @@ from cbd_plugin.demo import BASE, conjunction_config, conjunction_training_confi
 from cbd_plugin.organisms import backdoor_organism, build
 from cbd_plugin.organisms.corpus import TriggerPair
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.grid]
 
 PAIRS = (
     TriggerPair("cloud", "tennis", False, False),

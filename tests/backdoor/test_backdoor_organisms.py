@@ -28,7 +28,7 @@ from cbd_plugin.backdoor.training import DifferenceSAEConfig
 from cbd_plugin.demo import BASE, conjunction_config, conjunction_training_config, load
 from cbd_plugin.organisms import RECIPES, build
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.grid]
 
 EXPECTED = {
     "tiny-cbd": "conjunctive",

@@ -28,7 +28,7 @@ from cbd_plugin.refusal.training import TINY_SAE, select_split_activations, trai
 from cbd_plugin.sae import TopKSAE, train_sae
 from cbd_plugin.sae.labels import TIER_BENIGN, TIER_HAZARD, TIER_OTHER
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.grid]
 LAYER, OTHER_LAYER = 1, 3
 MODES = {"tiny-refusal-shallow": "shallow", "tiny-refusal-deep": "deep"}
 

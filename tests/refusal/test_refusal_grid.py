@@ -13,6 +13,7 @@ from cbd_plugin import organisms as organisms_module
 from cbd_plugin.refusal.grid import GridConfig, classify_cell, expected_verdicts, run_grid
 
 slow = pytest.mark.slow
+pytestmark = pytest.mark.grid
 
 
 def test_ground_truth_of_a_deep_organism_is_what_its_build_measured():

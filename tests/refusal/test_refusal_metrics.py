@@ -218,11 +218,11 @@ def test_tables_must_cover_the_same_prompts():
             (model, figure, value, check)
             for model in ("base", "finetuned")
             for figure, value, check in (
-                ("fve", 0.3, "fve"),
                 ("error_norm_fraction", 0.9, "error_norm"),
                 ("mean_l0", 0.4, "mean_l0"),
             )
         ),
+        ("base", "fve", 0.3, "fve"),
         ("base", "dead_fraction", 0.9, "latents_firing"),  # 13 of 128 firing: fewer than the 2 x 8 selected
     ],
 )
@@ -231,6 +231,16 @@ def test_an_unfaithful_sae_is_inconclusive_instrument_naming_the_figure(model, f
     *_, result = audit(make_table(False), make_table(True, seed=1), fidelity=fidelity)
     assert result.name == "inconclusive" and result.instrument
     assert f"({check}_{model})" in result.reason and result.title.startswith("inconclusive (instrument) at layer 1")
+
+
+def test_fine_tuned_fve_is_reported_not_a_floor():
+    """An erasure removes the variance FVE divides by: a fine-tuned FVE far below 0 with a small error norm is the
+    finding, not a broken instrument; the uncentred error norm is the fine-tuned floor."""
+    fidelity = {"base": FAITHFUL, "finetuned": FAITHFUL | {"fve": -2.0}}
+    *_, result = audit(make_table(False), make_table(True, seed=1), fidelity=fidelity)
+    check = next(c for c in result.checks if c.name == "fve_finetuned")
+    assert check.passed is None and check.threshold is None and check.value == -2.0
+    assert not result.instrument
 
 
 def test_separation_no_better_than_random_instruments_says_what_the_probes_support():
