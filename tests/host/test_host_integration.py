@@ -218,7 +218,8 @@ def test_conflicting_plugins_leave_host_builtins_and_our_methods_resolving(tmp_p
 @pytest.mark.parametrize(
     "overrides, error, says",
     [
-        (("model=gemma2_2B",), ValueError, "Model gemma2_2B not found in organism tiny_cbd"),  # the host's own check
+        # a model the cache lacks: named with its config key before the host's own checks or any load
+        (("model=gemma2_2B",), ValueError, "model.model_id=google/gemma-2-2b: not in the Hugging Face cache"),
         (("diffing.method.pretrained_sae=/nonexistent/sae",), ConfigError, "diffing.method.pretrained_sae"),
         (("diffing.method.layers=[3]",), ConfigError, "diffing.method.layers"),
     ],
