@@ -240,17 +240,7 @@ def compare_saes(base: ModelRun, saes: dict, frame: pd.DataFrame, layer: int, cf
     tiers, splits = frame["tier"].to_numpy(), frame["split"].to_numpy()
     for name, sae in saes.items():
         latents, recon = _encode(base, sae, layer, len(frame), cfg)
-        sep = evaluate_separation(
-            latents,
-            base.capture.pooled[layer],
-            tiers,
-            splits,
-            cfg.n_latents,
-            cfg.selection,
-            cfg.n_perm,
-            cfg.n_boot,
-            cfg.seed,
-        )
+        sep = separation_on_base(latents, base.capture.pooled[layer], tiers, splits, cfg)
         signals[name] = hazard_signal(latents, sep.latents)
         out[name] = {
             "eval_auroc": asdict(sep.signal_auroc),
@@ -311,17 +301,7 @@ def analyse_runs(
     for name, run in runs.items():
         latents[name], recon[name] = _encode(run, sae, layer, len(frame), cfg)
     base_capture = runs["base"].capture
-    separation = evaluate_separation(
-        latents["base"],
-        base_capture.pooled[layer],
-        tiers,
-        splits,
-        cfg.n_latents,
-        cfg.selection,
-        cfg.n_perm,
-        cfg.n_boot,
-        cfg.seed,
-    )
+    separation = separation_on_base(latents["base"], base_capture.pooled[layer], tiers, splits, cfg)
     models, tables, signals = {}, {}, {}
     for name, run in runs.items():
         # The same latents for both models, chosen on the base model's select split only.
@@ -497,3 +477,11 @@ def audit_provenance(base, finetuned, sae, prompts, frame: pd.DataFrame, cfg: Au
         source = str(prompts) if isinstance(prompts, (str, Path)) else "in-memory DataFrame"
     rows = frame[["id", "text", "tier", "split"]].to_dict(orient="records")
     return build_provenance({"base": base, "finetuned": finetuned}, sae, prompt_set_provenance(source, rows), cfg)
+
+
+def separation_on_base(latents, pooled, tiers, splits, cfg: AuditConfig):
+    """The hazard latents chosen on the base's select split and their held-out separation, with the config's
+    selection, permutation and bootstrap settings (one place for both the audit SAE and a baseline SAE)."""
+    return evaluate_separation(
+        latents, pooled, tiers, splits, cfg.n_latents, cfg.selection, cfg.n_perm, cfg.n_boot, cfg.seed
+    )
